@@ -1,0 +1,1 @@
+"""coi: chain-of-identity tracker for autologous cell therapy."""

@@ -1,0 +1,44 @@
+"""Schema management through Alembic, with the scripts found from the installed package."""
+
+from __future__ import annotations
+
+from importlib.resources import files
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine
+
+
+def alembic_config(engine: Engine) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(files("coi._migrations")))
+    cfg.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False))
+    return cfg
+
+
+def upgrade(engine: Engine) -> None:
+    """Bring the schema to the newest revision."""
+    cfg = alembic_config(engine)
+    with engine.connect() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+        conn.commit()
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def head_revision(engine: Engine) -> str | None:
+    return ScriptDirectory.from_config(alembic_config(engine)).get_current_head()
+
+
+def check(engine: Engine) -> None:
+    """``alembic check``: raise if the models and the migrated schema differ."""
+    cfg = alembic_config(engine)
+    with engine.connect() as conn:
+        cfg.attributes["connection"] = conn
+        command.check(cfg)

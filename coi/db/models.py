@@ -1,0 +1,84 @@
+"""Table models (SQLModel). Row <-> domain mapping happens only in coi.db.repo.
+
+Ledger tables (append-only, guarded by triggers created in the migrations): ``ledger_entry``,
+``tree_node``, ``checkpoint``, ``user_key``. ``ledger_head`` is the one mutable ledger row (the
+lock every writer takes); it is checked against the entries by ``coi verify``. Operational tables
+(``account``, and the domain's tables) hold state that the ledger can rebuild or that is not
+evidence (failed-login counters).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Column, Integer, LargeBinary, MetaData, String, Text
+from sqlmodel import Field, SQLModel
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+SQLModel.metadata.naming_convention = NAMING
+metadata: MetaData = SQLModel.metadata
+
+
+class LedgerEntry(SQLModel, table=True):
+    __tablename__ = "ledger_entry"
+    idx: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    prev_hash: str = Field(sa_column=Column(String(64), nullable=False, unique=True))
+    entry_hash: str = Field(sa_column=Column(String(64), nullable=False, unique=True))
+    time_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
+    type: str = Field(sa_column=Column(String(128), nullable=False, index=True))
+    subject: str = Field(sa_column=Column(String(128), nullable=False, index=True))
+    signer: str = Field(sa_column=Column(String(64), nullable=False, index=True))
+    statement: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    signatures: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
+class TreeNode(SQLModel, table=True):
+    """One complete subtree: leaves [idx * 2**level, (idx + 1) * 2**level). Level 0 = leaves."""
+
+    __tablename__ = "tree_node"
+    level: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
+    idx: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    hash: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
+class LedgerHead(SQLModel, table=True):
+    __tablename__ = "ledger_head"
+    id: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
+    origin: str = Field(sa_column=Column(String(255), nullable=False))
+    size: int = Field(sa_column=Column(BigInteger, nullable=False))
+    root: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    last_hash: str = Field(sa_column=Column(String(64), nullable=False))
+    last_time_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+class Checkpoint(SQLModel, table=True):
+    __tablename__ = "checkpoint"
+    size: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    note: str = Field(sa_column=Column(Text, nullable=False))
+    issued_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+class UserKey(SQLModel, table=True):
+    """A user's private key, sealed under their password (never readable without it)."""
+
+    __tablename__ = "user_key"
+    key_id: str = Field(sa_column=Column(String(16), primary_key=True))
+    user: str = Field(sa_column=Column(String(64), nullable=False, index=True))
+    wrapped: str = Field(sa_column=Column(Text, nullable=False))
+    created_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+class Account(SQLModel, table=True):
+    """Login bookkeeping: failed attempts and lockout (each change is also a ledger entry)."""
+
+    __tablename__ = "account"
+    user: str = Field(sa_column=Column(String(64), primary_key=True))
+    failed_attempts: int = Field(sa_column=Column(Integer, nullable=False, default=0))
+    locked: int = Field(sa_column=Column(Integer, nullable=False, default=0))
+
+
+APPEND_ONLY_TABLES = ("ledger_entry", "tree_node", "checkpoint", "user_key")

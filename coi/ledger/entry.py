@@ -1,0 +1,316 @@
+"""Ledger entries: statements, who signs them, and the envelope that is hashed into the tree.
+
+Owns the exact bytes of an entry (docs/ledger-format.md, sections 3–5):
+
+* the **statement**, a JSON object in coi's profile encoded with RFC 8785, which binds the log's
+  origin, the entry's index, the previous entry's hash, the time, the signers (user, public key,
+  printed name as at signing, meaning) and the content (type, subject, data);
+* the **signatures**, Ed25519 over the DSSE pre-authentication encoding of the statement, one per
+  signer and in the signers' order (the author first, then witnesses or co-signers);
+* the **envelope**, a DSSE envelope ``{"payload", "payloadType", "signatures"}`` encoded with RFC
+  8785: its RFC 6962 leaf hash is the entry hash, and the next statement's ``prev``.
+
+``check_entry`` verifies one stored row on its own (it needs nothing but the row and the log's
+origin), so it can run in several processes; the order-dependent checks live in ``verify``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from coi.ledger import jcs
+from coi.ledger.errors import ProfileError, VerificationError
+from coi.ledger.keys import key_id, public_bytes
+from coi.ledger.merkle import leaf_hash
+
+FORMAT_VERSION = 1
+PAYLOAD_TYPE = "application/vnd.coi.statement+json; version=1"
+GENESIS_PREV = bytes(32)
+SITE_USER = "@site"
+"""The signer name of entries the site itself signs with its log key (``system.*`` types)."""
+
+MEANINGS = frozenset(
+    {
+        "authored",  # performed and recorded the step
+        "witnessed",  # a second person saw the step done
+        "verified",  # a second person checked a result or an identity match
+        "reviewed",  # QA review
+        "approved",  # an administrator approved (enrolment, revocation, role change)
+        "released",  # QA released the product
+        "rejected",  # QA rejected the product
+        "possession",  # proof that the holder of a new key signed its enrolment
+        "recorded",  # the site recorded an event on its own (refusals, lockouts)
+    }
+)
+_USER_RE = re.compile(r"^(@site|[a-z][a-z0-9._-]{0,63})$")
+_TYPE_RE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$")
+STATEMENT_KEYS = frozenset(
+    {"v", "log", "index", "prev", "time", "tz", "type", "subject", "signers", "data"}
+)
+SIGNER_KEYS = frozenset({"user", "key", "name", "meaning"})
+
+
+def b64(b: bytes) -> str:
+    return base64.b64encode(b).decode("ascii")
+
+
+def unb64(s: str, what: str, *, length: int | None = None) -> bytes:
+    try:
+        out = base64.b64decode(s.encode("ascii"), validate=True)
+    except (binascii.Error, ValueError, UnicodeEncodeError):
+        raise ProfileError(f"{what} is not standard base64") from None
+    if b64(out) != s:
+        raise ProfileError(f"{what} is not in canonical base64")
+    if length is not None and len(out) != length:
+        raise ProfileError(f"{what} has {len(out)} bytes, expected {length}")
+    return out
+
+
+def valid_user(user: str) -> bool:
+    return bool(_USER_RE.match(user))
+
+
+@dataclass(frozen=True)
+class SignerRef:
+    """One signer of a statement, as written into it."""
+
+    user: str
+    key: bytes  # raw Ed25519 public key, 32 bytes
+    name: str  # printed name as at signing
+    meaning: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"user": self.user, "key": b64(self.key), "name": self.name, "meaning": self.meaning}
+
+    @classmethod
+    def from_json(cls, obj: Any, where: str) -> SignerRef:
+        if not isinstance(obj, dict) or set(obj) != SIGNER_KEYS:
+            raise ProfileError(f"{where} must have exactly the fields {sorted(SIGNER_KEYS)}")
+        user, key, name, meaning = obj["user"], obj["key"], obj["name"], obj["meaning"]
+        if not isinstance(user, str) or not valid_user(user):
+            raise ProfileError(f"{where}.user {user!r} is not a valid user id")
+        if not isinstance(key, str):
+            raise ProfileError(f"{where}.key is not a string")
+        if not isinstance(name, str) or not name.strip():
+            raise ProfileError(f"{where}.name is missing")
+        if meaning not in MEANINGS:
+            raise ProfileError(f"{where}.meaning {meaning!r} is not one of {sorted(MEANINGS)}")
+        return cls(user=user, key=unb64(key, f"{where}.key", length=32), name=name, meaning=meaning)
+
+
+@dataclass(frozen=True)
+class Statement:
+    """What every signer of an entry signs."""
+
+    log: str
+    index: int
+    prev: bytes
+    time_ms: int
+    tz: str
+    type: str
+    subject: str
+    signers: tuple[SignerRef, ...]
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "v": FORMAT_VERSION,
+            "log": self.log,
+            "index": self.index,
+            "prev": self.prev.hex(),
+            "time": self.time_ms,
+            "tz": self.tz,
+            "type": self.type,
+            "subject": self.subject,
+            "signers": [s.to_json() for s in self.signers],
+            "data": dict(self.data),
+        }
+
+    def encode(self) -> bytes:
+        return jcs.encode(self.to_json())
+
+    @property
+    def author(self) -> SignerRef:
+        return self.signers[0]
+
+    @classmethod
+    def from_json(cls, obj: Any) -> Statement:
+        if not isinstance(obj, dict):
+            raise ProfileError("statement is not a JSON object")
+        if set(obj) != STATEMENT_KEYS:
+            missing, extra = STATEMENT_KEYS - set(obj), set(obj) - STATEMENT_KEYS
+            raise ProfileError(
+                f"statement fields wrong (missing {sorted(missing)}, unexpected {sorted(extra)})"
+            )
+        if obj["v"] != FORMAT_VERSION:
+            raise ProfileError(f"statement version {obj['v']!r} is not {FORMAT_VERSION}")
+        for k in ("log", "tz", "type", "subject", "prev"):
+            if not isinstance(obj[k], str):
+                raise ProfileError(f"statement.{k} is not a string")
+        for k in ("index", "time"):
+            if not isinstance(obj[k], int) or isinstance(obj[k], bool) or obj[k] < 0:
+                raise ProfileError(f"statement.{k} is not a non-negative integer")
+        if not _TYPE_RE.match(obj["type"]):
+            raise ProfileError(f"statement.type {obj['type']!r} is not a dotted lowercase name")
+        if not re.fullmatch(r"[0-9a-f]{64}", obj["prev"]):
+            raise ProfileError("statement.prev is not 64 lowercase hex digits")
+        signers = obj["signers"]
+        if not isinstance(signers, list) or not signers:
+            raise ProfileError("statement.signers must be a non-empty list")
+        refs = tuple(SignerRef.from_json(s, f"statement.signers[{i}]") for i, s in enumerate(signers))
+        if len({r.user for r in refs}) != len(refs) or len({r.key for r in refs}) != len(refs):
+            raise ProfileError("statement.signers name the same user or key twice")
+        if not isinstance(obj["data"], dict):
+            raise ProfileError("statement.data is not a JSON object")
+        return cls(
+            log=obj["log"], index=obj["index"], prev=bytes.fromhex(obj["prev"]),
+            time_ms=obj["time"], tz=obj["tz"], type=obj["type"], subject=obj["subject"],
+            signers=refs, data=obj["data"],
+        )
+
+
+def pae(body: bytes, payload_type: str = PAYLOAD_TYPE) -> bytes:
+    """DSSE v1 pre-authentication encoding: the bytes each signature covers."""
+    t = payload_type.encode("utf-8")
+    return b"DSSEv1 %d %s %d %s" % (len(t), t, len(body), body)
+
+
+def signatures_json(sigs: Sequence[tuple[str, bytes]]) -> list[dict[str, str]]:
+    return [{"keyid": kid, "sig": b64(sig)} for kid, sig in sigs]
+
+
+def envelope_bytes(statement_bytes: bytes, signatures: bytes) -> bytes:
+    """The RFC 8785 DSSE envelope of an entry; ``signatures`` is the stored signatures JSON."""
+    sigs = jcs.decode(signatures)
+    return jcs.encode(
+        {"payload": b64(statement_bytes), "payloadType": PAYLOAD_TYPE, "signatures": sigs}
+    )
+
+
+@dataclass(frozen=True)
+class SignedEntry:
+    """An entry ready to store: its statement, signatures and hashes."""
+
+    statement: Statement
+    statement_bytes: bytes
+    signatures_bytes: bytes
+    entry_hash: bytes
+
+    @property
+    def index(self) -> int:
+        return self.statement.index
+
+
+def sign(statement: Statement, keys: Sequence[Ed25519PrivateKey]) -> SignedEntry:
+    """Sign ``statement`` with one private key per signer, in the signers' order."""
+    if len(keys) != len(statement.signers):
+        raise ValueError(f"{len(statement.signers)} signers but {len(keys)} keys")
+    body = statement.encode()
+    msg = pae(body)
+    sigs = []
+    for ref, k in zip(statement.signers, keys, strict=True):
+        if public_bytes(k) != ref.key:
+            raise ValueError(f"the key given for {ref.user} is not the key named in the statement")
+        sigs.append((key_id(ref.key), k.sign(msg)))
+    sig_bytes = jcs.encode(signatures_json(sigs))
+    return SignedEntry(
+        statement=statement,
+        statement_bytes=body,
+        signatures_bytes=sig_bytes,
+        entry_hash=leaf_hash(envelope_bytes(body, sig_bytes)),
+    )
+
+
+@dataclass(frozen=True)
+class StoredEntry:
+    """One ledger row exactly as storage holds it (every column, so every column is checked)."""
+
+    index: int
+    prev_hash: str
+    entry_hash: str
+    time_ms: int
+    type: str
+    subject: str
+    signer: str
+    statement: bytes
+    signatures: bytes
+
+
+@dataclass(frozen=True)
+class CheckedEntry:
+    """A row whose own content checked out; what the order-dependent checks still need."""
+
+    index: int
+    entry_hash: bytes
+    statement: Statement
+
+
+def check_entry(row: StoredEntry, origin: str) -> CheckedEntry:
+    """Check everything about one row that does not depend on other rows.
+
+    Raises VerificationError(index=row.index) naming the first thing wrong: the statement's bytes
+    are not canonical profile JSON, it names another log, its fields disagree with the row's
+    columns, a signature is missing, extra, for another key or invalid, or the stored entry hash
+    is not the hash of the envelope.
+    """
+    i = row.index
+
+    def bad(reason: str) -> VerificationError:
+        return VerificationError(reason, index=i)
+
+    if not isinstance(row.statement, bytes | bytearray | memoryview):
+        raise bad("statement column is empty or not bytes")
+    if not isinstance(row.signatures, bytes | bytearray | memoryview):
+        raise bad("signatures column is empty or not bytes")
+    body, sig_bytes = bytes(row.statement), bytes(row.signatures)
+    try:
+        st = Statement.from_json(jcs.decode(body))
+    except ProfileError as e:
+        raise bad(f"statement: {e}") from None
+    # 1. The statement belongs here: this log, this index, these columns.
+    if st.log != origin:
+        raise bad(f"statement belongs to log {st.log!r}, not {origin!r}")
+    if st.index != i:
+        raise bad(f"statement says index {st.index} but the row is stored at index {i}")
+    if row.prev_hash != st.prev.hex():
+        raise bad("prev_hash column differs from the statement's prev")
+    if row.time_ms != st.time_ms:
+        raise bad("time column differs from the statement's time")
+    if row.type != st.type:
+        raise bad("type column differs from the statement's type")
+    if row.subject != st.subject:
+        raise bad("subject column differs from the statement's subject")
+    if row.signer != st.author.user:
+        raise bad("signer column differs from the statement's author")
+    # 2. One valid signature per signer, in order, by the key the statement names.
+    try:
+        sigs = jcs.decode(sig_bytes)
+    except ProfileError as e:
+        raise bad(f"signatures: {e}") from None
+    if not isinstance(sigs, list) or len(sigs) != len(st.signers):
+        raise bad(f"expected {len(st.signers)} signatures, found "
+                  f"{len(sigs) if isinstance(sigs, list) else 'no list'}")
+    msg = pae(body)
+    for n, (ref, s) in enumerate(zip(st.signers, sigs, strict=True)):
+        if not isinstance(s, dict) or set(s) != {"keyid", "sig"}:
+            raise bad(f"signature {n} must have exactly keyid and sig")
+        if s["keyid"] != key_id(ref.key):
+            raise bad(f"signature {n} is by key {s['keyid']!r}, not {ref.user}'s key")
+        try:
+            raw = unb64(s["sig"], f"signature {n}", length=64)
+            Ed25519PublicKey.from_public_bytes(ref.key).verify(raw, msg)
+        except (ProfileError, InvalidSignature, TypeError, AttributeError):
+            raise bad(f"signature {n} ({ref.user}, {ref.meaning}) does not verify") from None
+    # 3. The entry hash is the leaf hash of the envelope.
+    h = leaf_hash(envelope_bytes(body, sig_bytes))
+    if row.entry_hash != h.hex():
+        raise bad("entry_hash column is not the hash of the entry's envelope")
+    return CheckedEntry(index=i, entry_hash=h, statement=st)

@@ -1,0 +1,311 @@
+"""The key registry, replayed from the ledger itself.
+
+Owns: who may sign, with which key, under which printed name and roles, judged by position in
+the log and never by wall-clock time (docs/ledger-format.md, section 6). The registry is rebuilt
+by applying entries in index order; ``admit`` checks one statement against the registry as it
+stands at that index and then applies it. The same code runs at append time (so a revoked key
+is refused before anything is written) and at verification time (so a forged history is caught).
+
+Key events: ``ledger.genesis`` (index 0: the log's origin, its checkpoint key, the first
+administrators, the site and the process in force), ``key.enrol`` (an administrator enrols a
+user's key; the new key co-signs as proof of possession), ``key.revoke`` (the key is invalid for
+every later index), ``key.rotate`` (a new key replaces the old one at that index: routine
+rotation signed with the old key, or a password reset signed by an administrator) and
+``user.update`` (printed name or roles change from that index on).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from coi.ledger.entry import SITE_USER, SignerRef, Statement, unb64, valid_user
+from coi.ledger.errors import ProfileError, VerificationError
+from coi.ledger.note import parse_verifier_key
+
+ADMIN = "admin"
+KEY_EVENT_TYPES = frozenset(
+    {"ledger.genesis", "key.enrol", "key.revoke", "key.rotate", "user.update"}
+)
+RESERVED_PREFIXES = ("ledger.", "key.", "user.", "system.")
+_ROLE_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+
+
+@dataclass
+class KeyRecord:
+    user: str
+    public_key: bytes
+    enrolled_at: int
+    revoked_at: int | None = None
+    revoked_reason: str | None = None
+
+    def valid_at(self, index: int) -> bool:
+        return self.enrolled_at < index and (self.revoked_at is None or index <= self.revoked_at)
+
+
+@dataclass
+class UserRecord:
+    user: str
+    name: str
+    roles: frozenset[str]
+    enrolled_at: int
+    key: bytes | None  # the active key, None once revoked
+    keys: list[bytes] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Genesis:
+    origin: str
+    log_key: str  # C2SP note verifier key string
+    log_public_key: bytes
+    site: Mapping[str, Any]
+    process: Mapping[str, Any] | None
+
+
+def _str(data: Mapping[str, Any], k: str, where: str) -> str:
+    v = data.get(k)
+    if not isinstance(v, str) or not v.strip():
+        raise ProfileError(f"{where}: data.{k} must be a non-empty string")
+    return v
+
+
+def _roles(data: Mapping[str, Any], where: str) -> frozenset[str]:
+    v = data.get("roles")
+    if not isinstance(v, list) or not v or not all(isinstance(r, str) and _ROLE_RE.match(r)
+                                                     for r in v):
+        raise ProfileError(f"{where}: data.roles must be a non-empty list of role names")
+    if sorted(set(v)) != v:
+        raise ProfileError(f"{where}: data.roles must be sorted and without repeats")
+    return frozenset(v)
+
+
+class KeyRegistry:
+    """Keys and users as of the last admitted index."""
+
+    def __init__(self) -> None:
+        self.keys: dict[bytes, KeyRecord] = {}
+        self.users: dict[str, UserRecord] = {}
+        self.genesis: Genesis | None = None
+        self.size = 0
+
+    # -- queries ------------------------------------------------------------------------------
+    def user(self, user: str) -> UserRecord | None:
+        return self.users.get(user)
+
+    def is_admin(self, user: str) -> bool:
+        rec = self.users.get(user)
+        return rec is not None and rec.key is not None and ADMIN in rec.roles
+
+    def roles_of(self, user: str) -> frozenset[str]:
+        rec = self.users.get(user)
+        return rec.roles if rec else frozenset()
+
+    # -- checks -------------------------------------------------------------------------------
+    def _fail(self, st: Statement, reason: str) -> VerificationError:
+        return VerificationError(reason, index=st.index)
+
+    def _check_signer(self, st: Statement, ref: SignerRef) -> None:
+        rec = self.keys.get(ref.key)
+        if rec is None:
+            raise self._fail(st, f"{ref.user} signed with a key that was never enrolled")
+        if rec.user != ref.user:
+            raise self._fail(st, f"{ref.user} signed with a key enrolled to {rec.user}")
+        if not rec.valid_at(st.index):
+            if rec.revoked_at is not None and st.index > rec.revoked_at:
+                raise self._fail(
+                    st, f"{ref.user}'s key was revoked at entry {rec.revoked_at} "
+                        f"({rec.revoked_reason or 'no reason given'}) and cannot sign later")
+            raise self._fail(st, f"{ref.user}'s key is not valid at this position")
+        user = self.users[ref.user]
+        if ref.name != user.name:
+            raise self._fail(
+                st, f"signer {ref.user} is named {ref.name!r} but enrolled as {user.name!r}")
+
+    def _need_admin(self, st: Statement, ref: SignerRef) -> None:
+        if ref.meaning != "approved":
+            raise self._fail(st, f"{st.type} must be approved by an administrator")
+        self._check_signer(st, ref)
+        if ADMIN not in self.users[ref.user].roles:
+            raise self._fail(st, f"{ref.user} is not an administrator and cannot sign {st.type}")
+
+    def _need_possession(self, st: Statement, ref: SignerRef, user: str, key: bytes) -> None:
+        if ref.meaning != "possession" or ref.user != user or ref.key != key:
+            raise self._fail(
+                st, f"{st.type} must be co-signed by the new key of {user} (proof of possession)")
+        if key in self.keys:
+            raise self._fail(st, "that public key was enrolled before; keys are never reused")
+
+    # -- replay -------------------------------------------------------------------------------
+    def admit(self, st: Statement) -> None:
+        """Check ``st`` against the registry at its index, then apply it."""
+        if st.index < self.size:
+            raise self._fail(st, f"the registry is already at index {self.size}")
+        try:
+            self._admit(st)
+        except ProfileError as e:
+            raise self._fail(st, str(e)) from None
+        self.size = st.index + 1
+
+    def _admit(self, st: Statement) -> None:
+        author = st.author
+        if st.index == 0:
+            if st.type != "ledger.genesis":
+                raise self._fail(st, "entry 0 must be the genesis entry (ledger.genesis)")
+            self._genesis(st)
+            return
+        if st.type == "ledger.genesis":
+            raise self._fail(st, "a second genesis entry")
+        if author.user == SITE_USER or st.type.startswith("system."):
+            assert self.genesis is not None
+            if not (author.user == SITE_USER and st.type.startswith("system.")):
+                raise self._fail(st, "system.* entries are signed by the site (@site) and only they")
+            if author.key != self.genesis.log_public_key:
+                raise self._fail(st, "@site signed with a key that is not the log key")
+            rest = st.signers[1:]
+        else:
+            rest = st.signers
+        for ref in rest[:1] if st.type in KEY_EVENT_TYPES else rest:
+            self._check_signer(st, ref)
+        if st.type in KEY_EVENT_TYPES:
+            getattr(self, "_" + st.type.replace(".", "_"))(st)
+        elif any(r.user == SITE_USER for r in rest):
+            raise self._fail(st, "@site may only sign system.* entries and the genesis")
+
+    def _genesis(self, st: Statement) -> None:
+        d = st.data
+        where = "genesis"
+        origin = _str(d, "origin", where)
+        if origin != st.log:
+            raise self._fail(st, "genesis origin differs from the statement's log")
+        log_key = _str(d, "log_key", where)
+        try:
+            verifier = parse_verifier_key(log_key)
+        except VerificationError as e:
+            raise self._fail(st, f"genesis log_key: {e.reason}") from None
+        if verifier.name != origin:
+            raise self._fail(st, "genesis log_key is named for another log")
+        admins = d.get("admins")
+        if not isinstance(admins, list) or not admins:
+            raise self._fail(st, "genesis must name at least one administrator")
+        if len(st.signers) != len(admins) + 1:
+            raise self._fail(st, "genesis is signed by each administrator and then by the log key")
+        site = d.get("site")
+        process = d.get("process")
+        if not isinstance(site, dict):
+            raise self._fail(st, "genesis data.site must be an object")
+        if process is not None and not isinstance(process, dict):
+            raise self._fail(st, "genesis data.process must be an object or null")
+        for n, (a, ref) in enumerate(zip(admins, st.signers, strict=False)):
+            if not isinstance(a, dict):
+                raise self._fail(st, f"genesis admins[{n}] must be an object")
+            user = _str(a, "user", where)
+            if not valid_user(user) or user == SITE_USER:
+                raise self._fail(st, f"genesis admins[{n}].user {user!r} is not a valid user id")
+            key = unb64(_str(a, "key", where), f"genesis admins[{n}].key", length=32)
+            roles = _roles(a, where)
+            if ADMIN not in roles:
+                raise self._fail(st, f"genesis admins[{n}] lacks the admin role")
+            meaning = "approved" if n == 0 else "possession"
+            if ref.user != user or ref.key != key or ref.meaning != meaning or ref.name != a.get(
+                    "name"):
+                raise self._fail(st, f"genesis signer {n} must be admins[{n}] ({meaning})")
+            self._enrol(st, user, _str(a, "name", where), roles, key)
+        log_ref = st.signers[-1]
+        if (log_ref.user != SITE_USER or log_ref.key != verifier.public_key
+                or log_ref.meaning != "possession"):
+            raise self._fail(st, "genesis must be co-signed by the log key as @site (possession)")
+        self.genesis = Genesis(origin=origin, log_key=log_key, log_public_key=verifier.public_key,
+                               site=site, process=process)
+
+    def _enrol(self, st: Statement, user: str, name: str, roles: frozenset[str],
+               key: bytes) -> None:
+        if key in self.keys:
+            raise self._fail(st, "that public key was enrolled before; keys are never reused")
+        self.keys[key] = KeyRecord(user=user, public_key=key, enrolled_at=st.index)
+        self.users[user] = UserRecord(user=user, name=name, roles=roles, enrolled_at=st.index,
+                                      key=key, keys=[key])
+
+    def _key_enrol(self, st: Statement) -> None:
+        d, where = st.data, "key.enrol"
+        self._need_admin(st, st.author)
+        user = _str(d, "user", where)
+        if not valid_user(user) or user == SITE_USER:
+            raise self._fail(st, f"{user!r} is not a valid user id")
+        if user in self.users:
+            raise self._fail(st, f"user {user} is already enrolled; rotate or reset their key")
+        key = unb64(_str(d, "key", where), "key.enrol data.key", length=32)
+        if len(st.signers) != 2:
+            raise self._fail(st, "key.enrol is signed by an administrator and the new key")
+        name = _str(d, "name", where)
+        self._need_possession(st, st.signers[1], user, key)
+        if st.signers[1].name != name:
+            raise self._fail(st, "the new key's signer name differs from the enrolled name")
+        self._enrol(st, user, name, _roles(d, where), key)
+
+    def _key_revoke(self, st: Statement) -> None:
+        d, where = st.data, "key.revoke"
+        user = _str(d, "user", where)
+        key = unb64(_str(d, "key", where), "key.revoke data.key", length=32)
+        reason = _str(d, "reason", where)
+        if len(st.signers) != 1:
+            raise self._fail(st, "key.revoke is signed by one person")
+        if st.author.user != user:
+            self._need_admin(st, st.author)
+        rec = self.keys.get(key)
+        if rec is None or rec.user != user:
+            raise self._fail(st, f"that key is not enrolled to {user}")
+        if rec.revoked_at is not None:
+            raise self._fail(st, f"that key was already revoked at entry {rec.revoked_at}")
+        rec.revoked_at, rec.revoked_reason = st.index, reason
+        u = self.users[user]
+        if u.key == key:
+            u.key = None
+
+    def _key_rotate(self, st: Statement) -> None:
+        d, where = st.data, "key.rotate"
+        user = _str(d, "user", where)
+        new = unb64(_str(d, "key", where), "key.rotate data.key", length=32)
+        old = unb64(_str(d, "previous", where), "key.rotate data.previous", length=32)
+        reason = _str(d, "reason", where)
+        if len(st.signers) != 2:
+            raise self._fail(st, "key.rotate is signed by the old key or an administrator, "
+                                 "and by the new key")
+        u = self.users.get(user)
+        if u is None:
+            raise self._fail(st, f"user {user} is not enrolled")
+        if st.author.user == user:
+            if st.author.key != old or st.author.meaning != "authored":
+                raise self._fail(st, "a self-service rotation is signed with the previous key")
+        else:
+            self._need_admin(st, st.author)
+        rec = self.keys.get(old)
+        if rec is None or rec.user != user:
+            raise self._fail(st, f"data.previous is not a key of {user}")
+        self._need_possession(st, st.signers[1], user, new)
+        if st.signers[1].name != u.name:
+            raise self._fail(st, "the new key's signer name differs from the user's name")
+        if rec.revoked_at is None:
+            rec.revoked_at, rec.revoked_reason = st.index, f"rotated: {reason}"
+        self.keys[new] = KeyRecord(user=user, public_key=new, enrolled_at=st.index)
+        u.key = new
+        u.keys.append(new)
+
+    def _user_update(self, st: Statement) -> None:
+        d, where = st.data, "user.update"
+        self._need_admin(st, st.author)
+        user = _str(d, "user", where)
+        u = self.users.get(user)
+        if u is None:
+            raise self._fail(st, f"user {user} is not enrolled")
+        _str(d, "reason", where)
+        u.name = _str(d, "name", where)
+        u.roles = _roles(d, where)
+
+
+def replay(statements: Iterable[Statement]) -> KeyRegistry:
+    reg = KeyRegistry()
+    for st in statements:
+        reg.admit(st)
+    return reg

@@ -1,0 +1,23 @@
+"""The service layer's errors; front ends map them to exit codes and messages.
+
+``Refused`` (exit 1): the action is not allowed and nothing was changed (the refusal itself may
+have been recorded). ``ConfigError`` (exit 2): the site, database or an argument is unusable.
+``VerificationError`` (exit 1) comes from the ledger core unchanged.
+"""
+
+from __future__ import annotations
+
+from coi.db.engine import ConfigError
+from coi.ledger.errors import VerificationError
+
+
+class Refused(Exception):
+    """An action was refused; ``reason`` says why in words for the person at the keyboard."""
+
+    def __init__(self, reason: str, *, recorded_index: int | None = None) -> None:
+        self.reason = reason
+        self.recorded_index = recorded_index
+        super().__init__(reason)
+
+
+__all__ = ["ConfigError", "Refused", "VerificationError"]

@@ -1,0 +1,70 @@
+"""Where a site's ledger lives: the database URL and the log (checkpoint) key file.
+
+The log key signs checkpoints and the site's own ``system.*`` entries (refusals, failed logins,
+lockouts, automatic deviations). It lives in a file outside the database, readable only by its
+owner (mode 0600): whoever can read it can sign checkpoints, but cannot sign as any person.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy.engine import make_url
+
+from coi.db.engine import ConfigError, normalise_url, sqlite_path
+
+LOG_KEY_FORMAT = "coi-log-key/v1"
+
+
+@dataclass(frozen=True)
+class Site:
+    db_url: str
+    log_key_path: Path
+
+    @classmethod
+    def resolve(cls, db: str | None = None, log_key: str | None = None) -> Site:
+        url = normalise_url(db)
+        if log_key is None:
+            log_key = os.environ.get("COI_LOG_KEY")
+        if log_key is None:
+            path = sqlite_path(url)
+            if path is not None:
+                log_key = str(path) + ".logkey"
+            else:
+                name = make_url(url).database or "coi"
+                log_key = f"coi-{name}.logkey"
+        return cls(db_url=url, log_key_path=Path(log_key).expanduser().resolve())
+
+
+def write_log_key(path: Path, origin: str, key: Ed25519PrivateKey) -> None:
+    """Create the key file atomically with mode 0600; refuse to overwrite one."""
+    if path.exists():
+        raise ConfigError(f"log key file {path} already exists; refusing to overwrite it")
+    body = json.dumps({"format": LOG_KEY_FORMAT, "origin": origin,
+                       "private_key": base64.b64encode(key.private_bytes_raw()).decode()})
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, body.encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def read_log_key(path: Path) -> tuple[str, Ed25519PrivateKey]:
+    try:
+        obj = json.loads(path.read_text())
+        if obj.get("format") != LOG_KEY_FORMAT:
+            raise ValueError
+        raw = base64.b64decode(obj["private_key"], validate=True)
+        return str(obj["origin"]), Ed25519PrivateKey.from_private_bytes(raw)
+    except FileNotFoundError:
+        raise ConfigError(f"log key file {path} not found (set --log-key or COI_LOG_KEY)") from None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        raise ConfigError(f"log key file {path} is not a {LOG_KEY_FORMAT} file") from None

@@ -272,6 +272,8 @@ def _parse_isbt(content: str, symbology: str | None) -> Scan:
         return ProductCodeScan(isbt.parse_product_code(content), symbology)
     if content.startswith(isbt.COI_ID_ID):
         return CoiIdScan(isbt.parse_coi_id(content), symbology)
+    if not content[1:2].isalnum():
+        isbt.split_structures(content)  # raises: a data identifier coi does not read
     din, flags = isbt.parse_din_barcode(content)
     return DinScan(din, flags, symbology)
 
@@ -285,6 +287,11 @@ def parse_scan(raw: str) -> Scan:
         raise ScanError("The scan is not text; this is a fault in the program that passed it.")
     content, symbology = _clean(raw)
     # 6. recognise what was scanned.
+    if GS in content and not content.startswith(("=", "&")):
+        raise ScanError(
+            f"The scan holds a group separator (GS) at character {content.index(GS) + 1}, which "
+            "only ISBT 128 codes hold; check the scanner's prefix setting and scan again."
+        )
     try:
         if content.startswith(("COI", "COS")):
             return LabelScan(payload.decode(content), symbology)

@@ -152,15 +152,18 @@ class LedgerService:
             raise
 
     # -- registry and genesis -----------------------------------------------------------------
-    def registry(self, conn: Connection | None = None) -> KeyRegistry:
+    def registry(self, conn: Connection | None = None, *, size: int | None = None
+                 ) -> KeyRegistry:
         """The key registry caught up with the stored ledger.
 
         Replays only the key events stored since the last call, trusting the stored bytes (the
         signatures are ``coi verify``'s to check); every new append is then checked against it.
         """
         reg = self._registry
-        head = self.store.head(conn)
-        if head is None or head.size <= reg.size:
+        if size is None:
+            head = self.store.head(conn)
+            size = head.size if head is not None else 0
+        if size <= reg.size:
             return reg
         for row in self.store.rows_of_types(KEY_EVENT_TYPES, start=reg.size, conn=conn):
             try:
@@ -169,7 +172,7 @@ class LedgerService:
                 raise VerificationError(f"stored key event is damaged: {e}",
                                         index=row.index) from None
             reg.admit(st)
-        reg.size = head.size
+        reg.size = size
         return reg
 
     def origin(self, conn: Connection | None = None) -> str:
@@ -335,7 +338,7 @@ class LedgerService:
             raise Refused("a witness must be a different person from the author")
 
         def build(ctx: AppendContext) -> SignedEntry:
-            reg = self.registry(ctx.conn)
+            reg = self.registry(ctx.conn, size=ctx.size)
             refs, keys = [], []
             for p in parties:
                 rec = reg.user(p.who.user)
@@ -380,14 +383,14 @@ class LedgerService:
                        time_ms=max(self.clock.now_ms(), ctx.last_time_ms), tz=tz,
                        type=type_, subject=subject, signers=tuple(refs), data=data)
         try:
-            st.encode()
+            entry = sign(st, keys)
         except ProfileError as e:
             raise Refused(f"entry: {e}") from None
         try:
             reg.admit(st)  # the same rules verify applies: refused here, before any write
         except VerificationError as e:
             raise Refused(e.reason) from None
-        return sign(st, keys)
+        return entry
 
     def record_system(self, type_: str, subject: str, data: Mapping[str, Any], *,
                       after: Callable[[Connection, SignedEntry], None] | None = None) -> int:
@@ -398,7 +401,7 @@ class LedgerService:
         data = jcs.normalise(dict(data))
 
         def build(ctx: AppendContext) -> SignedEntry:
-            reg = self.registry(ctx.conn)
+            reg = self.registry(ctx.conn, size=ctx.size)
             ref = SignerRef(SITE_USER, public_bytes(log_key), "Site log key", "recorded")
             return self._sign_and_admit(ctx, type_, subject, data, [ref], [log_key], reg)
 

@@ -1,0 +1,3 @@
+"""Registers the commands that live in their own modules onto the main Typer app."""
+
+from __future__ import annotations

@@ -1,0 +1,98 @@
+"""Shared pieces of the command line: options, password input, output escaping, exit codes.
+
+Exit codes: 0 success; 1 the thing checked is bad or the action was refused; 2 usage or
+configuration error. Diagnostics go to stderr. Everything that came from the database or from
+a scan passes through ``inert`` before it reaches the terminal.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+from coi.service.errors import ConfigError, Refused, VerificationError
+from coi.service.text import inert
+
+EXIT_BAD = 1
+EXIT_USAGE = 2
+
+DbOpt = Annotated[
+    str | None,
+    typer.Option("--db", envvar="COI_DATABASE_URL", show_envvar=True,
+                 help="Database: a SQLite file path or postgresql://user@host/dbname "
+                      "[default: ./coi.db]"),
+]
+LogKeyOpt = Annotated[
+    str | None,
+    typer.Option("--log-key", envvar="COI_LOG_KEY", show_envvar=True,
+                 help="The site's log key file [default: beside the SQLite file, <db>.logkey]"),
+]
+PasswordFileOpt = Annotated[
+    Path | None,
+    typer.Option("--password-file", help="Read the signer's password from this file ('-' = stdin)"),
+]
+WitnessPasswordFileOpt = Annotated[
+    Path | None,
+    typer.Option("--witness-password-file",
+                 help="Read the witness's password from this file ('-' = stdin)"),
+]
+
+
+def fail(message: str, code: int = EXIT_BAD) -> NoReturn:
+    typer.echo(f"coi: {inert(message)}", err=True)
+    raise typer.Exit(code)
+
+
+_stdin_lines: list[str] | None = None
+
+
+def read_password(path: Path | None, prompt: str) -> str:
+    """A password from a file, from stdin ('-', one line per password asked), or a prompt."""
+    global _stdin_lines
+    if path is None:
+        if not sys.stdin.isatty():
+            fail(f"{prompt}: no terminal to prompt on; use --password-file", EXIT_USAGE)
+        return str(typer.prompt(prompt, hide_input=True))
+    if str(path) == "-":
+        if _stdin_lines is None:
+            _stdin_lines = sys.stdin.read().splitlines()
+        if not _stdin_lines:
+            fail(f"{prompt}: standard input has no more password lines", EXIT_USAGE)
+        return _stdin_lines.pop(0)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        fail(f"cannot read password file {path}: {e.strerror}", EXIT_USAGE)
+    lines = text.splitlines()
+    if not lines or not lines[0]:
+        fail(f"password file {path} is empty", EXIT_USAGE)
+    return lines[0]
+
+
+@contextmanager
+def errors() -> Iterator[None]:
+    """Turn the service layer's errors into a message on stderr and an exit code."""
+    try:
+        yield
+    except Refused as e:
+        extra = f" (recorded as entry {e.recorded_index})" if e.recorded_index is not None else ""
+        fail(f"refused: {e.reason}{extra}")
+    except VerificationError as e:
+        fail(f"verification FAILED: {e}")
+    except ConfigError as e:
+        fail(str(e), EXIT_USAGE)
+
+
+def echo_json(obj: Any) -> None:
+    typer.echo(json.dumps(obj, indent=2, ensure_ascii=True, sort_keys=True))
+
+
+def run_guarded(fn: Callable[[], None]) -> None:
+    with errors():
+        fn()

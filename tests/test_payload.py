@@ -202,3 +202,15 @@ def test_item_kinds() -> None:
         "W": "patient wristband",
     }
     assert LabelPayload(COI, "F00001").coi_id == CoiId("A9999", "25", "000001")
+
+
+def test_signed_golden_vector() -> None:
+    # docs/labels.md, section 6: Ed25519 is deterministic, so the signed payload is fixed.
+    expected = (
+        "COS1CHA999925000001F000010A1B2C3D"
+        "VXGA2SX4XJ54UMKYWPHDSFTYJARTI6CQNMA4NS4JOE3SV53ECL4KOFNOJLXUILZFE2J26IGNT6R5FMTPXVPDKQH"
+        "SWWPOOA26GHNZ6CQ"
+        "T"
+    )
+    assert payload.sign(COI, "F00001", KEY_ID, PRIVATE) == expected
+    payload.verify_signed(expected, PRIVATE.public_key())

@@ -16,9 +16,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from coi.ledger.clock import FixedClock
 from coi.service.ledger import LedgerService, Party, Unlocked
+
+settings.register_profile("ci", deadline=None, print_blob=True,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("dev", deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 PG_ENV = "COI_TEST_POSTGRES_URL"
 ORIGIN = "coi.test/a9999"

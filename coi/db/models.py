@@ -82,3 +82,39 @@ class Account(SQLModel, table=True):
 
 
 APPEND_ONLY_TABLES = ("ledger_entry", "tree_node", "checkpoint", "user_key")
+
+
+class Patient(SQLModel, table=True):
+    """Patient identifiers, outside the ledger (21 CFR 1271.290). The ledger holds only
+    HMAC-SHA256(secret, patient id); erasing ``secret`` and ``identifiers`` leaves the ledger
+    fully verifiable while no-one can link it to the person any more."""
+
+    __tablename__ = "patient"
+    coi: str = Field(sa_column=Column(String(32), primary_key=True))
+    secret: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+    identifiers: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    enrolled_index: int = Field(sa_column=Column(BigInteger, nullable=False))
+    erased_ms: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+
+
+class CoiCounter(SQLModel, table=True):
+    """The next CoI identifier sequence per FIN and year; only ever increases."""
+
+    __tablename__ = "coi_counter"
+    fin: str = Field(sa_column=Column(String(5), primary_key=True))
+    year: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
+    next_seq: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+class ProductStateRow(SQLModel, table=True):
+    """Each product's state as the process replay computes it (rebuildable from the ledger)."""
+
+    __tablename__ = "product_state"
+    coi: str = Field(sa_column=Column(String(32), primary_key=True))
+    state: str = Field(sa_column=Column(String(64), nullable=False, index=True))
+    data: str = Field(sa_column=Column(Text, nullable=False))
+    last_index: int = Field(sa_column=Column(BigInteger, nullable=False))
+    deadline_ms: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True,
+                                                                   index=True))
+    deadline_window: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
+    open_deviations: int = Field(sa_column=Column(Integer, nullable=False, default=0))

@@ -14,7 +14,17 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, func, insert, select, tuple_, update
 
-from coi.db.models import Account, Checkpoint, LedgerEntry, LedgerHead, TreeNode, UserKey
+from coi.db.models import (
+    Account,
+    Checkpoint,
+    CoiCounter,
+    LedgerEntry,
+    LedgerHead,
+    Patient,
+    ProductStateRow,
+    TreeNode,
+    UserKey,
+)
 from coi.ledger import merkle
 from coi.ledger.entry import GENESIS_PREV, SignedEntry, StoredEntry
 
@@ -61,6 +71,7 @@ class LedgerStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.is_postgres = engine.dialect.name == "postgresql"
+        self._tree_cache: merkle.TreeBuilder | None = None
 
     # -- reads --------------------------------------------------------------------------------
     def head(self, conn: Connection | None = None) -> Head | None:
@@ -147,38 +158,56 @@ class LedgerStore:
     # -- the write path -----------------------------------------------------------------------
     def append(self, build: Callable[[AppendContext], SignedEntry], *, origin: str,
                after: Callable[[Connection, SignedEntry], None] | None = None) -> SignedEntry:
-        """Append one entry under the write lock; return it once durably committed."""
+        """Append one entry under the write lock; return it once durably committed.
+
+        The hot path speaks the driver's own SQL (prepared once per dialect) rather than going
+        through the expression compiler: it runs once per hand-off and dominates throughput.
+        """
+        sql = self._sql
         with self.engine.connect().execution_options(coi_write=True) as conn, conn.begin():
-            q = select(H).where(H.c.id == 1)
-            if self.is_postgres:
-                q = q.with_for_update()
-            row = conn.execute(q).first()
-            head = _head(row) if row else None
-            size = head.size if head else 0
+            row = conn.exec_driver_sql(sql["head"]).first()
+            size = row[0] if row else 0
             ctx = AppendContext(conn=conn, size=size,
-                                prev=head.last_hash if head else GENESIS_PREV,
-                                last_time_ms=head.last_time_ms if head else 0)
+                                prev=bytes.fromhex(row[1]) if row else GENESIS_PREV,
+                                last_time_ms=row[2] if row else 0)
             entry = build(ctx)
             if entry.index != size:
                 raise RuntimeError(f"built entry {entry.index} but the head is at {size}")
-            tree = merkle.TreeBuilder.from_frontier(size, self._frontier(size, conn))
+            cached = self._tree_cache
+            if cached is not None and cached.size == size:
+                tree = merkle.TreeBuilder.from_frontier(size, cached.frontier)
+            else:
+                tree = merkle.TreeBuilder.from_frontier(size, self._frontier(size, conn))
             new_nodes = tree.append(entry.entry_hash)
             st = entry.statement
-            conn.execute(insert(E).values(
-                idx=size, prev_hash=st.prev.hex(), entry_hash=entry.entry_hash.hex(),
-                time_ms=st.time_ms, type=st.type, subject=st.subject, signer=st.author.user,
-                statement=entry.statement_bytes, signatures=entry.signatures_bytes))
-            conn.execute(insert(N), [{"level": lv, "idx": ix, "hash": h}
-                                     for lv, ix, h in new_nodes])
-            values = {"size": size + 1, "root": tree.root(), "last_hash": entry.entry_hash.hex(),
-                      "last_time_ms": st.time_ms}
-            if head is None:
-                conn.execute(insert(H).values(id=1, origin=origin, **values))
+            conn.exec_driver_sql(sql["entry"], (
+                size, st.prev.hex(), entry.entry_hash.hex(), st.time_ms, st.type, st.subject,
+                st.author.user, entry.statement_bytes, entry.signatures_bytes))
+            conn.exec_driver_sql(sql["node"], [(lv, ix, h) for lv, ix, h in new_nodes])
+            values = (size + 1, tree.root(), entry.entry_hash.hex(), st.time_ms)
+            if row is None:
+                conn.execute(insert(H).values(id=1, origin=origin, size=values[0],
+                                              root=values[1], last_hash=values[2],
+                                              last_time_ms=values[3]))
             else:
-                conn.execute(update(H).where(H.c.id == 1).values(**values))
+                conn.exec_driver_sql(sql["head_update"], values)
             if after is not None:
                 after(conn, entry)
+        self._tree_cache = tree
         return entry
+
+    @property
+    def _sql(self) -> dict[str, str]:
+        p = "%s" if self.is_postgres else "?"
+        lock = " FOR UPDATE" if self.is_postgres else ""
+        return {
+            "head": f"SELECT size, last_hash, last_time_ms FROM ledger_head WHERE id = 1{lock}",
+            "entry": "INSERT INTO ledger_entry (idx, prev_hash, entry_hash, time_ms, type, "
+                     f"subject, signer, statement, signatures) VALUES ({', '.join([p] * 9)})",
+            "node": f"INSERT INTO tree_node (level, idx, hash) VALUES ({p}, {p}, {p})",
+            "head_update": f"UPDATE ledger_head SET size = {p}, root = {p}, last_hash = {p}, "
+                           f"last_time_ms = {p} WHERE id = 1",
+        }
 
     def _frontier(self, size: int, conn: Connection) -> list[bytes]:
         ids = merkle.frontier_nodes(size)
@@ -231,3 +260,107 @@ class LedgerStore:
         else:
             conn.execute(update(A).where(A.c.user == user)
                          .values(failed_attempts=failed, locked=int(locked)))
+
+
+P = Patient.__table__  # type: ignore[attr-defined]
+CC = CoiCounter.__table__  # type: ignore[attr-defined]
+PS = ProductStateRow.__table__  # type: ignore[attr-defined]
+
+
+class ChainStore:
+    """Repository functions for the chain-of-identity tables."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def next_coi_sequence(self, fin: str, year: int) -> int:
+        """Take the next sequence number for (FIN, year) in its own committed transaction.
+
+        A number taken is never given again, even if the enrolment that took it fails later.
+        """
+        with self.engine.connect().execution_options(coi_write=True) as conn, conn.begin():
+            q = select(CC.c.next_seq).where(and_(CC.c.fin == fin, CC.c.year == year))
+            if self.engine.dialect.name == "postgresql":
+                q = q.with_for_update()
+            row = conn.execute(q).first()
+            if row is None:
+                conn.execute(insert(CC).values(fin=fin, year=year, next_seq=2))
+                return 1
+            conn.execute(update(CC).where(and_(CC.c.fin == fin, CC.c.year == year))
+                         .values(next_seq=row.next_seq + 1))
+            return int(row.next_seq)
+
+    def put_patient(self, conn: Connection, *, coi: str, secret: bytes, identifiers: str,
+                    enrolled_index: int) -> None:
+        conn.execute(insert(P).values(coi=coi, secret=secret, identifiers=identifiers,
+                                      enrolled_index=enrolled_index))
+
+    def patient(self, coi: str) -> tuple[bytes | None, str | None] | None:
+        with self.engine.connect() as c:
+            r = c.execute(select(P.c.secret, P.c.identifiers).where(P.c.coi == coi)).first()
+        return (bytes(r.secret) if r.secret is not None else None, r.identifiers) if r else None
+
+    def erase_patient(self, coi: str, now_ms: int) -> bool:
+        with self.engine.begin() as c:
+            res = c.execute(update(P).where(P.c.coi == coi)
+                            .values(secret=None, identifiers=None, erased_ms=now_ms))
+            return bool(res.rowcount)
+
+    def put_state(self, conn: Connection, *, coi: str, state: str, data: str, last_index: int,
+                  deadline_ms: int | None, deadline_window: str | None,
+                  open_deviations: int) -> None:
+        values = {"state": state, "data": data, "last_index": last_index,
+                  "deadline_ms": deadline_ms, "deadline_window": deadline_window,
+                  "open_deviations": open_deviations}
+        if conn.execute(select(PS.c.coi).where(PS.c.coi == coi)).first() is None:
+            conn.execute(insert(PS).values(coi=coi, **values))
+        else:
+            conn.execute(update(PS).where(PS.c.coi == coi).values(**values))
+
+    def states(self, state: str | None = None) -> list[tuple[str, str, str, int]]:
+        q = select(PS.c.coi, PS.c.state, PS.c.data, PS.c.last_index).order_by(PS.c.coi)
+        if state is not None:
+            q = q.where(PS.c.state == state)
+        with self.engine.connect() as c:
+            return [(r.coi, r.state, r.data, r.last_index) for r in c.execute(q)]
+
+    def summary(self, *, soon_ms: int, now_ms: int) -> dict[str, Any]:
+        """Counts by state, windows running out or exceeded, products with open deviations."""
+        with self.engine.connect() as c:
+            by_state = {r.state: int(r.n) for r in c.execute(
+                select(PS.c.state, func.count().label("n")).group_by(PS.c.state))}
+            windows = [(r.coi, r.state, r.deadline_ms, r.deadline_window) for r in c.execute(
+                select(PS.c.coi, PS.c.state, PS.c.deadline_ms, PS.c.deadline_window)
+                .where(and_(PS.c.deadline_ms.is_not(None), PS.c.deadline_ms <= now_ms + soon_ms))
+                .order_by(PS.c.deadline_ms))]
+            devs = [(r.coi, r.state, int(r.open_deviations)) for r in c.execute(
+                select(PS.c.coi, PS.c.state, PS.c.open_deviations)
+                .where(PS.c.open_deviations > 0).order_by(PS.c.coi))]
+        return {"by_state": by_state, "windows": windows, "deviations": devs}
+
+    def product_rows(self, *, state: str | None = None, search: str | None = None,
+                     limit: int = 100, offset: int = 0, order: str = "coi"
+                     ) -> list[dict[str, Any]]:
+        """One page of products for review screens (no JSON parsing: summary columns only)."""
+        q = select(PS.c.coi, PS.c.state, PS.c.last_index, PS.c.deadline_ms,
+                   PS.c.deadline_window, PS.c.open_deviations)
+        if state is not None:
+            q = q.where(PS.c.state == state)
+        if search:
+            q = q.where(PS.c.coi.like(f"%{search.upper()}%"))
+        col = {"coi": PS.c.coi, "state": PS.c.state, "deadline": PS.c.deadline_ms,
+               "deviations": PS.c.open_deviations.desc(), "recent": PS.c.last_index.desc()
+               }.get(order, PS.c.coi)
+        q = q.order_by(col, PS.c.coi).limit(limit).offset(offset)
+        with self.engine.connect() as c:
+            return [dict(r._mapping) for r in c.execute(q)]
+
+    def count_products(self) -> int:
+        with self.engine.connect() as c:
+            return int(c.execute(select(func.count()).select_from(PS)).scalar() or 0)
+
+    def state_of(self, coi: str) -> tuple[str, str, int] | None:
+        with self.engine.connect() as c:
+            r = c.execute(select(PS.c.state, PS.c.data, PS.c.last_index)
+                          .where(PS.c.coi == coi)).first()
+        return (r.state, r.data, r.last_index) if r else None

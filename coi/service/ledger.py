@@ -315,12 +315,16 @@ class LedgerService:
                *, extra: Sequence[tuple[Unlocked, str, str]] = (),
                after: Callable[[Connection, SignedEntry], None] | None = None,
                check: Callable[[AppendContext, KeyRegistry], None] | None = None,
+               prepare: Callable[[AppendContext, KeyRegistry],
+                                 tuple[str, Mapping[str, Any]]] | None = None,
                internal: bool = False) -> SignedEntry:
         """Sign and append one entry by ``parties`` (author first, then witnesses).
 
         ``extra`` adds co-signers not yet in the registry (a new key's proof of possession).
         ``check`` runs under the write lock with the caught-up registry; raising ``Refused``
-        there aborts the append with nothing written. Reserved types need ``internal``.
+        there aborts the append with nothing written. ``prepare``, also under the lock, may
+        decide the entry's type and data from the state at that moment (the process rules).
+        Reserved types need ``internal``.
         """
         self.require_initialised()
         if not internal and type_.startswith(RESERVED_PREFIXES):
@@ -354,7 +358,15 @@ class LedgerService:
                 keys.append(who.key)
             if check is not None:
                 check(ctx, reg)
-            return self._sign_and_admit(ctx, type_, subject, data, refs, keys, reg)
+            t, d = type_, data
+            if prepare is not None:
+                t, d = prepare(ctx, reg)
+                try:
+                    d = jcs.normalise(dict(d))
+                    jcs.check(d)
+                except ProfileError as e:
+                    raise Refused(f"data: {e}") from None
+            return self._sign_and_admit(ctx, t, subject, d, refs, keys, reg)
 
         return self._append(build, after)
 

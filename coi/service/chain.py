@@ -226,9 +226,9 @@ class CoiService:
             fields["wristband_commitment"] = self._wristband_commitment(coi, fields.pop("wristband"))
         decided: list[Decision] = []
 
-        def prepare(ctx: AppendContext, reg: KeyRegistry) -> tuple[str, Mapping[str, Any]]:
+        def prepare(ctx: AppendContext, reg: KeyRegistry, now: int
+                    ) -> tuple[str, Mapping[str, Any]]:
             chain = self.chain(ctx.conn, size=ctx.size)
-            now = max(self.clock.now_ms(), ctx.last_time_ms)
             a = _signer(reg, actor.user, AUTHOR_MEANING.get(spec.effect, "authored"))
             w = (_signer(reg, witness.user, "verified" if spec.effect == "bedside_verification"
                          else "witnessed") if witness else None)

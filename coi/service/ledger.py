@@ -315,7 +315,7 @@ class LedgerService:
                *, extra: Sequence[tuple[Unlocked, str, str]] = (),
                after: Callable[[Connection, SignedEntry], None] | None = None,
                check: Callable[[AppendContext, KeyRegistry], None] | None = None,
-               prepare: Callable[[AppendContext, KeyRegistry],
+               prepare: Callable[[AppendContext, KeyRegistry, int],
                                  tuple[str, Mapping[str, Any]]] | None = None,
                internal: bool = False) -> SignedEntry:
         """Sign and append one entry by ``parties`` (author first, then witnesses).
@@ -359,14 +359,15 @@ class LedgerService:
             if check is not None:
                 check(ctx, reg)
             t, d = type_, data
+            now = max(self.clock.now_ms(), ctx.last_time_ms)  # one reading: rules and entry
             if prepare is not None:
-                t, d = prepare(ctx, reg)
+                t, d = prepare(ctx, reg, now)
                 try:
                     d = jcs.normalise(dict(d))
                     jcs.check(d)
                 except ProfileError as e:
                     raise Refused(f"data: {e}") from None
-            return self._sign_and_admit(ctx, t, subject, d, refs, keys, reg)
+            return self._sign_and_admit(ctx, t, subject, d, refs, keys, reg, now)
 
         return self._append(build, after)
 
@@ -389,10 +390,12 @@ class LedgerService:
 
     def _sign_and_admit(self, ctx: AppendContext, type_: str, subject: str,
                         data: Mapping[str, Any], refs: list[SignerRef],
-                        keys: list[Ed25519PrivateKey], reg: KeyRegistry) -> SignedEntry:
+                        keys: list[Ed25519PrivateKey], reg: KeyRegistry,
+                        now_ms: int | None = None) -> SignedEntry:
         tz = str(reg.genesis.site.get("tz", "UTC")) if reg.genesis else "UTC"
         st = Statement(log=self.origin(ctx.conn), index=ctx.size, prev=ctx.prev,
-                       time_ms=max(self.clock.now_ms(), ctx.last_time_ms), tz=tz,
+                       time_ms=now_ms if now_ms is not None
+                       else max(self.clock.now_ms(), ctx.last_time_ms), tz=tz,
                        type=type_, subject=subject, signers=tuple(refs), data=data)
         try:
             entry = sign(st, keys)

@@ -2,4 +2,7 @@
 
 from __future__ import annotations
 
-from coi.cli import chain_cmd  # noqa: F401
+from coi.cli import (
+    chain_cmd,  # noqa: F401
+    export_cmd,  # noqa: F401
+)

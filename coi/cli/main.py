@@ -59,7 +59,8 @@ def unlock(svc: LedgerService, user: str, password_file: Path | None, what: str 
 
 @app.command()
 def init(
-    origin: Annotated[str, typer.Option(help="The log's name, e.g. coi.example-hospital.org/ledger")],
+    origin: Annotated[str, typer.Option(
+        help="The log's name, e.g. coi.example-hospital.org/ledger")],
     admin: Annotated[str, typer.Option(help="User id of the first administrator")],
     admin_name: Annotated[str, typer.Option(help="The administrator's printed name")],
     fin: Annotated[str, typer.Option(help="The site's ISBT 128 facility identification number "
@@ -147,7 +148,7 @@ def user_reset(
     new_password_file: Annotated[Path | None, typer.Option(
         help="Read the new password from this file ('-' = stdin)")] = None,
 ) -> None:
-    """Reset a password: the old key is retired and a new key enrolled (keys are never recovered)."""
+    """Reset a password: the old key is retired, a new key enrolled (keys are never recovered)."""
     svc = open_service(db, log_key)
     admin = unlock(svc, as_, password_file)
     password = read_password(new_password_file, f"new password for {user}")
@@ -219,8 +220,8 @@ def append(
         from coi.service.chain import refuse_process_types
 
         refuse_process_types(svc, type_)
-        e = svc.append(type_, subject, obj, parties)
-        typer.echo(f"appended entry {e.index} ({e.entry_hash.hex()})")
+        entry = svc.append(type_, subject, obj, parties)
+        typer.echo(f"appended entry {entry.index} ({entry.entry_hash.hex()})")
 
 
 @app.command()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -165,7 +166,8 @@ class Statement:
         signers = obj["signers"]
         if not isinstance(signers, list) or not signers:
             raise ProfileError("statement.signers must be a non-empty list")
-        refs = tuple(SignerRef.from_json(s, f"statement.signers[{i}]") for i, s in enumerate(signers))
+        refs = tuple(SignerRef.from_json(s, f"statement.signers[{i}]")
+                     for i, s in enumerate(signers))
         if len({r.user for r in refs}) != len(refs) or len({r.key for r in refs}) != len(refs):
             raise ProfileError("statement.signers name the same user or key twice")
         if not isinstance(obj["data"], dict):
@@ -187,12 +189,19 @@ def signatures_json(sigs: Sequence[tuple[str, bytes]]) -> list[dict[str, str]]:
     return [{"keyid": kid, "sig": b64(sig)} for kid, sig in sigs]
 
 
+_ENVELOPE_HEAD = b'{"payload":"'
+_ENVELOPE_MID = b'","payloadType":' + jcs.encode(PAYLOAD_TYPE) + b',"signatures":'
+
+
 def envelope_bytes(statement_bytes: bytes, signatures: bytes) -> bytes:
-    """The RFC 8785 DSSE envelope of an entry; ``signatures`` is the stored signatures JSON."""
-    sigs = jcs.decode(signatures)
-    return jcs.encode(
-        {"payload": b64(statement_bytes), "payloadType": PAYLOAD_TYPE, "signatures": sigs}
-    )
+    """The RFC 8785 DSSE envelope of an entry; ``signatures`` is the stored signatures JSON.
+
+    Equal to ``jcs.encode({"payload": b64(statement), "payloadType": PAYLOAD_TYPE,
+    "signatures": <signatures>})`` (the keys are already in canonical order, base64 needs no
+    escaping, and ``signatures`` is canonical JSON itself); assembled directly because it runs
+    for every entry written and verified.
+    """
+    return _ENVELOPE_HEAD + base64.b64encode(statement_bytes) + _ENVELOPE_MID + signatures + b"}"
 
 
 @dataclass(frozen=True)
@@ -253,6 +262,71 @@ class CheckedEntry:
     statement: Statement
 
 
+def _refuse(_text: str) -> Any:
+    raise ValueError("not in the profile")
+
+
+_FAST_DECODER = json.JSONDecoder(parse_float=_refuse, parse_constant=_refuse)
+_FAST_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True,
+                                 check_circular=False, allow_nan=False)
+
+
+def _in_profile(v: Any, depth: int) -> bool:
+    """True only if ``jcs.check`` would accept ``v`` (False may also mean "ask jcs")."""
+    if depth > jcs.MAX_DEPTH:
+        return False
+    t = type(v)
+    if t is str:
+        if v.isascii() and v.isprintable():
+            return True
+        try:
+            jcs.check(v)
+        except ProfileError:
+            return False
+        return True
+    if t is int:
+        return bool(-jcs.MAX_INT <= v <= jcs.MAX_INT)
+    if t is dict:
+        return all(type(k) is str and k and k.isascii() and k.isprintable()
+                   and _in_profile(x, depth + 1) for k, x in v.items())
+    if t is list:
+        return all(_in_profile(x, depth + 1) for x in v)
+    return v is None or t is bool
+
+
+def _decode(data: bytes) -> Any:
+    """``jcs.decode(data)``, with a fast path for the common case, same result and errors.
+
+    The fast path accepts only bytes that ``jcs.decode`` accepts: within the size cap, JSON
+    without floats or constants, a value inside the profile (where, keys being ASCII, the
+    standard library's sorted compact encoding is RFC 8785's) whose re-encoding is the very
+    same bytes (so no duplicate keys, no whitespace, no other escaping). Anything else, valid
+    or not, goes through ``jcs.decode`` itself, which gives the answer and the exact error.
+    """
+    if len(data) <= jcs.MAX_BYTES:
+        try:
+            value = _FAST_DECODER.decode(data.decode("utf-8"))
+            if _in_profile(value, 0) and _FAST_ENCODER.encode(value).encode("utf-8") == data:
+                return value
+        except (ValueError, RecursionError):
+            pass
+    return jcs.decode(data)
+
+
+_PUBLIC_KEYS: dict[bytes, Ed25519PublicKey] = {}
+
+
+def _public_key(raw: bytes) -> Ed25519PublicKey:
+    """``Ed25519PublicKey.from_public_bytes``, remembered: a ledger has few signers."""
+    k = _PUBLIC_KEYS.get(raw)
+    if k is None:
+        k = Ed25519PublicKey.from_public_bytes(raw)
+        if len(_PUBLIC_KEYS) >= 4096:
+            _PUBLIC_KEYS.clear()
+        _PUBLIC_KEYS[raw] = k
+    return k
+
+
 def check_entry(row: StoredEntry, origin: str) -> CheckedEntry:
     """Check everything about one row that does not depend on other rows.
 
@@ -272,7 +346,7 @@ def check_entry(row: StoredEntry, origin: str) -> CheckedEntry:
         raise bad("signatures column is empty or not bytes")
     body, sig_bytes = bytes(row.statement), bytes(row.signatures)
     try:
-        st = Statement.from_json(jcs.decode(body))
+        st = Statement.from_json(_decode(body))
     except ProfileError as e:
         raise bad(f"statement: {e}") from None
     # 1. The statement belongs here: this log, this index, these columns.
@@ -292,7 +366,7 @@ def check_entry(row: StoredEntry, origin: str) -> CheckedEntry:
         raise bad("signer column differs from the statement's author")
     # 2. One valid signature per signer, in order, by the key the statement names.
     try:
-        sigs = jcs.decode(sig_bytes)
+        sigs = _decode(sig_bytes)
     except ProfileError as e:
         raise bad(f"signatures: {e}") from None
     if not isinstance(sigs, list) or len(sigs) != len(st.signers):
@@ -306,7 +380,7 @@ def check_entry(row: StoredEntry, origin: str) -> CheckedEntry:
             raise bad(f"signature {n} is by key {s['keyid']!r}, not {ref.user}'s key")
         try:
             raw = unb64(s["sig"], f"signature {n}", length=64)
-            Ed25519PublicKey.from_public_bytes(ref.key).verify(raw, msg)
+            _public_key(ref.key).verify(raw, msg)
         except (ProfileError, InvalidSignature, TypeError, AttributeError):
             raise bad(f"signature {n} ({ref.user}, {ref.meaning}) does not verify") from None
     # 3. The entry hash is the leaf hash of the envelope.

@@ -136,7 +136,8 @@ def wrap(key: Ed25519PrivateKey, password: str, *, salt: bytes | None = None,
     nonce = os.urandom(12) if nonce is None else nonce
     pub = public_bytes(key)
     secret = key.private_bytes_raw()
-    ct = AESGCM(_kdf(password, salt, SCRYPT_N, SCRYPT_R, SCRYPT_P)).encrypt(nonce, secret, _aad(pub))
+    kek = _kdf(password, salt, SCRYPT_N, SCRYPT_R, SCRYPT_P)
+    ct = AESGCM(kek).encrypt(nonce, secret, _aad(pub))
     return WrappedKey(public_key=pub, salt=salt, nonce=nonce, ciphertext=ct)
 
 

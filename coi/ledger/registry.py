@@ -160,7 +160,8 @@ class KeyRegistry:
         if author.user == SITE_USER or st.type.startswith("system."):
             assert self.genesis is not None
             if not (author.user == SITE_USER and st.type.startswith("system.")):
-                raise self._fail(st, "system.* entries are signed by the site (@site) and only they")
+                raise self._fail(st, "system.* entries are signed by the site (@site), "
+                                     "and only they are")
             if author.key != self.genesis.log_public_key:
                 raise self._fail(st, "@site signed with a key that is not the log key")
             rest = st.signers[1:]

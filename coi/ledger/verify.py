@@ -79,7 +79,8 @@ class LedgerVerifier:
         self._prev, self._time = c.entry_hash, st.time_ms
         return self.tree.append(c.entry_hash)
 
-    def finish(self, *, head_size: int | None = None, head_root: bytes | None = None) -> VerifiedLog:
+    def finish(self, *, head_size: int | None = None, head_root: bytes | None = None
+               ) -> VerifiedLog:
         if self.tree.size == 0:
             raise VerificationError("the ledger is empty: there is not even a genesis entry")
         root = self.tree.root()

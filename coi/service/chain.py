@@ -223,7 +223,8 @@ class CoiService:
                           recorded_index=idx)
         if spec.effect == "bedside_verification" and "wristband" in fields:
             fields = dict(fields)
-            fields["wristband_commitment"] = self._wristband_commitment(coi, fields.pop("wristband"))
+            scanned = fields.pop("wristband")
+            fields["wristband_commitment"] = self._wristband_commitment(coi, scanned)
         decided: list[Decision] = []
 
         def prepare(ctx: AppendContext, reg: KeyRegistry, now: int
@@ -262,7 +263,7 @@ class CoiService:
         return Recorded(entry=entry, auto_deviations=tuple(devs))
 
     def _open_auto_deviations(self, devs: Sequence[AutoDeviation], actor: Unlocked) -> list[int]:
-        opened = []
+        opened: list[int] = []
         step = self.process().step_with_effect("deviation_open")
         if step is None:
             return opened
@@ -308,7 +309,7 @@ class CoiService:
     # -- enrolment -----------------------------------------------------------------------------
     def enrol(self, *, actor: Unlocked, patient: Mapping[str, Any], treatment_site: str,
               manufacturing_slot: str, witness: Unlocked | None = None) -> tuple[str, Recorded]:
-        """Enrol a patient: assign a new CoI identifier; only a keyed commitment enters the ledger."""
+        """Enrol a patient under a new CoI identifier; only a keyed commitment enters the ledger."""
         pid = _patient_id(patient)
         fin = str(self.site().get("fin", ""))
         if not _FIN.match(fin):
@@ -354,7 +355,7 @@ class CoiService:
             raise Refused(f"no product {coi} in this ledger")
         origin = self.ledger.origin()
         corrected_by: dict[int, list[int]] = {}
-        timeline = []
+        timeline: list[dict[str, Any]] = []
         for row in rows:
             try:
                 st = check_entry(row, origin).statement
@@ -379,7 +380,7 @@ class CoiService:
                 "data": dict(st.data), "signature_ok": ok,
             })
         for t in timeline:
-            t["corrected_by"] = corrected_by.get(t["index"], [])
+            t["corrected_by"] = corrected_by.get(int(t["index"]), [])
         return {"coi": coi, "state": product.to_json() if product else None,
                 "timeline": timeline, "now_ms": self.clock.now_ms()}
 

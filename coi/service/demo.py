@@ -67,6 +67,10 @@ QC_VALUES = {"sterility": "no_growth", "endotoxin": "0.5", "mycoplasma": "not_de
 Fields = Callable[["Walk", int], Mapping[str, str]]
 
 
+def _qc_fields(test: str) -> Fields:
+    return lambda w, t: {"test": test, "result": "pass", "value": QC_VALUES[test]}
+
+
 @dataclass
 class Walk:
     """One product being walked along the chain by the demo or a test."""
@@ -104,9 +108,7 @@ PLAN: tuple[tuple[str, int, str, str | None, str | None, Fields], ...] = (
      lambda w, t: {"volume_ml": "70", "car_t_cells": "200000000"}),
     ("cryopreservation", 11 * D + 5 * H, "maya", "mo", None,
      lambda w, t: {"bag_count": str(w.bags), "volume_ml_per_bag": "23.3"}),
-    *tuple(("qc_result", 13 * D + n * H, "quinn", None, None,
-            (lambda test: lambda w, t: {"test": test, "result": "pass",
-                                        "value": QC_VALUES[test]})(test))
+    *tuple(("qc_result", 13 * D + n * H, "quinn", None, None, _qc_fields(test))
            for n, test in enumerate(QC_VALUES)),
     ("qa_release", 14 * D, "grace", None, None,
      lambda w, t: {"certificate_id": f"COA{w.seq:04d}"}),

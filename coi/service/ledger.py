@@ -115,7 +115,8 @@ class LedgerService:
         name = _printed_name(admin_name)
         migrate.upgrade(self.engine)
         if self.store.head() is not None:
-            raise ConfigError("this database already holds a ledger; refusing to initialise it again")
+            raise ConfigError("this database already holds a ledger; refusing to initialise it "
+                              "again")
         log_key = generate()
         admin_key = generate()
         wrapped = wrap(admin_key, admin_password)
@@ -223,6 +224,8 @@ class LedgerService:
         try:
             key = unwrap(WrappedKey.from_json(found[1]), password)
         except KeyError_:
+            key = None
+        if key is None:
             failed += 1
             now_locked = failed >= MAX_FAILED_LOGINS
 
@@ -271,7 +274,7 @@ class LedgerService:
                            [Party(admin, "approved")], internal=True)
 
     def reset(self, admin: Unlocked, *, user: str, password: str, reason: str) -> SignedEntry:
-        """A password reset: the old key is retired and a new key enrolled (keys aren't recovered)."""
+        """A password reset: the old key is retired, a new key enrolled (never recovered)."""
         rec = self.registry().user(user)
         if rec is None or not rec.keys:
             raise Refused(f"{user} is not enrolled")

@@ -157,6 +157,25 @@ def user_reset(
         typer.echo(f"new key for {inert(user)} at entry {e.index}; the old key is retired")
 
 
+@user_app.command("rotate")
+def user_rotate(
+    user: Annotated[str, typer.Argument(help="Your user id")],
+    reason: Annotated[str, typer.Option(help="Why (recorded in the ledger)")] = "password change",
+    db: DbOpt = None,
+    log_key: LogKeyOpt = None,
+    password_file: PasswordFileOpt = None,
+    new_password_file: Annotated[Path | None, typer.Option(
+        help="Read the new password from this file ('-' = stdin)")] = None,
+) -> None:
+    """Replace your own key (and password): the new key is signed for with the old one."""
+    svc = open_service(db, log_key)
+    who = unlock(svc, user, password_file, "current password")
+    password = read_password(new_password_file, f"new password for {user}")
+    with errors():
+        e = svc.rotate(who, password=password, reason=reason)
+        typer.echo(f"new key for {inert(user)} at entry {e.index}; the old key is retired")
+
+
 @user_app.command("unlock")
 def user_unlock(
     user: Annotated[str, typer.Argument(help="User locked out after failed attempts")],

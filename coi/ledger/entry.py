@@ -168,8 +168,8 @@ class Statement:
             raise ProfileError("statement.signers must be a non-empty list")
         refs = tuple(SignerRef.from_json(s, f"statement.signers[{i}]")
                      for i, s in enumerate(signers))
-        if len({r.user for r in refs}) != len(refs) or len({r.key for r in refs}) != len(refs):
-            raise ProfileError("statement.signers name the same user or key twice")
+        if len({r.key for r in refs}) != len(refs):
+            raise ProfileError("statement.signers name the same key twice")
         if not isinstance(obj["data"], dict):
             raise ProfileError("statement.data is not a JSON object")
         return cls(
@@ -271,26 +271,53 @@ _FAST_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort
                                  check_circular=False, allow_nan=False)
 
 
+def _str_in_profile(s: str) -> bool:
+    if s.isascii() and s.isprintable():  # printable ASCII: NFC, no controls, no surrogates
+        return True
+    try:
+        jcs.check(s)
+    except ProfileError:
+        return False
+    return True
+
+
 def _in_profile(v: Any, depth: int) -> bool:
     """True only if ``jcs.check`` would accept ``v`` (False may also mean "ask jcs")."""
     if depth > jcs.MAX_DEPTH:
         return False
     t = type(v)
-    if t is str:
-        if v.isascii() and v.isprintable():
-            return True
-        try:
-            jcs.check(v)
-        except ProfileError:
+    if t is dict:
+        items: Any = v.values()
+        for k in v:
+            if not (type(k) is str and k and k.isascii() and k.isprintable()):
+                return False
+    elif t is list:
+        items = v
+    else:
+        return _scalar_in_profile(v, t)
+    if v and depth >= jcs.MAX_DEPTH:  # its items would be deeper than the profile allows
+        return False
+    for x in items:
+        tx = type(x)
+        if tx is str:
+            if not (x.isascii() and x.isprintable()) and not _str_in_profile(x):
+                return False
+        elif tx is int:
+            if not -jcs.MAX_INT <= x <= jcs.MAX_INT:
+                return False
+        elif tx is dict or tx is list:
+            if not _in_profile(x, depth + 1):
+                return False
+        elif not (x is None or tx is bool):
             return False
-        return True
+    return True
+
+
+def _scalar_in_profile(v: Any, t: type) -> bool:
+    if t is str:
+        return _str_in_profile(v)
     if t is int:
         return bool(-jcs.MAX_INT <= v <= jcs.MAX_INT)
-    if t is dict:
-        return all(type(k) is str and k and k.isascii() and k.isprintable()
-                   and _in_profile(x, depth + 1) for k, x in v.items())
-    if t is list:
-        return all(_in_profile(x, depth + 1) for x in v)
     return v is None or t is bool
 
 

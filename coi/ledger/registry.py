@@ -150,6 +150,11 @@ class KeyRegistry:
 
     def _admit(self, st: Statement) -> None:
         author = st.author
+        users = [r.user for r in st.signers]
+        if len(set(users)) != len(users) and not (
+                st.type == "key.rotate" and len(users) == 2
+                and st.signers[1].meaning == "possession"):
+            raise self._fail(st, "the same person signs twice: a witness must be someone else")
         if st.index == 0:
             if st.type != "ledger.genesis":
                 raise self._fail(st, "entry 0 must be the genesis entry (ledger.genesis)")

@@ -292,6 +292,24 @@ class LedgerService:
                            extra=[(Unlocked(user, new), rec.name, "possession")],
                            after=store_key, internal=True)
 
+    def rotate(self, who: Unlocked, *, password: str, reason: str) -> SignedEntry:
+        """A user replaces their own key (e.g. a password change): signed with the old key."""
+        rec = self.registry().user(who.user)
+        if rec is None or rec.key != who.public_key:
+            raise Refused(f"{who.user}'s key has been revoked or replaced")
+        new = generate()
+        wrapped = wrap(new, password)
+        data = {"user": who.user, "key": b64(public_bytes(new)), "previous": b64(who.public_key),
+                "reason": _text(reason, "reason")}
+
+        def store_key(conn: Connection, e: SignedEntry) -> None:
+            self.store.put_user_key(conn, key_id=key_id(public_bytes(new)), user=who.user,
+                                    wrapped=wrapped.to_json(), created_ms=e.statement.time_ms)
+
+        return self.append("key.rotate", who.user, data, [Party(who, "authored")],
+                           extra=[(Unlocked(who.user, new), rec.name, "possession")],
+                           after=store_key, internal=True)
+
     def unlock_account(self, admin: Unlocked, *, user: str, reason: str) -> SignedEntry:
         if self.registry().user(user) is None:
             raise Refused(f"{user} is not enrolled")
@@ -402,6 +420,9 @@ class LedgerService:
                        type=type_, subject=subject, signers=tuple(refs), data=data)
         try:
             entry = sign(st, keys)
+            # What is written must read back as exactly this statement (as verify will read it).
+            if Statement.from_json(jcs.decode(entry.statement_bytes)) != st:
+                raise ProfileError("the statement does not read back as written")
         except ProfileError as e:
             raise Refused(f"entry: {e}") from None
         try:

@@ -360,8 +360,12 @@ class CoiService:
             try:
                 st = check_entry(row, origin).statement
                 ok = True
-            except VerificationError:
-                st = Statement.from_json(json.loads(row.statement))
+            except VerificationError as e:
+                try:
+                    st = Statement.from_json(json.loads(row.statement))
+                except (ValueError, TypeError, ProfileError):
+                    timeline.append(_damaged(row.index, row.time_ms, e.reason))
+                    continue
                 ok = False
             spec = process.step_for_entry_type(st.type)
             if spec is not None and spec.effect == "correction":
@@ -439,6 +443,12 @@ class CoiService:
                 raise VerificationError(
                     f"the product_state table disagrees with the ledger for {coi}: the table "
                     "was changed outside coi (rebuild it from the ledger)")
+
+
+def _damaged(index: int, time_ms: int, reason: str) -> dict[str, Any]:
+    return {"index": index, "type": "(damaged)", "step": f"DAMAGED ENTRY: {reason}",
+            "time_ms": time_ms, "time_utc": "?", "time_local": "?", "signers": [], "data": {},
+            "signature_ok": False}
 
 
 def _signer(reg: KeyRegistry, user: str, meaning: str) -> Signer:

@@ -1,0 +1,256 @@
+"""Commands for auditors, hospitals and witnesses: export, verify-export, report, witness.
+
+``coi export`` writes an audit bundle (docs/export.md) or, with ``--fhir``, a FHIR R5 Bundle;
+``coi verify-export`` checks a bundle offline; ``coi report`` renders its human-readable copy;
+``coi witness init|cosign`` run a witness. Exit codes as everywhere: 0 good, 1 bad or refused,
+2 usage or configuration error.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import zoneinfo
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from coi.cli.common import EXIT_USAGE, DbOpt, LogKeyOpt, errors, fail
+from coi.cli.main import app, open_service
+from coi.export.bundle import ExportError, Scope, export_bundle, scope_rows
+from coi.export.verifier import verify_bundle
+from coi.ledger.errors import LedgerError, VerificationError
+from coi.ledger.note import parse_verifier_key
+from coi.service.text import inert
+
+witness_app = typer.Typer(help="Witness a log: cosign only checkpoints that extend what was "
+                               "accepted before.", no_args_is_help=True,
+                          context_settings={"help_option_names": ["-h", "--help"]})
+app.add_typer(witness_app, name="witness")
+
+OutOpt = Annotated[Path, typer.Option("-o", "--output", help="File to write")]
+TrustOpt = Annotated[str | None, typer.Option(
+    "--trust", help="The site's log verifier key string (from `coi log-key`); the bundle's "
+                    "log key must be this one")]
+
+
+def _when(text: str, tz: str, *, end: bool) -> int:
+    """An ISO date or date-time; a date alone is its whole day, naive values in the site's zone."""
+    try:
+        if len(text) == 10:
+            d = datetime.fromisoformat(text).replace(tzinfo=zoneinfo.ZoneInfo(tz))
+            if end:
+                d += timedelta(days=1)
+        else:
+            d = datetime.fromisoformat(text)
+            if d.tzinfo is None:
+                d = d.replace(tzinfo=zoneinfo.ZoneInfo(tz))
+    except ValueError:
+        fail(f"{text!r} is not an ISO date (2026-03-01) or date-time (2026-03-01T08:00+01:00)",
+             EXIT_USAGE)
+    return int(d.timestamp() * 1000)
+
+
+@contextmanager
+def _progress(enabled: bool) -> Iterator[Callable[[int, int], None] | None]:
+    if not enabled:
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TimeRemainingColumn
+
+    with Progress("[progress.description]{task.description}", BarColumn(), TaskProgressColumn(),
+                  TimeRemainingColumn(), console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("exporting", total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
+
+
+@app.command("export")
+def export(
+    output: OutOpt,
+    coi: Annotated[str | None, typer.Option("--coi", help="One product: its CoI identifier")
+                   ] = None,
+    since: Annotated[str | None, typer.Option(help="Period start (ISO date or date-time)")
+                     ] = None,
+    until: Annotated[str | None, typer.Option(help="Period end, exclusive; a date alone "
+                                                   "includes that day")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="The whole log")] = False,
+    fhir: Annotated[bool, typer.Option("--fhir", help="Write a FHIR R5 Bundle instead")
+                    ] = False,
+    html: Annotated[Path | None, typer.Option("--html", help="Also write the human-readable "
+                                                             "copy here")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar")] = False,
+    db: DbOpt = None,
+    log_key: LogKeyOpt = None,
+) -> None:
+    """Export a product, a period or the whole log as a signed, self-contained audit bundle."""
+    chosen = sum([coi is not None, since is not None or until is not None, all_])
+    if chosen != 1 or (since is None) != (until is None):
+        fail("choose exactly one of --coi ID, --since DATE --until DATE, or --all", EXIT_USAGE)
+    svc = open_service(db, log_key)
+    with errors():
+        svc.require_initialised()
+        if all_:
+            scope = Scope("all")
+        elif coi is not None:
+            scope = Scope("coi", coi=coi)
+        else:
+            assert since is not None and until is not None
+            tz = svc.genesis_tz
+            scope = Scope("period", since_ms=_when(since, tz, end=False),
+                          until_ms=_when(until, tz, end=True))
+        try:
+            if fhir:
+                n = _export_fhir(svc, scope, output)
+                typer.echo(f"FHIR R5 Bundle with {n} resources written to {output}")
+                return
+            from importlib import resources
+
+            process = (resources.files("coi.domain") / "car_t.toml").read_bytes()
+            checkpoint = svc.checkpoint()
+            with _progress(not quiet) as progress:
+                s = export_bundle(svc.store, output, scope=scope, checkpoint=checkpoint,
+                                  log_key=svc.log_key(), created_ms=svc.clock.now_ms(),
+                                  process_toml=process, progress=progress)
+        except ExportError as e:
+            fail(str(e))
+        typer.echo(f"bundle written to {output}: {s.entries} entries ({s.in_scope} in scope) "
+                   f"against a checkpoint of {s.tree_size}, {s.bytes:,} bytes, "
+                   f"sha256 {s.bundle_sha256}")
+    if html is not None:
+        _report(output, html, None)
+
+
+def _export_fhir(svc: object, scope: Scope, output: Path) -> int:
+    from coi.domain.process import load_process
+    from coi.export.fhir import fhir_bundle
+    from coi.ledger import jcs
+    from coi.ledger.entry import Statement
+    from coi.service.files import write_atomically
+    from coi.service.ledger import LedgerService
+
+    assert isinstance(svc, LedgerService)
+    head = svc.require_initialised()
+    sigs: dict[int, list[str]] = {}
+
+    def statements() -> Iterator[Statement]:
+        for row in scope_rows(svc.store, scope, head.size):
+            sigs[row.index] = [s["sig"] for s in jcs.decode(row.signatures)]
+            yield Statement.from_json(jcs.decode(row.statement))
+
+    bundle = fhir_bundle(statements(), load_process(), origin=head.origin, signatures=sigs)
+    write_atomically(output, (json.dumps(bundle, indent=2, ensure_ascii=False) + "\n")
+                     .encode("utf-8"))
+    return len(bundle["entry"])
+
+
+def _check_trust(trust: str | None) -> None:
+    if trust is not None:
+        try:
+            parse_verifier_key(trust)
+        except VerificationError as e:
+            fail(f"--trust is not a verifier key string: {e.reason}", EXIT_USAGE)
+
+
+@app.command("verify-export")
+def verify_export(
+    path: Annotated[Path, typer.Argument(help="The bundle file")],
+    trust: TrustOpt = None,
+) -> None:
+    """Verify an audit bundle offline: manifest, signatures, keys, proofs, checkpoint."""
+    _check_trust(trust)
+    try:
+        r = verify_bundle(path, trust)
+    except OSError as e:
+        fail(f"cannot read {path}: {e.strerror or e}", EXIT_USAGE)
+    except VerificationError as e:
+        fail(f"verification FAILED: {e}")
+    typer.echo(f"OK: {r.entries} entries ({r.in_scope} in scope, {r.key_events} key events, "
+               f"{r.subjects} subjects) of {inert(r.origin)} verified against the checkpoint "
+               f"of {r.tree_size} entries (root {r.root.hex()}), "
+               f"{len(r.cosigner_lines)} cosignature line(s)")
+    if trust is None:
+        typer.echo(f"log key (compare it with the site's): {inert(r.log_key)}")
+
+
+def _report(bundle: Path, output: Path, trust: str | None) -> None:
+    from coi.export.report import write_report
+
+    try:
+        ok = write_report(bundle, output, trust)
+    except OSError as e:
+        fail(f"cannot read {bundle} or write {output}: {e.strerror or e}", EXIT_USAGE)
+    if not ok:
+        fail(f"verification FAILED; the report at {output} says why")
+    typer.echo(f"human-readable copy written to {output}")
+
+
+@app.command("report")
+def report(
+    bundle: Annotated[Path, typer.Argument(help="The bundle file")],
+    output: OutOpt,
+    trust: TrustOpt = None,
+) -> None:
+    """Render the human-readable copy (HTML) of a bundle, from the bundle alone."""
+    _check_trust(trust)
+    _report(bundle, output, trust)
+
+
+@witness_app.command("init")
+def witness_init(
+    name: Annotated[str, typer.Option(help="The witness's key name, e.g. witness.example.org")],
+    output: OutOpt,
+) -> None:
+    """Make a witness key file (Ed25519) and print its cosigner verifier key."""
+    from coi.export.witness import WitnessError, new_key
+
+    try:
+        wk = new_key(name, output)
+    except WitnessError as e:
+        fail(str(e), EXIT_USAGE)
+    typer.echo(wk.verifier_key)
+
+
+@witness_app.command("cosign")
+def witness_cosign(
+    checkpoint: Annotated[Path, typer.Argument(help="The new checkpoint (signed note file)")],
+    key: Annotated[Path, typer.Option(help="The witness key file")],
+    state: Annotated[Path, typer.Option(help="The witness's state file for this log")],
+    log_key: Annotated[str, typer.Option("--log-key", help="The log's verifier key string")],
+    output: OutOpt,
+    proof: Annotated[Path | None, typer.Option(
+        help="Consistency proof JSON from the accepted size (`coi prove consistency OLD NEW`)")
+    ] = None,
+) -> None:
+    """Cosign a checkpoint if it extends the last one accepted; refuse (exit 1) a rewrite."""
+    from coi.export.witness import Refusal, WitnessError, load_key, witness
+    from coi.service.files import write_atomically
+
+    try:
+        parse_verifier_key(log_key)
+        wk = load_key(key)
+        offered = checkpoint.read_text(encoding="utf-8")
+        proof_obj = json.loads(proof.read_text(encoding="utf-8")) if proof else None
+    except VerificationError as e:
+        fail(f"--log-key: {e.reason}", EXIT_USAGE)
+    except (OSError, UnicodeDecodeError, ValueError, WitnessError) as e:
+        fail(str(e), EXIT_USAGE)
+    try:
+        cosigned, cp = witness(state, wk, offered, log_key, proof_obj, int(time.time()))
+    except Refusal as e:
+        fail(f"REFUSED: {e.reason}")
+    except WitnessError as e:
+        fail(str(e), EXIT_USAGE)
+    except (VerificationError, LedgerError, ValueError) as e:
+        fail(f"not cosigned: {e}")
+    with errors():
+        write_atomically(output, cosigned.encode("utf-8"))
+    typer.echo(f"cosigned the checkpoint of {cp.size} entries as {inert(wk.name)}: {output}")

@@ -6,3 +6,4 @@ One plain ``import`` line per module (kept apart so that adding a module is a on
 from __future__ import annotations
 
 import coi.cli.chain_cmd  # noqa: F401
+import coi.cli.export_cmd  # noqa: F401

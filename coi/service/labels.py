@@ -1,0 +1,561 @@
+"""Label control (FACT-JACIE): issuing, printing, applying, voiding and reprinting labels.
+
+This module owns the life of a physical label over the ledger. Every move is a process step
+recorded through :class:`~coi.service.chain.CoiService` (``label_issue``, ``label_print``,
+``label_apply``, ``label_void``, ``label_reprint``), so the process rules (roles, states, the
+release gate that refuses release while a label is printed but neither applied nor voided) stay
+in one place. On top of them this module adds what the process cannot know:
+
+- **label ids**: ``L-<CoI>-<item>-<n>``, ``n`` counting the product's labels (never reused);
+- **which physical label a scan is**: coi's payload carries the CoI and a 6-character item field.
+  The item field of a *label* is its **label code**: the item's kind letter, a two-digit *print
+  generation* (how many labels were issued for that item before this one) and the item's number
+  in three digits. The first label of ``F00001`` has the code ``F00001`` (the item id itself);
+  its reprint has ``F01001``, the next ``F02001``. A scan therefore names exactly one label, and a
+  voided or superseded label is refused when scanned (``docs/labels.md``, "Label control");
+- **scan checks** (:func:`check_scan`): a scan is parsed, compared with the product and label
+  expected, and refused (the refusal recorded as a signed site entry) when it names another
+  product or bag, a voided or superseded label, or a label whose printing was never recorded;
+- **reconciliation** (:func:`reconciliation`): every label and what became of it.
+
+Rendering failures leave nothing half-written: the file is written atomically, and a label whose
+file could not be written is voided with the grounds ``render failed: …``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from coi.domain import isbt as isbt128
+from coi.domain import payload as payload_mod
+from coi.domain.scan import CoiIdScan, CompoundScan, DinScan, LabelScan, Scan, ScanError, parse_scan
+from coi.domain.state import Label, ProductState
+from coi.labels.content import LabelContent, label_content
+from coi.labels.errors import LabelError
+from coi.labels.render import PDF_DPI, plan, render_pdf_sheet, render_png, render_svg, render_zpl
+from coi.ledger.entry import check_entry
+from coi.ledger.errors import VerificationError
+from coi.service.chain import CoiService
+from coi.service.errors import ConfigError, Refused
+from coi.service.files import write_atomically
+from coi.service.ledger import Unlocked
+
+__all__ = [
+    "DPIS",
+    "FORMATS",
+    "MAX_GENERATION",
+    "MAX_ITEM_NUMBER",
+    "SIZES",
+    "LabelCode",
+    "apply",
+    "check_scan",
+    "issue_and_print",
+    "label_code",
+    "label_id",
+    "label_of",
+    "parse_label_code",
+    "parse_product_code",
+    "reconciliation",
+    "reprint",
+    "void",
+]
+
+FORMATS: Final = ("png", "svg", "pdf", "zpl")
+SIZES: Final = ("2x1", "4x2")
+DPIS: Final = (203, 300)
+MAX_GENERATION: Final = 99
+MAX_ITEM_NUMBER: Final = 999
+_LABEL_ID_RE: Final = re.compile(
+    r"L-(?P<coi>[0-9A-Z]{15})-(?P<item>[0-9A-Z]{6})-(?P<n>[1-9][0-9]*)")
+_CODE_RE: Final = re.compile(r"(?P<kind>[A-Z])(?P<gen>[0-9]{2})(?P<num>[0-9]{3})")
+_ITEM_RE: Final = re.compile(r"(?P<kind>[A-Z])(?P<num>[0-9]{5})")
+_GROUNDS_MAX: Final = 500
+
+
+# ------------------------------------------------------------------------------ identifiers
+def label_id(coi: str, item: str, n: int) -> str:
+    """The id of a product's ``n``-th label (1-based): ``L-<CoI>-<item>-<n>``."""
+    return f"L-{coi}-{item}-{n}"
+
+
+def _next_number(product: ProductState) -> int:
+    """One more than the number of labels, or than any ``n`` already used: never reused."""
+    used = [len(product.labels)]
+    for existing in product.labels:
+        m = _LABEL_ID_RE.fullmatch(existing)
+        if m is not None and len(m["n"]) <= 9:
+            used.append(int(m["n"]))
+    return max(used) + 1
+
+
+@dataclass(frozen=True, slots=True)
+class LabelCode:
+    """A label code read back: the ledger's item id and the label's print generation."""
+
+    item: str
+    generation: int
+
+
+def label_code(item: str, generation: int) -> str:
+    """The 6-character item field printed in a label's payload (see the module docstring)."""
+    m = _ITEM_RE.fullmatch(item)
+    if m is None:
+        raise Refused(f"item {item!r} is not an item id (a letter and five digits)")
+    number = int(m["num"])
+    if not 1 <= number <= MAX_ITEM_NUMBER:
+        raise Refused(f"item {item} cannot be labelled: coi labels items numbered 1 to "
+                      f"{MAX_ITEM_NUMBER}")
+    if not 0 <= generation <= MAX_GENERATION:
+        raise Refused(f"item {item} already had {generation} labels; coi prints at most "
+                      f"{MAX_GENERATION + 1} per item. Ask QA to review the labelling.")
+    return f"{m['kind']}{generation:02d}{number:03d}"
+
+
+def parse_label_code(code: str) -> LabelCode | None:
+    """The item and print generation a payload's item field names, or None if it names none."""
+    m = _CODE_RE.fullmatch(code.upper())
+    if m is None or m["num"] == "000":
+        return None
+    return LabelCode(f"{m['kind']}{int(m['num']):05d}", int(m["gen"]))
+
+
+def parse_product_code(text: str) -> isbt128.ProductCode:
+    """An autologous cellular-therapy product code from ``S1234100`` or ``=<S1234100``."""
+    raw = text.strip().upper()
+    content = raw if raw.startswith(isbt128.PRODUCT_CODE_ID) else isbt128.PRODUCT_CODE_ID + raw
+    try:
+        code = isbt128.parse_product_code(content)
+    except ScanError as e:
+        raise ConfigError(f"product code {text.strip()[:40]!r}: {e.reason}") from None
+    if not code.is_cellular_therapy or not code.is_autologous:
+        raise ConfigError(f"product code {code.barcode()} is not an autologous cellular therapy "
+                          "code (it must start with S and have collection type 1)")
+    return code
+
+
+def _labels_of(product: ProductState, item: str) -> list[Label]:
+    """The item's labels in the order they were issued (the order of print generations)."""
+    found = [lab for lab in product.labels.values() if lab.item == item]
+    return sorted(found, key=lambda lab: lab.events[0] if lab.events else -1)
+
+
+# ------------------------------------------------------------------------------ lookups
+def _product(svc: CoiService, coi: str) -> ProductState:
+    coi = coi.strip().upper()
+    product = svc.chain().product(coi)
+    if product is None:
+        raise Refused(f"no product {coi[:40]} in this ledger")
+    return product
+
+
+def _label(product: ProductState, label: str) -> Label:
+    found = product.labels.get(label.strip().upper())
+    if found is None:
+        known = ", ".join(sorted(product.labels)) or "none"
+        raise Refused(f"there is no label {label.strip()[:80]} on {product.coi} (its labels: "
+                      f"{known})")
+    return found
+
+
+def _step_data(svc: CoiService, index: int) -> dict[str, Any]:
+    """The data of one process entry, its signatures checked (we print from it)."""
+    row = svc.ledger.store.row(index)
+    if row is None:
+        raise VerificationError("the entry is missing", index=index)
+    return dict(check_entry(row, svc.ledger.origin()).statement.data)
+
+
+def product_din(svc: CoiService, product: ProductState) -> isbt128.Din:
+    """The DIN of the product's apheresis collection (ISBT 128 labels carry it)."""
+    indices = product.steps.get("apheresis_collection") or []
+    if not indices:
+        raise Refused(f"{product.coi} has no apheresis collection yet, so it has no DIN for an "
+                      "ISBT 128 label")
+    din = str(_step_data(svc, indices[0]).get("din", ""))
+    try:
+        return isbt128.Din(din[:5], din[5:7], din[7:13])
+    except ScanError as e:
+        raise Refused(f"the collection's DIN {din[:20]!r} cannot be printed: {e.reason}") from None
+
+
+# ------------------------------------------------------------------------------ rendering
+def _check_output(fmt: str, size: str, dpi: int | None, out_path: Path) -> int:
+    """Check the arguments before anything is recorded; return the dpi to lay out at."""
+    if fmt not in FORMATS:
+        raise ConfigError(f"format {fmt[:20]!r} is not one of {', '.join(FORMATS)}")
+    if size not in SIZES:
+        raise ConfigError(f"size {size[:20]!r} is not one of {', '.join(SIZES)}")
+    if fmt == "pdf":
+        if dpi not in (None, PDF_DPI):
+            raise ConfigError(f"PDF sheets are laid out at {PDF_DPI} dpi; leave out --dpi")
+        dpi = PDF_DPI
+    elif dpi is None:
+        dpi = 203 if fmt == "zpl" else 300
+    if dpi not in DPIS:
+        raise ConfigError(f"dpi {dpi} is not one of {', '.join(map(str, DPIS))}")
+    out_path = Path(out_path)
+    parent = out_path.parent if str(out_path.parent) else Path(".")
+    if not parent.is_dir():
+        raise ConfigError(f"folder {parent} does not exist")
+    try:
+        out_path.lstat()
+    except FileNotFoundError:
+        pass
+    except OSError as e:
+        raise ConfigError(f"cannot write {out_path}: {e.strerror}") from None
+    else:
+        raise ConfigError(f"{out_path} exists; a label file is never overwritten (choose "
+                          "another name)")
+    return dpi
+
+
+def _render(content: LabelContent, fmt: str, size: str, dpi: int) -> bytes:
+    if fmt == "png":
+        return render_png(content, size, dpi)
+    if fmt == "svg":
+        return render_svg(content, size, dpi).encode("utf-8")
+    if fmt == "pdf":
+        return render_pdf_sheet([content], size)
+    return render_zpl(content, size, dpi).encode("ascii")
+
+
+@dataclass(frozen=True)
+class _Planned:
+    label: str
+    item: str
+    content: LabelContent
+    dpi: int
+
+
+def _plan(svc: CoiService, product: ProductState, item: str, *, n: int, generation: int,
+          fmt: str, size: str, dpi: int, with_isbt: bool,
+          product_code: isbt128.ProductCode | None) -> _Planned:
+    """Everything about the new label, checked (layout included) before it is recorded."""
+    code = label_code(item, generation)
+    new_id = label_id(product.coi, item, n)
+    din = product_din(svc, product) if with_isbt else None
+    if product_code is not None and din is None:
+        raise ConfigError("a product code is printed only on ISBT 128 labels (add --isbt)")
+    extra = [f"LABEL {n}" + (f" REPRINT {generation}" if generation else "")]
+    try:
+        content = label_content(product.coi, item, payload=payload_mod.encode(product.coi, code),
+                                din=din, product=product_code, extra_lines=extra)
+        plan(content, size, dpi)
+    except (LabelError, ScanError) as e:
+        raise ConfigError(f"label {new_id} cannot be laid out: {e}") from None
+    return _Planned(new_id, item, content, dpi)
+
+
+def _grounds(text: str) -> str:
+    clean = " ".join(text.split())
+    if not clean:
+        raise ConfigError("give the grounds (why the label is voided)")
+    return clean[:_GROUNDS_MAX]
+
+
+def _write(svc: CoiService, actor: Unlocked, coi: str, planned: _Planned, fmt: str, size: str,
+           out_path: Path) -> None:
+    """Render and write the file; on failure void the label and raise ConfigError."""
+    try:
+        write_atomically(out_path, _render(planned.content, fmt, size, planned.dpi),
+                         overwrite=False)
+    except Exception as e:
+        why = str(e) or type(e).__name__
+        voided = _void_quietly(svc, actor, coi, planned.label, f"render failed: {why}")
+        if not isinstance(e, LabelError | ConfigError | OSError):
+            raise
+        raise ConfigError(f"the label file could not be written ({why}); label {planned.label} "
+                          + ("was voided" if voided else "could not be voided: void it by hand")
+                          ) from None
+
+
+def _void_quietly(svc: CoiService, actor: Unlocked, coi: str, label: str, grounds: str) -> bool:
+    try:
+        svc.record("label_void", coi, actor=actor,
+                   fields={"label": label, "grounds": _grounds(grounds)})
+    except (Refused, ConfigError):
+        return False
+    return True
+
+
+# ------------------------------------------------------------------------------ the steps
+def issue_and_print(svc: CoiService, actor: Unlocked, coi: str, item: str, fmt: str,
+                    size: str = "2x1", dpi: int | None = None, isbt: bool = False,
+                    out_path: Path = Path("label.png"), *,
+                    product_code: isbt128.ProductCode | None = None,
+                    printer: str | None = None) -> tuple[str, Path]:
+    """Issue a new label for ``item``, write its file, record it printed; return (id, path).
+
+    Checked before anything is recorded: the arguments, the output path (never overwritten),
+    the item (it must belong to the product and have no printed or applied label: void or
+    reprint that one), and the layout. Then ``label_issue`` is recorded, the file written
+    atomically, and ``label_print`` recorded. If the file cannot be written the label is voided
+    (grounds ``render failed: …``); if the print cannot be recorded the file is removed and the
+    label voided.
+    """
+    out_path = Path(out_path)
+    dpi = _check_output(fmt, size, dpi, out_path)
+    product = _product(svc, coi)
+    item = item.strip().upper()
+    if item not in product.items:
+        known = ", ".join(sorted(product.items)) or "none yet"
+        raise Refused(f"item {item[:20]} does not belong to {product.coi} (its items: {known})")
+    earlier = _labels_of(product, item)
+    live = [lab for lab in earlier if lab.status != "voided"]
+    if live:
+        raise Refused(f"item {item} already has label {live[0].id} ({live[0].status}); void it "
+                      "or reprint it instead of issuing another")
+    planned = _plan(svc, product, item, n=_next_number(product), generation=len(earlier),
+                    fmt=fmt, size=size, dpi=dpi, with_isbt=isbt, product_code=product_code)
+    template = f"{size} {fmt} {dpi}dpi" + (" isbt" if isbt else "")
+    svc.record("label_issue", product.coi, actor=actor, item=item,
+               fields={"label": planned.label, "template": template})
+    _write(svc, actor, product.coi, planned, fmt, size, out_path)
+    fields = {"label": planned.label}
+    if printer:
+        fields["printer"] = printer
+    try:
+        svc.record("label_print", product.coi, actor=actor, fields=fields)
+    except BaseException:
+        out_path.unlink(missing_ok=True)
+        _void_quietly(svc, actor, product.coi, planned.label,
+                      "print not recorded; the file was removed")
+        raise
+    return planned.label, out_path
+
+
+def void(svc: CoiService, actor: Unlocked, coi: str, label: str, grounds: str) -> int:
+    """Void a label (issued, printed or applied) with its grounds; return the entry index."""
+    product = _product(svc, coi)
+    found = _label(product, label)
+    rec = svc.record("label_void", product.coi, actor=actor,
+                     fields={"label": found.id, "grounds": _grounds(grounds)})
+    return rec.entry.index
+
+
+def reprint(svc: CoiService, actor: Unlocked, coi: str, label: str, grounds: str, fmt: str,
+            size: str = "2x1", dpi: int | None = None, isbt: bool = False,
+            out_path: Path = Path("label.png"), *,
+            product_code: isbt128.ProductCode | None = None) -> tuple[str, Path]:
+    """Void ``label`` (unless it already is), print its replacement; return (new id, path).
+
+    The replacement gets a new id and the next print generation, so the old label's code is
+    refused from now on. Everything is checked before the old label is voided.
+    """
+    out_path = Path(out_path)
+    dpi = _check_output(fmt, size, dpi, out_path)
+    grounds = _grounds(grounds)
+    product = _product(svc, coi)
+    old = _label(product, label)
+    if old.item is None:
+        raise Refused(f"label {old.id} names no item, so coi cannot reprint it")
+    later = [lab for lab in _labels_of(product, old.item) if lab.replaces == old.id]
+    if later:
+        raise Refused(f"label {old.id} was already reprinted as {later[0].id}")
+    planned = _plan(svc, product, old.item, n=_next_number(product),
+                    generation=len(_labels_of(product, old.item)), fmt=fmt, size=size, dpi=dpi,
+                    with_isbt=isbt, product_code=product_code)
+    if old.status != "voided":
+        svc.record("label_void", product.coi, actor=actor,
+                   fields={"label": old.id, "grounds": grounds})
+    svc.record("label_reprint", product.coi, actor=actor,
+               fields={"label": planned.label, "replaces": old.id})
+    _write(svc, actor, product.coi, planned, fmt, size, out_path)
+    return planned.label, out_path
+
+
+def apply(svc: CoiService, actor: Unlocked, coi: str, label: str, scanned: str, *,
+          station: str = "label-apply") -> int:
+    """Record ``label`` applied, confirmed by a scan of it; return the entry index.
+
+    The scan must be this label's QR code: right product, right item, right print generation.
+    A wrong scan is refused and the refusal recorded.
+    """
+    product = _product(svc, coi)
+    found = _label(product, label)
+    scan = check_scan(svc, scanned, expect_coi=product.coi, expect_item=found.item,
+                      station=station, by=actor.user)
+    reason = None
+    if not isinstance(scan, LabelScan):
+        reason = ("applying a label is confirmed by scanning its coi QR code; this scan is an "
+                  f"ISBT 128 {scan.kind.replace('_', ' ')}")
+    else:
+        scanned_id = label_of(svc, scan)
+        if scanned_id != found.id:
+            reason = f"the label scanned is {scanned_id}, not {found.id}"
+    if reason is not None:
+        idx = svc.record_scan_refusal(station=station, by=actor.user, raw=scanned,
+                                      reason=reason, expected=product.coi)
+        raise Refused(reason, recorded_index=idx)
+    rec = svc.record("label_apply", product.coi, actor=actor, fields={"label": found.id})
+    return rec.entry.index
+
+
+# ------------------------------------------------------------------------------ scans
+def label_of(svc: CoiService, scan: LabelScan) -> str:
+    """The id of the label a coi label scan is (no checks of its status; see check_scan)."""
+    found, why = _resolve(_product(svc, scan.label.coi), scan.label.item)
+    if found is None:
+        raise Refused(why)
+    return found.id
+
+
+def _resolve(product: ProductState, code: str) -> tuple[Label | None, str]:
+    parsed = parse_label_code(code)
+    if parsed is None:
+        return None, f"the label code {code} names no item of {product.coi}"
+    labels = _labels_of(product, parsed.item)
+    if parsed.generation >= len(labels):
+        return None, (f"no label with code {code} was issued for {product.coi} {parsed.item}: "
+                      "it was not printed by this site's coi. Do not use it; quarantine the "
+                      "item and report the label.")
+    return labels[parsed.generation], ""
+
+
+def _label_problem(product: ProductState, scan: LabelScan, expect_item: str | None) -> str | None:
+    parsed = parse_label_code(scan.label.item)
+    item = parsed.item if parsed else scan.label.item
+    if expect_item is not None and item != expect_item:
+        return f"this is the label of {item}, not of {expect_item}"
+    found, why = _resolve(product, scan.label.item)
+    if found is None:
+        return why
+    if found.status == "voided":
+        newer = [lab.id for lab in _labels_of(product, item) if lab.status != "voided"]
+        if newer:
+            return (f"label {found.id} was voided and superseded by {newer[-1]}; remove and "
+                    "destroy the old label")
+        return f"label {found.id} was voided; remove and destroy it, and reprint it"
+    if found.status == "issued":
+        return (f"label {found.id} was issued but its printing was never recorded; void it and "
+                "reprint it")
+    return None
+
+
+def _isbt_problem(svc: CoiService, product: ProductState, scan: Scan,
+                  expect_item: str | None) -> str | None:
+    if isinstance(scan, CompoundScan):
+        structures: Sequence[isbt128.Structure] = scan.structures
+    elif isinstance(scan, DinScan):
+        structures = (scan.din,)
+    elif isinstance(scan, CoiIdScan):
+        structures = (scan.coi_id,)
+    else:
+        structures = (scan.product_code,) if not isinstance(scan, LabelScan) else ()
+    identifying = [s for s in structures if isinstance(s, isbt128.CoiId | isbt128.Din)]
+    if not identifying:
+        return ("an ISBT 128 product code does not say which product this is; scan the coi "
+                "label or the DIN")
+    for s in identifying:
+        if isinstance(s, isbt128.CoiId) and s.text != product.coi:
+            return f"this is chain of identity {s.text}, not {product.coi}"
+        if isinstance(s, isbt128.Din):
+            try:
+                din = product_din(svc, product)
+            except Refused as e:
+                return e.reason
+            if s.text != din.text:
+                return f"this is DIN {s.text}, not {product.coi}'s DIN {din.text}"
+    if expect_item is not None:
+        return (f"an ISBT 128 code names the product, not the bag; scan the coi label of "
+                f"{expect_item}")
+    return None
+
+
+def check_scan(svc: CoiService, raw: str, expect_coi: str | None = None,
+               expect_item: str | None = None, *, station: str = "scan", by: str = "-") -> Scan:
+    """Parse a scan and check it against the ledger; return it or raise ``Refused``.
+
+    Refused, and the refusal recorded (``system.scan_refused``): a scan that does not parse; a
+    coi label of another product or item than expected, of a voided or superseded label, or of a
+    label never printed; an ISBT 128 code whose CoI identifier or DIN is not the expected
+    product's (a DIN is checked against the product's apheresis collection), or that cannot
+    name the bag when a bag is expected. ISBT 128 scans need ``expect_coi``: a DIN alone does
+    not say which product it is.
+    """
+    expect = expect_coi.strip().upper() if expect_coi else None
+    want_item = expect_item.strip().upper() if expect_item else None
+    reason: str | None
+    scan: Scan | None = None
+    try:
+        scan = parse_scan(raw)
+    except ScanError as e:
+        reason = e.reason
+    else:
+        reason = _scan_problem(svc, scan, expect, want_item)
+    if reason is not None or scan is None:
+        reason = reason or "the scan could not be read"
+        idx = svc.record_scan_refusal(station=station, by=by, raw=raw if isinstance(raw, str)
+                                      else repr(raw), reason=reason, expected=expect)
+        raise Refused(reason, recorded_index=idx)
+    return scan
+
+
+def _scan_problem(svc: CoiService, scan: Scan, expect: str | None,
+                  want_item: str | None) -> str | None:
+    if isinstance(scan, LabelScan):
+        coi = scan.label.coi
+        if expect is not None and coi != expect:
+            return f"this label is for {coi}, not {expect}: wrong product"
+        product = svc.chain().product(coi)
+        if product is None:
+            return f"this label names {coi}, which is not in this ledger"
+        return _label_problem(product, scan, want_item)
+    if expect is None:
+        return ("an ISBT 128 code is checked against an expected product; scan the coi label, "
+                "or say which product you expect")
+    product = svc.chain().product(expect)
+    if product is None:
+        return f"no product {expect} in this ledger"
+    return _isbt_problem(svc, product, scan, want_item)
+
+
+# ------------------------------------------------------------------------------ reconciliation
+def reconciliation(svc: CoiService, coi: str) -> list[dict[str, Any]]:
+    """Every label of the product and what became of it, in the order they were issued.
+
+    ``outcome`` is ``applied``, ``voided``, ``outstanding`` (printed, neither applied nor
+    voided: it blocks release) or ``not printed`` (issued only). ``printed`` says whether a
+    physical label was ever made; ``replaced_by`` names its reprint.
+    """
+    product = _product(svc, coi)
+    steps = product.entry_steps
+    by_replaced = {lab.replaces: lab.id for lab in product.labels.values() if lab.replaces}
+    ordered = sorted(product.labels.values(), key=lambda lab: lab.events[0] if lab.events else -1)
+    out: list[dict[str, Any]] = []
+    generation: dict[str | None, int] = {}
+    for lab in ordered:
+        gen = generation.get(lab.item, 0)
+        generation[lab.item] = gen + 1
+        printed = lab.replaces is not None or any(steps.get(i) == "label_print"
+                                                  for i in lab.events)
+        outcome = {"applied": "applied", "voided": "voided", "printed": "outstanding"}.get(
+            lab.status, "not printed")
+        voids = [i for i in lab.events if steps.get(i) == "label_void"]
+        grounds = None
+        if voids:
+            try:
+                grounds = str(_step_data(svc, voids[-1]).get("grounds", ""))
+            except VerificationError:
+                grounds = "(entry failed verification)"
+        code = None
+        if lab.item is not None:
+            try:
+                code = label_code(lab.item, gen)
+            except Refused:
+                code = None
+        out.append({"label": lab.id, "item": lab.item, "code": code, "generation": gen,
+                    "status": lab.status, "printed": printed, "outcome": outcome,
+                    "replaces": lab.replaces, "replaced_by": by_replaced.get(lab.id),
+                    "voided_index": voids[-1] if voids else None, "grounds": grounds,
+                    "events": list(lab.events)})
+    return out
+
+
+def outstanding(svc: CoiService, coi: str) -> list[str]:
+    """Ids of labels printed but neither applied nor voided (the ones that block release)."""
+    return [r["label"] for r in reconciliation(svc, coi) if r["outcome"] == "outstanding"]

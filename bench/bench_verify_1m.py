@@ -1,0 +1,76 @@
+"""Verify a million-entry ledger with two workers: wall time and peak memory (bounded).
+
+Runs ``LedgerService.verify(jobs=2)`` over a real ledger (built once by ``build_ledger.py`` and
+cached) in a child process, and prints the time, the rate against the raw Ed25519 verify rate
+measured in the same run, and the peak resident memory of the verifying parent
+(``ru_maxrss`` of that child) and of its worker processes (``RUSAGE_CHILDREN`` as seen from it,
+i.e. the largest worker). Verification streams rows in batches with at most ``2 x jobs``
+batches in flight, so memory must not grow with the ledger: the same figures are printed for a
+ledger 10x smaller for comparison (``--compare 0`` to skip).
+
+Run: ``python bench/bench_verify_1m.py [SIZE] [--jobs 2] [--compare 100000]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_verify import samples_from  # noqa: E402
+from build_ledger import Built, cached_ledger  # noqa: E402
+from common import header, line, raw_verify_rate  # noqa: E402
+
+CHILD = """
+import json, resource, sys, time
+from coi.service.ledger import LedgerService
+svc = LedgerService.open(sys.argv[1], sys.argv[2])
+t = time.perf_counter()
+res = svc.verify(jobs=int(sys.argv[3]))
+secs = time.perf_counter() - t
+kib = lambda who: resource.getrusage(who).ru_maxrss
+print(json.dumps({"size": res.size, "seconds": secs, "parent_kib": kib(resource.RUSAGE_SELF),
+                  "workers_kib": kib(resource.RUSAGE_CHILDREN)}))
+"""
+
+
+def run(built: Built, jobs: int) -> dict[str, float]:
+    out = subprocess.run([sys.executable, "-c", CHILD, str(built.db), str(built.log_key),
+                          str(jobs)], check=True, capture_output=True, text=True)
+    result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("size", type=int, nargs="?", default=1_000_000)
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--compare", type=int, default=100_000,
+                    help="also verify a ledger of this size, to show memory does not grow")
+    a = ap.parse_args(argv)
+    sizes = [a.size] + ([a.compare] if a.compare else [])
+    builts = [cached_ledger(s) for s in sizes]
+    raw = raw_verify_rate(samples_from(builts[0].open()))
+    header(f"verify with jobs={a.jobs}")
+    line("raw Ed25519 verify, 1 process (baseline)", raw, "sig/s")
+    for built in builts:
+        t = time.perf_counter()
+        r = run(built, a.jobs)
+        total = time.perf_counter() - t
+        n = int(r["size"])
+        print(f"  {n:,} entries:")
+        line("  verify wall time (in the service call)", r["seconds"], "s")
+        line("  whole process (imports, open, verify)", total, "s")
+        line("  rate", n / r["seconds"], "entry/s", baseline=raw)
+        line("  peak RSS, verifying process", r["parent_kib"] / 1024, "MiB")
+        line("  peak RSS, largest worker", r["workers_kib"] / 1024, "MiB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,196 @@
+"""Read-only views for the terminal UI: what a scan station expects, product pages, gates.
+
+Owns no rule of its own: every judgement here is the domain's (``coi.domain.state.check`` run
+on the current chain, without recording anything) or a plain reading of the process definition
+and the product_state table. The UI shows these; ``CoiService.record`` still decides.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+
+from coi.db.repo import PS
+from coi.domain.payload import ITEM_KINDS
+from coi.domain.process import Process, StepSpec
+from coi.domain.scan import CoiIdScan, LabelScan, Scan
+from coi.domain.state import Attempt, ProductState, Signer, check, format_duration
+from coi.service.chain import SOON_MS, CoiService
+
+# Steps at which a second identifier is scanned and compared with the first: the paperwork
+# (a coi shipping-document label) travelling with the bag, or the patient's wristband.
+SECOND_IDENTIFIER: Mapping[str, str] = {
+    "receipt_at_manufacturing": "paperwork",
+    "receipt_at_treatment": "paperwork",
+    "bedside_verification": "wristband",
+}
+# Fields a station fills from the scans themselves (never typed).
+SCANNED_FIELDS: Mapping[str, tuple[str, ...]] = {
+    "bedside_verification": ("scanned_coi", "scanned_bag", "wristband_commitment"),
+}
+FILTERS = ("all", "window_soon", "window_exceeded", "deviation")
+ORDERS = ("coi", "state", "deadline", "deviations", "recent")
+_FIELD_REASON = re.compile(r"^(Field |'[^']*' (needs the field|has no field|needs a witness))")
+
+
+@dataclass(frozen=True)
+class ScanTarget:
+    """What the first scan at a station names: a product and perhaps one of its items."""
+
+    coi: str
+    item: str | None
+    kind: str  # "label" or "coi_id"
+
+
+def scan_target(scan: Scan) -> ScanTarget | None:
+    """The product a scan names, or None when the scan names no product (a DIN, a code)."""
+    if isinstance(scan, LabelScan):
+        return ScanTarget(scan.label.coi, scan.label.item, "label")
+    if isinstance(scan, CoiIdScan):
+        return ScanTarget(scan.coi_id.text, None, "coi_id")
+    return None
+
+
+def item_for_step(spec: StepSpec, item: str | None) -> str | None:
+    """The item to name when recording ``spec``: none for whole-product steps."""
+    if spec.item == "none" or item is None:
+        return None
+    if item[:1] in ("D", "W"):  # paperwork and wristbands are not items of the product
+        return None
+    return item
+
+
+def station_steps(process: Process, roles: Iterable[str]) -> list[StepSpec]:
+    """Steps a person with ``roles`` may author, in process order (enrolment has its own form)."""
+    have = set(roles)
+    return [s for s in process.steps.values()
+            if s.roles & have and s.name != "enrolment" and s.effect != "correction"]
+
+
+def expected_next(process: Process, product: ProductState | None) -> list[str]:
+    """Titles of the main-line steps the product's state leads to (what to expect next)."""
+    if product is None:
+        return [s.title for s in process.steps.values() if process.initial_state in s.from_states]
+    star = frozenset(process.states) - {process.initial_state}
+    out = []
+    for s in process.steps.values():
+        if s.from_states == star or product.state not in s.from_states:
+            continue
+        if any(not product.completed(r) for r in s.requires):
+            continue
+        if product.completed(s.name) and not s.repeatable:
+            continue
+        out.append(s.title)
+    return out
+
+
+def window_left(svc: CoiService, product: ProductState | None, now_ms: int
+                ) -> tuple[str, int] | None:
+    """The running window closing first: (title, milliseconds left; negative when exceeded)."""
+    if product is None:
+        return None
+    running = [w for w in product.windows.values() if w.ended_index is None]
+    if not running:
+        return None
+    first = min(running, key=lambda w: w.deadline_ms)
+    spec = svc.process().windows[first.name]
+    title = spec.title + (f" ({first.item})" if first.item else "")
+    return title, first.deadline_ms - now_ms
+
+
+def format_left(ms: int) -> str:
+    """``5 h 03 min left`` or ``exceeded by 2 h 10 min``."""
+    span = abs(ms) // 60_000
+    d, rest = divmod(span, 24 * 60)
+    h, m = divmod(rest, 60)
+    text = (f"{d} d {h} h" if d else f"{h} h {m:02d} min" if h else f"{m} min")
+    return f"{text} left" if ms >= 0 else f"exceeded by {text}"
+
+
+def precheck(svc: CoiService, step: str, coi: str, *, user: str, item: str | None
+             ) -> list[str]:
+    """Why ``step`` cannot be recorded for ``coi`` by ``user`` whatever the fields say.
+
+    The domain's own check, run on the current chain with no fields and no witness; reasons
+    about the fields or the witness (still to be entered) are left out. Nothing is recorded.
+    """
+    process = svc.process()
+    reg = svc.ledger.registry()
+    rec = reg.user(user)
+    if rec is None:
+        return [f"{user} is not enrolled"]
+    actor = Signer(user=user, name=rec.name, meaning="authored", roles=rec.roles)
+    attempt = Attempt(step=step, subject=coi, item=item, fields={}, actor=actor, witness=None,
+                      now_ms=svc.clock.now_ms())
+    decision = check(process, svc.chain(), attempt)
+    return [r for r in decision.reasons if not _FIELD_REASON.match(r)]
+
+
+def compare_second(first: ScanTarget, kind: str, scan: Scan) -> str | None:
+    """Compare the second identifier with the first scan; the mismatch in words, or None."""
+    if kind != "paperwork":
+        return None
+    if not isinstance(scan, LabelScan):
+        return "the paperwork scan is not a coi shipping-document label"
+    lab = scan.label
+    if lab.item[:1] != "D":
+        return (f"the second scan is a {ITEM_KINDS.get(lab.item[:1], 'label')} ({lab.item}), "
+                "not the shipping document")
+    if lab.coi != first.coi:
+        return f"the paperwork is for {lab.coi}, but the bag is {first.coi}"
+    return None
+
+
+def wristband_text(raw: str) -> str:
+    """The patient identifier a wristband scan carries: suffix and AIM prefix removed."""
+    text = raw.rstrip("\r\n\t").strip(" ")
+    if re.match(r"^\][A-Za-z][0-9A-Za-z]", text):
+        text = text[3:]
+    return text
+
+
+def product_page(svc: CoiService, *, state: str | None = None, search: str | None = None,
+                 flt: str = "all", order: str = "coi", limit: int = 100, offset: int = 0
+                 ) -> list[dict[str, Any]]:
+    """One page of the products table, filtered by state, window or open deviation."""
+    svc.process()
+    if flt == "all":
+        return svc.products(state=state, search=search, limit=limit, offset=offset, order=order)
+    now = svc.clock.now_ms()
+    q = select(PS.c.coi, PS.c.state, PS.c.last_index, PS.c.deadline_ms, PS.c.deadline_window,
+               PS.c.open_deviations)
+    if state is not None:
+        q = q.where(PS.c.state == state)
+    if search:
+        q = q.where(PS.c.coi.like(f"%{search.upper()}%"))
+    if flt == "window_soon":
+        q = q.where(PS.c.deadline_ms.is_not(None), PS.c.deadline_ms >= now,
+                    PS.c.deadline_ms <= now + SOON_MS)
+    elif flt == "window_exceeded":
+        q = q.where(PS.c.deadline_ms.is_not(None), PS.c.deadline_ms < now)
+    elif flt == "deviation":
+        q = q.where(PS.c.open_deviations > 0)
+    col = {"coi": PS.c.coi, "state": PS.c.state, "deadline": PS.c.deadline_ms,
+           "deviations": PS.c.open_deviations.desc(), "recent": PS.c.last_index.desc()
+           }.get(order, PS.c.coi)
+    q = q.order_by(col, PS.c.coi).limit(limit).offset(offset)
+    with svc.ledger.engine.connect() as c:
+        return [dict(r._mapping) for r in c.execute(q)]
+
+
+def release_blockers(svc: CoiService, coi: str, user: str) -> list[str]:
+    """Why the release step would be refused now for ``user`` (the gate, roles, duties)."""
+    step = svc.process().step_with_effect("release")
+    if step is None:
+        return ["this process has no release step"]
+    return precheck(svc, step.name, coi, user=user, item=None)
+
+
+__all__ = ["FILTERS", "ORDERS", "SECOND_IDENTIFIER", "SCANNED_FIELDS", "ScanTarget",
+           "compare_second", "expected_next", "format_duration", "format_left", "item_for_step",
+           "precheck", "product_page", "release_blockers", "scan_target", "station_steps",
+           "window_left", "wristband_text"]

@@ -1,0 +1,69 @@
+"""``coi tui`` and ``coi demo``: open the terminal UI on a ledger (a demo one, built if absent)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from coi.cli.common import EXIT_USAGE, DbOpt, LogKeyOpt, errors, fail
+from coi.cli.main import app
+
+StationOpt = Annotated[
+    str | None,
+    typer.Option("--station", help="Open this step's scan station after login, e.g. "
+                                   "courier_pickup (default: pick from a list)"),
+]
+IdleOpt = Annotated[
+    float,
+    typer.Option("--idle-minutes", min=0.1, help="Lock the session after this many idle minutes "
+                                                  "(Part 11: user id and password again)"),
+]
+
+
+def _run(db: str | None, log_key: str | None, station: str | None, idle_minutes: float) -> None:
+    from coi.service.chain import CoiService
+
+    with errors():
+        svc = CoiService.open(db, log_key)
+        process = svc.process()
+        if station is not None and process.step(station) is None:
+            fail(f"--station {station!r} is not a step; steps are: {', '.join(process.steps)}",
+                 EXIT_USAGE)
+    from coi.tui.app import CoiApp
+
+    CoiApp(svc, station=station, idle_timeout_s=idle_minutes * 60).run()
+
+
+@app.command("tui")
+def tui(db: DbOpt = None, log_key: LogKeyOpt = None, station: StationOpt = None,
+        idle_minutes: IdleOpt = 15.0) -> None:
+    """Open the terminal UI: scan stations, QA review and release, audit, users."""
+    _run(db, log_key, station, idle_minutes)
+
+
+@app.command("demo")
+def demo(
+    db: Annotated[Path, typer.Option("--db", help="The demo SQLite file (built if absent)")] =
+    Path("coi-demo.db"),
+    products: Annotated[int, typer.Option(min=1, max=200, help="Products in a new demo")] = 20,
+    station: StationOpt = None,
+    idle_minutes: IdleOpt = 15.0,
+) -> None:
+    """Build a demo ledger (site A9999, demo staff, ~20 products) if absent, then open the TUI."""
+    from coi.ledger.clock import SystemClock
+    from coi.service.demo import DEMO_STAFF, build_demo, demo_password
+
+    if not db.exists():
+        typer.echo(f"building the demo ledger {db} (a few seconds: every password is "
+                   "stretched with scrypt)…", err=True)
+        with errors():
+            build_demo(str(db), None, products=products, now_ms=SystemClock().now_ms())
+        typer.echo("Demo users (user id / password / roles) — shown once:")
+        for user, name, roles in DEMO_STAFF:
+            typer.echo(f"  {user:<7} {demo_password(user):<20} {', '.join(roles):<14} {name}")
+        if station is None and sys.stdin.isatty():
+            typer.prompt("Press Enter to open the terminal UI", default="", show_default=False)
+    _run(str(db), None, station, idle_minutes)

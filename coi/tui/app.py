@@ -1,0 +1,197 @@
+"""The coi terminal UI: scan stations, QA review and release, audit, administration.
+
+Dependencies in (a ``CoiService`` and the station, given by the caller), CSS out (``app.tcss``),
+every service call in a thread worker, one error modal for whatever a worker raises. The app holds
+the Part 11 signing session and the idle lock; what a person may do is the service's to decide
+(navigation only hides what their roles cannot use).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from textual import events
+from textual.app import App
+from textual.binding import Binding, BindingType
+from textual.screen import Screen
+
+from coi.ledger.errors import VerificationError
+from coi.service.chain import CoiService
+from coi.service.errors import ConfigError, Refused
+from coi.service.session import DEFAULT_IDLE_TIMEOUT_S, SigningSession
+from coi.service.views import station_steps
+from coi.tui.commands import CoiCommands
+from coi.tui.screens.error import ErrorScreen
+from coi.tui.screens.login import LoginScreen
+
+# Who sees which section (navigation only: the service refuses what a role may not do).
+REVIEW_ROLES = frozenset({"qa", "auditor", "admin", "qc", "manufacturing"})
+AUDIT_ROLES = frozenset({"auditor", "qa", "admin"})
+ADMIN_ROLES = frozenset({"admin"})
+
+
+class CoiApp(App[None]):
+    """``CoiApp(svc, station=None)``; run it with ``.run()`` or drive it with ``.run_test()``."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "coi"
+    SUB_TITLE = "chain of identity"
+    COMMANDS = App.COMMANDS | {CoiCommands}
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("f2", "station", "Station"),
+        Binding("f3", "review", "Review"),
+        Binding("f4", "audit", "Audit"),
+        Binding("f5", "admin", "Users"),
+        Binding("f9", "lock", "Lock"),
+        Binding("f10", "logout", "Log out"),
+        Binding("ctrl+q", "quit", "Quit", priority=True),
+    ]
+
+    def __init__(self, svc: CoiService, *, station: str | None = None,
+                 idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S,
+                 idle_check_s: float = 1.0) -> None:
+        super().__init__()
+        self.svc = svc
+        self.station = station
+        self.session = SigningSession(svc.ledger, svc.clock, idle_timeout_s)
+        self.idle_check_s = idle_check_s
+        self._locked = False
+
+    # -- start, login, lock -----------------------------------------------------------------
+    def on_mount(self) -> None:
+        self.theme = "textual-dark"
+        self.push_screen(LoginScreen())
+        self.set_interval(self.idle_check_s, self.check_idle_lock)
+
+    async def on_event(self, event: events.Event) -> None:
+        if isinstance(event, events.Key | events.MouseDown | events.Paste):
+            self.session.touch()
+        await super().on_event(event)
+
+    @property
+    def roles(self) -> frozenset[str]:
+        return self.session.roles if self.session.user else frozenset()
+
+    def display_name(self) -> str:
+        user = self.session.user
+        if user is None:
+            return ""
+        rec = self.svc.ledger.registry().user(user)
+        return rec.name if rec else user
+
+    def logged_in(self, screen: LoginScreen) -> None:
+        user = self.session.user or ""
+        self.sub_title = f"{self.display_name()} ({user}) · {', '.join(sorted(self.roles))}"
+        self.refresh_bindings()
+        if screen.locked_user is not None and screen.locked_user == user:
+            self._locked = False
+            self.pop_screen()
+            return
+        self._locked = False
+        self.call_later(self.open_start)
+
+    async def open_start(self) -> None:
+        from coi.tui.screens.home import HomeScreen
+        from coi.tui.screens.station import StationScreen
+
+        await self._reset_stack()
+        await self.switch_screen(HomeScreen())
+        if self.station:
+            steps = {s.name for s in station_steps(self.svc.process(), self.roles)}
+            if self.station in steps:
+                await self.push_screen(StationScreen(self.station))
+            else:
+                self.notify(f"Your roles may not record the station's step {self.station!r};"
+                            " pick another from the list.", severity="warning")
+
+    async def _reset_stack(self) -> None:
+        while len(self.screen_stack) > 2:
+            await self.pop_screen()
+
+    def check_idle_lock(self) -> None:
+        if self._locked or self.session.user is None:
+            return
+        if self.session.expired():
+            user = self.session.user
+            self.session.logout()
+            self._locked = True
+            self.refresh_bindings()
+            self.push_screen(LoginScreen(locked_user=user))
+
+    def action_lock(self) -> None:
+        if self.session.user is None or self._locked:
+            return
+        user = self.session.user
+        self.session.logout()
+        self._locked = True
+        self.refresh_bindings()
+        self.push_screen(LoginScreen(locked_user=user))
+
+    async def action_logout(self) -> None:
+        if self.session.user is None:
+            return
+        self.session.logout()
+        self._locked = False
+        self.sub_title = "chain of identity"
+        await self._reset_stack()
+        await self.switch_screen(LoginScreen())
+        self.refresh_bindings()
+
+    # -- navigation (role-aware) ---------------------------------------------------------------
+    def may(self, section: str) -> bool:
+        if self.session.user is None or self._locked:
+            return False
+        roles = self.roles
+        if section == "station":
+            return bool(station_steps(self.svc.process(), roles))
+        need = {"review": REVIEW_ROLES, "audit": AUDIT_ROLES, "admin": ADMIN_ROLES}.get(section)
+        return need is not None and bool(roles & need)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("station", "review", "audit", "admin"):
+            return True if self.may(action) else None
+        if action in ("lock", "logout"):
+            return True if self.session.user is not None and not self._locked else None
+        return True
+
+    async def goto(self, screen: Screen[Any]) -> None:
+        """Open a section: back to the home screen, then the section on top."""
+        await self._reset_stack()
+        await self.push_screen(screen)
+
+    async def action_station(self, step: str | None = None) -> None:
+        from coi.tui.screens.station import StationPickScreen, StationScreen
+
+        if not self.may("station"):
+            return
+        await self.goto(StationScreen(step) if step else StationPickScreen())
+
+    async def action_review(self) -> None:
+        from coi.tui.screens.review import ReviewScreen
+
+        if self.may("review"):
+            await self.goto(ReviewScreen())
+
+    async def action_audit(self) -> None:
+        from coi.tui.screens.audit import AuditScreen
+
+        if self.may("audit"):
+            await self.goto(AuditScreen())
+
+    async def action_admin(self) -> None:
+        from coi.tui.screens.admin import AdminScreen
+
+        if self.may("admin"):
+            await self.goto(AdminScreen())
+
+    # -- the one error handler ---------------------------------------------------------------
+    def show_error(self, error: BaseException) -> None:
+        if isinstance(error, Refused):
+            title, text = "Refused", error.reason
+        elif isinstance(error, ConfigError):
+            title, text = "Configuration problem", str(error)
+        elif isinstance(error, VerificationError):
+            title, text = "Verification failed", str(error)
+        else:
+            title, text = "Unexpected error", f"{type(error).__name__}: {error}"
+        self.push_screen(ErrorScreen(title, text))

@@ -1,0 +1,165 @@
+"""One product for QA: its timeline, deviations, labels and QC results, and the release gate.
+
+The timeline shows every entry about the product with each signer's printed name and meaning,
+the local time with its zone, whether the signature verifies, and corrections. ``r``/``x`` open
+the release/reject screen (the service decides whether the signer may).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, TabPane
+
+from coi.service.views import format_left, release_blockers
+from coi.tui.base import CoiScreen
+from coi.tui.text import show
+
+_SKIP_DATA = {"item"}
+
+
+def summarise(data: dict[str, Any], limit: int = 60) -> str:
+    """An entry's data in one line: ``key=value`` pairs, cut at ``limit`` characters."""
+    text = ", ".join(f"{k}={v}" for k, v in sorted(data.items()) if k not in _SKIP_DATA)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class ProductScreen(CoiScreen):
+    """Timeline, deviations, labels, QC; the release gate for the person looking."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "app.pop_screen", "Back"),
+        Binding("r", "release('release')", "Release"),
+        Binding("x", "release('reject')", "Reject"),
+    ]
+
+    def __init__(self, coi: str) -> None:
+        super().__init__()
+        self.coi = coi
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static(show(self.coi), id="product-head")
+        yield Static("", id="gate")
+        with TabbedContent(id="product-tabs"):
+            with TabPane("Timeline", id="tab-timeline"):
+                yield DataTable(id="timeline", cursor_type="row", zebra_stripes=True)
+            with TabPane("Deviations", id="tab-deviations"):
+                yield DataTable(id="deviations", cursor_type="row")
+            with TabPane("Labels", id="tab-labels"):
+                yield DataTable(id="labels", cursor_type="row")
+            with TabPane("QC", id="tab-qc"):
+                yield DataTable(id="qc", cursor_type="row")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#timeline", DataTable).add_columns(
+            "#", "Local time", "Step", "Signed by (meaning)", "Sig.", "Data")
+        self.query_one("#deviations", DataTable).add_columns(
+            "#", "Kind", "Description", "Item", "Opened by", "Disposition", "Closed")
+        self.query_one("#labels", DataTable).add_columns(
+            "Label", "Item", "Status", "Entries", "Replaces")
+        self.query_one("#qc", DataTable).add_columns("Test", "Result", "Value", "Specification")
+        self.query_one("#timeline", DataTable).focus()
+        self.load()
+
+    def on_screen_resume(self) -> None:
+        self.load()
+
+    def action_release(self, kind: str) -> None:
+        from coi.tui.screens.release import ReleaseScreen
+
+        self.app.push_screen(ReleaseScreen(self.coi, kind))
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="product")
+    def load(self) -> None:
+        svc = self.coi_app.svc
+        shown = svc.show(self.coi)
+        blockers = release_blockers(svc, self.coi, self.coi_app.session.user or "")
+        specs = {k: t.specification() for k, t in svc.process().qc_tests.items()}
+        windows = {k: w.title for k, w in svc.process().windows.items()}
+        self.app.call_from_thread(self.show_product, shown, blockers, specs, windows)
+
+    def show_product(self, shown: dict[str, Any], blockers: list[str],
+                     specs: dict[str, str], windows: dict[str, str]) -> None:
+        state = shown["state"] or {}
+        now = shown["now_ms"]
+        head = Text()
+        head.append("CoI ", style="bold")
+        head.append_text(show(shown["coi"], "bold cyan"))
+        head.append("  state ", style="bold")
+        head.append_text(show(state.get("state", "—")))
+        if state.get("custodian"):
+            head.append("  custodian ", style="bold")
+            head.append_text(show(state["custodian"]))
+        items = state.get("items", {})
+        if items:
+            head.append("\nItems ", style="bold")
+            head.append_text(show(", ".join(f"{k} {v['status']}" for k, v in items.items())))
+        for w in state.get("windows", {}).values():
+            if w.get("ended_index") is None:
+                left = w["deadline_ms"] - now
+                head.append("\nWindow ", style="bold")
+                head.append_text(show(f"{windows.get(w['name'], w['name'])}"
+                                      f"{' (' + w['item'] + ')' if w.get('item') else ''}: "))
+                head.append_text(show(format_left(left), "bold red" if left < 0 else ""))
+        self.query_one("#product-head", Static).update(head)
+        gate = Text()
+        if state.get("state") == "qc_testing" or blockers:
+            if blockers:
+                gate.append("Release gate not met for you: ", style="bold red")
+                gate.append_text(show("; ".join(blockers), "red"))
+            else:
+                gate.append("Release gate met: QA may release (r).", style="bold green")
+        self.query_one("#gate", Static).update(gate)
+        self.fill_timeline(shown["timeline"])
+        self.fill_deviations(state.get("deviations", {}))
+        self.fill_labels(state.get("labels", {}))
+        self.fill_qc(state.get("qc_results", {}), specs)
+
+    def fill_timeline(self, timeline: list[dict[str, Any]]) -> None:
+        table = self.query_one("#timeline", DataTable)
+        table.clear()
+        for t in timeline:
+            signers = "; ".join(f"{s['name']} ({s['meaning']})" for s in t["signers"])
+            mark = Text("✓", style="bold green") if t["signature_ok"] else Text(
+                "✗ BAD", style="bold red")
+            data = summarise(t["data"])
+            if t["corrected_by"]:
+                data = f"corrected by {', '.join(map(str, t['corrected_by']))}; " + data
+            table.add_row(str(t["index"]), show(t["time_local"]), show(t["step"]),
+                          show(signers), mark, show(data), key=str(t["index"]))
+
+    def fill_deviations(self, devs: dict[str, dict[str, Any]]) -> None:
+        table = self.query_one("#deviations", DataTable)
+        table.clear()
+        for idx, d in sorted(devs.items(), key=lambda kv: int(kv[0])):
+            closed = d["closed_index"]
+            disp = d["disposition"] or Text("none yet", style="yellow")
+            table.add_row(idx, show(d["kind"]), show(d["description"]), show(d["item"] or ""),
+                          show(d["opened_by"]), disp if isinstance(disp, Text) else show(disp),
+                          show(closed) if closed is not None else Text("OPEN", style="bold red"))
+
+    def fill_labels(self, labels: dict[str, dict[str, Any]]) -> None:
+        table = self.query_one("#labels", DataTable)
+        table.clear()
+        for lid, lab in sorted(labels.items()):
+            status = lab["status"]
+            table.add_row(show(lid), show(lab["item"] or ""),
+                          show(status, "bold red" if status == "printed" else ""),
+                          show(", ".join(map(str, lab["events"]))), show(lab["replaces"] or ""))
+        if not labels:
+            table.add_row("—", "no controlled labels recorded", "", "", "")
+
+    def fill_qc(self, results: dict[str, dict[str, Any]], specs: dict[str, str]) -> None:
+        table = self.query_one("#qc", DataTable)
+        table.clear()
+        for _idx, r in sorted(results.items(), key=lambda kv: int(kv[0])):
+            unit = f" {r['unit']}" if r.get("unit") else ""
+            table.add_row(show(r["test"]),
+                          show(r["result"], "green" if r["result"] == "pass" else "bold red"),
+                          show(f"{r['value']}{unit}"), show(specs.get(r["test"], "")))

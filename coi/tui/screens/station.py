@@ -1,0 +1,448 @@
+"""A scan station: one process step, recorded for each product scanned, signed on the spot.
+
+Flow: scan the bag's label → the product in large type with its state, the expected next step
+and the time left in its window → (receipt: scan the paperwork; bedside: scan the wristband) →
+the step's fields → the password again (and a witness's id and password when the step needs
+one) → the service records it → the entry's index. A scan that cannot be used, a product that
+is not at this step, a second identifier that does not match, or a refusal by the service fills
+the screen in red; every one of them is recorded in the ledger before the alert shows.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.widgets import Button, Footer, Header, Input, Label, OptionList, Select, Static
+from textual.widgets.option_list import Option
+
+from coi.domain.process import FieldSpec, StepSpec
+from coi.domain.scan import ScanError, parse_scan
+from coi.service.errors import Refused
+from coi.service.views import (
+    SCANNED_FIELDS,
+    SECOND_IDENTIFIER,
+    ScanTarget,
+    compare_second,
+    expected_next,
+    format_left,
+    item_for_step,
+    precheck,
+    scan_target,
+    station_steps,
+    window_left,
+    wristband_text,
+)
+from coi.tui.base import CoiScreen
+from coi.tui.screens.alert import AlertScreen
+from coi.tui.text import show
+from coi.tui.widgets.big_text import BigText
+from coi.tui.widgets.scan_input import ScanInput
+
+PROMPT_SECOND = {
+    "paperwork": "Now scan the paperwork (the shipping document's coi label) that came with it.",
+    "wristband": "Now scan the patient's wristband.",
+}
+
+
+class StationPickScreen(CoiScreen):
+    """The steps this person may record; Enter opens that station."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "app.pop_screen", "Back")]
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static(Text("Pick the step this station records", style="bold"), classes="title")
+        yield OptionList(id="station-list")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        menu = self.query_one("#station-list", OptionList)
+        for step in station_steps(self.coi_app.svc.process(), self.coi_app.roles):
+            extra = " · witness" if step.witness else ""
+            menu.add_option(Option(Text(f"{step.title}  ({step.stage}{extra})"), id=step.name))
+        menu.highlighted = 0
+        menu.focus()
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        if event.option.id:
+            self.app.switch_screen(StationScreen(event.option.id))
+
+
+@dataclass
+class Timings:
+    """How long the last round trip took, for the benchmark (milliseconds)."""
+
+    scan_to_ready: float = 0.0
+    signing: float = 0.0
+    record: float = 0.0
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+class StationScreen(CoiScreen):
+    """Records one step. ``phase`` is "scan", "second", "fields" or "busy"."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+s", "sign", "Sign & record", priority=True),
+        Binding("escape", "cancel", "Cancel / back"),
+        Binding("f6", "focus_scan", "Scan field"),
+    ]
+
+    def __init__(self, step: str) -> None:
+        super().__init__()
+        self.step = step
+        self.phase = "scan"
+        self.target: ScanTarget | None = None
+        self.first_raw = ""
+        self.wristband: str | None = None
+        self.timings = Timings()
+        self.last_index: int | None = None
+        self._t0 = 0.0
+
+    @property
+    def spec(self) -> StepSpec:
+        spec = self.coi_app.svc.process().step(self.step)
+        if spec is None:
+            raise Refused(f"unknown step {self.step!r}")
+        return spec
+
+    def typed_fields(self) -> list[FieldSpec]:
+        skip = set(SCANNED_FIELDS.get(self.step, ()))
+        return [f for f in self.spec.fields.values() if f.name not in skip]
+
+    # -- layout -------------------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        spec = self.spec
+        yield Header()
+        who = self.coi_app.display_name()
+        yield Static(Text.assemble(("Station: ", "bold"), (spec.title, "bold cyan"),
+                                   f"  ·  {who}"), id="station-title")
+        yield ScanInput(id="scan")
+        with VerticalScroll(id="station-body"):
+            yield BigText(id="identity")
+            yield Static("", id="product-info")
+            yield Static(Text(self.first_prompt()), id="prompt")
+            with Vertical(id="form"):
+                for f in self.typed_fields():
+                    yield Label(self.field_label(f), classes="field-label")
+                    if f.type == "enum":
+                        yield Select([(v, v) for v in f.values], id=f"field-{f.name}",
+                                     prompt=f"choose ({'required' if f.required else 'optional'})",
+                                     allow_blank=True, compact=True)
+                    else:
+                        yield Input(id=f"field-{f.name}", placeholder=self.hint(f), compact=True)
+                if spec.witness:
+                    yield Label("Witness (a second person co-signs here)", classes="field-label")
+                    with Horizontal(classes="pair"):
+                        yield Input(placeholder="witness user id", id="witness-user", compact=True)
+                        yield Input(placeholder="witness password", password=True,
+                                    id="witness-password", compact=True)
+                yield Label(f"Your password (signs as {who})", classes="field-label")
+                yield Input(placeholder="password", password=True, id="password", compact=True)
+                yield Button("Sign and record  (ctrl+s)", id="sign", variant="success")
+            yield Static("", id="confirm")
+        yield Footer()
+
+    def first_prompt(self) -> str:
+        spec = self.spec
+        what = ("the final product bag's label" if spec.item == "final" else
+                "the collection bag's label" if spec.item == "collection" else
+                "the product's label")
+        return f"Scan {what} to record '{spec.title}'."
+
+    @staticmethod
+    def field_label(f: FieldSpec) -> str:
+        unit = f" [{f.unit}]" if f.unit else ""
+        return f"{f.title}{unit}{'' if f.required else ' (optional)'}"
+
+    @staticmethod
+    def hint(f: FieldSpec) -> str:
+        if f.type == "timestamp":
+            return "time: 2026-01-31T09:30Z, or milliseconds since 1970"
+        if f.type in ("int", "decimal", "qc_value"):
+            rng = []
+            if f.min is not None:
+                rng.append(f"≥ {f.min}")
+            if f.max is not None:
+                rng.append(f"≤ {f.max}")
+            return "number" + (f" ({', '.join(rng)})" if rng else "")
+        return "required" if f.required else "optional"
+
+    def on_mount(self) -> None:
+        self.query_one("#form").display = False
+        self.query_one("#scan", ScanInput).focus()
+
+    def on_screen_resume(self) -> None:
+        if self.phase in ("scan", "second"):
+            self.query_one("#scan", ScanInput).focus()
+
+    def action_focus_scan(self) -> None:
+        self.query_one("#scan", ScanInput).focus()
+
+    # -- phase changes -----------------------------------------------------------------------
+    def reset_station(self, *, keep_confirmation: bool = True) -> None:
+        self.phase = "scan"
+        self.target = None
+        self.wristband = None
+        self.first_raw = ""
+        self.query_one("#form").display = False
+        for inp in self.query("#form Input").results(Input):
+            inp.value = ""
+        for sel in self.query("#form Select").results(Select):
+            sel.clear()
+        self.query_one("#identity", BigText).update("")
+        self.query_one("#product-info", Static).update("")
+        self.query_one("#prompt", Static).update(Text(self.first_prompt()))
+        if not keep_confirmation:
+            self.query_one("#confirm", Static).update("")
+        self.query_one("#scan", ScanInput).focus()
+
+    def action_cancel(self) -> None:
+        if self.phase == "scan":
+            self.app.pop_screen()
+        elif self.phase != "busy":
+            self.reset_station(keep_confirmation=False)
+
+    def raise_alert(self, title: str, reason: str, *, scanned: str | None = None,
+              recorded_index: int | None = None) -> None:
+        self.reset_station(keep_confirmation=False)
+        self.app.push_screen(AlertScreen(title, reason, scanned=scanned,
+                                         recorded_index=recorded_index))
+
+    # -- scans --------------------------------------------------------------------------------
+    @on(ScanInput.Scanned)
+    def scanned(self, event: ScanInput.Scanned) -> None:
+        event.stop()
+        if self.phase == "busy":
+            return
+        self._t0 = time.perf_counter()
+        if self.phase == "second" and self.target is not None:
+            self.second_scan(event.raw, event.method)
+            return
+        if self.phase == "fields":
+            self.notify("Finish or cancel (Esc) this product before scanning the next.",
+                        severity="warning")
+            return
+        self.query_one("#confirm", Static).update("")
+        try:
+            target = scan_target(parse_scan(event.raw))
+        except ScanError as e:
+            self.refuse_scan(event.raw, "The scan cannot be used: " + e.reason, None)
+            return
+        if target is None:
+            self.refuse_scan(event.raw, "This code names no product: scan the coi label on "
+                             "the bag (or the CoI identifier's ISBT 128 barcode).", None)
+            return
+        self.phase = "busy"
+        self.first_raw = event.raw
+        self.load_product(target, event.raw, event.method)
+
+    def second_scan(self, raw: str, method: str) -> None:
+        assert self.target is not None
+        kind = SECOND_IDENTIFIER[self.step]
+        if kind == "wristband":
+            if method == "typed":
+                self.refuse_scan(raw, "The wristband must be scanned, not typed: identity at "
+                                 "the bedside is checked by barcode.", self.target.coi)
+                return
+            self.wristband = wristband_text(raw)
+            self.show_fields()
+            return
+        try:
+            scan = parse_scan(raw)
+        except ScanError as e:
+            self.refuse_scan(raw, "The paperwork scan cannot be used: " + e.reason,
+                             self.target.coi)
+            return
+        mismatch = compare_second(self.target, kind, scan)
+        if mismatch:
+            self.refuse_scan(raw, "MISMATCH: " + mismatch, self.target.coi)
+            return
+        self.show_fields()
+
+    def refuse_scan(self, raw: str, reason: str, expected: str | None) -> None:
+        self.phase = "busy"
+        self.record_scan_refusal(raw, reason, expected)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="scan-refusal")
+    def record_scan_refusal(self, raw: str, reason: str, expected: str | None) -> None:
+        app = self.coi_app
+        idx = app.svc.record_scan_refusal(station=self.step, by=app.session.user or "(nobody)",
+                                          raw=raw, reason=reason, expected=expected)
+        app.call_from_thread(self.raise_alert, "Scan refused", reason, scanned=raw,
+                             recorded_index=idx)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="load")
+    def load_product(self, target: ScanTarget, raw: str, method: str) -> None:
+        app = self.coi_app
+        svc = app.svc
+        spec = self.spec
+        item = item_for_step(spec, target.item)
+        reasons = precheck(svc, self.step, target.coi, user=app.session.user or "", item=item)
+        product = svc.chain().product(target.coi)
+        info: dict[str, Any] = {
+            "state": product.state if product else "not enrolled",
+            "next": expected_next(svc.process(), product) if product else [],
+            "window": window_left(svc, product, svc.clock.now_ms()),
+            "custodian": product.custodian if product else None,
+        }
+        if reasons:
+            reason = (f"'{spec.title}' cannot be recorded for {target.coi}"
+                      f"{' ' + target.item if target.item else ''}: " + "; ".join(reasons))
+            idx = svc.record_scan_refusal(station=self.step, by=app.session.user or "(nobody)",
+                                          raw=raw, reason=reason, expected=target.coi)
+            app.call_from_thread(self.raise_alert, "Not at this step", reason, scanned=raw,
+                                 recorded_index=idx)
+            return
+        app.call_from_thread(self.show_product, target, info, method)
+
+    def show_product(self, target: ScanTarget, info: dict[str, Any], method: str) -> None:
+        self.target = target
+        self.query_one("#identity", BigText).show_text(
+            target.coi, f"{target.coi}  ·  item {target.item or '—'}  ·  {method}")
+        t = Text()
+        t.append("State: ", style="bold")
+        t.append_text(show(info["state"]))
+        t.append("   Next: ", style="bold")
+        t.append_text(show(", ".join(info["next"]) or "—"))
+        if info["window"] is not None:
+            title, left = info["window"]
+            t.append("\nWindow: ", style="bold")
+            t.append_text(show(f"{title}: ", ""))
+            t.append_text(show(format_left(left), "bold red" if left < 0 else
+                               "yellow" if left < 6 * 3_600_000 else "green"))
+        if info["custodian"]:
+            t.append("   Custodian: ", style="bold")
+            t.append_text(show(info["custodian"]))
+        if method == "typed":
+            t.append("\nTyped by hand: check the label by eye.", style="yellow")
+        self.query_one("#product-info", Static).update(t)
+        self.timings.scan_to_ready = (time.perf_counter() - self._t0) * 1000
+        kind = SECOND_IDENTIFIER.get(self.step)
+        if kind:
+            self.phase = "second"
+            self.query_one("#prompt", Static).update(Text(PROMPT_SECOND[kind], style="bold"))
+            self.query_one("#scan", ScanInput).focus()
+        else:
+            self.show_fields()
+
+    def show_fields(self) -> None:
+        self.phase = "fields"
+        self.query_one("#prompt", Static).update(
+            Text("Fill in the fields, then your password; ctrl+s signs and records.",
+                 style="bold"))
+        form = self.query_one("#form")
+        form.display = True
+        first = form.query("Input, Select").first()
+        first.focus()
+        self.query_one("#station-body", VerticalScroll).scroll_to_widget(form)
+
+    # -- signing ------------------------------------------------------------------------------
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "password":
+            self.action_sign()
+        elif self.phase == "fields":
+            self.focus_next()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "sign":
+            self.action_sign()
+
+    def collect(self) -> dict[str, str]:
+        fields: dict[str, str] = {}
+        for f in self.typed_fields():
+            widget = self.query_one(f"#field-{f.name}")
+            if isinstance(widget, Select):
+                value = "" if widget.is_blank() else str(widget.value)
+            else:
+                value = widget.value.strip() if isinstance(widget, Input) else ""
+            if value or f.required:
+                fields[f.name] = value
+        if self.step in SCANNED_FIELDS and self.target is not None:
+            fields["scanned_coi"] = self.target.coi
+            fields["scanned_bag"] = self.target.item or ""
+            fields["wristband"] = self.wristband or ""
+        return fields
+
+    def action_sign(self) -> None:
+        if self.phase != "fields" or self.target is None:
+            return
+        password = self.query_one("#password", Input).value
+        if not password:
+            self.notify("Enter your password to sign.", severity="warning")
+            self.query_one("#password", Input).focus()
+            return
+        witness: tuple[str, str] | None = None
+        if self.spec.witness:
+            wu = self.query_one("#witness-user", Input).value.strip()
+            wp = self.query_one("#witness-password", Input).value
+            if not wu or not wp:
+                self.notify("This step needs a witness: their user id and password.",
+                            severity="warning")
+                self.query_one("#witness-user", Input).focus()
+                return
+            witness = (wu, wp)
+        self.phase = "busy"
+        self.query_one("#confirm", Static).update(Text("Signing…", style="bold"))
+        self.record(self.target, self.collect(), password, witness)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="record")
+    def record(self, target: ScanTarget, fields: dict[str, str], password: str,
+               witness: tuple[str, str] | None) -> None:
+        app = self.coi_app
+        svc = app.svc
+        t0 = time.perf_counter()
+        try:
+            actor = app.session.sign(password)
+            wkey = svc.ledger.unlock(*witness) if witness else None
+        except Refused as e:
+            app.call_from_thread(self.signature_refused, e)
+            return
+        t1 = time.perf_counter()
+        try:
+            rec = svc.record(self.step, target.coi, actor=actor, witness=wkey,
+                             item=item_for_step(self.spec, target.item), fields=fields)
+        except Refused as e:
+            app.call_from_thread(self.raise_alert, "Refused", e.reason, scanned=self.first_raw,
+                                 recorded_index=e.recorded_index)
+            return
+        t2 = time.perf_counter()
+        signers = [(s.name, s.meaning) for s in rec.entry.statement.signers]
+        when = svc.local_time(rec.entry.statement.time_ms)
+        app.call_from_thread(self.recorded, target, rec.entry.index, signers, when,
+                             list(rec.auto_deviations), (t1 - t0) * 1000, (t2 - t1) * 1000)
+
+    def signature_refused(self, e: Refused) -> None:
+        self.phase = "fields"
+        pw = self.query_one("#password", Input)
+        pw.value = ""
+        pw.focus()
+        more = f" (recorded as entry {e.recorded_index})" if e.recorded_index is not None else ""
+        self.query_one("#confirm", Static).update(show("Signature refused: " + e.reason + more,
+                                                       "bold red"))
+        if self.coi_app.session.user is None:
+            self.coi_app.action_lock()
+
+    def recorded(self, target: ScanTarget, index: int, signers: list[tuple[str, str]],
+                 when: str, deviations: list[int], signing_ms: float, record_ms: float) -> None:
+        self.last_index = index
+        self.timings.signing, self.timings.record = signing_ms, record_ms
+        self.timings.history.append({"scan_to_ready": self.timings.scan_to_ready,
+                                     "record": record_ms})
+        t = Text()
+        t.append(f"✔ RECORDED as entry {index}\n", style="bold green")
+        t.append_text(show(f"{self.spec.title} · {target.coi}"
+                           f"{' · ' + target.item if target.item else ''}\n"))
+        for name, meaning in signers:
+            t.append_text(show(f"  {meaning} by {name}\n"))
+        t.append_text(show(f"  at {when}\n"))
+        for d in deviations:
+            t.append(f"  Deviation opened automatically: entry {d}\n", style="bold yellow")
+        self.reset_station()
+        self.query_one("#confirm", Static).update(t)

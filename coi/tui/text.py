@@ -1,0 +1,29 @@
+"""Inert text for the terminal: anything from a scan or the database goes through here.
+
+``show`` makes control characters, ESC and OSC visible (``coi.service.text.inert``) and returns a
+``rich.text.Text``, which Textual never parses as markup.
+"""
+
+from __future__ import annotations
+
+from rich.text import Text
+
+from coi.service.text import inert
+
+
+def show(value: object, style: str = "", *, keep_newlines: bool = False) -> Text:
+    """``value`` as inert text: no markup interpreted, no control character reaching the tty."""
+    return Text(inert("" if value is None else value, keep_newlines=keep_newlines), style=style)
+
+
+def lines(*parts: tuple[str, object] | Text) -> Text:
+    """Join labelled values: ``("State: ", value)`` pairs or ready ``Text`` pieces."""
+    out = Text()
+    for part in parts:
+        if isinstance(part, Text):
+            out.append_text(part)
+        else:
+            label, value = part
+            out.append(label, style="bold")
+            out.append_text(show(value))
+    return out

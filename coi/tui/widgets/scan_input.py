@@ -1,0 +1,111 @@
+"""The scan input: a keyboard-wedge scanner types into it; a person may type or paste too.
+
+Traps of a plain ``Input`` it avoids (domain.md, Scanners): the group separator 0x1D is kept
+(shown as ␝ while on screen, given back as GS; every control character
+pasted is shown as its control picture), a Tab suffix submits instead of moving focus, LF
+(ctrl+j) submits like Enter, and a pasted scan ending in Enter/Tab submits at once. It tells a
+scanner's burst (key presses well under 35 ms apart) from typing, and says which in its message.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import ClassVar
+
+from textual import events
+from textual.binding import Binding, BindingType
+from textual.message import Message
+from textual.widgets import Input
+
+GS = "\x1d"
+GS_SHOWN = "\u241d"  # ␝, SYMBOL FOR GROUP SEPARATOR: never in a scan coi reads otherwise
+BURST_S = 0.035
+
+
+def to_shown(text: str) -> str:
+    """C0 controls and DEL as their Unicode control pictures (␛, ␝, ␡), so none reaches the tty."""
+    return "".join(chr(0x2400 + ord(c)) if ord(c) < 32 else "\u2421" if c == "\x7f" else c
+                   for c in text)
+
+
+def from_shown(text: str) -> str:
+    """The scan as the scanner sent it: control pictures back to the control characters."""
+    return "".join(chr(ord(c) - 0x2400) if 0x2400 <= ord(c) < 0x2420 else "\x7f"
+                   if c == "\u2421" else c for c in text)
+
+
+class ScanInput(Input):
+    """A single-line input for scans; posts :class:`ScanInput.Scanned` on Enter, Tab or LF."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("tab", "scan_submit", "Submit scan", show=False),
+        Binding("ctrl+j", "scan_submit", "Submit scan", show=False),
+        Binding("enter", "scan_submit", "Submit scan", show=False),
+    ]
+
+    @dataclass
+    class Scanned(Message):
+        """A complete scan: the raw text (GS kept) and how it arrived."""
+
+        input: ScanInput
+        raw: str
+        method: str  # "scanner", "typed" or "pasted"
+
+        @property
+        def control(self) -> ScanInput:
+            return self.input
+
+    def __init__(self, *, placeholder: str = "Scan a label…", id: str | None = None) -> None:
+        super().__init__(placeholder=placeholder, id=id, select_on_focus=False)
+        self._stamps: list[float] = []
+        self._pasted = False
+
+    async def _on_key(self, event: events.Key) -> None:
+        if event.character == GS:
+            event.stop()
+            event.prevent_default()
+            self._stamp()
+            self.insert_text_at_cursor(GS_SHOWN)
+            return
+        if event.is_printable:
+            self._stamp()
+        await super()._on_key(event)
+
+    def _stamp(self) -> None:
+        if not self.value:
+            self._stamps.clear()
+            self._pasted = False
+        self._stamps.append(time.monotonic())
+
+    def _on_paste(self, event: events.Paste) -> None:
+        event.stop()
+        text = event.text
+        if not text:
+            return
+        if not self.value:
+            self._stamps.clear()
+        self._pasted = True
+        cuts = [i for i in (text.find(c) for c in "\r\n\t") if i >= 0]
+        if cuts:
+            self.insert_text_at_cursor(to_shown(text[:min(cuts)]))
+            self.action_scan_submit()
+            return
+        self.insert_text_at_cursor(to_shown(text))
+
+    def method(self) -> str:
+        if self._pasted:
+            return "pasted"
+        s = self._stamps
+        if len(s) >= 4 and all(b - a < BURST_S for a, b in zip(s, s[1:], strict=False)):
+            return "scanner"
+        return "typed"
+
+    def action_scan_submit(self) -> None:
+        raw = from_shown(self.value)
+        method = self.method()
+        self.value = ""
+        self._stamps.clear()
+        self._pasted = False
+        if raw.strip():
+            self.post_message(self.Scanned(self, raw, method))

@@ -191,7 +191,7 @@ def test_issue_refuses_bad_arguments_before_recording_anything(site: demo.Site,
     size_before = site.svc.ledger.store.count_rows()
     existing = tmp_path / "exists.png"
     existing.write_bytes(b"keep")
-    cases = [
+    cases: list[tuple[dict[str, object], type[Exception], str]] = [
         ({"fmt": "gif"}, ConfigError, "format"),
         ({"size": "3x3"}, ConfigError, "size"),
         ({"dpi": 600}, ConfigError, "dpi"),
@@ -202,8 +202,8 @@ def test_issue_refuses_bad_arguments_before_recording_anything(site: demo.Site,
         ({"item": "F00009"}, Refused, "does not belong"),
     ]
     for kw, error, words in cases:
-        args = {"fmt": "png", "size": "2x1", "dpi": None, "out": tmp_path / "x.png",
-                "item": "C00001", **kw}
+        args: dict[str, object] = {"fmt": "png", "size": "2x1", "dpi": None,
+                                   "out": tmp_path / "x.png", "item": "C00001", **kw}
         with pytest.raises(error, match=words):
             L.issue_and_print(site.svc, alice, w.coi, str(args["item"]), str(args["fmt"]),
                               str(args["size"]), args["dpi"], False,  # type: ignore[arg-type]

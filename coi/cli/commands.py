@@ -7,4 +7,5 @@ from __future__ import annotations
 
 import coi.cli.chain_cmd  # noqa: F401
 import coi.cli.export_cmd  # noqa: F401
+import coi.cli.label_cmd  # noqa: F401
 from coi.cli import tui_cmd  # noqa: F401

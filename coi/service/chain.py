@@ -224,11 +224,21 @@ class CoiService:
         if spec.effect == "bedside_verification" and "wristband" in fields:
             fields = dict(fields)
             scanned = fields.pop("wristband")
-            fields["wristband_commitment"] = self._wristband_commitment(coi, scanned)
+            try:
+                fields["wristband_commitment"] = self._wristband_commitment(coi, scanned)
+            except Refused as e:  # refused like any other attempt: recorded
+                idx = self._record_refusal(step, coi, actor, witness, item, [e.reason])
+                raise Refused(e.reason, recorded_index=idx) from None
         decided: list[Decision] = []
 
         def prepare(ctx: AppendContext, reg: KeyRegistry, now: int
                     ) -> tuple[str, Mapping[str, Any]]:
+            for who in (actor, witness):
+                # a key unlocked before a lockout must not outlive it (Part 11 lockout)
+                if who is not None and self.ledger.store.account(who.user)[1]:
+                    raise Refused(f"{who.user} is locked after repeated failed password "
+                                  "attempts and cannot sign; an administrator must unlock "
+                                  "the account")
             chain = self.chain(ctx.conn, size=ctx.size)
             a = _signer(reg, actor.user, AUTHOR_MEANING.get(spec.effect, "authored"))
             w = (_signer(reg, witness.user, "verified" if spec.effect == "bedside_verification"

@@ -19,6 +19,7 @@ from coi.cli.common import (
     fail,
     read_password,
 )
+from coi.cli.label_cmd import echo_reconciliation
 from coi.cli.main import app
 from coi.service.chain import CoiService
 from coi.service.ledger import Unlocked
@@ -175,6 +176,7 @@ def show(
     if labels:
         typer.echo("  labels: " + ", ".join(f"{inert(k)}={inert(v['status'])}"
                                            for k, v in labels.items()))
+    echo_reconciliation(svc, view["coi"])
 
 
 @app.command()

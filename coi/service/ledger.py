@@ -90,8 +90,9 @@ class LedgerService:
     def require_initialised(self) -> Head:
         if self._schema_ok:
             head = self.store.head()
-            assert head is not None
-            return head
+            if head is not None:
+                return head
+            self._schema_ok = False  # the head row went away: check everything again
         head = self.store.head() if inspect(self.engine).has_table("ledger_head") else None
         if head is None:
             raise ConfigError(f"no ledger at {self.engine.url.render_as_string()}: "
@@ -497,7 +498,20 @@ class LedgerService:
                progress: Callable[[int, int], None] | None = None) -> VerifiedLog:
         from coi.service.verifying import verify_store
 
-        head = self.require_initialised()
+        try:
+            self.store.head()
+        except (TypeError, ValueError, AttributeError):  # NULL or malformed head columns
+            raise VerificationError("the ledger's head row is damaged (an empty or malformed "
+                                    "column)") from None
+        try:
+            head = self.require_initialised()
+        except ConfigError:
+            # No head row, yet entries are stored: the head was deleted or its key changed.
+            if inspect(self.engine).has_table("ledger_entry") and self.store.count_rows():
+                raise VerificationError(
+                    f"the ledger's head row is missing but {self.store.count_rows()} entries "
+                    "are stored") from None
+            raise
         return verify_store(self.store, self.site.db_url, head, jobs=jobs,
                             checkpoints=checkpoints, hook=hook, progress=progress)
 

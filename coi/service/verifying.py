@@ -60,7 +60,8 @@ def _check_rows(store: LedgerStore, origin: str, lo: int, hi: int
 
 def _batches(store: LedgerStore, origin: str, url: str, upto: int, jobs: int
              ) -> Iterator[tuple[list[CheckedEntry], VerificationError | None, list[int]]]:
-    ranges = [(lo, min(lo + BATCH, upto)) for lo in range(0, upto, BATCH)]
+    # lazy: upto comes from the head, which may have been tampered with
+    ranges = ((lo, min(lo + BATCH, upto)) for lo in range(0, upto, BATCH))
     if jobs <= 1:
         for lo, hi in ranges:
             yield _check_rows(store, origin, lo, hi)
@@ -85,11 +86,17 @@ def verify_store(store: LedgerStore, url: str, head: Head, *, jobs: int = 1,
                  checkpoints: Sequence[str] = (), hook: EntryHook | None = None,
                  progress: Callable[[int, int], None] | None = None) -> VerifiedLog:
     origin = head.origin
-    # Rows beyond the head (a row inserted past the tail) are read too: count what is stored.
-    upto = max(head.size, _max_index(store.engine) + 1)
+    if not all(isinstance(x, int) for x in (head.size, head.last_time_ms)) or not origin:
+        raise VerificationError("the ledger's head row is damaged (an empty or malformed column)")
+    # Read as far as the head says; rows it does not account for are looked for afterwards (a
+    # tampered index or head size can be huge: never enumerate up to it).
+    upto = head.size
     v = LedgerVerifier(origin, hook=hook)
     given = [_parse_given(n, origin) for n in checkpoints]
     stored = store.checkpoints()
+    for size, text in stored:
+        if not isinstance(text, str):
+            raise VerificationError(f"stored checkpoint at size {size} is empty")
     with store.engine.connect() as conn:
         done = 0
         for checked, err, seen in _batches(store, origin, url, upto, jobs):
@@ -106,9 +113,17 @@ def verify_store(store: LedgerStore, url: str, head: Head, *, jobs: int = 1,
             done = v.size
             if progress is not None:
                 progress(done, upto)
+        extra = _first_index_from(store.engine, v.size)
+        if extra is not None and v.size < head.size:
+            raise VerificationError(
+                f"entries {v.size} to {min(extra, head.size) - 1} are missing", index=v.size)
+        if extra is not None:
+            raise VerificationError(
+                f"a row is stored at index {extra}, beyond the head's {head.size} entries "
+                "(inserted behind the ledger's back, or the head was rewound)", index=extra)
         result = v.finish(head_size=head.size, head_root=head.root)
-        if head.last_hash != _last_hash(v) or head.last_time_ms < 0:
-            raise VerificationError("the head's last entry hash is not the last entry's hash")
+        if head.last_hash != _last_hash(v) or head.last_time_ms != _last_time(v):
+            raise VerificationError("the head's last entry hash or time is not the last entry's")
         expected_nodes = sum(result.size >> level for level in range(result.size.bit_length()))
         stored_nodes = store.count_nodes(conn)
         if stored_nodes != expected_nodes:
@@ -193,14 +208,19 @@ def _last_hash(v: LedgerVerifier) -> bytes:
     return v._prev  # noqa: SLF001 (same package family; the verifier keeps it)
 
 
-def _max_index(engine: Engine) -> int:
+def _last_time(v: LedgerVerifier) -> int:
+    return v._time  # noqa: SLF001 (as above)
+
+
+def _first_index_from(engine: Engine, start: int) -> int | None:
+    """The lowest stored index at or after ``start``, if any."""
     from sqlalchemy import func, select
 
     from coi.db.repo import E
 
     with engine.connect() as c:
-        m = c.execute(select(func.max(E.c.idx))).scalar()
-    return -1 if m is None else int(m)
+        m = c.execute(select(func.min(E.c.idx)).where(E.c.idx >= start)).scalar()
+    return None if m is None else int(m)
 
 
 def _compare_nodes(store: LedgerStore, conn: Any, new_nodes: list[tuple[int, int, bytes]]) -> None:
@@ -209,7 +229,7 @@ def _compare_nodes(store: LedgerStore, conn: Any, new_nodes: list[tuple[int, int
         by_level.setdefault(level, []).append((idx, h))
     for level, items in by_level.items():
         lo, hi = items[0][0], items[-1][0] + 1
-        got = dict(store.nodes_in_range(level, lo, hi, conn))
+        got = _nodes_in_range(conn, level, lo, hi)
         for idx, h in items:
             s = got.get(idx)
             if s != h:
@@ -218,3 +238,13 @@ def _compare_nodes(store: LedgerStore, conn: Any, new_nodes: list[tuple[int, int
                 raise VerificationError(
                     f"stored tree node (level {level}, index {idx}) is {what}",
                     index=first_leaf + (1 << level) - 1)
+
+
+def _nodes_in_range(conn: Any, level: int, lo: int, hi: int) -> dict[int, bytes | None]:
+    """Stored node hashes at ``level`` for indices [lo, hi); an empty (NULL) hash is None."""
+    from sqlalchemy import and_, select
+
+    from coi.db.repo import N
+
+    q = select(N.c.idx, N.c.hash).where(and_(N.c.level == level, N.c.idx >= lo, N.c.idx < hi))
+    return {r.idx: None if r.hash is None else bytes(r.hash) for r in conn.execute(q)}

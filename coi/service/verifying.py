@@ -69,8 +69,16 @@ def _batches(store: LedgerStore, origin: str, url: str, upto: int, jobs: int
     ctx = multiprocessing.get_context("spawn")  # safe from threads (the TUI runs us in one)
     with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker,
                              initargs=(url, origin)) as pool:
-        pending: deque[Future[Any]] = deque()
+        # Each worker is a fresh interpreter importing coi (a second or more): check batches
+        # here meanwhile, in order, until one answers, so jobs > 1 is never slower than 1.
+        ready = [pool.submit(int) for _ in range(jobs)]
         it = iter(ranges)
+        while not any(f.done() for f in ready):
+            here = next(it, None)
+            if here is None:
+                break
+            yield _check_rows(store, origin, *here)
+        pending: deque[Future[Any]] = deque()
         for r in it:
             pending.append(pool.submit(_check_range, *r))
             if len(pending) >= 2 * jobs:

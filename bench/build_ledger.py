@@ -20,6 +20,7 @@ import json
 import shutil
 import sqlite3
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -165,9 +166,7 @@ def cached_ledger(size: int, *, witness: bool = False, progress: bool = True) ->
     db, key = d / f"{name}.db", d / f"{name}.db.logkey"
     if db.exists() and key.exists():
         return Built(db, key, size, sigs)
-    tmp = d / f"{name}.building"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
+    tmp = Path(tempfile.mkdtemp(prefix=f"{name}.building-", dir=d))  # private to this build
     t0 = time.perf_counter()
     site = new_site(str(tmp / "coi.db"), tmp / "coi.db.logkey")
     head = site.svc.store.head()
@@ -181,6 +180,9 @@ def cached_ledger(size: int, *, witness: bool = False, progress: bool = True) ->
     site.svc.engine.dispose()
     with sqlite3.connect(tmp / "coi.db") as c:  # fold the WAL in, so the file stands alone
         c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    with sqlite3.connect(tmp / "coi.db") as c:
+        got = c.execute("SELECT size FROM ledger_head").fetchone()[0]
+    assert got == size, f"built {got} entries, not {size}"
     (tmp / "coi.db").rename(db)
     (tmp / "coi.db.logkey").rename(key)
     shutil.rmtree(tmp, ignore_errors=True)

@@ -130,6 +130,7 @@ class CoiService:
         self.store = ChainStore(ledger.engine)
         self._chain: ChainState | None = None
         self._process: Process | None = None
+        self._tz: zoneinfo.ZoneInfo | None = None
         ledger.entry_hooks.append(self._on_entry)
 
     @classmethod
@@ -163,7 +164,10 @@ class CoiService:
         return g.site if g else {}
 
     def tz(self) -> zoneinfo.ZoneInfo:
-        return zoneinfo.ZoneInfo(str(self.site().get("tz", "UTC")))
+        """The site's time zone (fixed by its genesis entry, so read once)."""
+        if self._tz is None:
+            self._tz = zoneinfo.ZoneInfo(str(self.site().get("tz", "UTC")))
+        return self._tz
 
     # -- state, caught up with the ledger -------------------------------------------------------
     def chain(self, conn: Connection | None = None, *, size: int | None = None) -> ChainState:

@@ -8,6 +8,7 @@ the Part 11 signing session and the idle lock; what a person may do is the servi
 
 from __future__ import annotations
 
+import threading
 from typing import Any, ClassVar
 
 from textual import events
@@ -55,12 +56,17 @@ class CoiApp(App[None]):
         self.station = station
         self.session = SigningSession(svc.ledger, svc.clock, idle_timeout_s)
         self.idle_check_s = idle_check_s
+        self.service_lock = threading.RLock()  # see coi.tui.base.serialized
         self._locked = False
 
     # -- start, login, lock -----------------------------------------------------------------
     def on_mount(self) -> None:
         self.theme = "textual-dark"
-        self.push_screen(LoginScreen())
+        if self.session.user is not None:  # a session opened by the caller (tests, kiosks)
+            self.sub_title = self.session_title()
+            self.call_later(self.open_start, first=True)
+        else:
+            self.push_screen(LoginScreen())
         self.set_interval(self.idle_check_s, self.check_idle_lock)
 
     async def on_event(self, event: events.Event) -> None:
@@ -79,9 +85,12 @@ class CoiApp(App[None]):
         rec = self.svc.ledger.registry().user(user)
         return rec.name if rec else user
 
+    def session_title(self) -> str:
+        return f"{self.display_name()} ({self.session.user}) · {', '.join(sorted(self.roles))}"
+
     def logged_in(self, screen: LoginScreen) -> None:
         user = self.session.user or ""
-        self.sub_title = f"{self.display_name()} ({user}) · {', '.join(sorted(self.roles))}"
+        self.sub_title = self.session_title()
         self.refresh_bindings()
         if screen.locked_user is not None and screen.locked_user == user:
             self._locked = False
@@ -90,12 +99,15 @@ class CoiApp(App[None]):
         self._locked = False
         self.call_later(self.open_start)
 
-    async def open_start(self) -> None:
+    async def open_start(self, first: bool = False) -> None:
         from coi.tui.screens.home import HomeScreen
         from coi.tui.screens.station import StationScreen
 
-        await self._reset_stack()
-        await self.switch_screen(HomeScreen())
+        if first:
+            await self.push_screen(HomeScreen())
+        else:
+            await self._reset_stack()
+            await self.switch_screen(HomeScreen())
         if self.station:
             steps = {s.name for s in station_steps(self.svc.process(), self.roles)}
             if self.station in steps:

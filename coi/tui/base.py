@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, cast
+import functools
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar, cast
 
 from textual.screen import ModalScreen, Screen
 from textual.worker import Worker, WorkerState
@@ -29,3 +31,23 @@ class CoiScreen(WorkerErrors, Screen[Any]):
 
 class CoiModal(WorkerErrors, ModalScreen[Any]):
     """A modal screen of the coi app."""
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def serialized(fn: Callable[Concatenate[Any, P], R]) -> Callable[Concatenate[Any, P], R]:
+    """Run a worker's body under the app's service lock.
+
+    The service caches the chain state and key registry in memory and catches them up on
+    demand; two threads doing that at once would corrupt them, so the TUI's workers take turns
+    (each call is short; the UI thread never waits on this lock).
+    """
+
+    def wrapper(self: Any, *args: P.args, **kwargs: P.kwargs) -> R:
+        with self.app.service_lock:
+            return fn(self, *args, **kwargs)
+
+    functools.update_wrapper(wrapper, fn)
+    return wrapper

@@ -17,7 +17,7 @@ from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Sta
 
 from coi.service.chain import check_roles
 from coi.service.errors import Refused
-from coi.tui.base import CoiModal, CoiScreen
+from coi.tui.base import CoiModal, CoiScreen, serialized
 from coi.tui.text import show
 
 FORMS: dict[str, tuple[str, tuple[tuple[str, str, bool], ...]]] = {
@@ -107,6 +107,7 @@ class AdminScreen(CoiScreen):
         self.load()
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="users")
+    @serialized
     def load(self) -> None:
         users = self.coi_app.svc.ledger.users()
         self.app.call_from_thread(self.show_users, users)
@@ -138,6 +139,7 @@ class AdminScreen(CoiScreen):
         self.app.push_screen(AdminForm(kind, user), done)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="apply")
+    @serialized
     def apply(self, kind: str, v: dict[str, str]) -> None:
         app = self.coi_app
         ledger = app.svc.ledger

@@ -70,13 +70,14 @@ class AuditScreen(CoiScreen):
                 self.app.call_from_thread(self.step, done, total)
 
         t0 = time.perf_counter()
-        try:
+        try:  # not under the service lock: verification builds its own state from the rows
             result = svc.verify(progress=progress)
         except VerificationError as e:
             self.app.call_from_thread(self.failed, str(e))
             return
         seconds = time.perf_counter() - t0
-        checkpoint = svc.ledger.checkpoint()
+        with self.coi_app.service_lock:
+            checkpoint = svc.ledger.checkpoint()
         self.app.call_from_thread(self.passed, result.size, result.root.hex(), seconds,
                                   checkpoint)
 
@@ -96,7 +97,8 @@ class AuditScreen(CoiScreen):
         bar = self.query_one("#audit-progress", ProgressBar)
         bar.update(total=size, progress=size)
         t = Text("✓ VERIFIED ", style="bold green")
-        t.append(f"{size} entries in {seconds:.1f} s\n")
+        t.append(f"{size} entries\n")
+        self.notify(f"Verified {size} entries in {seconds:.1f} s")
         t.append("root ", style="bold")
         t.append_text(show(root))
         self.query_one("#audit-result", Static).update(t)

@@ -11,7 +11,7 @@ from textual.containers import Horizontal
 from textual.widgets import Footer, Header, OptionList, Static
 from textual.widgets.option_list import Option
 
-from coi.tui.base import CoiScreen
+from coi.tui.base import CoiScreen, serialized
 from coi.tui.text import show
 
 SECTIONS = (
@@ -51,6 +51,7 @@ class HomeScreen(CoiScreen):
             self.run_worker(self.app.run_action(event.option.id), exclusive=False)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="status")
+    @serialized
     def load_status(self) -> None:
         status = self.coi_app.svc.status()
         self.app.call_from_thread(self.show_status, status)

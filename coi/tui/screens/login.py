@@ -13,7 +13,7 @@ from textual.containers import Vertical
 from textual.widgets import Button, Footer, Header, Input, Static
 
 from coi.service.errors import Refused
-from coi.tui.base import CoiScreen
+from coi.tui.base import CoiScreen, serialized
 from coi.tui.text import show
 
 
@@ -70,6 +70,7 @@ class LoginScreen(CoiScreen):
         self.query_one("#login-message", Static).update(show(text, "bold red" if error else ""))
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="login")
+    @serialized
     def login(self, user: str, password: str) -> None:
         try:
             self.coi_app.session.login(user, password)

@@ -16,7 +16,7 @@ from textual.binding import Binding, BindingType
 from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, TabPane
 
 from coi.service.views import format_left, release_blockers
-from coi.tui.base import CoiScreen
+from coi.tui.base import CoiScreen, serialized
 from coi.tui.text import show
 
 _SKIP_DATA = {"item"}
@@ -76,6 +76,7 @@ class ProductScreen(CoiScreen):
         self.app.push_screen(ReleaseScreen(self.coi, kind))
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="product")
+    @serialized
     def load(self) -> None:
         svc = self.coi_app.svc
         shown = svc.show(self.coi)

@@ -18,7 +18,7 @@ from textual.widgets import Button, Footer, Header, Input, Static
 
 from coi.service.errors import Refused
 from coi.service.views import release_blockers
-from coi.tui.base import CoiScreen
+from coi.tui.base import CoiScreen, serialized
 from coi.tui.screens.alert import AlertScreen
 from coi.tui.text import show
 
@@ -67,6 +67,7 @@ class ReleaseScreen(CoiScreen):
         self.load_gate()
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="gate")
+    @serialized
     def load_gate(self) -> None:
         svc = self.coi_app.svc
         user = self.coi_app.session.user or ""
@@ -110,6 +111,7 @@ class ReleaseScreen(CoiScreen):
         self.sign(value, password)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="sign")
+    @serialized
     def sign(self, value: str, password: str) -> None:
         app = self.coi_app
         step, field, _title, _meaning = KINDS[self.kind]

@@ -16,7 +16,7 @@ from textual.containers import Horizontal
 from textual.widgets import DataTable, Footer, Header, Input, Select, Static
 
 from coi.service.views import format_left, product_page
-from coi.tui.base import CoiScreen
+from coi.tui.base import CoiScreen, serialized
 from coi.tui.text import show
 
 PAGE = 100
@@ -91,6 +91,7 @@ class ReviewScreen(CoiScreen):
         self.load_page(self.query_args(), self.page_offset)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="page")
+    @serialized
     def load_page(self, args: dict[str, Any], offset: int) -> None:
         svc = self.coi_app.svc
         rows = product_page(svc, limit=PAGE, offset=offset, **args)

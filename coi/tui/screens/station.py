@@ -39,7 +39,7 @@ from coi.service.views import (
     window_left,
     wristband_text,
 )
-from coi.tui.base import CoiScreen
+from coi.tui.base import CoiScreen, serialized
 from coi.tui.screens.alert import AlertScreen
 from coi.tui.text import show
 from coi.tui.widgets.big_text import BigText
@@ -271,6 +271,7 @@ class StationScreen(CoiScreen):
         self.record_scan_refusal(raw, reason, expected)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="scan-refusal")
+    @serialized
     def record_scan_refusal(self, raw: str, reason: str, expected: str | None) -> None:
         app = self.coi_app
         idx = app.svc.record_scan_refusal(station=self.step, by=app.session.user or "(nobody)",
@@ -279,6 +280,7 @@ class StationScreen(CoiScreen):
                              recorded_index=idx)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="load")
+    @serialized
     def load_product(self, target: ScanTarget, raw: str, method: str) -> None:
         app = self.coi_app
         svc = app.svc
@@ -393,6 +395,7 @@ class StationScreen(CoiScreen):
         self.record(self.target, self.collect(), password, witness)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="record")
+    @serialized
     def record(self, target: ScanTarget, fields: dict[str, str], password: str,
                witness: tuple[str, str] | None) -> None:
         app = self.coi_app

@@ -70,7 +70,7 @@ class ScanInput(Input):
             return
         if event.is_printable:
             self._stamp()
-        await super()._on_key(event)
+        # Input._on_key runs next (Textual dispatches handlers along the MRO)
 
     def _stamp(self) -> None:
         if not self.value:
@@ -80,6 +80,7 @@ class ScanInput(Input):
 
     def _on_paste(self, event: events.Paste) -> None:
         event.stop()
+        event.prevent_default()  # Input._on_paste would insert the text again
         text = event.text
         if not text:
             return

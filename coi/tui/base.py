@@ -45,7 +45,7 @@ def serialized(fn: Callable[Concatenate[Any, P], R]) -> Callable[Concatenate[Any
     (each call is short; the UI thread never waits on this lock).
     """
 
-    def wrapper(self: Any, *args: P.args, **kwargs: P.kwargs) -> R:
+    def wrapper(self: Any, /, *args: P.args, **kwargs: P.kwargs) -> R:
         with self.app.service_lock:
             return fn(self, *args, **kwargs)
 

@@ -491,7 +491,10 @@ def test_generic_append_refuses_the_process_entry_types(site: ChainSite, tmp_pat
                               "--password-file", str(pw)])
     assert res.exit_code == 1, res.output
     assert "belongs to the process autologous-car-t" in res.stderr
-    assert site.entry_count() == size
+    assert site.entry_count() == size + 1  # only the refusal itself is recorded
+    refusal = site.svc.ledger.store.row(size)
+    assert refusal is not None and refusal.type == "system.refusal"
+    assert b'"attempted":"step.qa_release"' in refusal.statement
     assert site.state_row(w.coi)[0] == "enrolled"  # type: ignore[index]
     res = runner.invoke(app, ["append", "note.comment", "--subject", w.coi, "--data",
                               '{"text": "QA looked at it"}', "--as", "grace", "--db", site.db,

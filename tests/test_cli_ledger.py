@@ -113,20 +113,12 @@ def test_bad_data_exits_2(cli: Ledger, data: str) -> None:
     assert coi(cli, "verify").stdout.startswith("OK: 24 entries")  # nothing was written
 
 
-CHAIN_VERIFY_BUG = pytest.mark.xfail(
-    strict=True, reason="coi.service.chain.verify_all reads the registry before checking that "
-                        "the database holds a ledger: OperationalError instead of exit 2")
-
-
 @pytest.mark.parametrize("args", [
     pytest.param(["verify"], id="verify"), pytest.param(["log-key"], id="log-key"),
     pytest.param(["checkpoint"], id="checkpoint"), pytest.param(["user", "list"], id="users"),
     pytest.param(["prove", "inclusion", "0"], id="prove")])
 @pytest.mark.parametrize("where", ["no-folder", "empty-file"])
-def test_missing_database_exits_2(tmp_path: Path, where: str, args: list[str],
-                                  request: pytest.FixtureRequest) -> None:
-    if where == "empty-file" and args == ["verify"]:
-        request.applymarker(CHAIN_VERIFY_BUG)
+def test_missing_database_exits_2(tmp_path: Path, where: str, args: list[str]) -> None:
     db = {"no-folder": tmp_path / "no" / "such" / "dir" / "coi.db",
           "empty-file": tmp_path / "empty.db"}[where]
     r = runner.invoke(app, [*args, "--db", str(db)])

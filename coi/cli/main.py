@@ -238,7 +238,7 @@ def append(
     with errors():
         from coi.service.chain import refuse_process_types
 
-        refuse_process_types(svc, type_)
+        refuse_process_types(svc, type_, subject=subject, by=author.user)
         entry = svc.append(type_, subject, obj, parties)
         typer.echo(f"appended entry {entry.index} ({entry.entry_hash.hex()})")
 

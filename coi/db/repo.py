@@ -266,9 +266,11 @@ class LedgerStore:
         with self.engine.connect() as c:
             return [(r.key_id, r.user, r.wrapped) for r in c.execute(select(K))]
 
-    def account(self, user: str) -> tuple[int, bool]:
-        with self.engine.connect() as c:
-            r = c.execute(select(A).where(A.c.user == user)).first()
+    def account(self, user: str, conn: Connection | None = None) -> tuple[int, bool]:
+        if conn is None:
+            with self.engine.connect() as c:
+                return self.account(user, c)
+        r = conn.execute(select(A).where(A.c.user == user)).first()
         return (r.failed_attempts, bool(r.locked)) if r else (0, False)
 
     def set_account(self, conn: Connection, user: str, *, failed: int, locked: bool) -> None:

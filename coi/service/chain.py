@@ -79,19 +79,25 @@ def process_in_force(svc: LedgerService) -> Mapping[str, Any] | None:
     return g.process if g is not None else None
 
 
-def refuse_process_types(svc: LedgerService, type_: str) -> None:
+def refuse_process_types(svc: LedgerService, type_: str, *, subject: str = "",
+                         by: str = "") -> None:
     """Once a process is in force, its own entry types go only through `coi record`."""
     if process_in_force(svc) is None:
         return
     p = load_process()
     if type_ in p.entry_types:
-        raise Refused(f"{type_!r} belongs to the process {p.name} {p.version}: record it with "
-                      "`coi record`, which checks the process rules")
+        reason = (f"{type_!r} belongs to the process {p.name} {p.version}: record it with "
+                  "`coi record`, which checks the process rules")
+        idx = svc.record_system("system.refusal", _clip(subject) or "(none)",
+                                {"attempted": type_, "by": by, "reasons": [reason],
+                                 "via": "coi append"})
+        raise Refused(reason, recorded_index=idx)
 
 
 def verify_all(svc: LedgerService, *, jobs: int = 1, checkpoints: Sequence[str] = ()
                ) -> VerifiedLog:
     """`coi verify`: the ledger, plus the process replay and the state table when in force."""
+    svc.require_initialised()
     if process_in_force(svc) is None:
         return svc.verify(jobs=jobs, checkpoints=checkpoints)
     return CoiService(svc).verify(jobs=jobs, checkpoints=checkpoints)
@@ -237,12 +243,6 @@ class CoiService:
 
         def prepare(ctx: AppendContext, reg: KeyRegistry, now: int
                     ) -> tuple[str, Mapping[str, Any]]:
-            for who in (actor, witness):
-                # a key unlocked before a lockout must not outlive it (Part 11 lockout)
-                if who is not None and self.ledger.store.account(who.user)[1]:
-                    raise Refused(f"{who.user} is locked after repeated failed password "
-                                  "attempts and cannot sign; an administrator must unlock "
-                                  "the account")
             chain = self.chain(ctx.conn, size=ctx.size)
             a = _signer(reg, actor.user, AUTHOR_MEANING.get(spec.effect, "authored"))
             w = (_signer(reg, witness.user, "verified" if spec.effect == "bedside_verification"

@@ -212,8 +212,10 @@ class LedgerService:
         rec = reg.user(user) if valid_user(user) else None
         failed, locked = self.store.account(user) if rec else (0, False)
         if rec is not None and locked:
+            idx = self.record_system("system.login_failed", user,
+                                     {"user": user, "why": "account locked"})
             raise Refused(f"{user} is locked after {MAX_FAILED_LOGINS} failed attempts; "
-                          "an administrator must unlock the account")
+                          "an administrator must unlock the account", recorded_index=idx)
         if rec is None or rec.key is None:
             shown = user if valid_user(user) else "(an invalid user id)"
             idx = self.record_system("system.login_failed", shown,
@@ -370,6 +372,11 @@ class LedgerService:
                 rec = reg.user(p.who.user)
                 if rec is None:
                     raise Refused(f"{p.who.user} is not enrolled")
+                if self.store.account(p.who.user, ctx.conn)[1]:
+                    # a key unlocked before a lockout must not outlive it (Part 11 lockout)
+                    raise Refused(f"{p.who.user} is locked after repeated failed password "
+                                  "attempts and cannot sign; an administrator must unlock the "
+                                  "account")
                 if rec.key != p.who.public_key:
                     raise Refused(f"{p.who.user}'s key has been revoked or replaced; "
                                   "they cannot sign")

@@ -28,7 +28,10 @@ def demo_template(base: Path) -> Path:
     if "db" not in _built:
         base.mkdir(parents=True, exist_ok=True)
         db = base / "demo.db"
-        build_demo(str(db), None, products=20, now_ms=NOW_MS)
+        site = build_demo(str(db), None, products=20, now_ms=NOW_MS)
+        # Close every connection so SQLite folds its write-ahead log into the file: a copy of
+        # demo.db alone must hold the whole ledger.
+        site.svc.ledger.engine.dispose()
         _built["db"] = db
     return _built["db"]
 
@@ -37,6 +40,9 @@ def copy_demo(template: Path, dest: Path) -> Path:
     db = dest / "coi.db"
     shutil.copy(template, db)
     shutil.copy(str(template) + ".logkey", str(db) + ".logkey")
+    for extra in ("-wal", "-shm"):
+        if Path(str(template) + extra).exists():
+            shutil.copy(str(template) + extra, str(db) + extra)
     return db
 
 

@@ -161,9 +161,9 @@ class CoiApp(App[None]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in ("station", "review", "audit", "admin"):
-            return True if self.may(action) else None
+            return self.may(action)  # False hides the key from the footer
         if action in ("lock", "logout"):
-            return True if self.session.user is not None and not self._locked else None
+            return self.session.user is not None and not self._locked
         return True
 
     async def goto(self, screen: Screen[Any]) -> None:

@@ -16,6 +16,13 @@ def show(value: object, style: str = "", *, keep_newlines: bool = False) -> Text
     return Text(inert("" if value is None else value, keep_newlines=keep_newlines), style=style)
 
 
+def line(value: object, style: str = "") -> Text:
+    """``show(value)`` followed by a newline (the newline is ours, not the value's)."""
+    out = show(value, style)
+    out.append("\n")
+    return out
+
+
 def lines(*parts: tuple[str, object] | Text) -> Text:
     """Join labelled values: ``("State: ", value)`` pairs or ready ``Text`` pieces."""
     out = Text()

@@ -45,6 +45,7 @@ class AuditScreen(CoiScreen):
         yield Footer()
 
     def on_mount(self) -> None:
+        self.query_one("#audit-progress", ProgressBar).display = False
         self.query_one("#audit-go", Button).focus()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
@@ -55,7 +56,9 @@ class AuditScreen(CoiScreen):
         self.outcome = None
         self.query_one("#audit-go", Button).disabled = True
         self.query_one("#audit-result", Static).update(Text("Verifying…", style="bold"))
-        self.query_one("#audit-progress", ProgressBar).update(total=None, progress=0)
+        bar = self.query_one("#audit-progress", ProgressBar)
+        bar.display = True
+        bar.update(total=None, progress=0)
         self.verify()
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="verify")

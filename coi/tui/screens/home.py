@@ -60,18 +60,21 @@ class HomeScreen(CoiScreen):
         t = Text()
         t.append("Products by state\n", style="bold")
         for state, n in status["by_state"].items():
-            t.append_text(show(f"  {state:<16} {n:>5}\n"))
+            t.append_text(show(f"  {state:<16} {n:>5}"))
+            t.append("\n")
         windows = status["windows"]
         t.append("\nWindows running out or exceeded\n", style="bold")
         if not windows:
             t.append("  none\n")
         for w in windows[:6]:
             style = "bold red" if w["exceeded"] else "yellow"
-            t.append_text(show(f"  {w['coi']} {w['window']}\n", style))
+            t.append_text(show(f"  {w['coi']} {w['window']}", style))
+            t.append("\n")
         devs = status["open_deviations"]
         t.append("\nOpen deviations\n", style="bold")
         if not devs:
             t.append("  none\n")
         for d in devs[:6]:
-            t.append_text(show(f"  {d['coi']} ({d['state']}): {d['count']}\n", "yellow"))
+            t.append_text(show(f"  {d['coi']} ({d['state']}): {d['count']}", "yellow"))
+            t.append("\n")
         self.query_one("#home-status", Static).update(t)

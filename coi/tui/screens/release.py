@@ -20,7 +20,7 @@ from coi.service.errors import Refused
 from coi.service.views import release_blockers
 from coi.tui.base import CoiScreen, serialized
 from coi.tui.screens.alert import AlertScreen
-from coi.tui.text import show
+from coi.tui.text import line, show
 
 KINDS = {
     # kind: (step effect or name, field, field title, meaning)
@@ -84,7 +84,7 @@ class ReleaseScreen(CoiScreen):
         if reasons:
             t.append(f"{self.kind.capitalize()} is blocked:\n", style="bold red")
             for r in reasons:
-                t.append_text(show(f"  • {r}\n", "red"))
+                t.append_text(line(f"  • {r}", "red"))
             t.append("Signing will be refused (and the refusal recorded).", style="italic")
         else:
             t.append(f"Gate met: you may {self.kind} this product.", style="bold green")

@@ -41,7 +41,7 @@ from coi.service.views import (
 )
 from coi.tui.base import CoiScreen, serialized
 from coi.tui.screens.alert import AlertScreen
-from coi.tui.text import show
+from coi.tui.text import line, show
 from coi.tui.widgets.big_text import BigText
 from coi.tui.widgets.scan_input import ScanInput
 
@@ -440,11 +440,11 @@ class StationScreen(CoiScreen):
                                      "record": record_ms})
         t = Text()
         t.append(f"✔ RECORDED as entry {index}\n", style="bold green")
-        t.append_text(show(f"{self.spec.title} · {target.coi}"
-                           f"{' · ' + target.item if target.item else ''}\n"))
+        t.append_text(line(f"{self.spec.title} · {target.coi}"
+                           f"{' · ' + target.item if target.item else ''}"))
         for name, meaning in signers:
-            t.append_text(show(f"  {meaning} by {name}\n"))
-        t.append_text(show(f"  at {when}\n"))
+            t.append_text(line(f"  {meaning} by {name}"))
+        t.append_text(line(f"  at {when}"))
         for d in deviations:
             t.append(f"  Deviation opened automatically: entry {d}\n", style="bold yellow")
         self.reset_station()

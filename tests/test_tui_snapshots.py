@@ -1,0 +1,161 @@
+"""Snapshots of every screen at 80x24 (the smallest terminal coi supports), on fixed demo data.
+
+The demo is built with a fixed time and seed and the app runs on a clock that does not move, so
+every time, index and "time left" on screen is the same on each run. Update with
+``pytest tests/test_tui_snapshots.py --snapshot-update`` only after looking at the new SVGs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from textual import events
+from textual.pilot import Pilot
+from textual.widgets import Input
+
+from coi.domain.payload import encode
+from coi.service.demo import demo_password
+from coi.tui.screens.alert import AlertScreen
+from coi.tui.screens.error import ErrorScreen
+from coi.tui.screens.home import HomeScreen
+from coi.tui.screens.product import ProductScreen
+from coi.tui.screens.release import ReleaseScreen
+from coi.tui.screens.station import StationScreen
+from coi.tui.widgets.scan_input import ScanInput
+from tests.tui_support import copy_demo, demo_template, make_app, settle
+
+pytestmark = pytest.mark.xdist_group("tui")
+SIZE = (80, 24)
+Before = Callable[[Pilot[Any]], Awaitable[None]]
+
+
+@pytest.fixture(scope="session")
+def demo_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return demo_template(tmp_path_factory.mktemp("tui-demo"))
+
+
+@pytest.fixture
+def db(demo_db: Path, tmp_path: Path) -> Path:
+    return copy_demo(demo_db, tmp_path)
+
+
+async def at_home(pilot: Pilot[Any]) -> None:
+    await settle(pilot, lambda: isinstance(pilot.app.screen, HomeScreen))
+    await settle(pilot)
+
+
+def then(action: str, screen: type[Any]) -> Before:
+    async def run(pilot: Pilot[Any]) -> None:
+        await at_home(pilot)
+        await pilot.app.run_action(action)
+        await settle(pilot, lambda: isinstance(pilot.app.screen, screen))
+        await settle(pilot)
+
+    return run
+
+
+def push(make: Callable[[], Any]) -> Before:
+    async def run(pilot: Pilot[Any]) -> None:
+        await at_home(pilot)
+        await pilot.app.push_screen(make())
+        await settle(pilot)
+        await pilot.pause(0.7)  # the alert's button arms itself after a moment
+        await settle(pilot)
+
+    return run
+
+
+async def scanned(pilot: Pilot[Any], payload: str) -> StationScreen:
+    await settle(pilot, lambda: isinstance(pilot.app.screen, StationScreen))
+    screen = pilot.app.screen
+    assert isinstance(screen, StationScreen)
+    screen.query_one(ScanInput).post_message(events.Paste(payload + "\r"))
+    await settle(pilot, lambda: screen.phase != "busy")
+    return screen
+
+
+def test_login(db: Path, snap_compare: Any) -> None:
+    assert snap_compare(make_app(db), terminal_size=SIZE, run_before=settle)
+
+
+def test_home_qa(db: Path, snap_compare: Any) -> None:
+    assert snap_compare(make_app(db, user="grace"), terminal_size=SIZE, run_before=at_home)
+
+
+def test_station_pick(db: Path, snap_compare: Any) -> None:
+    from coi.tui.screens.station import StationPickScreen
+
+    assert snap_compare(make_app(db, user="maya"), terminal_size=SIZE,
+                        run_before=then("station", StationPickScreen))
+
+
+def test_station_product_scanned(db: Path, snap_compare: Any) -> None:
+    async def run(pilot: Pilot[Any]) -> None:
+        await scanned(pilot, encode("CHA99992600000G", "C00001"))
+
+    assert snap_compare(make_app(db, user="maya", station="harvest"), terminal_size=SIZE,
+                        run_before=run)
+
+
+def test_station_recorded(db: Path, snap_compare: Any) -> None:
+    async def run(pilot: Pilot[Any]) -> None:
+        screen = await scanned(pilot, encode("CHA99992600000G", "C00001"))
+        screen.query_one("#field-viable_cells", Input).value = "3100000000"
+        screen.query_one("#field-viability_pct", Input).value = "92.5"
+        screen.query_one("#password", Input).value = demo_password("maya")
+        await pilot.press("ctrl+s")
+        await settle(pilot, lambda: screen.last_index is not None)
+
+    assert snap_compare(make_app(db, user="maya", station="harvest"), terminal_size=SIZE,
+                        run_before=run)
+
+
+def test_alert_inert_payload(db: Path, snap_compare: Any) -> None:
+    async def run(pilot: Pilot[Any]) -> None:
+        await scanned(pilot, "[bold red]x[/]\x1b]0;pwn\x07\x1b[31mCOI1")
+        await settle(pilot, lambda: isinstance(pilot.app.screen, AlertScreen))
+        await pilot.pause(0.7)
+        await settle(pilot)
+
+    assert snap_compare(make_app(db, user="maya", station="harvest"), terminal_size=SIZE,
+                        run_before=run)
+
+
+def test_review(db: Path, snap_compare: Any) -> None:
+    from coi.tui.screens.review import ReviewScreen
+
+    assert snap_compare(make_app(db, user="grace"), terminal_size=SIZE,
+                        run_before=then("review", ReviewScreen))
+
+
+def test_product_timeline(db: Path, snap_compare: Any) -> None:
+    assert snap_compare(make_app(db, user="grace"), terminal_size=SIZE,
+                        run_before=push(lambda: ProductScreen("CHA999926000004")))
+
+
+def test_release_blocked(db: Path, snap_compare: Any) -> None:
+    assert snap_compare(make_app(db, user="grace"), terminal_size=SIZE,
+                        run_before=push(lambda: ReleaseScreen("CHA999926000004", "release")))
+
+
+def test_audit(db: Path, snap_compare: Any) -> None:
+    from coi.tui.screens.audit import AuditScreen
+
+    assert snap_compare(make_app(db, user="ari"), terminal_size=SIZE,
+                        run_before=then("audit", AuditScreen))
+
+
+def test_admin(db: Path, snap_compare: Any) -> None:
+    from coi.tui.screens.admin import AdminScreen
+
+    assert snap_compare(make_app(db, user="admin"), terminal_size=SIZE,
+                        run_before=then("admin", AdminScreen))
+
+
+def test_error_modal(db: Path, snap_compare: Any) -> None:
+    assert snap_compare(make_app(db, user="ari"), terminal_size=SIZE,
+                        run_before=push(lambda: ErrorScreen("Unexpected error",
+                                                            "OperationalError: disk I/O")))

@@ -64,6 +64,6 @@ def demo(
         typer.echo("Demo users (user id / password / roles) — shown once:")
         for user, name, roles in DEMO_STAFF:
             typer.echo(f"  {user:<7} {demo_password(user):<20} {', '.join(roles):<14} {name}")
-        if station is None and sys.stdin.isatty():
+        if sys.stdin.isatty():  # let them read the passwords before the UI takes the screen
             typer.prompt("Press Enter to open the terminal UI", default="", show_default=False)
     _run(str(db), None, station, idle_minutes)

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, func, insert, select, tuple_, update
+from sqlalchemy import Connection, Engine, and_, func, insert, select, update
 
 from coi.db.models import (
     Account,
@@ -155,12 +155,20 @@ class LedgerStore:
         if conn is None:
             with self.engine.connect() as c:
                 return self.nodes(ids, c)
+        # One "level = ? AND idx IN (...)" per level: each is a primary-key range lookup. (A
+        # row-value IN over (level, idx) is not planned as one on SQLite: it scanned every node.)
+        p = "%s" if self.is_postgres else "?"
+        by_level: dict[int, list[int]] = {}
+        for level, idx in ids:
+            by_level.setdefault(level, []).append(idx)
         out: dict[tuple[int, int], bytes] = {}
-        for i in range(0, len(ids), 200):
-            chunk = ids[i:i + 200]
-            q = select(N.c.level, N.c.idx, N.c.hash).where(tuple_(N.c.level, N.c.idx).in_(chunk))
-            for r in conn.execute(q):
-                out[(r.level, r.idx)] = bytes(r.hash)
+        for level, idxs in by_level.items():
+            for i in range(0, len(idxs), 200):
+                chunk = idxs[i:i + 200]
+                q = (f"SELECT level, idx, hash FROM tree_node WHERE level = {p} "
+                     f"AND idx IN ({', '.join([p] * len(chunk))})")
+                for lv, ix, h in conn.exec_driver_sql(q, (level, *chunk)):
+                    out[(lv, ix)] = bytes(h)
         return out
 
     def nodes_in_range(self, level: int, lo: int, hi: int, conn: Connection

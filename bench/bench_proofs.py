@@ -53,7 +53,7 @@ def pymerkle_tree(store: LedgerStore, size: int, root: bytes) -> Path:
         tmp.rename(path)
         print(f"  (pymerkle tree built in {time.perf_counter() - t:.1f} s)")
     with SqliteTree(str(path)) as tree:
-        if tree.get_size() != size or tree.get_state() != root:
+        if tree.get_size() != size or tree.get_root() != root:
             raise SystemExit("pymerkle's tree does not have coi's root: not the same leaves")
     return path
 

@@ -343,7 +343,7 @@ class StationScreen(CoiScreen):
         form.display = True
         first = form.query("Input, Select").first()
         first.focus()
-        self.query_one("#station-body", VerticalScroll).scroll_to_widget(form)
+        self.query_one("#station-body", VerticalScroll).scroll_to_widget(form, animate=False)
 
     # -- signing ------------------------------------------------------------------------------
     def on_input_submitted(self, event: Input.Submitted) -> None:

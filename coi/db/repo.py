@@ -161,15 +161,28 @@ class LedgerStore:
         by_level: dict[int, list[int]] = {}
         for level, idx in ids:
             by_level.setdefault(level, []).append(idx)
+        # All levels in one statement when small (a proof: ~log n nodes): one round trip.
         out: dict[tuple[int, int], bytes] = {}
+        terms: list[str] = []
+        params: list[int] = []
         for level, idxs in by_level.items():
             for i in range(0, len(idxs), 200):
                 chunk = idxs[i:i + 200]
-                q = (f"SELECT level, idx, hash FROM tree_node WHERE level = {p} "
-                     f"AND idx IN ({', '.join([p] * len(chunk))})")
-                for lv, ix, h in conn.exec_driver_sql(q, (level, *chunk)):
-                    out[(lv, ix)] = bytes(h)
+                terms.append(f"(level = {p} AND idx IN ({', '.join([p] * len(chunk))}))")
+                params += (level, *chunk)
+                if len(params) >= 400:
+                    self._fetch_nodes(conn, terms, params, out)
+                    terms, params = [], []
+        if terms:
+            self._fetch_nodes(conn, terms, params, out)
         return out
+
+    @staticmethod
+    def _fetch_nodes(conn: Connection, terms: list[str], params: list[int],
+                     out: dict[tuple[int, int], bytes]) -> None:
+        q = f"SELECT level, idx, hash FROM tree_node WHERE {' OR '.join(terms)}"
+        for lv, ix, h in conn.exec_driver_sql(q, tuple(params)):
+            out[(lv, ix)] = bytes(h)
 
     def nodes_in_range(self, level: int, lo: int, hi: int, conn: Connection
                        ) -> list[tuple[int, bytes]]:

@@ -147,12 +147,8 @@ HEAD_MUTATIONS = [(c, "bitflip") for c in
                   ("id", "origin", "size", "root", "last_hash", "last_time_ms")] + [
     ("size", "other"), ("root", "other"), ("last_hash", "other")]
 HEAD_NULLS = [(c, "null") for c in ("origin", "size", "root", "last_hash", "last_time_ms")]
-CHECKPOINT_MUTATIONS = [("size", "bitflip"), ("note", "bitflip"), ("note", "other"),
-                        ("issued_ms", "bitflip"), ("issued_ms", "other")]
-CHECKPOINT_NULLS = [("note", "null"), ("issued_ms", "null")]
-ISSUED_MS_UNSIGNED = pytest.mark.xfail(
-    strict=True,
-    reason="checkpoint.issued_ms is bookkeeping outside the signed note: nothing can vouch for it")
+CHECKPOINT_MUTATIONS = [("size", "bitflip"), ("note", "bitflip"), ("note", "other")]
+CHECKPOINT_NULLS = [("note", "null")]
 
 
 # -- database helpers ------------------------------------------------------------------------
@@ -205,7 +201,7 @@ def add_checkpoints(led: Ledger, sizes: tuple[int, ...] = CHECKPOINT_SIZES) -> l
     for size in sizes:
         body = note.format_checkpoint(origin, size, svc.root_at(size))
         signed = note.sign_note(body, origin, svc.log_key())
-        svc.store.save_checkpoint(size, signed, led.clock.now_ms())
+        svc.store.save_checkpoint(size, signed)
         out.append(signed)
         led.clock.advance(1000)
     out.append(svc.checkpoint())
@@ -314,9 +310,7 @@ def test_head_cell(sample: Ledger, col: str, kind: str) -> None:
         sample.svc.verify()
 
 
-@pytest.mark.parametrize(("col", "kind"), [
-    pytest.param(c, k, marks=ISSUED_MS_UNSIGNED if c == "issued_ms" else ())
-    for c, k in CHECKPOINT_MUTATIONS])
+@pytest.mark.parametrize(("col", "kind"), CHECKPOINT_MUTATIONS)
 @pytest.mark.parametrize("size", [*CHECKPOINT_SIZES, SQLITE_SIZE])
 def test_checkpoint_cell(sample: Ledger, col: str, kind: str, size: int) -> None:
     mutate(sample.svc.engine, "checkpoint", col, kind, (size,))
@@ -335,7 +329,7 @@ def test_parallel_verify_names_the_same_index(sample: Ledger, col: str, index: i
 @pytest.mark.parametrize(("table", "col"), [(t, c) for t, cols in {
     "ledger_entry": ENTRY_COLUMNS, "tree_node": ("level", "idx", "hash"),
     "ledger_head": ("origin", "size", "root", "last_hash", "last_time_ms"),
-    "checkpoint": ("note", "issued_ms")}.items() for c in cols])
+    "checkpoint": ("note",)}.items() for c in cols])
 def test_sqlite_refuses_null(sample: Ledger, table: str, col: str) -> None:
     """NOT NULL cannot be dropped on SQLite: the NULL mutation is refused by the database."""
     key = {k: table_rows(sample.svc.engine, table)[0][k] for k in KEYS[table]}
@@ -477,8 +471,8 @@ def test_tail_truncation_caught_by_a_stored_checkpoint_left_behind(sample: Ledge
     kept = table_rows(sample.svc.engine, "checkpoint")[-1]
     assert kept["size"] == SQLITE_SIZE
     _truncate_to(sample, 20)
-    execute(sample.svc.engine, "INSERT INTO checkpoint (size, note, issued_ms) "
-                               "VALUES (:size, :note, :issued_ms)", params=kept)
+    execute(sample.svc.engine, "INSERT INTO checkpoint (size, note) VALUES (:size, :note)",
+            params=kept)
     with pytest.raises(VerificationError, match="deleted from the tail"):
         sample.svc.verify()
 
@@ -536,7 +530,7 @@ def guarded(backend_db: tuple[str, Path]) -> Iterator[Ledger]:
 
 
 GUARDED = [("ledger_entry", "subject = 'x'"), ("tree_node", "hash = hash"),
-           ("checkpoint", "issued_ms = 0"), ("user_key", "created_ms = 0")]
+           ("checkpoint", "note = note"), ("user_key", "created_ms = 0")]
 
 
 @pytest.mark.parametrize(("table", "assignment"), GUARDED)
@@ -591,7 +585,7 @@ def pg_sample(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgSample]:
         drop_guards(engine)
         nullable = {"ledger_entry": ENTRY_COLUMNS[1:], "tree_node": ("hash",),
                     "ledger_head": ("origin", "size", "root", "last_hash", "last_time_ms"),
-                    "checkpoint": ("note", "issued_ms")}
+                    "checkpoint": ("note",)}
         execute(engine, *[f"ALTER TABLE {t} ALTER COLUMN {q(c)} DROP NOT NULL"
                           for t, cols in nullable.items() for c in cols])
         assert led.svc.verify().size == PG_SIZE
@@ -638,9 +632,7 @@ def test_pg_head_cell(pg_sample: PgSample, col: str, kind: str) -> None:
 
 
 @pytest.mark.postgres
-@pytest.mark.parametrize(("col", "kind"), [
-    pytest.param(c, k, marks=ISSUED_MS_UNSIGNED if c == "issued_ms" else ())
-    for c, k in CHECKPOINT_MUTATIONS + CHECKPOINT_NULLS])
+@pytest.mark.parametrize(("col", "kind"), CHECKPOINT_MUTATIONS + CHECKPOINT_NULLS)
 @pytest.mark.parametrize("size", [*PG_CHECKPOINT_SIZES, PG_SIZE])
 def test_pg_checkpoint_cell(pg_sample: PgSample, col: str, kind: str, size: int) -> None:
     _pg_case(pg_sample, "checkpoint", col, kind, (size,))

@@ -49,22 +49,25 @@ def fail(message: str, code: int = EXIT_BAD) -> NoReturn:
     raise typer.Exit(code)
 
 
-_stdin_lines: list[str] | None = None
+_stdin: tuple[object, list[str]] | None = None  # (the stream read, its unread lines)
 
 
 def read_password(path: Path | None, prompt: str) -> str:
     """A password from a file, from stdin ('-', one line per password asked), or a prompt."""
-    global _stdin_lines
+    global _stdin
     if path is None:
         if not sys.stdin.isatty():
             fail(f"{prompt}: no terminal to prompt on; use --password-file", EXIT_USAGE)
         return str(typer.prompt(prompt, hide_input=True))
     if str(path) == "-":
-        if _stdin_lines is None:
-            _stdin_lines = sys.stdin.read().splitlines()
-        if not _stdin_lines:
+        # One password per line, in the order asked; read once per input stream (a second
+        # invocation in the same process, e.g. from a test runner, gets its own stream).
+        if _stdin is None or _stdin[0] is not sys.stdin:
+            _stdin = (sys.stdin, sys.stdin.read().splitlines())
+        lines = _stdin[1]
+        if not lines:
             fail(f"{prompt}: standard input has no more password lines", EXIT_USAGE)
-        return _stdin_lines.pop(0)
+        return lines.pop(0)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as e:

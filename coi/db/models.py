@@ -59,7 +59,6 @@ class Checkpoint(SQLModel, table=True):
     __tablename__ = "checkpoint"
     size: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
     note: str = Field(sa_column=Column(Text, nullable=False))
-    issued_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
 
 
 class UserKey(SQLModel, table=True):

@@ -256,10 +256,10 @@ class LedgerStore:
         return [got[i] for i in ids]
 
     # -- checkpoints --------------------------------------------------------------------------
-    def save_checkpoint(self, size: int, note: str, issued_ms: int) -> None:
+    def save_checkpoint(self, size: int, note: str) -> None:
         with self.engine.begin() as c:
             if c.execute(select(C.c.size).where(C.c.size == size)).first() is None:
-                c.execute(insert(C).values(size=size, note=note, issued_ms=issued_ms))
+                c.execute(insert(C).values(size=size, note=note))
 
     def checkpoints(self) -> list[tuple[int, str]]:
         with self.engine.connect() as c:
@@ -300,6 +300,43 @@ class LedgerStore:
         else:
             conn.execute(update(A).where(A.c.user == user)
                          .values(failed_attempts=failed, locked=int(locked)))
+
+    # -- streaming selections (audit export) ----------------------------------------------------
+    def rows_where(self, *, subject: str | None = None, since_ms: int | None = None,
+                   until_ms: int | None = None, below: int | None = None,
+                   types: Iterable[str] | None = None, batch: int = 2000
+                   ) -> Iterator[StoredEntry]:
+        """Stream the rows that match every filter given, in index order, ``batch`` at a time.
+
+        ``subject``: that statement subject; ``since_ms``/``until_ms``: statement time in
+        [since, until); ``below``: index below it (a checkpoint's size); ``types``: one of these
+        entry types. Keyset pagination on ``idx`` (each page starts after the last index read,
+        one short connection per page): memory stays O(batch) and no read transaction is held
+        open between pages, whatever the number of rows.
+        """
+        cond: list[Any] = []
+        if subject is not None:
+            cond.append(E.c.subject == subject)
+        if since_ms is not None:
+            cond.append(E.c.time_ms >= since_ms)
+        if until_ms is not None:
+            cond.append(E.c.time_ms < until_ms)
+        if below is not None:
+            cond.append(E.c.idx < below)
+        if types is not None:
+            cond.append(E.c.type.in_(sorted(types)))
+        cols = (E.c.idx, E.c.prev_hash, E.c.entry_hash, E.c.time_ms, E.c.type, E.c.subject,
+                E.c.signer, E.c.statement, E.c.signatures)
+        after = -1
+        while True:
+            q = (select(*cols).where(and_(E.c.idx > after, *cond)).order_by(E.c.idx)
+                 .limit(batch))
+            with self.engine.connect() as c:
+                got = [_stored_tuple(*r) for r in c.execute(q)]
+            yield from got
+            if len(got) < batch:
+                return
+            after = got[-1].index
 
 
 P = Patient.__table__  # type: ignore[attr-defined]

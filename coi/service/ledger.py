@@ -463,7 +463,7 @@ class LedgerService:
             return existing
         body = note.format_checkpoint(head.origin, head.size, head.root)
         signed = note.sign_note(body, head.origin, self.log_key())
-        self.store.save_checkpoint(head.size, signed, self.clock.now_ms())
+        self.store.save_checkpoint(head.size, signed)
         return signed
 
     def root_at(self, size: int) -> bytes:

@@ -37,6 +37,33 @@ def _run(db: str | None, log_key: str | None, station: str | None, idle_minutes:
     CoiApp(svc, station=station, idle_timeout_s=idle_minutes * 60).run()
 
 
+def _print_demo_scans(db: str) -> None:
+    """Labels to scan (type or paste them into a station's scan field, then Enter)."""
+    from coi.domain.payload import encode
+    from coi.service.chain import CoiService
+    from coi.service.views import release_blockers
+
+    svc = CoiService.open(db)
+    lines = []
+    for state, step, user, item in (("transduced", "expansion", "mo", "C00001"),
+                                    ("expanded", "harvest", "maya", "C00001"),
+                                    ("shipped", "receipt_at_treatment", "nina", "F00001")):
+        rows = svc.products(state=state, limit=1)
+        if rows:
+            coi = rows[0]["coi"]
+            extra = (f"   then the paperwork: {encode(coi, 'D00001')}"
+                     if step == "receipt_at_treatment" else "")
+            lines.append(f"  {step:<21} as {user:<5} scan {encode(coi, item)}{extra}")
+    for row in svc.products(state="qc_testing"):
+        if not release_blockers(svc, row["coi"], "grace"):
+            lines.append(f"  QA release            as grace: F3, open {row['coi']}, press r")
+            break
+    if lines:
+        typer.echo("Try these (coi tui --station STEP opens a station directly; F2 picks one):")
+        for line in lines:
+            typer.echo(line)
+
+
 @app.command("tui")
 def tui(db: DbOpt = None, log_key: LogKeyOpt = None, station: StationOpt = None,
         idle_minutes: IdleOpt = 15.0) -> None:
@@ -64,6 +91,8 @@ def demo(
         typer.echo("Demo users (user id / password / roles) — shown once:")
         for user, name, roles in DEMO_STAFF:
             typer.echo(f"  {user:<7} {demo_password(user):<20} {', '.join(roles):<14} {name}")
+        with errors():
+            _print_demo_scans(str(db))
         if sys.stdin.isatty():  # let them read the passwords before the UI takes the screen
             typer.prompt("Press Enter to open the terminal UI", default="", show_default=False)
     _run(str(db), None, station, idle_minutes)

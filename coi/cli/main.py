@@ -329,4 +329,8 @@ def run() -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    run()
+    # Run the imported module's app: the command modules register on coi.cli.main, not on
+    # this __main__ copy of it.
+    from coi.cli.main import run as _run
+
+    _run()

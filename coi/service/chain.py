@@ -177,6 +177,15 @@ class CoiService:
 
     # -- state, caught up with the ledger -------------------------------------------------------
     def chain(self, conn: Connection | None = None, *, size: int | None = None) -> ChainState:
+        """The chain state caught up with the ledger (callers that read it hold ``lock``)."""
+        with self.ledger.lock:
+            return self._chain_locked(conn, size)
+
+    @property
+    def lock(self) -> Any:
+        return self.ledger.lock
+
+    def _chain_locked(self, conn: Connection | None, size: int | None) -> ChainState:
         process = self.process()
         if self._chain is None:
             self._chain = ChainState(process)
@@ -362,8 +371,9 @@ class CoiService:
         """The product's timeline (every entry about it, each signature checked) and state."""
         coi = _norm_id(coi)
         process = self.process()
-        chain = self.chain()
-        product = chain.product(coi)
+        with self.lock:
+            product = self.chain().product(coi)
+            state = product.to_json() if product else None
         rows = self.ledger.store.rows_for_subject(coi)
         if product is None and not rows:
             raise Refused(f"no product {coi} in this ledger")
@@ -399,7 +409,7 @@ class CoiService:
             })
         for t in timeline:
             t["corrected_by"] = corrected_by.get(int(t["index"]), [])
-        return {"coi": coi, "state": product.to_json() if product else None,
+        return {"coi": coi, "state": state,
                 "timeline": timeline, "now_ms": self.clock.now_ms()}
 
     def status(self) -> dict[str, Any]:

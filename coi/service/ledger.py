@@ -10,6 +10,7 @@ hold no rules of their own.
 
 from __future__ import annotations
 
+import threading
 import unicodedata
 import zoneinfo
 from collections.abc import Callable, Mapping, Sequence
@@ -70,6 +71,9 @@ class LedgerService:
         self.store = LedgerStore(engine)
         self.clock: Clock = clock or SystemClock()
         self._registry = KeyRegistry()
+        # One lock for the in-memory caches (registry, and the chain service's state): front
+        # ends call the service from worker threads. Re-entrant: appends read the registry.
+        self.lock = threading.RLock()
         self._log_key: Ed25519PrivateKey | None = None
         self._origin: str | None = None
         self._schema_ok = False
@@ -161,6 +165,10 @@ class LedgerService:
         Replays only the key events stored since the last call, trusting the stored bytes (the
         signatures are ``coi verify``'s to check); every new append is then checked against it.
         """
+        with self.lock:
+            return self._registry_locked(conn, size)
+
+    def _registry_locked(self, conn: Connection | None, size: int | None) -> KeyRegistry:
         reg = self._registry
         if size is None:
             head = self.store.head(conn)
@@ -402,11 +410,12 @@ class LedgerService:
 
     def _append(self, build: Callable[[AppendContext], SignedEntry],
                 after: Callable[[Connection, SignedEntry], None] | None) -> SignedEntry:
-        try:
-            return self.store.append(build, origin=self.origin(), after=self._after(after))
-        except BaseException:
-            self._registry = KeyRegistry()  # it may have admitted what was not committed
-            raise
+        with self.lock:
+            try:
+                return self.store.append(build, origin=self.origin(), after=self._after(after))
+            except BaseException:
+                self._registry = KeyRegistry()  # it may have admitted what was not committed
+                raise
 
     def _after(self, after: Callable[[Connection, SignedEntry], None] | None
                ) -> Callable[[Connection, SignedEntry], None]:

@@ -12,6 +12,8 @@ Owns the exact bytes of an entry (docs/ledger-format.md, sections 3–5):
 
 ``check_entry`` verifies one stored row on its own (it needs nothing but the row and the log's
 origin), so it can run in several processes; the order-dependent checks live in ``verify``.
+``check_envelope`` is the same check for an entry held without the denormalised columns (an
+audit bundle's entry records).
 """
 
 from __future__ import annotations
@@ -354,44 +356,27 @@ def _public_key(raw: bytes) -> Ed25519PublicKey:
     return k
 
 
-def check_entry(row: StoredEntry, origin: str) -> CheckedEntry:
-    """Check everything about one row that does not depend on other rows.
+def _statement_here(i: int, body: bytes, origin: str) -> Statement:
+    """The statement in ``body``, which must be canonical profile JSON for this log and index."""
+    try:
+        st = Statement.from_json(_decode(body))
+    except ProfileError as e:
+        raise VerificationError(f"statement: {e}", index=i) from None
+    if st.log != origin:
+        raise VerificationError(f"statement belongs to log {st.log!r}, not {origin!r}", index=i)
+    if st.index != i:
+        raise VerificationError(
+            f"statement says index {st.index} but the row is stored at index {i}", index=i)
+    return st
 
-    Raises VerificationError(index=row.index) naming the first thing wrong: the statement's bytes
-    are not canonical profile JSON, it names another log, its fields disagree with the row's
-    columns, a signature is missing, extra, for another key or invalid, or the stored entry hash
-    is not the hash of the envelope.
-    """
-    i = row.index
+
+def _signed(i: int, st: Statement, body: bytes, sig_bytes: bytes) -> bytes:
+    """Check one valid signature per signer of ``st``; return the entry hash of the envelope."""
 
     def bad(reason: str) -> VerificationError:
         return VerificationError(reason, index=i)
 
-    if not isinstance(row.statement, bytes | bytearray | memoryview):
-        raise bad("statement column is empty or not bytes")
-    if not isinstance(row.signatures, bytes | bytearray | memoryview):
-        raise bad("signatures column is empty or not bytes")
-    body, sig_bytes = bytes(row.statement), bytes(row.signatures)
-    try:
-        st = Statement.from_json(_decode(body))
-    except ProfileError as e:
-        raise bad(f"statement: {e}") from None
-    # 1. The statement belongs here: this log, this index, these columns.
-    if st.log != origin:
-        raise bad(f"statement belongs to log {st.log!r}, not {origin!r}")
-    if st.index != i:
-        raise bad(f"statement says index {st.index} but the row is stored at index {i}")
-    if row.prev_hash != st.prev.hex():
-        raise bad("prev_hash column differs from the statement's prev")
-    if row.time_ms != st.time_ms:
-        raise bad("time column differs from the statement's time")
-    if row.type != st.type:
-        raise bad("type column differs from the statement's type")
-    if row.subject != st.subject:
-        raise bad("subject column differs from the statement's subject")
-    if row.signer != st.author.user:
-        raise bad("signer column differs from the statement's author")
-    # 2. One valid signature per signer, in order, by the key the statement names.
+    # One valid signature per signer, in order, by the key the statement names.
     try:
         sigs = _decode(sig_bytes)
     except ProfileError as e:
@@ -410,8 +395,61 @@ def check_entry(row: StoredEntry, origin: str) -> CheckedEntry:
             _public_key(ref.key).verify(raw, msg)
         except (ProfileError, InvalidSignature, TypeError, AttributeError):
             raise bad(f"signature {n} ({ref.user}, {ref.meaning}) does not verify") from None
-    # 3. The entry hash is the leaf hash of the envelope.
-    h = leaf_hash(envelope_bytes(body, sig_bytes))
+    # The entry hash is the leaf hash of the envelope.
+    return leaf_hash(envelope_bytes(body, sig_bytes))
+
+
+def check_envelope(index: int, entry_hash: str | bytes, statement: bytes, signatures: bytes,
+                   origin: str) -> CheckedEntry:
+    """``check_entry`` for an entry held without the denormalised columns (an audit bundle).
+
+    ``statement`` and ``signatures`` are the stored bytes, ``entry_hash`` the hash claimed for
+    the entry (raw or lowercase hex). Same checks, in the same order, with the same errors, as
+    ``check_entry`` minus the columns: canonical profile JSON, this log, this index, every
+    signature, and the claimed hash is the leaf hash of the envelope. The statement is decoded
+    once.
+    """
+    st = _statement_here(index, statement, origin)
+    h = _signed(index, st, statement, signatures)
+    if (entry_hash != h.hex()) if isinstance(entry_hash, str) else (entry_hash != h):
+        raise VerificationError("the entry hash is not the hash of the entry's envelope",
+                                index=index)
+    return CheckedEntry(index=index, entry_hash=h, statement=st)
+
+
+def check_entry(row: StoredEntry, origin: str) -> CheckedEntry:
+    """Check everything about one row that does not depend on other rows.
+
+    Raises VerificationError(index=row.index) naming the first thing wrong: the statement's bytes
+    are not canonical profile JSON, it names another log, its fields disagree with the row's
+    columns, a signature is missing, extra, for another key or invalid, or the stored entry hash
+    is not the hash of the envelope. Shares its checks with ``check_envelope``; the columns are
+    checked between the statement's own checks and the signatures, as they always were.
+    """
+    i = row.index
+
+    def bad(reason: str) -> VerificationError:
+        return VerificationError(reason, index=i)
+
+    if not isinstance(row.statement, bytes | bytearray | memoryview):
+        raise bad("statement column is empty or not bytes")
+    if not isinstance(row.signatures, bytes | bytearray | memoryview):
+        raise bad("signatures column is empty or not bytes")
+    body, sig_bytes = bytes(row.statement), bytes(row.signatures)
+    # 1. The statement belongs here: this log, this index, these columns.
+    st = _statement_here(i, body, origin)
+    if row.prev_hash != st.prev.hex():
+        raise bad("prev_hash column differs from the statement's prev")
+    if row.time_ms != st.time_ms:
+        raise bad("time column differs from the statement's time")
+    if row.type != st.type:
+        raise bad("type column differs from the statement's type")
+    if row.subject != st.subject:
+        raise bad("subject column differs from the statement's subject")
+    if row.signer != st.author.user:
+        raise bad("signer column differs from the statement's author")
+    # 2. and 3. Signatures, then the entry hash.
+    h = _signed(i, st, body, sig_bytes)
     if row.entry_hash != h.hex():
         raise bad("entry_hash column is not the hash of the entry's envelope")
     return CheckedEntry(index=i, entry_hash=h, statement=st)

@@ -23,9 +23,8 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import and_, select
 
-from coi.db.repo import E, LedgerStore, _stored
+from coi.db.repo import LedgerStore
 from coi.export.verifier import (
     FORMAT,
     VERSION,
@@ -84,33 +83,28 @@ def scope_rows(store: LedgerStore, scope: Scope, size: int, *, batch: int = BATC
                ) -> Iterator[StoredEntry]:
     """The rows in ``scope`` below ``size``, in index order, read in pages (bounded memory)."""
     if scope.mode == "all":
-        yield from store.rows(0, size, batch=batch)
-        return
-    cond = (E.c.subject == scope.coi if scope.mode == "coi"
-            else and_(E.c.time_ms >= scope.since_ms, E.c.time_ms < scope.until_ms))
-    lo = 0
-    while lo < size:
-        q = (select(E).where(and_(cond, E.c.idx >= lo, E.c.idx < size))
-             .order_by(E.c.idx).limit(batch))
-        with store.engine.connect() as c:
-            got = [_stored(r) for r in c.execute(q)]
-        yield from got
-        if len(got) < batch:
-            return
-        lo = got[-1].index + 1
+        return store.rows(0, size, batch=batch)
+    if scope.mode == "coi":
+        return store.rows_where(subject=scope.coi, below=size, batch=batch)
+    return store.rows_where(since_ms=scope.since_ms, until_ms=scope.until_ms, below=size,
+                            batch=batch)
 
 
-def _with_key_events(store: LedgerStore, scope: Scope, size: int
+def _with_key_events(store: LedgerStore, scope: Scope, size: int, batch: int
                      ) -> Iterator[tuple[StoredEntry, bool]]:
-    """Scope rows merged with every key event up to the last of them: (row, in scope)."""
+    """Scope rows merged with every key event up to the last of them: (row, in scope).
+
+    Both sides are streamed (the key events too): memory is O(batch + key events met since the
+    last row in scope), not O(rows).
+    """
     if scope.mode == "all":
-        for r in scope_rows(store, scope, size):
+        for r in scope_rows(store, scope, size, batch=batch):
             yield r, True
         return
-    keys = [r for r in store.rows_of_types(KEY_EVENT_TYPES) if r.index < size]
+    keys = store.rows_where(types=KEY_EVENT_TYPES, below=size, batch=batch)
     pending: list[StoredEntry] = []  # key events met since the last row in scope
     merged = heapq.merge(((r.index, 1, r) for r in keys),
-                         ((r.index, 0, r) for r in scope_rows(store, scope, size)),
+                         ((r.index, 0, r) for r in scope_rows(store, scope, size, batch=batch)),
                          key=lambda t: (t[0], t[1]))
     last = -1
     for index, is_key, r in merged:
@@ -235,7 +229,7 @@ def _write(store: LedgerStore, f: BinaryIO, *, scope: Scope, size: int, origin: 
             progress(buf[-1][0].index + 1, size)
         buf.clear()
 
-    for r, inside in _with_key_events(store, scope, size):
+    for r, inside in _with_key_events(store, scope, size, batch):
         if first:
             rec = _process_record(r, process_toml)
             if rec is not None:

@@ -5,8 +5,9 @@ Owns every check an auditor runs on a bundle file, with no database and nothing 
 a fixed order, ASCII only; a header, the signed checkpoint, optionally the process definition,
 the entries in index order, and a manifest last. Steps, cited where they happen:
 
-0. a first, cheap pass: the manifest (below) against the hashes of the raw lines, so a damaged
-   file is refused before any entry is parsed;
+0. the manifest (below) against the hashes of the raw lines, computed as the lines go by; when
+   any check fails, the file is read again for these hashes alone, so that a damaged file is
+   reported as damaged rather than by the first symptom met (a good bundle is read once);
 1. every line is well formed: ASCII, at most ``MAX_LINE`` bytes, ends in LF, is exactly the
    compact encoding of its own value with the keys in the order docs/export.md gives, and the
    records come in the order header, checkpoint, [process], entries, manifest;
@@ -14,8 +15,8 @@ the entries in index order, and a manifest last. Steps, cited where they happen:
    origin and, when the caller trusts a key (``--trust``), is that key;
 3. the checkpoint is signed by the log key for this origin and is for ``tree_size`` entries
    (witness cosignatures are kept for the report; lines from unknown keys are ignored);
-4. each entry checks out on its own (``coi.ledger.entry.check_entry``: canonical bytes, this
-   log, this index, every signature, the entry hash);
+4. each entry checks out on its own (``coi.ledger.entry.check_envelope``: canonical bytes, this
+   log, this index, every signature, the entry hash; the statement is decoded once);
 5. indices strictly increase below the checkpoint's size; the genesis is entry 0 and its
    ``prev`` is zero; where two entries are consecutive the second's ``prev`` is the first's
    hash; time never goes backwards;
@@ -40,14 +41,14 @@ import base64
 import binascii
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from coi.ledger import jcs
-from coi.ledger.entry import GENESIS_PREV, Statement, StoredEntry, check_entry
-from coi.ledger.errors import LedgerError, ProfileError, VerificationError
+from coi.ledger.entry import GENESIS_PREV, Statement, check_envelope
+from coi.ledger.errors import LedgerError, VerificationError
 from coi.ledger.merkle import TreeBuilder, verify_inclusion
 from coi.ledger.note import NoteVerifier, open_checkpoint, open_note, parse_verifier_key
 from coi.ledger.registry import KEY_EVENT_TYPES, KeyRegistry
@@ -66,6 +67,7 @@ FIELDS: Mapping[str, tuple[str, ...]] = {
     "manifest": ("kind", "counts", "sha256", "bundle_sha256", "signature"),
 }
 KINDS = ("header", "checkpoint", "process", "entry")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 SCOPE_FIELDS: Mapping[str, tuple[str, ...]] = {
     "all": ("mode",),
     "coi": ("mode", "coi"),
@@ -94,9 +96,12 @@ class BundleReport:
     process_sha256: str | None
 
 
+_LINE_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True)
+
+
 def encode_line(obj: Mapping[str, Any]) -> bytes:
     """The one encoding of a record: compact JSON, ASCII only, keys as given, then LF."""
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=True).encode("ascii") + b"\n"
+    return _LINE_ENCODER.encode(obj).encode("ascii") + b"\n"
 
 
 def manifest_note_text(origin: str, bundle_sha256: str) -> str:
@@ -147,9 +152,13 @@ def _str(v: Any, what: str) -> str:
 
 def _hex(v: Any, what: str) -> str:
     s = _str(v, what)
-    if len(s) != 64 or any(c not in "0123456789abcdef" for c in s):
+    if not _HEX64.fullmatch(s):
         raise VerificationError(f"{what} is not 64 lowercase hex digits")
     return s
+
+
+_LINE_DECODER = json.JSONDecoder(object_pairs_hook=_pairs, parse_float=_no_float,
+                                 parse_constant=_no_constant)
 
 
 def parse_line(line: bytes) -> dict[str, Any]:
@@ -160,8 +169,7 @@ def parse_line(line: bytes) -> dict[str, Any]:
         raise VerificationError("the last line does not end in a newline (truncated file?)")
     try:
         text = line.decode("ascii")
-        obj = json.loads(text, object_pairs_hook=_pairs, parse_float=_no_float,
-                         parse_constant=_no_constant)
+        obj = _LINE_DECODER.decode(text)
     except (UnicodeDecodeError, ValueError, RecursionError) as e:
         raise VerificationError(f"not a JSON record ({e.__class__.__name__})") from None
     if not isinstance(obj, dict):
@@ -332,16 +340,8 @@ class BundleVerifier:
                                     "entries", index=i)
         if self.last_index < 0 and i != 0:
             raise VerificationError("the first entry must be the genesis (entry 0)", index=i)
-        # Step 4: the entry on its own (the columns are read from the statement it holds).
-        try:
-            value = jcs.decode(body)
-            st0 = Statement.from_json(value)
-        except ProfileError as e:
-            raise VerificationError(f"statement: {e}", index=i) from None
-        row = StoredEntry(index=i, prev_hash=st0.prev.hex(), entry_hash=h, time_ms=st0.time_ms,
-                          type=st0.type, subject=st0.subject, signer=st0.author.user,
-                          statement=body, signatures=sigs)
-        checked = check_entry(row, self.origin)
+        # Step 4: the entry on its own; its statement is decoded once, here.
+        checked = check_envelope(i, h, body, sigs, self.origin)
         st = checked.statement
         if i == 0 and st.prev != GENESIS_PREV:
             raise VerificationError("the genesis's prev is not 32 zero bytes", index=i)
@@ -450,22 +450,38 @@ class BundleVerifier:
 
 
 def verify_lines(lines: Iterable[bytes], trust: str | None = None) -> BundleReport:
+    """Every check (steps 1 to 10) over the lines of a bundle, in one pass."""
     v = BundleVerifier(trust=trust)
     for line in lines:
         v.feed(line)
     return v.finish()
 
 
-def verify_bytes(data: bytes, trust: str | None = None) -> BundleReport:
-    """``verify_bundle`` over a bundle already in memory (both passes)."""
+def _verify(lines: Callable[[], Iterable[bytes]], trust: str | None) -> BundleReport:
+    """One full pass over ``lines()``; only if it fails, the step 0 pass decides the error.
+
+    A good bundle is read once: the hashes of step 0 are computed as the lines go by and the
+    manifest is checked when it comes. On a failure the lines are read again, hashes only, and
+    if the file is damaged (its bytes are not those the log key signed) that is reported, not
+    the first symptom the full pass met, exactly as if step 0 had run first.
+    """
     if trust is not None:
-        parse_verifier_key(trust)
+        parse_verifier_key(trust)  # a bad --trust is the caller's error, raised before reading
+    try:
+        return verify_lines(lines(), trust)
+    except VerificationError as e:
+        failure = e
+    hashes = BundleVerifier(trust=trust, hashes_only=True)
+    for line in lines():
+        hashes.feed(line)
+    hashes.finish()
+    raise failure
+
+
+def verify_bytes(data: bytes, trust: str | None = None) -> BundleReport:
+    """``verify_bundle`` over a bundle already in memory."""
     lines = data.splitlines(keepends=True)
-    v = BundleVerifier(trust=trust, hashes_only=True)
-    for line in lines:
-        v.feed(line)
-    v.finish()
-    return verify_lines(lines, trust)
+    return _verify(lambda: lines, trust)
 
 
 def _lines(f: Any) -> Iterable[bytes]:
@@ -476,19 +492,19 @@ def _lines(f: Any) -> Iterable[bytes]:
         yield line
 
 
+def _file_lines(path: str | Path) -> Iterator[bytes]:
+    with open(path, "rb", buffering=1 << 20) as f:
+        yield from _lines(f)
+
+
 def verify_bundle(path: str | Path, trust: str | None = None) -> BundleReport:
     """Verify the bundle file at ``path``; ``trust`` is the site's log verifier key string.
 
-    Raises ``VerificationError`` (the bundle is bad) or ``OSError`` (it cannot be read).
+    Raises ``VerificationError`` (the bundle is bad) or ``OSError`` (it cannot be read). A good
+    bundle is read once (see ``_verify``).
     """
     if trust is not None:
         parse_verifier_key(trust)  # a bad --trust is the caller's error, raised before reading
-    # Step 0: one cheap pass over the bytes (hashes and the manifest's signature) first, so a
-    # damaged file is refused before any entry is parsed; then every check, in a second pass.
-    with open(path, "rb") as f:
-        v = BundleVerifier(trust=trust, hashes_only=True)
-        for line in _lines(f):
-            v.feed(line)
-        v.finish()
-    with open(path, "rb") as f:
-        return verify_lines(_lines(f), trust)
+    with open(path, "rb"):
+        pass  # an unreadable file is an OSError before anything else
+    return _verify(lambda: _file_lines(path), trust)

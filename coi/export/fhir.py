@@ -76,7 +76,8 @@ def fhir_bundle(statements: Iterable[Statement], process: Process, *, origin: st
     """
     products: dict[tuple[str, str], _Product] = {}
     provenances: list[dict[str, Any]] = []
-    sigs = signatures or {}
+    # Not ``signatures or {}``: the caller may fill an empty dict while ``statements`` streams.
+    sigs = signatures if signatures is not None else {}
     for st in statements:
         step = process.step_for_entry_type(st.type)
         if step is None:

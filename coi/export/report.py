@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 from coi.export.verifier import BundleReport, _lines, parse_line, verify_bundle
-from coi.ledger import jcs
 from coi.ledger.entry import Statement
 from coi.ledger.errors import LedgerError, VerificationError
 from coi.ledger.registry import KEY_EVENT_TYPES
@@ -85,7 +84,8 @@ def load_entries(path: Path) -> tuple[list[_Row], bytes | None]:
             if obj["kind"] == "process":
                 process = base64.b64decode(obj["toml"])
             elif obj["kind"] == "entry":
-                st = Statement.from_json(jcs.decode(base64.b64decode(obj["statement"])))
+                # Already verified canonical profile JSON: the standard decoder gives its value.
+                st = Statement.from_json(json.loads(base64.b64decode(obj["statement"])))
                 rows.append(_Row(st.index, st, bool(obj["in_scope"])))
     return rows, process
 
@@ -100,36 +100,115 @@ th{background:#eee}.ok{color:#060;font-weight:bold}.bad{color:#a00;font-weight:b
 
 
 def _signers(st: Statement) -> str:
-    return "<br>".join(f"{esc(s.name)} ({esc(s.user)}) &mdash; <b>{esc(s.meaning)}</b>"
-                       for s in st.signers)
-
-
-def _values(st: Statement, titles: Titles) -> str:
+    """Every signature: printed name, user, meaning (witnesses named as such), date and time."""
+    when = esc(format_time(st.time_ms, st.tz))
     out = []
-    for k, v in st.data.items():
-        label = titles.fields.get((st.type, k), k)
-        shown = v if isinstance(v, str | int) else json.dumps(v, ensure_ascii=False)
-        out.append(f"{esc(label)}: <code>{esc(shown)}</code>")
+    for n, s in enumerate(st.signers):
+        role = "" if n == 0 else " (witness)" if s.meaning == "witnessed" else " (co-signer)"
+        out.append(f"{esc(s.name)} ({esc(s.user)}) &mdash; <b>{esc(s.meaning)}</b>{role}, "
+                   f"signed {when}")
     return "<br>".join(out)
 
 
+def _shown(v: object) -> str:
+    return esc(v if isinstance(v, str | int) else json.dumps(v, ensure_ascii=False))
+
+
+def _values(st: Statement, titles: Titles, by_index: Mapping[int, _Row] | None = None) -> str:
+    out = []
+    corrected = _corrects(st)
+    target = by_index.get(corrected) if by_index is not None and corrected is not None else None
+    for k, v in st.data.items():
+        label = titles.fields.get((st.type, k), k)
+        if k == "values" and st.type == "correction" and isinstance(v, dict):
+            for name, new in v.items():
+                old = target.st.data.get(name) if target is not None else None
+                ft = titles.fields.get((target.st.type, name), name) if target else name
+                was = (f"<code>{_shown(old)}</code> &rarr; " if old is not None else "")
+                out.append(f"{esc(ft)}: {was}<code>{_shown(new)}</code>")
+            continue
+        out.append(f"{esc(label)}: <code>{_shown(v)}</code>")
+    return "<br>".join(out)
+
+
+def _corrects(st: Statement) -> int | None:
+    """The index a correction corrects (``data.corrects``), else None."""
+    if st.type != "correction":
+        return None
+    v = st.data.get("corrects")
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, int):
+        return v
+    if isinstance(v, str) and v.isdigit():
+        return int(v)
+    return None
+
+
 def _entry_row(r: _Row, titles: Titles, corrections: Mapping[int, list[_Row]],
-               css: str = "") -> str:
+               by_index: Mapping[int, _Row], css: str = "") -> str:
     st = r.st
     title = titles.steps.get(st.type, st.type)
-    cells = [f"{r.index}", f"{esc(title)}<br><small><code>{esc(st.type)}</code></small>",
-             esc(format_time(st.time_ms, st.tz)), _signers(st), _values(st, titles)]
+    cells = [f'<a id="e{r.index}"></a>{r.index}',
+             f"{esc(title)}<br><small><code>{esc(st.type)}</code></small>",
+             esc(format_time(st.time_ms, st.tz)), _signers(st), _values(st, titles, by_index)]
     notes = []
     for c in corrections.get(r.index, []):
-        notes.append(f"Corrected by entry {c.index} ({esc(format_time(c.st.time_ms, c.st.tz))},"
-                     f" {esc(c.st.author.name)}): {_values(c.st, titles)}")
+        notes.append(f'<span class="corr">Corrected by <a href="#e{c.index}">entry {c.index}'
+                     f"</a> ({esc(format_time(c.st.time_ms, c.st.tz))}, {esc(c.st.author.name)}"
+                     f"): {_values(c.st, titles, by_index)}</span><br><small>The values recorded "
+                     "here are the original ones, unchanged.</small>")
+    corrected = _corrects(st)
+    if corrected is not None:
+        notes.append(f'Corrects <a href="#e{corrected}">entry {corrected}</a>, which stays as '
+                     "recorded")
     cells.append("<br>".join(notes))
     cls = f' class="{css}"' if css else ""
     return f"<tr{cls}>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>"
 
 
 _HEAD = ("<tr><th>#</th><th>Step</th><th>Date and time</th><th>Signatures (printed name, user, "
-         "meaning)</th><th>Recorded values</th><th>Corrections</th></tr>")
+         "meaning, when)</th><th>Recorded values</th><th>Corrections</th></tr>")
+_DEV_HEAD = ("<tr><th>Deviation</th><th>Opened</th><th>Disposition</th><th>Closed</th></tr>")
+
+
+def _dev_cell(r: _Row | None, titles: Titles, what: str) -> str:
+    if r is None:
+        return f'<span class="bad">no {what} in this bundle</span>'
+    st = r.st
+    signed = "<br>".join(f"{esc(s.name)} ({esc(s.user)}) &mdash; <b>{esc(s.meaning)}</b>"
+                         for s in st.signers)
+    vals = "<br>".join(f"{esc(titles.fields.get((st.type, k), k))}: <code>{_shown(v)}</code>"
+                       for k, v in st.data.items() if k != "deviation")
+    return (f'<a href="#e{r.index}">entry {r.index}</a>, '
+            f"{esc(format_time(st.time_ms, st.tz))}<br>{signed}<br>{vals}")
+
+
+def _deviations(chain: list[_Row], titles: Titles) -> list[str]:
+    """One row per deviation opened: its opening, disposition and closure side by side."""
+    opened = [r for r in chain if r.st.type == "deviation.open"]
+    if not opened:
+        return []
+    later: dict[tuple[str, int], _Row] = {}
+    for r in chain:
+        ref = r.st.data.get("deviation")
+        if r.st.type in ("deviation.disposition", "deviation.close") and \
+                isinstance(ref, int) and not isinstance(ref, bool):
+            later.setdefault((r.st.type, ref), r)
+    parts = ["<h3>Deviations and their disposition</h3><table>" + _DEV_HEAD]
+    for r in opened:
+        disp = later.get(("deviation.disposition", r.index))
+        close = later.get(("deviation.close", r.index))
+        kind = r.st.data.get("kind", "")
+        parts.append(f"<tr><td>{r.index}: {esc(kind)}</td><td>{_dev_cell(r, titles, 'opening')}"
+                     f"</td><td>{_dev_cell(disp, titles, 'disposition')}</td>"
+                     f"<td>{_dev_cell(close, titles, 'closure')}</td></tr>")
+    parts.append("</table>")
+    for r in opened:
+        if ("deviation.disposition", r.index) not in later:
+            parts.append(f'<p class="bad">Deviation opened at entry {r.index} has no '
+                         "disposition in this bundle.</p>")
+    return parts
 
 
 def render(path: Path, trust: str | None = None) -> tuple[str, bool]:
@@ -163,10 +242,12 @@ def render(path: Path, trust: str | None = None) -> tuple[str, bool]:
     except (OSError, LedgerError, ValueError, KeyError) as e:  # pragma: no cover - verified
         raise VerificationError(f"the bundle changed while it was read: {e}") from None
     titles = Titles.from_toml(process)
+    by_index = {r.index: r for r in rows}
     corrections: dict[int, list[_Row]] = {}
     for r in rows:
-        if r.st.type == "correction" and isinstance(r.st.data.get("corrects"), int):
-            corrections.setdefault(int(r.st.data["corrects"]), []).append(r)
+        corrected = _corrects(r.st)
+        if corrected is not None:
+            corrections.setdefault(corrected, []).append(r)
     by_subject: dict[str, list[_Row]] = {}
     for r in rows:
         if r.in_scope and r.st.type not in KEY_EVENT_TYPES:
@@ -175,24 +256,13 @@ def render(path: Path, trust: str | None = None) -> tuple[str, bool]:
         chain = by_subject[subject]
         parts.append(f"<h2>Product {esc(subject)}</h2><h3>Chain</h3><table>{_HEAD}")
         for r in chain:
-            parts.append(_entry_row(r, titles, corrections,
+            parts.append(_entry_row(r, titles, corrections, by_index,
                                     "corr" if r.st.type == "correction" else ""))
         parts.append("</table>")
-        devs = [r for r in chain if r.st.type.startswith("deviation.")]
-        if devs:
-            parts.append("<h3>Deviations and their disposition</h3><table>" + _HEAD)
-            for r in devs:
-                parts.append(_entry_row(r, titles, corrections))
-            parts.append("</table>")
-            opened: set[object] = {r.index for r in devs if r.st.type == "deviation.open"}
-            disposed: set[object] = {r.st.data.get("deviation") for r in devs
-                        if r.st.type == "deviation.disposition"}
-            for i in sorted(int(str(i)) for i in opened - disposed):
-                parts.append(f'<p class="bad">Deviation opened at entry {i} has no disposition '
-                             "in this bundle.</p>")
+        parts.extend(_deviations(chain, titles))
     keys = [r for r in rows if r.st.type in KEY_EVENT_TYPES]
     parts.append(f"<h2>Key events (who could sign, from which entry)</h2><table>{_HEAD}")
-    parts.extend(_entry_row(r, titles, corrections) for r in keys)
+    parts.extend(_entry_row(r, titles, corrections, by_index) for r in keys)
     parts.append("</table></body></html>")
     return "\n".join(parts), True
 

@@ -17,30 +17,14 @@ from coi.cli.common import (
     echo_json,
     errors,
     fail,
-    read_password,
+    open_chain,
+    unlock_user,
 )
 from coi.cli.label_cmd import echo_reconciliation
 from coi.cli.main import app
-from coi.service.chain import CoiService
-from coi.service.ledger import Unlocked
 from coi.service.text import inert
 
 MAX_PATIENT_FILE = 64 * 1024
-
-
-def _service(db: str | None, log_key: str | None = None) -> CoiService:
-    with errors():
-        svc = CoiService.open(db, log_key)
-        svc.process()
-        return svc
-    raise AssertionError  # pragma: no cover
-
-
-def _unlock(svc: CoiService, user: str, pw: Path | None, what: str = "password") -> Unlocked:
-    password = read_password(pw, f"{what} for {user}")
-    with errors():
-        return svc.ledger.unlock(user, password)
-    raise AssertionError  # pragma: no cover
 
 
 @app.command()
@@ -71,9 +55,9 @@ def enrol(
     if not isinstance(patient, dict):
         fail("the patient file must hold a JSON object such as {\"patient_id\": \"MRN123\"}",
              EXIT_USAGE)
-    svc = _service(db, log_key)
-    actor = _unlock(svc, as_, password_file)
-    wit = _unlock(svc, witness, witness_password_file, "witness password") if witness else None
+    svc = open_chain(db, log_key)
+    actor = unlock_user(svc, as_, password_file)
+    wit = unlock_user(svc, witness, witness_password_file, "witness password") if witness else None
     with errors():
         coi, rec = svc.enrol(actor=actor, patient=patient, treatment_site=treatment_site,
                              manufacturing_slot=slot, witness=wit)
@@ -113,9 +97,9 @@ def record(
 ) -> None:
     """Record a process step; a wrong move is refused with the reason, and the refusal recorded."""
     fields = _fields(field or [])
-    svc = _service(db, log_key)
-    actor = _unlock(svc, as_, password_file)
-    wit = _unlock(svc, witness, witness_password_file, "witness password") if witness else None
+    svc = open_chain(db, log_key)
+    actor = unlock_user(svc, as_, password_file)
+    wit = unlock_user(svc, witness, witness_password_file, "witness password") if witness else None
     with errors():
         rec = svc.record(step, coi, actor=actor, witness=wit, item=item, fields=fields)
         typer.echo(f"recorded {inert(step)} for {inert(coi.upper())} at entry {rec.entry.index}")
@@ -147,7 +131,7 @@ def show(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
 ) -> None:
     """A product's timeline and state, with every signature's printed name, time and meaning."""
-    svc = _service(db)
+    svc = open_chain(db)
     with errors():
         view = svc.show(coi)
     if as_json:
@@ -185,7 +169,7 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
 ) -> None:
     """Products by state, windows running out or exceeded, open deviations."""
-    svc = _service(db)
+    svc = open_chain(db)
     with errors():
         s = svc.status()
     if as_json:

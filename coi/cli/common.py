@@ -16,7 +16,9 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
+from coi.service.chain import CoiService
 from coi.service.errors import ConfigError, Refused, VerificationError
+from coi.service.ledger import LedgerService, Unlocked
 from coi.service.text import inert
 
 EXIT_BAD = 1
@@ -90,6 +92,32 @@ def errors() -> Iterator[None]:
         fail(f"verification FAILED: {e}")
     except ConfigError as e:
         fail(str(e), EXIT_USAGE)
+
+
+def open_ledger(db: str | None, log_key: str | None = None) -> LedgerService:
+    """The ledger service for --db/--log-key (configuration errors exit 2)."""
+    with errors():
+        return LedgerService.open(db, log_key)
+    raise AssertionError  # pragma: no cover
+
+
+def open_chain(db: str | None, log_key: str | None = None) -> CoiService:
+    """The chain-of-identity service; the ledger must run the process this coi ships."""
+    with errors():
+        svc = CoiService.open(db, log_key)
+        svc.process()
+        return svc
+    raise AssertionError  # pragma: no cover
+
+
+def unlock_user(svc: LedgerService | CoiService, user: str, password_file: Path | None,
+                what: str = "password") -> Unlocked:
+    """A user's key, unlocked with their password (prompted, or from --password-file)."""
+    ledger = svc.ledger if isinstance(svc, CoiService) else svc
+    password = read_password(password_file, f"{what} for {user}")
+    with errors():
+        return ledger.unlock(user, password)
+    raise AssertionError  # pragma: no cover
 
 
 def echo_json(obj: Any) -> None:

@@ -19,8 +19,8 @@ from typing import Annotated
 
 import typer
 
-from coi.cli.common import EXIT_USAGE, DbOpt, LogKeyOpt, errors, fail
-from coi.cli.main import app, open_service
+from coi.cli.common import EXIT_USAGE, DbOpt, LogKeyOpt, errors, fail, open_ledger
+from coi.cli.main import app
 from coi.export.bundle import ExportError, Scope, export_bundle, scope_rows
 from coi.export.verifier import verify_bundle
 from coi.ledger.errors import LedgerError, VerificationError
@@ -95,7 +95,7 @@ def export(
     chosen = sum([coi is not None, since is not None or until is not None, all_])
     if chosen != 1 or (since is None) != (until is None):
         fail("choose exactly one of --coi ID, --since DATE --until DATE, or --all", EXIT_USAGE)
-    svc = open_service(db, log_key)
+    svc = open_ledger(db, log_key)
     with errors():
         svc.require_initialised()
         if all_:

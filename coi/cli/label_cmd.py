@@ -20,14 +20,14 @@ from coi.cli.common import (
     echo_json,
     errors,
     fail,
-    read_password,
+    open_chain,
+    unlock_user,
 )
 from coi.cli.main import app
 from coi.domain import isbt
 from coi.domain.scan import MAX_SCAN_LENGTH, LabelScan, ScanError, parse_scan
 from coi.service import labels as label_svc
 from coi.service.chain import CoiService
-from coi.service.ledger import Unlocked
 from coi.service.text import inert
 
 labels_app = typer.Typer(help="Label control: apply (by scan), void, reprint, check a scan, "
@@ -56,21 +56,6 @@ ScanOpt = Annotated[str, typer.Option(
 
 
 # ------------------------------------------------------------------------------ helpers
-def _service(db: str | None, log_key: str | None = None) -> CoiService:
-    with errors():
-        svc = CoiService.open(db, log_key)
-        svc.process()
-        return svc
-    raise AssertionError  # pragma: no cover
-
-
-def _unlock(svc: CoiService, user: str, pw: Path | None) -> Unlocked:
-    password = read_password(pw, f"password for {user}")
-    with errors():
-        return svc.ledger.unlock(user, password)
-    raise AssertionError  # pragma: no cover
-
-
 def scan_text(raw: str) -> str:
     """A scan given on the command line or stdin: ``-`` reads stdin; GS spellings become GS."""
     if raw == "-":
@@ -125,9 +110,9 @@ def label(
     password_file: PasswordFileOpt = None,
 ) -> None:
     """Issue and print a controlled label: recorded issued, written, recorded printed."""
-    svc = _service(db, log_key)
+    svc = open_chain(db, log_key)
     code = _product_code(svc, product_code, with_isbt)
-    actor = _unlock(svc, as_, password_file)
+    actor = unlock_user(svc, as_, password_file)
     chosen = item if item is not None else _default_item(svc, coi)
     with errors():
         new, path = label_svc.issue_and_print(svc, actor, coi, chosen, fmt.strip().lower(),
@@ -152,8 +137,8 @@ def labels_apply(
 ) -> None:
     """Record a label applied, confirmed by scanning it (a wrong scan is refused, recorded)."""
     raw = scan_text(scan)
-    svc = _service(db, log_key)
-    actor = _unlock(svc, as_, password_file)
+    svc = open_chain(db, log_key)
+    actor = unlock_user(svc, as_, password_file)
     with errors():
         idx = label_svc.apply(svc, actor, coi, label_id, raw, station=station)
         typer.echo(f"label {inert(label_id.strip().upper())} applied at entry {idx}")
@@ -170,8 +155,8 @@ def labels_void(
     password_file: PasswordFileOpt = None,
 ) -> None:
     """Void a label; a scan of it is refused from now on. Destroy the physical label."""
-    svc = _service(db, log_key)
-    actor = _unlock(svc, as_, password_file)
+    svc = open_chain(db, log_key)
+    actor = unlock_user(svc, as_, password_file)
     with errors():
         idx = label_svc.void(svc, actor, coi, label_id, grounds)
         typer.echo(f"label {inert(label_id.strip().upper())} voided at entry {idx}")
@@ -195,9 +180,9 @@ def labels_reprint(
     password_file: PasswordFileOpt = None,
 ) -> None:
     """Void a label (if not yet voided) and print its replacement under a new id."""
-    svc = _service(db, log_key)
+    svc = open_chain(db, log_key)
     code = _product_code(svc, product_code, with_isbt)
-    actor = _unlock(svc, as_, password_file)
+    actor = unlock_user(svc, as_, password_file)
     with errors():
         new, path = label_svc.reprint(svc, actor, coi, label_id, grounds, fmt.strip().lower(),
                                       size.strip().lower(), dpi, with_isbt, output,
@@ -219,8 +204,8 @@ def labels_check(
 ) -> None:
     """Check a scan against the ledger: exit 1 (and the refusal recorded) if it is refused."""
     raw = scan_text(scan)
-    svc = _service(db, log_key)
-    actor = _unlock(svc, as_, password_file)
+    svc = open_chain(db, log_key)
+    actor = unlock_user(svc, as_, password_file)
     with errors():
         result = label_svc.check_scan(svc, raw, coi, item, station=station, by=actor.user)
         out: dict[str, Any] = {"accepted": True, "scan": result.to_json()}
@@ -236,7 +221,7 @@ def labels_list(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
 ) -> None:
     """Every label of a product and what became of it (label reconciliation)."""
-    svc = _service(db)
+    svc = open_chain(db)
     with errors():
         rows = label_svc.reconciliation(svc, coi)
     if as_json:

@@ -22,9 +22,11 @@ from coi.cli.common import (
     echo_json,
     errors,
     fail,
+    open_ledger,
     read_password,
+    unlock_user,
 )
-from coi.service.ledger import LedgerService, Party
+from coi.service.ledger import Party
 from coi.service.text import inert
 
 app = typer.Typer(
@@ -45,18 +47,6 @@ app.add_typer(user_app, name="user")
 app.add_typer(prove_app, name="prove")
 
 
-def open_service(db: str | None, log_key: str | None = None) -> LedgerService:
-    with errors():
-        return LedgerService.open(db, log_key)
-    raise AssertionError  # pragma: no cover
-
-
-def unlock(svc: LedgerService, user: str, password_file: Path | None, what: str = "password"):  # type: ignore[no-untyped-def]
-    password = read_password(password_file, f"{what} for {user}")
-    with errors():
-        return svc.unlock(user, password)
-
-
 @app.command()
 def init(
     origin: Annotated[str, typer.Option(
@@ -71,7 +61,7 @@ def init(
     password_file: PasswordFileOpt = None,
 ) -> None:
     """Create a ledger: schema (migrations), the site's log key, genesis and first administrator."""
-    svc = open_service(db, log_key)
+    svc = open_ledger(db, log_key)
     password = read_password(password_file, f"new password for {admin}")
     with errors():
         from coi.service.chain import genesis_extras
@@ -88,7 +78,7 @@ def init(
 @app.command()
 def migrate(db: DbOpt = None) -> None:
     """Bring the database schema up to date (Alembic migrations shipped in the package)."""
-    svc = open_service(db)
+    svc = open_ledger(db)
     with errors():
         from coi.service.admin import upgrade_schema
 
@@ -108,8 +98,8 @@ def user_add(
         help="Read the new user's initial password from this file ('-' = stdin)")] = None,
 ) -> None:
     """Enrol a user: a new key, sealed under their password, registered by an admin-signed entry."""
-    svc = open_service(db, log_key)
-    admin = unlock(svc, as_, password_file)
+    svc = open_ledger(db, log_key)
+    admin = unlock_user(svc, as_, password_file)
     password = read_password(new_password_file, f"initial password for {user}")
     with errors():
         from coi.service.chain import check_roles
@@ -130,8 +120,8 @@ def user_revoke(
     password_file: PasswordFileOpt = None,
 ) -> None:
     """Revoke a user's key: every later signature with it is refused and flagged by verify."""
-    svc = open_service(db, log_key)
-    admin = unlock(svc, as_, password_file)
+    svc = open_ledger(db, log_key)
+    admin = unlock_user(svc, as_, password_file)
     with errors():
         e = svc.revoke(admin, user=user, reason=reason)
         typer.echo(f"revoked {inert(user)}'s key at entry {e.index}")
@@ -149,8 +139,8 @@ def user_reset(
         help="Read the new password from this file ('-' = stdin)")] = None,
 ) -> None:
     """Reset a password: the old key is retired, a new key enrolled (keys are never recovered)."""
-    svc = open_service(db, log_key)
-    admin = unlock(svc, as_, password_file)
+    svc = open_ledger(db, log_key)
+    admin = unlock_user(svc, as_, password_file)
     password = read_password(new_password_file, f"new password for {user}")
     with errors():
         e = svc.reset(admin, user=user, password=password, reason=reason)
@@ -168,8 +158,8 @@ def user_rotate(
         help="Read the new password from this file ('-' = stdin)")] = None,
 ) -> None:
     """Replace your own key (and password): the new key is signed for with the old one."""
-    svc = open_service(db, log_key)
-    who = unlock(svc, user, password_file, "current password")
+    svc = open_ledger(db, log_key)
+    who = unlock_user(svc, user, password_file, "current password")
     password = read_password(new_password_file, f"new password for {user}")
     with errors():
         e = svc.rotate(who, password=password, reason=reason)
@@ -186,8 +176,8 @@ def user_unlock(
     password_file: PasswordFileOpt = None,
 ) -> None:
     """Unlock an account locked after repeated failed password attempts."""
-    svc = open_service(db, log_key)
-    admin = unlock(svc, as_, password_file)
+    svc = open_ledger(db, log_key)
+    admin = unlock_user(svc, as_, password_file)
     with errors():
         e = svc.unlock_account(admin, user=user, reason=reason)
         typer.echo(f"unlocked {inert(user)} at entry {e.index}")
@@ -196,7 +186,7 @@ def user_unlock(
 @user_app.command("list")
 def user_list(db: DbOpt = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """List users with their roles, key and state."""
-    svc = open_service(db)
+    svc = open_ledger(db)
     with errors():
         svc.require_initialised()
         users = svc.users()
@@ -229,11 +219,11 @@ def append(
              "decimal strings", EXIT_USAGE)
     if not isinstance(obj, dict):
         fail("--data must be a JSON object, e.g. '{\"note\": \"text\"}'", EXIT_USAGE)
-    svc = open_service(db, log_key)
-    author = unlock(svc, as_, password_file)
+    svc = open_ledger(db, log_key)
+    author = unlock_user(svc, as_, password_file)
     parties = [Party(author, "authored")]
     if witness:
-        parties.append(Party(unlock(svc, witness, witness_password_file, "witness password"),
+        parties.append(Party(unlock_user(svc, witness, witness_password_file, "witness password"),
                              "witnessed"))
     with errors():
         from coi.service.chain import refuse_process_types
@@ -258,7 +248,7 @@ def verify(
             notes.append(p.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError) as e:
             fail(f"cannot read checkpoint {p}: {e}", EXIT_USAGE)
-    svc = open_service(db)
+    svc = open_ledger(db)
     with errors():
         from coi.service.chain import verify_all
 
@@ -275,7 +265,7 @@ def checkpoint(
     log_key: LogKeyOpt = None,
 ) -> None:
     """Print (or save) the latest signed checkpoint (C2SP tlog-checkpoint)."""
-    svc = open_service(db, log_key)
+    svc = open_ledger(db, log_key)
     with errors():
         text = svc.checkpoint()
     if output is None:
@@ -291,7 +281,7 @@ def checkpoint(
 @app.command("log-key")
 def log_key_cmd(db: DbOpt = None) -> None:
     """Print the log's verifier key string (name+keyid+base64 key), for auditors and witnesses."""
-    svc = open_service(db)
+    svc = open_ledger(db)
     with errors():
         svc.require_initialised()
         typer.echo(svc.log_verifier_key())
@@ -304,7 +294,7 @@ def prove_inclusion(
     db: DbOpt = None,
 ) -> None:
     """Inclusion proof of one entry in the tree of a given size."""
-    svc = open_service(db)
+    svc = open_ledger(db)
     with errors():
         echo_json(svc.prove_inclusion(index, size))
 
@@ -316,7 +306,7 @@ def prove_consistency(
     db: DbOpt = None,
 ) -> None:
     """Consistency proof between two tree sizes (the older is a prefix of the newer)."""
-    svc = open_service(db)
+    svc = open_ledger(db)
     with errors():
         echo_json(svc.prove_consistency(old, new))
 

@@ -31,6 +31,7 @@ from coi.ledger.entry import (
     SignerRef,
     Statement,
     b64,
+    decode_canonical,
     sign,
     valid_user,
 )
@@ -90,6 +91,11 @@ class LedgerService:
         if not inspect(self.engine).has_table("ledger_head"):
             return False
         return self.store.head() is not None
+
+    def _require_schema(self) -> None:
+        """``require_initialised`` without re-reading the head once the schema was checked."""
+        if not self._schema_ok:
+            self.require_initialised()
 
     def require_initialised(self) -> Head:
         if self._schema_ok:
@@ -358,7 +364,7 @@ class LedgerService:
         decide the entry's type and data from the state at that moment (the process rules).
         Reserved types need ``internal``.
         """
-        self.require_initialised()
+        self._require_schema()
         if not internal and type_.startswith(RESERVED_PREFIXES):
             raise Refused(f"entry type {type_!r} is reserved for coi's own records")
         try:
@@ -438,7 +444,7 @@ class LedgerService:
         try:
             entry = sign(st, keys)
             # What is written must read back as exactly this statement (as verify will read it).
-            if Statement.from_json(jcs.decode(entry.statement_bytes)) != st:
+            if Statement.from_json(decode_canonical(entry.statement_bytes)) != st:
                 raise ProfileError("the statement does not read back as written")
         except ProfileError as e:
             raise Refused(f"entry: {e}") from None

@@ -41,22 +41,13 @@ from coi.domain.state import patient_commitment as commit  # noqa: E402
 from coi.ledger import jcs, merkle  # noqa: E402
 from coi.ledger.entry import SignerRef, Statement, sign  # noqa: E402
 from coi.service.chain import AUTHOR_MEANING, SOON_MS, CoiService, fact_of  # noqa: E402
-from coi.service.demo import DEMO_FIN, PLAN, MovableClock, Walk, create_site  # noqa: E402
+from coi.service.demo import DEMO_FIN, DEMO_STAFF, PLAN, MovableClock, Walk, create_site  # noqa: E402
 from coi.service.ledger import Unlocked  # noqa: E402
 
 T0 = 1_790_000_000_000
 MIN, H, D = 60_000, 3_600_000, 86_400_000
 # The plan's people; one key each (scrypt is paid once per build).
-STAFF = (("admin", "Ada Admin", ("admin",)),
-         ("alice", "Alice Apheresis", ("apheresis",)),
-         ("amir", "Amir Apheresis", ("apheresis",)),
-         ("colin", "Colin Courier", ("courier",)),
-         ("maya", "Maya Manufacturing", ("manufacturing",)),
-         ("mo", "Mo Manufacturing", ("manufacturing",)),
-         ("quinn", "Quinn QC", ("qc",)),
-         ("grace", "Grace QA", ("qa",)),
-         ("nina", "Nina Nurse", ("treatment",)),
-         ("noah", "Noah Nurse", ("treatment",)))
+STAFF = tuple(s for s in DEMO_STAFF if s[0] != "ari")  # the demo staff but the auditor
 ENTRIES_PER_PRODUCT = 1 + len(PLAN)  # enrolment, then the plan (one final bag)
 STAGGER = 7 * MIN  # products start this far apart
 

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import json
 import time
-import zoneinfo
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -21,10 +19,11 @@ import typer
 
 from coi.cli.common import EXIT_USAGE, DbOpt, LogKeyOpt, errors, fail, open_ledger
 from coi.cli.main import app
-from coi.export.bundle import ExportError, Scope, export_bundle, scope_rows
+from coi.export.bundle import ExportError, Scope, scope_rows
 from coi.export.verifier import verify_bundle
 from coi.ledger.errors import LedgerError, VerificationError
 from coi.ledger.note import parse_verifier_key
+from coi.service import exporting
 from coi.service.text import inert
 
 witness_app = typer.Typer(help="Witness a log: cosign only checkpoints that extend what was "
@@ -36,23 +35,6 @@ OutOpt = Annotated[Path, typer.Option("-o", "--output", help="File to write")]
 TrustOpt = Annotated[str | None, typer.Option(
     "--trust", help="The site's log verifier key string (from `coi log-key`); the bundle's "
                     "log key must be this one")]
-
-
-def _when(text: str, tz: str, *, end: bool) -> int:
-    """An ISO date or date-time; a date alone is its whole day, naive values in the site's zone."""
-    try:
-        if len(text) == 10:
-            d = datetime.fromisoformat(text).replace(tzinfo=zoneinfo.ZoneInfo(tz))
-            if end:
-                d += timedelta(days=1)
-        else:
-            d = datetime.fromisoformat(text)
-            if d.tzinfo is None:
-                d = d.replace(tzinfo=zoneinfo.ZoneInfo(tz))
-    except ValueError:
-        fail(f"{text!r} is not an ISO date (2026-03-01) or date-time (2026-03-01T08:00+01:00)",
-             EXIT_USAGE)
-    return int(d.timestamp() * 1000)
 
 
 @contextmanager
@@ -104,22 +86,14 @@ def export(
             scope = Scope("coi", coi=coi)
         else:
             assert since is not None and until is not None
-            tz = svc.genesis_tz
-            scope = Scope("period", since_ms=_when(since, tz, end=False),
-                          until_ms=_when(until, tz, end=True))
+            scope = exporting.period_scope(since, until, svc.genesis_tz)
         try:
             if fhir:
                 n = _export_fhir(svc, scope, output)
                 typer.echo(f"FHIR R5 Bundle with {n} resources written to {output}")
                 return
-            from importlib import resources
-
-            process = (resources.files("coi.domain") / "car_t.toml").read_bytes()
-            checkpoint = svc.checkpoint()
             with _progress(not quiet) as progress:
-                s = export_bundle(svc.store, output, scope=scope, checkpoint=checkpoint,
-                                  log_key=svc.log_key(), created_ms=svc.clock.now_ms(),
-                                  process_toml=process, progress=progress)
+                s = exporting.export(svc, scope, output, progress=progress).summary
         except ExportError as e:
             fail(str(e))
         typer.echo(f"bundle written to {output}: {s.entries} entries ({s.in_scope} in scope) "

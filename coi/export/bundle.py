@@ -43,6 +43,14 @@ class ExportError(Exception):
     """The export cannot be made (nothing matches, or the file cannot be written)."""
 
 
+class EmptyScope(ExportError):
+    """No entry of the ledger is in the export's scope (an unknown product, an empty period)."""
+
+
+class OutputExists(ExportError):
+    """The output file exists and the caller asked not to overwrite it."""
+
+
 @dataclass(frozen=True)
 class Scope:
     """Which entries a bundle is about: ``all``, one product (``coi``) or [since, until)."""
@@ -77,6 +85,7 @@ class ExportSummary:
     tree_size: int
     bytes: int
     bundle_sha256: str
+    file_sha256: str = ""  # of the whole file, manifest included: what ``sha256sum`` prints
 
 
 def scope_rows(store: LedgerStore, scope: Scope, size: int, *, batch: int = BATCH
@@ -163,11 +172,13 @@ class _Sink:
 def export_bundle(store: LedgerStore, out: Path, *, scope: Scope, checkpoint: str,
                   log_key: Ed25519PrivateKey, created_ms: int,
                   process_toml: bytes | None = None, progress: Progress | None = None,
-                  batch: int = BATCH) -> ExportSummary:
+                  batch: int = BATCH, overwrite: bool = True) -> ExportSummary:
     """Write the bundle of ``scope`` against the signed ``checkpoint`` (its size bounds the rows).
 
     ``log_key`` signs the manifest (so a record cannot be dropped and the manifest recomputed).
-    ``progress(done, total)`` is called after each batch with the index reached.
+    ``progress(done, total)`` is called after each batch with the index reached; whatever it
+    raises stops the export and leaves no file. With ``overwrite=False`` an existing ``out`` is
+    refused (``OutputExists``), before anything is written and again, atomically, at the end.
     """
     scope.check()
     head = store.head()
@@ -183,6 +194,8 @@ def export_bundle(store: LedgerStore, out: Path, *, scope: Scope, checkpoint: st
         raise ExportError(f"folder {parent} does not exist")
     if out.is_dir():
         raise ExportError(f"{out} is a folder")
+    if not overwrite and out.exists():
+        raise OutputExists(f"{out} exists; refusing to overwrite it")
     tmp = parent / f".{out.name}.{os.getpid()}.tmp"
     try:
         with open(tmp, "wb") as f:
@@ -191,19 +204,34 @@ def export_bundle(store: LedgerStore, out: Path, *, scope: Scope, checkpoint: st
                              process_toml=process_toml, progress=progress, batch=batch)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, out)
+        if overwrite:
+            os.replace(tmp, out)
+        else:
+            _link_new(tmp, out)
     except OSError as e:
         raise ExportError(f"cannot write {out}: {e.strerror or e}") from None
     finally:
         tmp.unlink(missing_ok=True)
     return ExportSummary(path=out, entries=summary[0], in_scope=summary[1], tree_size=size,
-                         bytes=summary[2], bundle_sha256=summary[3])
+                         bytes=summary[2], bundle_sha256=summary[3], file_sha256=summary[4])
+
+
+def _link_new(tmp: Path, out: Path) -> None:
+    """Move ``tmp`` to ``out`` only if ``out`` does not exist (no window between check and move)."""
+    try:
+        os.link(tmp, out)
+    except FileExistsError:
+        raise OutputExists(f"{out} exists; refusing to overwrite it") from None
+    except OSError:  # a file system without hard links: check, then rename
+        if out.exists():
+            raise OutputExists(f"{out} exists; refusing to overwrite it") from None
+        os.replace(tmp, out)
 
 
 def _write(store: LedgerStore, f: BinaryIO, *, scope: Scope, size: int, origin: str,
            checkpoint: str, log_key: Ed25519PrivateKey, created_ms: int,
            process_toml: bytes | None, progress: Progress | None, batch: int
-           ) -> tuple[int, int, int, str]:
+           ) -> tuple[int, int, int, str, str]:
     sink = _Sink(f)
     vkey = note.verifier_key(origin, log_key.public_key())
     sink.write("header", encode_line({
@@ -240,15 +268,18 @@ def _write(store: LedgerStore, f: BinaryIO, *, scope: Scope, size: int, origin: 
             flush()
     flush()
     if in_scope == 0:
-        raise ExportError("no entry matches the export's scope")
+        raise EmptyScope("no entry matches the export's scope")
     whole = sink.whole.hexdigest()
     signed = note.sign_note(manifest_note_text(origin, whole), origin, log_key)
     kinds = [k for k in ("header", "checkpoint", "process", "entry") if k in sink.kinds]
-    sink.f.write(encode_line({
+    manifest = encode_line({
         "kind": "manifest",
         "counts": {k: sink.kinds[k][0] for k in kinds},
         "sha256": {k: sink.kinds[k][1].hexdigest() for k in kinds},
-        "bundle_sha256": whole, "signature": signed}))
+        "bundle_sha256": whole, "signature": signed})
+    sink.f.write(manifest)
+    file_hash = sink.whole.copy()
+    file_hash.update(manifest)
     if progress is not None:
         progress(size, size)
-    return entries, in_scope, sink.size, whole
+    return entries, in_scope, sink.size, whole, file_hash.hexdigest()

@@ -9,10 +9,15 @@ from pathlib import Path
 import pytest
 
 from coi.domain.process import (
+    SHIPPED as SHIPPED_NAMES,
+)
+from coi.domain.process import (
     ProcessError,
     load_process,
     parse_duration_ms,
     parse_process,
+    shipped_for,
+    shipped_source,
 )
 
 SHIPPED = (resources.files("coi.domain") / "car_t.toml").read_bytes()
@@ -45,7 +50,7 @@ CHAIN = [
 
 def test_shipped_definition_loads() -> None:
     process = load_process()
-    assert (process.name, process.version) == ("autologous-car-t", "1.0.0")
+    assert (process.name, process.version) == ("autologous-car-t", "1.1.0")
     assert process.sha256 == hashlib.sha256(SHIPPED).hexdigest()
     assert process.roles == ROLES
     assert set(CHAIN) <= set(process.steps)
@@ -115,6 +120,41 @@ def test_the_definition_says_what_the_issue_asks() -> None:
     assert all(not ({"auditor", "admin"} & s.roles) for s in steps.values())
 
 
+def test_second_scans_and_scanned_fields_are_declared() -> None:
+    steps = load_process().steps
+    declared = {s.name: s.second_scan for s in steps.values() if s.second_scan}
+    assert declared == {"receipt_at_manufacturing": "paperwork",
+                        "receipt_at_treatment": "paperwork",
+                        "bedside_verification": "wristband"}
+    scanned = {(s.name, f.name) for s in steps.values() for f in s.fields.values() if f.scanned}
+    assert scanned == {("receipt_at_manufacturing", "paperwork"),
+                       ("receipt_at_treatment", "paperwork"),
+                       ("bedside_verification", "scanned_coi"),
+                       ("bedside_verification", "scanned_bag"),
+                       ("bedside_verification", "wristband_commitment")}
+    assert not any(f.correctable or f.required and f.name == "paperwork"
+                   for _, fname in scanned for f in [steps[_].fields[fname]])
+
+
+def test_earlier_definitions_still_load_by_their_hash() -> None:
+    """A ledger keeps the definition its genesis names: 1.0.0 ledgers run after an upgrade."""
+    assert SHIPPED_NAMES[0] == "car_t.toml"
+    old = shipped_source("car_t-1.0.0.toml")
+    found = shipped_for(hashlib.sha256(old).hexdigest())
+    assert found is not None
+    process, raw = found
+    assert raw == old and process.version == "1.0.0"
+    assert process.sha256 == hashlib.sha256(old).hexdigest()
+    # 1.0.0 predates the declarations; the station's behaviour for it is applied unchanged
+    assert process.steps["bedside_verification"].second_scan == "wristband"
+    assert process.steps["receipt_at_treatment"].second_scan == "paperwork"
+    assert "paperwork" not in process.steps["receipt_at_treatment"].fields
+    assert process.steps["bedside_verification"].fields["scanned_bag"].scanned
+    current = shipped_for(hashlib.sha256(SHIPPED).hexdigest())
+    assert current is not None and current[0].version == "1.1.0"
+    assert shipped_for("00" * 32) is None
+
+
 def test_load_from_a_path_hashes_its_exact_bytes(tmp_path: Path) -> None:
     path = tmp_path / "p.toml"
     changed = SHIPPED.replace(b'max = "48h"', b'max = "72h"')
@@ -138,7 +178,27 @@ def mutate(old: str, new: str) -> bytes:
 @pytest.mark.parametrize(
     ("old", "new", "message"),
     [
-        ('version = "1.0.0"\n', "", r"process\.version: a non-empty string is required"),
+        ('version = "1.1.0"\n', "", r"process\.version: a non-empty string is required"),
+        (
+            'second_scan = "paperwork"',
+            'second_scan = "fax"',
+            r"steps\.receipt_at_manufacturing\.second_scan: one of paperwork, wristband",
+        ),
+        (
+            'second_scan = "paperwork"',
+            'second_scan = "wristband"',
+            r"receipt_at_manufacturing\.second_scan: a wristband is scanned at the bedside only",
+        ),
+        (
+            'second_scan = "wristband"\n',
+            "",
+            r"bedside_verification\.second_scan: bedside verification scans the wristband",
+        ),
+        (
+            'title = "Receipt outcome"\n',
+            'title = "Receipt outcome"\nscanned = true\n',
+            r"fields\.outcome\.scanned: a station can fill only",
+        ),
         (
             'from_states = ["enrolled"]',
             'from_states = ["enroled"]',

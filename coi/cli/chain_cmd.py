@@ -109,14 +109,24 @@ def record(
 
 @app.command()
 def steps(db: DbOpt = None) -> None:
-    """List the process steps with their roles, witness rule and fields."""
+    """List the process steps with their roles, witness rule and fields.
+
+    With --db, the definition in force on that ledger; otherwise the one this coi ships for new
+    ledgers. A field marked ? is optional; * is filled by the scan station from its scans.
+    """
     from coi.domain.process import load_process
 
-    p = load_process()
+    if db is not None:
+        with errors():
+            p = open_chain(db).process()
+    else:
+        p = load_process()
     typer.echo(f"{p.name} {p.version} (sha256 {p.sha256})")
     for name, s in p.steps.items():
-        fields = ", ".join(f"{k}{'' if v.required else '?'}" for k, v in s.fields.items())
+        fields = ", ".join(f"{k}{'' if v.required else '?'}{'*' if v.scanned else ''}"
+                           for k, v in s.fields.items())
         w = " +witness" if s.witness else ""
+        w += f" +{s.second_scan} scan" if s.second_scan else ""
         typer.echo(f"  {name:<26} {','.join(sorted(s.roles)):<30}{w}  {fields}")
 
 

@@ -31,9 +31,14 @@ __all__ = [
     "QcTestSpec",
     "StepSpec",
     "WindowSpec",
+    "SCANNABLE_FIELDS",
+    "SECOND_SCANS",
+    "SHIPPED",
     "load_process",
     "parse_duration_ms",
     "parse_process",
+    "shipped_for",
+    "shipped_source",
 ]
 
 FIELD_TYPES = frozenset(
@@ -78,6 +83,9 @@ _EFFECT_FIELDS: Mapping[str, Mapping[str, str]] = {
     "label_void": {"label": "identifier"},
     "label_reprint": {"label": "identifier", "replaces": "identifier"},
 }
+SECOND_SCANS = ("paperwork", "wristband")
+# Fields a scan station can fill from its scans (``scanned = true``), by what the name holds.
+SCANNABLE_FIELDS = ("scanned_coi", "scanned_bag", "wristband_commitment", "paperwork")
 MAX_SAFE_INT = 2**53 - 1
 _DURATION = re.compile(r"([0-9]+)(ms|s|min|h|d)")
 _UNIT_MS = {"ms": 1, "s": 1000, "min": 60_000, "h": 3_600_000, "d": 86_400_000}
@@ -111,6 +119,7 @@ class FieldSpec:
     pattern: str | None = None
     deviation_on: tuple[str, ...] = ()
     deviation_kind: str | None = None
+    scanned: bool = False  # filled by the scan station from the scans, never typed
 
 
 @dataclass(frozen=True)
@@ -197,6 +206,7 @@ class StepSpec:
     creates: CreatesSpec | None
     independent_of_stages: frozenset[str]
     fields: Mapping[str, FieldSpec]
+    second_scan: str | None = None  # "paperwork" or "wristband": scanned after the bag, compared
 
     def target_states(self) -> frozenset[str]:
         """Every state this step can move a product to (empty when it leaves the state as is)."""
@@ -254,17 +264,43 @@ class Process:
 # ---------------------------------------------------------------------------------------- loading
 
 
+# The definitions this coi ships: the current one first, then earlier versions that ledgers
+# created with them still run (a ledger keeps the definition its genesis names, by hash).
+SHIPPED = ("car_t.toml", "car_t-1.0.0.toml")
+# autologous-car-t 1.0.0 predates `second_scan` and `scanned`; the scan station applied these to
+# it, and still does (the bytes, and so the hash in force, stay as they were).
+_UNDECLARED_1_0_0 = "bff636bafac5256e3792b8a1bb24ffac9d0aef12a5989ee41d7db05fe160f3cc"
+_STATION_1_0_0: Mapping[str, tuple[str, tuple[str, ...]]] = {
+    "receipt_at_manufacturing": ("paperwork", ()),
+    "receipt_at_treatment": ("paperwork", ()),
+    "bedside_verification": ("wristband", ("scanned_coi", "scanned_bag", "wristband_commitment")),
+}
+
+
 def load_process(path: str | Path | None = None) -> Process:
     """Load and validate a process definition; the packaged ``car_t.toml`` when no path is given."""
     if path is None:
-        resource = resources.files("coi.domain") / "car_t.toml"
-        return parse_process(resource.read_bytes(), origin="car_t.toml")
+        return parse_process(shipped_source(SHIPPED[0]), origin=SHIPPED[0])
     p = Path(path)
     try:
         raw = p.read_bytes()
     except OSError as exc:
         raise ProcessError(f"{p}: cannot read the process definition: {exc.strerror}") from exc
     return parse_process(raw, origin=str(p))
+
+
+def shipped_source(name: str) -> bytes:
+    """The exact bytes of a shipped definition (one of ``SHIPPED``)."""
+    return (resources.files("coi.domain") / name).read_bytes()
+
+
+def shipped_for(sha256: str) -> tuple[Process, bytes] | None:
+    """The shipped definition whose bytes hash to ``sha256`` (the one a ledger has in force)."""
+    for name in SHIPPED:
+        raw = shipped_source(name)
+        if hashlib.sha256(raw).hexdigest() == sha256:
+            return parse_process(raw, origin=name), raw
+    return None
 
 
 def parse_process(raw: bytes, *, origin: str = "process definition") -> Process:
@@ -275,7 +311,13 @@ def parse_process(raw: bytes, *, origin: str = "process definition") -> Process:
         raise ProcessError(f"{origin}: not UTF-8 text") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ProcessError(f"{origin}: not valid TOML: {exc}") from exc
-    return _Loader(origin).process(doc, hashlib.sha256(raw).hexdigest())
+    sha256 = hashlib.sha256(raw).hexdigest()
+    if sha256 == _UNDECLARED_1_0_0:
+        for step, (second, scanned) in _STATION_1_0_0.items():
+            doc["steps"][step]["second_scan"] = second
+            for fname in scanned:
+                doc["steps"][step]["fields"][fname]["scanned"] = True
+    return _Loader(origin).process(doc, sha256)
 
 
 def parse_duration_ms(text: str) -> int:
@@ -522,6 +564,7 @@ class _Loader:
                 "pattern",
                 "deviation_on",
                 "deviation_kind",
+                "scanned",
             },
             where,
         )
@@ -565,6 +608,9 @@ class _Loader:
             raise self.fail(f"{where}.deviation_on", "must be values of this enum")
         if deviation_kind is not None and not isinstance(deviation_kind, str):
             raise self.fail(f"{where}.deviation_kind", "a string is required")
+        scanned = self.boolean(body, "scanned", where, False)
+        if scanned and name not in SCANNABLE_FIELDS:
+            raise self.fail(f"{where}.scanned", f"a station can fill only {SCANNABLE_FIELDS}")
         unit = body.get("unit")
         if unit is not None and (not isinstance(unit, str) or not unit):
             raise self.fail(f"{where}.unit", "a non-empty string is required")
@@ -582,6 +628,7 @@ class _Loader:
             pattern=pattern,
             deviation_on=deviation_on,
             deviation_kind=deviation_kind,
+            scanned=scanned,
         )
 
     def step(
@@ -624,6 +671,7 @@ class _Loader:
                 "creates",
                 "independent_of_stages",
                 "fields",
+                "second_scan",
             },
             where,
         )
@@ -774,6 +822,13 @@ class _Loader:
                 raise self.fail(f"{where}.fields.window.values", "must list exactly the windows")
         if effect == "bedside_verification" and item not in items:
             raise self.fail(f"{where}.item", "bedside verification must name an item kind")
+        second_scan = body.get("second_scan")
+        if second_scan is not None and second_scan not in SECOND_SCANS:
+            raise self.fail(f"{where}.second_scan", f"one of {', '.join(SECOND_SCANS)}")
+        if second_scan == "wristband" and effect != "bedside_verification":
+            raise self.fail(f"{where}.second_scan", "a wristband is scanned at the bedside only")
+        if effect == "bedside_verification" and second_scan != "wristband":
+            raise self.fail(f"{where}.second_scan", "bedside verification scans the wristband")
         return StepSpec(
             name=name,
             title=self.string(body, "title", where),
@@ -802,6 +857,7 @@ class _Loader:
                 self.strings(body, "independent_of_stages", where, default=[])
             ),
             fields=fields,
+            second_scan=second_scan,
         )
 
     def cross_checks(self, process: Process) -> None:

@@ -24,7 +24,7 @@ from sqlalchemy import Connection
 
 from coi.db.repo import AppendContext, ChainStore
 from coi.domain import isbt
-from coi.domain.process import Process, load_process
+from coi.domain.process import Process, load_process, shipped_for
 from coi.domain.state import (
     Attempt,
     AutoDeviation,
@@ -82,9 +82,11 @@ def process_in_force(svc: LedgerService) -> Mapping[str, Any] | None:
 def refuse_process_types(svc: LedgerService, type_: str, *, subject: str = "",
                          by: str = "") -> None:
     """Once a process is in force, its own entry types go only through `coi record`."""
-    if process_in_force(svc) is None:
+    declared = process_in_force(svc)
+    if declared is None:
         return
-    p = load_process()
+    found = shipped_for(str(declared.get("sha256")))
+    p = found[0] if found is not None else load_process()
     if type_ in p.entry_types:
         reason = (f"{type_!r} belongs to the process {p.name} {p.version}: record it with "
                   "`coi record`, which checks the process rules")
@@ -136,6 +138,7 @@ class CoiService:
         self.store = ChainStore(ledger.engine)
         self._chain: ChainState | None = None
         self._process: Process | None = None
+        self._process_source: bytes | None = None
         self._tz: zoneinfo.ZoneInfo | None = None
         ledger.entry_hooks.append(self._on_entry)
 
@@ -156,14 +159,22 @@ class CoiService:
             if declared is None:
                 raise ConfigError("this ledger was created without a process definition; "
                                   "chain-of-identity commands need one (coi init)")
-            p = load_process()
-            if declared.get("sha256") != p.sha256:
+            found = shipped_for(str(declared.get("sha256")))
+            if found is None:
+                p = load_process()
                 raise ConfigError(
                     f"this ledger runs process {declared.get('name')} {declared.get('version')} "
-                    f"(sha256 {str(declared.get('sha256'))[:12]}…) but this coi ships "
-                    f"{p.name} {p.version} ({p.sha256[:12]}…)")
-            self._process = p
+                    f"(sha256 {str(declared.get('sha256'))[:12]}…), which this coi does not "
+                    f"ship (it ships {p.name} {p.version} and earlier versions by hash): use "
+                    "the coi release that created this ledger")
+            self._process, self._process_source = found
         return self._process
+
+    def process_source(self) -> bytes:
+        """The exact bytes of the process definition in force (what its genesis hash covers)."""
+        self.process()
+        assert self._process_source is not None
+        return self._process_source
 
     def site(self) -> Mapping[str, Any]:
         g = self.ledger.registry().genesis

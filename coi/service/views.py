@@ -8,7 +8,7 @@ and the product_state table. The UI shows these; ``CoiService.record`` still dec
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,17 +21,6 @@ from coi.domain.scan import CoiIdScan, LabelScan, Scan
 from coi.domain.state import Attempt, ProductState, Signer, check, format_duration
 from coi.service.chain import SOON_MS, CoiService
 
-# Steps at which a second identifier is scanned and compared with the first: the paperwork
-# (a coi shipping-document label) travelling with the bag, or the patient's wristband.
-SECOND_IDENTIFIER: Mapping[str, str] = {
-    "receipt_at_manufacturing": "paperwork",
-    "receipt_at_treatment": "paperwork",
-    "bedside_verification": "wristband",
-}
-# Fields a station fills from the scans themselves (never typed).
-SCANNED_FIELDS: Mapping[str, tuple[str, ...]] = {
-    "bedside_verification": ("scanned_coi", "scanned_bag", "wristband_commitment"),
-}
 FILTERS = ("all", "window_soon", "window_exceeded", "deviation")
 ORDERS = ("coi", "state", "deadline", "deviations", "recent")
 _FIELD_REASON = re.compile(r"^(Field |'[^']*' (needs the field|has no field|needs a witness))")
@@ -130,6 +119,28 @@ def precheck(svc: CoiService, step: str, coi: str, *, user: str, item: str | Non
     return [r for r in decision.reasons if not _FIELD_REASON.match(r)]
 
 
+def scanned_values(spec: StepSpec, target: ScanTarget, *, paperwork: str | None,
+                   wristband: str | None) -> dict[str, str]:
+    """The step's ``scanned`` fields, filled from the scans (the service commits the wristband).
+
+    The process marks which fields a station fills (``scanned = true``) and which second
+    identifier it asks for (``second_scan``); the names say what each one holds.
+    """
+    out: dict[str, str] = {}
+    for f in spec.fields.values():
+        if not f.scanned:
+            continue
+        if f.name == "scanned_coi":
+            out[f.name] = target.coi
+        elif f.name == "scanned_bag":
+            out[f.name] = target.item or ""
+        elif f.name == "wristband_commitment":
+            out["wristband"] = wristband or ""
+        elif f.name == "paperwork" and paperwork:
+            out[f.name] = paperwork
+    return out
+
+
 def compare_second(first: ScanTarget, kind: str, scan: Scan) -> str | None:
     """Compare the second identifier with the first scan; the mismatch in words, or None."""
     if kind != "paperwork":
@@ -190,7 +201,7 @@ def release_blockers(svc: CoiService, coi: str, user: str) -> list[str]:
     return precheck(svc, step.name, coi, user=user, item=None)
 
 
-__all__ = ["FILTERS", "ORDERS", "SECOND_IDENTIFIER", "SCANNED_FIELDS", "ScanTarget",
-           "compare_second", "expected_next", "format_duration", "format_left", "item_for_step",
-           "precheck", "product_page", "release_blockers", "scan_target", "station_steps",
-           "window_left", "wristband_text"]
+__all__ = ["FILTERS", "ORDERS", "ScanTarget", "compare_second", "expected_next",
+           "format_duration", "format_left", "item_for_step", "precheck", "product_page",
+           "release_blockers", "scan_target", "scanned_values", "station_steps", "window_left",
+           "wristband_text"]

@@ -23,11 +23,9 @@ from textual.widgets import Button, Footer, Header, Input, Label, OptionList, Se
 from textual.widgets.option_list import Option
 
 from coi.domain.process import FieldSpec, StepSpec
-from coi.domain.scan import ScanError, parse_scan
+from coi.domain.scan import LabelScan, ScanError, parse_scan
 from coi.service.errors import Refused
 from coi.service.views import (
-    SCANNED_FIELDS,
-    SECOND_IDENTIFIER,
     ScanTarget,
     compare_second,
     expected_next,
@@ -35,6 +33,7 @@ from coi.service.views import (
     item_for_step,
     precheck,
     scan_target,
+    scanned_values,
     station_steps,
     window_left,
     wristband_text,
@@ -101,6 +100,7 @@ class StationScreen(CoiScreen):
         self.target: ScanTarget | None = None
         self.first_raw = ""
         self.wristband: str | None = None
+        self.paperwork: str | None = None
         self.timings = Timings()
         self.last_index: int | None = None
         self._t0 = 0.0
@@ -113,8 +113,7 @@ class StationScreen(CoiScreen):
         return spec
 
     def typed_fields(self) -> list[FieldSpec]:
-        skip = set(SCANNED_FIELDS.get(self.step, ()))
-        return [f for f in self.spec.fields.values() if f.name not in skip]
+        return [f for f in self.spec.fields.values() if not f.scanned]
 
     # -- layout -------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -190,6 +189,7 @@ class StationScreen(CoiScreen):
         self.phase = "scan"
         self.target = None
         self.wristband = None
+        self.paperwork = None
         self.first_raw = ""
         self.query_one("#form").display = False
         for inp in self.query("#form Input").results(Input):
@@ -245,7 +245,7 @@ class StationScreen(CoiScreen):
 
     def second_scan(self, raw: str, method: str) -> None:
         assert self.target is not None
-        kind = SECOND_IDENTIFIER[self.step]
+        kind = self.spec.second_scan
         if kind == "wristband":
             if method == "typed":
                 self.refuse_scan(raw, "The wristband must be scanned, not typed: identity at "
@@ -260,10 +260,11 @@ class StationScreen(CoiScreen):
             self.refuse_scan(raw, "The paperwork scan cannot be used: " + e.reason,
                              self.target.coi)
             return
-        mismatch = compare_second(self.target, kind, scan)
+        mismatch = compare_second(self.target, kind or "", scan)
         if mismatch:
             self.refuse_scan(raw, "MISMATCH: " + mismatch, self.target.coi)
             return
+        self.paperwork = scan.label.item if isinstance(scan, LabelScan) else None
         self.show_fields()
 
     def refuse_scan(self, raw: str, reason: str, expected: str | None) -> None:
@@ -326,7 +327,7 @@ class StationScreen(CoiScreen):
             t.append("\nTyped by hand: check the label by eye.", style="yellow")
         self.query_one("#product-info", Static).update(t)
         self.timings.scan_to_ready = (time.perf_counter() - self._t0) * 1000
-        kind = SECOND_IDENTIFIER.get(self.step)
+        kind = self.spec.second_scan
         if kind:
             self.phase = "second"
             self.query_one("#prompt", Static).update(Text(PROMPT_SECOND[kind], style="bold"))
@@ -366,10 +367,9 @@ class StationScreen(CoiScreen):
                 value = widget.value.strip() if isinstance(widget, Input) else ""
             if value or f.required:
                 fields[f.name] = value
-        if self.step in SCANNED_FIELDS and self.target is not None:
-            fields["scanned_coi"] = self.target.coi
-            fields["scanned_bag"] = self.target.item or ""
-            fields["wristband"] = self.wristband or ""
+        if self.target is not None:
+            fields.update(scanned_values(self.spec, self.target, paperwork=self.paperwork,
+                                         wristband=self.wristband))
         return fields
 
     def action_sign(self) -> None:

@@ -216,6 +216,11 @@ class StationScreen(CoiScreen):
                                          recorded_index=recorded_index))
 
     # -- scans --------------------------------------------------------------------------------
+    @on(ScanInput.Escaped)
+    def escaped(self, event: ScanInput.Escaped) -> None:
+        event.stop()
+        self.action_cancel()
+
     @on(ScanInput.Scanned)
     def scanned(self, event: ScanInput.Scanned) -> None:
         event.stop()

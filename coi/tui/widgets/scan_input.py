@@ -5,6 +5,12 @@ Traps of a plain ``Input`` it avoids (domain.md, Scanners): the group separator 
 pasted is shown as its control picture), a Tab suffix submits instead of moving focus, LF
 (ctrl+j) submits like Enter, and a pasted scan ending in Enter/Tab submits at once. It tells a
 scanner's burst (key presses well under 35 ms apart) from typing, and says which in its message.
+
+An ESC prefix (some scanners are set to send one) must neither cancel the screen nor eat the
+first character: the terminal merges ESC with the key after it into ``alt+<key>``, which is
+taken here as that key; an ESC that arrives alone is held for ``ESC_WAIT_S`` and dropped as a
+prefix when the scan's keys follow, or passed on as :class:`ScanInput.Escaped` (a person pressed
+Escape) when nothing follows. The prefix is never part of the scan: it is not data.
 """
 
 from __future__ import annotations
@@ -16,11 +22,13 @@ from typing import ClassVar
 from textual import events
 from textual.binding import Binding, BindingType
 from textual.message import Message
+from textual.timer import Timer
 from textual.widgets import Input
 
 GS = "\x1d"
 GS_SHOWN = "\u241d"  # ␝, SYMBOL FOR GROUP SEPARATOR: never in a scan coi reads otherwise
 BURST_S = 0.035
+ESC_WAIT_S = 0.15  # a scanner's next key comes within ms; a person's Escape comes alone
 
 
 def to_shown(text: str) -> str:
@@ -35,6 +43,20 @@ def from_shown(text: str) -> str:
                    if c == "\u2421" else c for c in text)
 
 
+def _merged_with_esc(event: events.Key) -> str | None:
+    """The character of a key the terminal merged with a preceding ESC (``alt+shift+c`` -> C)."""
+    if not event.key.startswith("alt+"):
+        return None
+    if event.is_printable and event.character is not None:
+        return event.character
+    name = event.key.removeprefix("alt+")
+    if name.startswith("shift+") and len(name) == 7 and name[6].isalpha():
+        return name[6].upper()
+    if len(name) == 1 and name.isprintable():
+        return name
+    return None
+
+
 class ScanInput(Input):
     """A single-line input for scans; posts :class:`ScanInput.Scanned` on Enter, Tab or LF."""
 
@@ -42,7 +64,18 @@ class ScanInput(Input):
         Binding("tab", "scan_submit", "Submit scan", show=False),
         Binding("ctrl+j", "scan_submit", "Submit scan", show=False),
         Binding("enter", "scan_submit", "Submit scan", show=False),
+        Binding("escape", "scan_escape", "Cancel / back"),
     ]
+
+    @dataclass
+    class Escaped(Message):
+        """A person pressed Escape in the scan field (not a scanner's ESC prefix)."""
+
+        input: ScanInput
+
+        @property
+        def control(self) -> ScanInput:
+            return self.input
 
     @dataclass
     class Scanned(Message):
@@ -60,8 +93,23 @@ class ScanInput(Input):
         super().__init__(placeholder=placeholder, id=id, select_on_focus=False)
         self._stamps: list[float] = []
         self._pasted = False
+        self._esc_timer: Timer | None = None
+        self.esc_prefixed = False  # the scan being read came after an ESC prefix
 
     async def _on_key(self, event: events.Key) -> None:
+        merged = _merged_with_esc(event)
+        if merged is not None or (event.is_printable and self._esc_timer is not None):
+            self._drop_esc_prefix()  # ESC then a key: a scanner's prefix, not an Escape
+            if not self.value:
+                self._stamps.clear()
+                self._pasted = False
+            self.esc_prefixed = True
+        if merged is not None:
+            event.stop()
+            event.prevent_default()
+            self._stamp()
+            self.insert_text_at_cursor(merged)
+            return
         if event.character == GS:
             event.stop()
             event.prevent_default()
@@ -73,10 +121,26 @@ class ScanInput(Input):
         # Input._on_key runs next (Textual dispatches handlers along the MRO)
 
     def _stamp(self) -> None:
-        if not self.value:
+        if not self.value and not self.esc_prefixed:
             self._stamps.clear()
             self._pasted = False
         self._stamps.append(time.monotonic())
+
+    def action_scan_escape(self) -> None:
+        if self.value or self._esc_timer is not None:
+            self._drop_esc_prefix()
+            self.post_message(self.Escaped(self))
+            return
+        self._esc_timer = self.set_timer(ESC_WAIT_S, self._escape_alone)
+
+    def _escape_alone(self) -> None:
+        self._esc_timer = None
+        self.post_message(self.Escaped(self))
+
+    def _drop_esc_prefix(self) -> None:
+        if self._esc_timer is not None:
+            self._esc_timer.stop()
+            self._esc_timer = None
 
     def _on_paste(self, event: events.Paste) -> None:
         event.stop()
@@ -108,5 +172,6 @@ class ScanInput(Input):
         self.value = ""
         self._stamps.clear()
         self._pasted = False
+        self.esc_prefixed = False
         if raw.strip():
             self.post_message(self.Scanned(self, raw, method))

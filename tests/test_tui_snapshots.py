@@ -148,6 +148,20 @@ def test_audit(db: Path, snap_compare: Any) -> None:
                         run_before=then("audit", AuditScreen))
 
 
+def test_export_form(db: Path, snap_compare: Any) -> None:
+    from coi.tui.screens.audit import AuditScreen
+    from coi.tui.screens.export import ExportScreen
+
+    async def run(pilot: Pilot[Any]) -> None:
+        await then("audit", AuditScreen)(pilot)
+        await pilot.press("e")
+        await settle(pilot, lambda: isinstance(pilot.app.screen, ExportScreen))
+        await pilot.press(*"CHA999926000001")
+        await settle(pilot)
+
+    assert snap_compare(make_app(db, user="ari"), terminal_size=SIZE, run_before=run)
+
+
 def test_admin(db: Path, snap_compare: Any) -> None:
     from coi.tui.screens.admin import AdminScreen
 

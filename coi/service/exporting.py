@@ -93,13 +93,17 @@ def product_scope(text: str) -> Scope:
         raise ConfigError("enter the product's Chain of Identity Identifier (or scan its label)")
     typed = "".join(raw.split()).upper()
     try:
-        if typed.startswith("CH") and len(typed) in (isbt.COI_TEXT_LENGTH,
-                                                      isbt.COI_TEXT_LENGTH + 1):
-            coi = isbt.coi_id_from_text(typed[:isbt.COI_TEXT_LENGTH])
-            if len(typed) > isbt.COI_TEXT_LENGTH and typed[-1] != coi.check:
+        if typed.startswith("CH"):
+            n = isbt.COI_TEXT_LENGTH
+            coi = isbt.coi_id_from_text(typed[:n] if len(typed) == n + 1 else typed)
+            if len(typed) == n + 1 and typed[-1] != coi.check:
                 raise ConfigError(f"the check character of {coi.text} is {coi.check}, not "
                                   f"{typed[-1]}: the identifier was mistyped")
             return Scope("coi", coi=coi.text)
+        if not typed.startswith(("COI", "COS", "&", "=", "]")):
+            raise ConfigError(f"{raw!r} is not a Chain of Identity Identifier: type it as "
+                              "printed ('CH', the FIN, the year and 6 letters or digits, e.g. "
+                              "CHA999926000001) or scan the product's coi label")
         scan = parse_scan(raw)
     except ScanError as e:
         raise ConfigError(e.reason) from None
@@ -123,9 +127,11 @@ def default_name(scope: Scope, tz: str, now_ms: int) -> str:
     """``coi-export-<scope>-<today in the site's zone>.jsonl``."""
     if scope.mode == "coi":
         what = scope.coi or "product"
-    elif scope.mode == "period" and scope.since_ms is not None and scope.until_ms is not None:
-        # the until date as typed (inclusive): the day before the exclusive end
-        what = f"{_day(scope.since_ms, tz)}_{_day(scope.until_ms - 1, tz)}"
+    elif scope.mode == "period":
+        what = "period"
+        if scope.since_ms is not None and scope.until_ms is not None:
+            # the until date as typed (inclusive): the day before the exclusive end
+            what = f"{_day(scope.since_ms, tz)}_{_day(scope.until_ms - 1, tz)}"
     else:
         what = "all"
     return f"coi-export-{what}-{_day(now_ms, tz)}{BUNDLE_SUFFIX}"

@@ -1,7 +1,8 @@
 """Audit: verify the whole ledger in a thread worker with a progress bar; the latest checkpoint.
 
 Verification re-checks every signature, the hash chain, the Merkle tree, the process replay and
-the product_state table (``CoiService.verify``). The UI stays responsive while it runs.
+the product_state table (``CoiService.verify``). The UI stays responsive while it runs. ``e``
+opens the export form (``coi.tui.screens.export``) for the roles that may export.
 """
 
 from __future__ import annotations
@@ -13,20 +14,24 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Vertical
+from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Footer, Header, ProgressBar, Static
 
 from coi.ledger.errors import VerificationError
 from coi.tui.base import CoiScreen
+from coi.tui.screens.export import ExportScreen, may_export
 from coi.tui.text import show
 
 
 class AuditScreen(CoiScreen):
-    """``v`` verifies; the result and the signed checkpoint of the verified head are shown."""
+    """``v`` verifies; the result and the signed checkpoint of the verified head are shown.
+
+    ``e`` exports a bundle (shown only to the roles that may export)."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "app.pop_screen", "Back"),
         Binding("v", "verify", "Verify"),
+        Binding("e", "export", "Export"),
     ]
 
     def __init__(self) -> None:
@@ -38,7 +43,10 @@ class AuditScreen(CoiScreen):
         with Vertical(id="audit-box"):
             yield Static(Text("Verify the ledger: every signature, the hash chain, the Merkle "
                               "tree, the process rules replayed, the state table compared."))
-            yield Button("Verify the whole ledger  (v)", id="audit-go", variant="primary")
+            with Horizontal(id="audit-buttons"):
+                yield Button("Verify the whole ledger  (v)", id="audit-go", variant="primary")
+                if may_export(self.coi_app.roles):
+                    yield Button("Export a bundle  (e)", id="audit-export")
             yield ProgressBar(id="audit-progress", show_eta=False)
             yield Static("", id="audit-result")
             yield Static("", id="audit-checkpoint")
@@ -51,6 +59,17 @@ class AuditScreen(CoiScreen):
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "audit-go":
             self.action_verify()
+        elif event.button.id == "audit-export":
+            self.action_export()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "export":
+            return may_export(self.coi_app.roles)  # False hides the key from the footer
+        return True
+
+    def action_export(self) -> None:
+        if may_export(self.coi_app.roles):
+            self.app.push_screen(ExportScreen())
 
     def action_verify(self) -> None:
         self.outcome = None

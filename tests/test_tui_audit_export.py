@@ -122,6 +122,7 @@ async def test_product_export_verifies_offline_and_holds_that_product(db: Path, 
         key = trust_of(app)
         report = verify_bundle(target, key)  # the real offline verifier, the site's key
         assert report.scope == {"mode": "coi", "coi": INFUSED}
+        assert report.process_sha256 == app.svc.process().sha256  # the one in force
         inside = subjects_in_scope(target)
         assert {s for _i, s, _t in inside} == {INFUSED}
         expected = [row.index for row in app.svc.ledger.store.rows_where(subject=INFUSED)]

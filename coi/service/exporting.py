@@ -20,10 +20,10 @@ import shlex
 import zoneinfo
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 from coi.domain import isbt
+from coi.domain.process import shipped_for
 from coi.domain.scan import CoiIdScan, CompoundScan, LabelScan, ScanError, parse_scan
 from coi.export.bundle import (
     EmptyScope,
@@ -33,6 +33,7 @@ from coi.export.bundle import (
     Scope,
     export_bundle,
 )
+from coi.service.chain import process_in_force
 from coi.service.errors import ConfigError, Refused
 from coi.service.ledger import LedgerService
 
@@ -175,14 +176,15 @@ class ExportJob:
     checkpoint: str
     overwrite: bool
     html: Path | None
+    process_toml: bytes | None  # the definition the genesis names, for the report's titles
 
     def run(self, progress: Progress | None = None) -> ExportResult:
         """Write the bundle (and the report); raise ``ExportError`` saying what was wrong."""
         svc = self.svc
-        process = (resources.files("coi.domain") / "car_t.toml").read_bytes()
         s = export_bundle(svc.store, self.output, scope=self.scope, checkpoint=self.checkpoint,
                           log_key=svc.log_key(), created_ms=svc.clock.now_ms(),
-                          process_toml=process, progress=progress, overwrite=self.overwrite)
+                          process_toml=self.process_toml, progress=progress,
+                          overwrite=self.overwrite)
         key = svc.log_verifier_key()
         if self.html is None:
             return ExportResult(s, self.scope, key)
@@ -210,7 +212,14 @@ def prepare_export(svc: LedgerService, scope: Scope, output: Path, *, by: str | 
         for p in (output, html):
             if p is not None and p.exists():
                 raise OutputExists(f"{p} exists; refusing to overwrite it")
-    return ExportJob(svc, scope, output, svc.checkpoint(), overwrite, html)
+    return ExportJob(svc, scope, output, svc.checkpoint(), overwrite, html, _process_source(svc))
+
+
+def _process_source(svc: LedgerService) -> bytes | None:
+    """The shipped definition whose hash the genesis names (not always the newest one)."""
+    declared = process_in_force(svc)
+    found = shipped_for(str(declared.get("sha256"))) if declared is not None else None
+    return found[1] if found is not None else None
 
 
 def export(svc: LedgerService, scope: Scope, output: Path, *, by: str | None = None,

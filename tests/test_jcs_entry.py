@@ -425,3 +425,83 @@ def test_base64_signatures_must_be_canonical() -> None:
     if sigs[0]["sig"] != b64(raw):
         with pytest.raises(VerificationError, match="signature 0"):
             check_entry(_row(e.statement_bytes, jcs.encode(sigs), e.statement), ORIGIN)
+
+
+# -- the verifier's fast paths say what the reference paths say --------------------------------
+
+def _decoded_or_error(fn: Any, data: bytes) -> Any:
+    try:
+        return ("ok", _typed(fn(data)))
+    except ProfileError as e:
+        return ("refused", str(e))
+
+
+DEEP_OK: Any = 1
+for _ in range(jcs.MAX_DEPTH):
+    DEEP_OK = [DEEP_OK]
+
+
+@pytest.mark.parametrize("data", [
+    b'{"a":"x\\\\y"}', b'{"a":"x\\"y"}', b'{"a":"x\\ty"}', b'{"a":"x\\ny"}', b'{"a":"x\\ry"}',
+    b'{"a":"x\\u0001y"}', b'{"a":"x\x7fy"}', '{"a":"x\u0085y"}'.encode(),
+    '{"a":"\u00e9"}'.encode(), '{"a":"e\u0301"}'.encode(), b'{"":1}', b'{"a":"\\"\\":"}',
+    b'{"a":"[[[[[[[[[[[[[[[[[["}', b'{"a":"{{{{{{{{{{{{{{{{{{"}',
+    b"9007199254740991", b"-9007199254740991", b"9007199254740992", b"-9007199254740992",
+    b"12345678901234567890", b'{"t":1790000000000,"x":"1234567890123456789"}',
+    json.dumps(DEEP_OK, separators=(",", ":")).encode(),
+    json.dumps([DEEP_OK], separators=(",", ":")).encode(),
+    json.dumps([[]] * 20, separators=(",", ":")).encode(),
+    b'"' + b"x" * (jcs.MAX_BYTES - 2) + b'"', b'"' + b"x" * (jcs.MAX_BYTES - 1) + b'"',
+    b'{"a":1}', b'{"b":1,"a":2}', b'{"a":1,"a":1}', b"-0", b"1.0", b"NaN", b'"\\ud800"',
+    b'"\\u00e9"', b'"\xff"', b"",
+], ids=lambda d: repr(d)[:30])
+def test_canonical_decode_fast_path_agrees_with_jcs(data: bytes) -> None:
+    from coi.ledger.entry import decode_canonical
+
+    assert _decoded_or_error(decode_canonical, data) == _decoded_or_error(jcs.decode, data)
+
+
+@given(profile_values)
+def test_canonical_decode_fast_path_round_trip(value: Any) -> None:
+    from coi.ledger.entry import decode_canonical
+
+    data = jcs.encode(value)
+    assert _typed(decode_canonical(data)) == _typed(jcs.decode(data))
+
+
+def _signature_variants(e: SignedEntry) -> list[bytes]:
+    good = e.signatures_bytes
+    sigs = json.loads(good)
+    out = [good, good.replace(b'"sig"', b'"sig" ', 1), good.replace(b"},{", b"}, {", 1),
+           good[:-1] + b",{}]", b"[" + good[1:].split(b"},", 1)[1]]
+    last = sigs[0]["sig"]
+    for ch in "ABCDEFGHIJKLMNOP+/":  # the same 64 bytes or not, canonical or not
+        s = [dict(sigs[0], sig=last[:-3] + ch + "=="), *sigs[1:]]
+        out.append(json.dumps(s, separators=(",", ":")).encode())
+    out.append(json.dumps([dict(sigs[0], keyid=sigs[0]["keyid"].upper()), *sigs[1:]],
+                          separators=(",", ":")).encode())
+    out.append(json.dumps([{"sig": sigs[0]["sig"], "keyid": sigs[0]["keyid"]}, *sigs[1:]],
+                          separators=(",", ":")).encode())
+    out.append(json.dumps([dict(sigs[0], sig=last[:-2] + "=")], separators=(",", ":")).encode())
+    return out
+
+
+def test_signatures_fast_path_agrees_with_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stored signatures column, read with and without the pattern for its usual form."""
+    import re
+
+    from coi.ledger import entry
+
+    e = sign(_statement(), [ALICE, BOB])
+
+    def outcome(sigs: bytes) -> Any:
+        try:
+            return check_entry(_row(e.statement_bytes, sigs, e.statement), ORIGIN).entry_hash
+        except VerificationError as err:
+            return err.index, str(err)
+
+    variants = _signature_variants(e)
+    fast = [outcome(v) for v in variants]
+    monkeypatch.setattr(entry, "_SIGNATURES_RE", re.compile(rb"(?!)"))
+    assert [outcome(v) for v in variants] == fast
+    assert fast[0] == e.entry_hash and len(set(map(str, fast))) > 3

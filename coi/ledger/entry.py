@@ -163,13 +163,12 @@ class Statement:
                 raise ProfileError(f"statement.{k} is not a non-negative integer")
         if not _TYPE_RE.match(obj["type"]):
             raise ProfileError(f"statement.type {obj['type']!r} is not a dotted lowercase name")
-        if not re.fullmatch(r"[0-9a-f]{64}", obj["prev"]):
+        if not _PREV_RE.fullmatch(obj["prev"]):
             raise ProfileError("statement.prev is not 64 lowercase hex digits")
         signers = obj["signers"]
         if not isinstance(signers, list) or not signers:
             raise ProfileError("statement.signers must be a non-empty list")
-        refs = tuple(SignerRef.from_json(s, f"statement.signers[{i}]")
-                     for i, s in enumerate(signers))
+        refs = tuple(_signer_ref(s, i) for i, s in enumerate(signers))
         if len({r.key for r in refs}) != len(refs):
             raise ProfileError("statement.signers name the same key twice")
         if not isinstance(obj["data"], dict):
@@ -179,6 +178,25 @@ class Statement:
             time_ms=obj["time"], tz=obj["tz"], type=obj["type"], subject=obj["subject"],
             signers=refs, data=obj["data"],
         )
+
+
+_PREV_RE = re.compile(r"[0-9a-f]{64}")
+_SIGNER_REFS: dict[tuple[str, str, str, str], SignerRef] = {}
+
+
+def _signer_ref(obj: Any, i: int) -> SignerRef:
+    """``SignerRef.from_json``, remembered for signers met before: a ledger has few."""
+    if type(obj) is dict and len(obj) == 4:
+        k = (obj.get("user"), obj.get("key"), obj.get("name"), obj.get("meaning"))
+        if all(type(x) is str for x in k):
+            ref = _SIGNER_REFS.get(k)  # type: ignore[arg-type]
+            if ref is None:
+                ref = SignerRef.from_json(obj, f"statement.signers[{i}]")
+                if len(_SIGNER_REFS) >= 4096:
+                    _SIGNER_REFS.clear()
+                _SIGNER_REFS[k] = ref  # type: ignore[index]
+            return ref
+    return SignerRef.from_json(obj, f"statement.signers[{i}]")
 
 
 def pae(body: bytes, payload_type: str = PAYLOAD_TYPE) -> bytes:
@@ -268,7 +286,15 @@ def _refuse(_text: str) -> Any:
     raise ValueError("not in the profile")
 
 
-_FAST_DECODER = json.JSONDecoder(parse_float=_refuse, parse_constant=_refuse)
+def _profile_int(text: str) -> int:
+    v = int(text)
+    if not -jcs.MAX_INT <= v <= jcs.MAX_INT:
+        raise ValueError("not in the profile")
+    return v
+
+
+_FAST_DECODER = json.JSONDecoder(parse_float=_refuse, parse_constant=_refuse,
+                                 parse_int=_profile_int)
 _FAST_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True,
                                  check_circular=False, allow_nan=False)
 
@@ -323,6 +349,19 @@ def _scalar_in_profile(v: Any, t: type) -> bool:
     return v is None or t is bool
 
 
+def _bytes_in_profile(data: bytes) -> bool:
+    """True only if the value of ``data`` is inside the profile, judged from its bytes alone.
+
+    For bytes that ``_FAST_DECODER`` parses (so without floats, constants or integers beyond
+    the profile's) and that are their value's sorted compact encoding (``_decode`` checks
+    both): printable ASCII without a backslash means every key and string is printable ASCII
+    as written (no escapes; JSON has no raw controls), no ``"":`` means no empty key, and at
+    most ``MAX_DEPTH`` brackets means no deeper nesting. False may just mean "look closer".
+    """
+    return (data.isascii() and b"\\" not in data and b"\x7f" not in data
+            and b'"":' not in data and data.count(b"{") + data.count(b"[") <= jcs.MAX_DEPTH)
+
+
 def _decode(data: bytes) -> Any:
     """``jcs.decode(data)``, with a fast path for the common case, same result and errors.
 
@@ -335,7 +374,8 @@ def _decode(data: bytes) -> Any:
     if len(data) <= jcs.MAX_BYTES:
         try:
             value = _FAST_DECODER.decode(data.decode("utf-8"))
-            if _in_profile(value, 0) and _FAST_ENCODER.encode(value).encode("utf-8") == data:
+            if ((_bytes_in_profile(data) or _in_profile(value, 0))
+                    and _FAST_ENCODER.encode(value).encode("utf-8") == data):
                 return value
         except (ValueError, RecursionError):
             pass
@@ -359,6 +399,27 @@ def _public_key(raw: bytes) -> Ed25519PublicKey:
     return k
 
 
+_KEY_IDS: dict[bytes, str] = {}
+
+
+def _key_id(raw: bytes) -> str:
+    """``keys.key_id``, remembered."""
+    k = _KEY_IDS.get(raw)
+    if k is None:
+        k = key_id(raw)
+        if len(_KEY_IDS) >= 4096:
+            _KEY_IDS.clear()
+        _KEY_IDS[raw] = k
+    return k
+
+
+# A stored signatures column as written: a list of {"keyid": 16 hex digits, "sig": base64}, in
+# canonical JSON (keys in order, no spaces, strings that need no escaping).
+_SIGNATURE = rb'\{"keyid":"([0-9a-f]{16})","sig":"([A-Za-z0-9+/]{86}==)"\}'
+_SIGNATURE_RE = re.compile(_SIGNATURE)
+_SIGNATURES_RE = re.compile(rb"\[" + _SIGNATURE + rb"(?:," + _SIGNATURE + rb")*\]")
+
+
 def _statement_here(i: int, body: bytes, origin: str) -> Statement:
     """The statement in ``body``, which must be canonical profile JSON for this log and index."""
     try:
@@ -380,10 +441,16 @@ def _signed(i: int, st: Statement, body: bytes, sig_bytes: bytes) -> bytes:
         return VerificationError(reason, index=i)
 
     # One valid signature per signer, in order, by the key the statement names.
-    try:
-        sigs = _decode(sig_bytes)
-    except ProfileError as e:
-        raise bad(f"signatures: {e}") from None
+    sigs: Any
+    if len(sig_bytes) <= jcs.MAX_BYTES and _SIGNATURES_RE.fullmatch(sig_bytes):
+        # What _decode gives for these bytes, which are canonical profile JSON as they stand.
+        sigs = [{"keyid": k.decode("ascii"), "sig": v.decode("ascii")}
+                for k, v in _SIGNATURE_RE.findall(sig_bytes)]
+    else:
+        try:
+            sigs = _decode(sig_bytes)
+        except ProfileError as e:
+            raise bad(f"signatures: {e}") from None
     if not isinstance(sigs, list) or len(sigs) != len(st.signers):
         raise bad(f"expected {len(st.signers)} signatures, found "
                   f"{len(sigs) if isinstance(sigs, list) else 'no list'}")
@@ -391,7 +458,7 @@ def _signed(i: int, st: Statement, body: bytes, sig_bytes: bytes) -> bytes:
     for n, (ref, s) in enumerate(zip(st.signers, sigs, strict=True)):
         if not isinstance(s, dict) or set(s) != {"keyid", "sig"}:
             raise bad(f"signature {n} must have exactly keyid and sig")
-        if s["keyid"] != key_id(ref.key):
+        if s["keyid"] != _key_id(ref.key):
             raise bad(f"signature {n} is by key {s['keyid']!r}, not {ref.user}'s key")
         try:
             raw = unb64(s["sig"], f"signature {n}", length=64)

@@ -162,9 +162,39 @@ class TreeBuilder:
         self._size += 1
         return completed
 
+    def append_subtree(self, level: int, subtree_root: bytes) -> list[Node]:
+        """Append the ``2**level`` leaves of a complete subtree at once, given its root.
+
+        The size must be a multiple of ``2**level`` (the subtree starts on its own boundary).
+        Returns the subtree's node and then the nodes above it that it completes, as ``append``
+        does for one leaf (``append(h)`` is ``append_subtree(0, h)``).
+        """
+        _check_hash(subtree_root, "subtree root", error=ValueError)
+        if level < 0 or self._size & ((1 << level) - 1):
+            raise ValueError(f"a subtree of 2**{level} leaves cannot start at {self._size}")
+        i = self._size >> level
+        h = subtree_root
+        completed: list[Node] = [(level, i, h)]
+        n = i
+        while n & 1:
+            h = node_hash(self._stack.pop(), h)
+            level, i, n = level + 1, i >> 1, n >> 1
+            completed.append((level, i, h))
+        self._stack.append(h)
+        self._size += 1 << completed[0][0]
+        return completed
+
     def root(self) -> bytes:
         """MTH of the tree so far: the frontier folded from the right."""
         return _fold(self._stack)
+
+    def root_with(self, frontier: Sequence[bytes]) -> bytes:
+        """MTH of this tree followed by the leaves of another tree, given that tree's frontier.
+
+        The other tree starts where this one ends, which must be a boundary of all its complete
+        subtrees (this size a multiple of the largest of them); nothing is appended.
+        """
+        return _fold(self._stack + list(frontier))
 
 
 def _fold(hashes: Sequence[bytes]) -> bytes:

@@ -149,6 +149,8 @@ class KeyRegistry:
         self.size = st.index + 1
 
     def _admit(self, st: Statement) -> None:
+        # Keep ``plain_signers`` in step with this method: it names the entries for which
+        # everything below comes down to ``_check_signer`` on each signer.
         author = st.author
         users = [r.user for r in st.signers]
         if len(set(users)) != len(users) and not (
@@ -308,6 +310,30 @@ class KeyRegistry:
         _str(d, "reason", where)
         u.name = _str(d, "name", where)
         u.roles = _roles(d, where)
+
+
+PlainSigners = tuple[tuple[str, bytes, str], ...]
+"""``(user, key, printed name)`` of each signer of a plain entry, in order."""
+
+
+def plain_signers(st: Statement) -> PlainSigners | None:
+    """The signers of a *plain* entry, or None for any other.
+
+    A plain entry is one whose admission checks nothing but its signers' keys and names
+    (``_check_signer`` for each): not at index 0, not a key event, not ``system.*``, not signed
+    by ``@site``, and no one signing twice. Its outcome depends only on these signers and on the
+    registry, and the registry changes only at non-plain entries; keys enrolled or revoked at
+    an index before ``i`` are valid or not alike for every index after the last key event. So
+    between two non-plain entries, plain entries with the same signers are all admitted or all
+    refused: a verifier may admit the first and only count the others.
+    """
+    if st.index == 0 or st.type in KEY_EVENT_TYPES or st.type.startswith("system."):
+        return None
+    out = tuple((r.user, r.key, r.name) for r in st.signers)
+    users = {u for u, _k, _n in out}
+    if SITE_USER in users or len(users) != len(out):
+        return None
+    return out
 
 
 def replay(statements: Iterable[Statement]) -> KeyRegistry:

@@ -13,19 +13,122 @@ one by one (possibly in other processes). Steps, cited where they happen:
    tree node, and is consistent with every checkpoint someone kept (docs/ledger-format.md §8).
 
 ``LedgerVerifier.feed`` raises ``VerificationError`` with the first bad index.
+
+For whole ledgers the work is split by batches of rows aligned on a power of two:
+``check_batch`` (anywhere, e.g. in a worker process) runs step 1 on every row of its batch and
+the order-dependent checks that stay inside the batch (steps 2–4 between its own rows, the
+batch's part of the tree), and hands back a small ``Batch``; ``LedgerVerifier.feed_batch``
+then does what needs the ledger before it (steps 2–4 at the batch's first row, step 5 for the
+rows that can change or test the registry, step 6, and the tree above the batch). Both raise
+the same errors, for the same first bad index, as feeding every entry with ``feed``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from coi.ledger.entry import GENESIS_PREV, CheckedEntry, StoredEntry, check_entry
 from coi.ledger.errors import VerificationError
-from coi.ledger.merkle import TreeBuilder
-from coi.ledger.registry import KeyRegistry
+from coi.ledger.merkle import Node, TreeBuilder, frontier_nodes
+from coi.ledger.registry import KeyRegistry, PlainSigners, plain_signers
 
 EntryHook = Callable[[CheckedEntry, KeyRegistry], None]
+SizeCheck = Callable[[int, bytes], None]
+"""Called with a tree size and the rebuilt root at that size (to compare a checkpoint)."""
+
+
+class Batch(NamedTuple):
+    """What ``check_batch`` found in the rows of one batch (small, cheap to send between
+    processes).
+
+    Entries ``lo .. lo + entries - 1`` were read in order at their own indices, each checked out
+    on its own, each one's ``prev`` is the hash of the one before and time does not go back
+    among them. ``full`` holds those the verifier must see whole: every one when asked for all,
+    else each one that is not plain (``registry.plain_signers``) and the first one of each set
+    of plain signers since the last entry that is not. ``tail`` is the row after them when it
+    is out of place (another index, a broken chain, time going back); ``error`` the first row
+    that does not check out on its own. At most one of them is set and reading stopped there.
+    """
+
+    lo: int
+    seen: int  # rows read
+    entries: int  # rows lo .. lo + entries - 1 checked out (see above)
+    first_prev: bytes
+    first_time: int
+    last_hash: bytes
+    last_time: int
+    frontier: tuple[tuple[int, bytes], ...]  # (level, hash) of the batch's complete subtrees
+    at_sizes: dict[int, tuple[bytes, ...]]  # a requested tree size -> the batch's frontier then
+    full: tuple[CheckedEntry, ...]
+    tail: CheckedEntry | None
+    error: VerificationError | None
+
+
+def check_batch(rows: Iterable[StoredEntry], origin: str, lo: int, span: int, *,
+                sizes: Sequence[int] = (), everything: bool = False
+                ) -> tuple[Batch, list[Node]]:
+    """Check the rows of the batch ``[lo, lo + span)`` (``span`` a power of two dividing
+    ``lo``), given in index order; return the ``Batch`` and the tree nodes inside the batch
+    that its entries complete (to compare with the stored ones).
+
+    ``sizes``: tree sizes in ``(lo, lo + span]`` at which the root is wanted (checkpoints);
+    ``everything``: put every entry in ``Batch.full`` (for a hook that sees each entry).
+    """
+    if span <= 0 or span & (span - 1) or lo % span:
+        raise ValueError(f"a batch of {span} rows cannot start at {lo}")
+    tree = TreeBuilder()
+    nodes: list[Node] = []
+    full: list[CheckedEntry] = []
+    signers_seen: set[PlainSigners] = set()
+    wanted = sorted(n - lo for n in sizes if lo < n <= lo + span)
+    at_sizes: dict[int, tuple[bytes, ...]] = {}
+    seen = count = 0
+    first_prev = last_hash = GENESIS_PREV
+    first_time = last_time = 0
+    tail: CheckedEntry | None = None
+    error: VerificationError | None = None
+    for row in rows:
+        seen += 1
+        try:
+            c = check_entry(row, origin)
+        except VerificationError as e:
+            error = e
+            break
+        st = c.statement
+        if c.index != lo + count:
+            tail = c
+            break
+        if count == span:
+            raise ValueError(f"more than {span} rows given for the batch at {lo}")
+        if count == 0:
+            first_prev, first_time = st.prev, st.time_ms
+        elif st.prev != last_hash or st.time_ms < last_time:
+            tail = c
+            break
+        if everything:
+            full.append(c)
+        else:
+            key = plain_signers(st)
+            if key is None:
+                full.append(c)
+                signers_seen.clear()
+            elif key not in signers_seen:
+                signers_seen.add(key)
+                full.append(c)
+        for level, i, h in tree.append(c.entry_hash):
+            nodes.append((level, (lo >> level) + i, h))
+        last_hash, last_time = c.entry_hash, st.time_ms
+        count += 1
+        if wanted and wanted[0] == count:
+            at_sizes[lo + count] = tuple(tree.frontier)
+            del wanted[0]
+    frontier = tuple((level, h) for (level, _i), h in zip(frontier_nodes(count), tree.frontier,
+                                                          strict=True))
+    return Batch(lo=lo, seen=seen, entries=count, first_prev=first_prev, first_time=first_time,
+                 last_hash=last_hash, last_time=last_time, frontier=frontier,
+                 at_sizes=at_sizes, full=tuple(full), tail=tail, error=error), nodes
 
 
 @dataclass(frozen=True)
@@ -47,6 +150,8 @@ class LedgerVerifier:
         self._prev = GENESIS_PREV
         self._time = 0
         self.nodes_seen = 0
+        # Plain signers admitted since the last entry that is not plain (registry.plain_signers).
+        self._admitted: set[PlainSigners] = set()
 
     @property
     def size(self) -> int:
@@ -55,29 +160,81 @@ class LedgerVerifier:
     def feed(self, c: CheckedEntry) -> list[tuple[int, int, bytes]]:
         """Apply one checked entry; returns the tree nodes it completes (for comparison)."""
         st = c.statement
+        self._in_order(c.index, st.prev, st.time_ms)
+        self._admit(c)
+        self._prev, self._time = c.entry_hash, st.time_ms
+        return self.tree.append(c.entry_hash)
+
+    def _in_order(self, index: int, prev: bytes, time_ms: int) -> None:
         # Step 2: contiguous indices.
-        if c.index != self.tree.size:
-            if c.index < self.tree.size:
+        if index != self.tree.size:
+            if index < self.tree.size:
                 raise VerificationError(
-                    f"index {c.index} appears again after {self.tree.size - 1} "
-                    "(duplicated or reordered row)", index=c.index)
-            raise VerificationError(f"entries {self.tree.size} to {c.index - 1} are missing",
+                    f"index {index} appears again after {self.tree.size - 1} "
+                    "(duplicated or reordered row)", index=index)
+            raise VerificationError(f"entries {self.tree.size} to {index - 1} are missing",
                                     index=self.tree.size)
         # Step 3: the hash chain.
-        if st.prev != self._prev:
+        if prev != self._prev:
             raise VerificationError(
                 "prev does not match the previous entry's hash (an entry before it was "
-                "changed, removed or inserted)", index=c.index)
+                "changed, removed or inserted)", index=index)
         # Step 4: time is monotonic.
-        if st.time_ms < self._time:
-            raise VerificationError("time goes backwards", index=c.index)
-        # Step 5: keys and key events.
-        self.registry.admit(st)
+        if time_ms < self._time:
+            raise VerificationError("time goes backwards", index=index)
+
+    def _admit(self, c: CheckedEntry) -> None:
+        st = c.statement
+        # Step 5: keys and key events. Plain signers already admitted since the registry last
+        # changed are admitted again without asking it (registry.plain_signers says why).
+        key = plain_signers(st)
+        if key is None:
+            self._admitted.clear()
+            self.registry.admit(st)
+        elif key in self._admitted and st.index >= self.registry.size:
+            self.registry.size = st.index + 1
+        else:
+            self.registry.admit(st)
+            self._admitted.add(key)
         # Step 6: the process rules.
         if self.hook is not None:
             self.hook(c, self.registry)
-        self._prev, self._time = c.entry_hash, st.time_ms
-        return self.tree.append(c.entry_hash)
+
+    def feed_batch(self, b: Batch, at_size: SizeCheck | None = None) -> list[Node]:
+        """Apply a batch from ``check_batch``; return the tree nodes above the batch that it
+        completes (those inside it come with ``check_batch``).
+
+        Calls ``at_size(n, root)`` for each size of ``b.at_sizes`` once the first ``n`` entries
+        are in. Raises as ``feed`` of each entry would, then for ``b.tail`` and ``b.error``.
+        """
+        completed: list[Node] = []
+        if b.entries:
+            self._in_order(b.lo, b.first_prev, b.first_time)
+            sizes = sorted(b.at_sizes)
+            for c in b.full:
+                while sizes and sizes[0] <= c.index:
+                    self._check_size(sizes.pop(0), b, at_size)
+                self._admit(c)
+            while sizes:
+                self._check_size(sizes.pop(0), b, at_size)
+            end = b.lo + b.entries
+            if self.registry.size < end:
+                self.registry.size = end
+            self._prev, self._time = b.last_hash, b.last_time
+            for level, h in b.frontier:
+                completed += self.tree.append_subtree(level, h)[1:]
+        if b.tail is not None:
+            self.feed(b.tail)  # out of place: this raises
+        if b.error is not None:
+            if b.error.index is not None and b.error.index > self.size:
+                raise VerificationError(f"entries {self.size} to {b.error.index - 1} are "
+                                        "missing", index=self.size)
+            raise b.error
+        return completed
+
+    def _check_size(self, n: int, b: Batch, at_size: SizeCheck | None) -> None:
+        if at_size is not None:
+            at_size(n, self.tree.root_with(b.at_sizes[n]))
 
     def finish(self, *, head_size: int | None = None, head_root: bytes | None = None
                ) -> VerifiedLog:

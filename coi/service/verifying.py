@@ -1,17 +1,21 @@
 """Whole-ledger verification over a store, in one process or several.
 
-Rows are read in batches by index range. With ``jobs > 1`` each worker process opens its own
-connection, reads a batch and runs ``check_entry`` (parsing, canonical bytes, columns,
-signatures, entry hash — the costly part); the parent feeds the results in index order to the
-``LedgerVerifier`` (chain, time, keys, process rules, tree), compares every tree node the
-rebuilt tree completes with the stored one, checks each stored and each given checkpoint against
-the rebuilt root at its size, and finally the head. Memory stays bounded: at most
-``2 × jobs`` batches are in flight.
+Rows are read in batches of ``BATCH`` (a power of two) by index range, each batch one complete
+subtree of the tree. Each batch is checked by ``check_batch`` where it is read — in a worker
+process with its own connection when ``jobs > 1`` — which does the costly part (parsing,
+canonical bytes, columns, signatures, entry hashes), the chain and time between the batch's own
+rows and the batch's tree nodes, compared there with the stored ones; it sends back a small
+``Batch`` (no statements but the few the registry must see). This process feeds the batches in
+index order to the ``LedgerVerifier`` (the links to the batch before, keys, process rules, the
+tree above the batches), compares the tree nodes above each batch with the stored ones, checks
+each stored and each given checkpoint against the rebuilt root at its size, and finally the
+head. Memory stays bounded: at most ``2 × jobs`` batches are in flight.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+from bisect import bisect_right
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -22,14 +26,21 @@ from sqlalchemy import Engine
 from coi.db.engine import make_engine
 from coi.db.repo import Head, LedgerStore
 from coi.ledger import note
-from coi.ledger.entry import CheckedEntry, check_entry
 from coi.ledger.errors import VerificationError
-from coi.ledger.verify import EntryHook, LedgerVerifier, VerifiedLog
+from coi.ledger.verify import Batch, EntryHook, LedgerVerifier, VerifiedLog, check_batch
 
-BATCH = 2000
+BATCH = 2048
+"""Rows per batch: a power of two, so that each batch is one complete subtree of the tree."""
+
+HEAD_START = True
+"""With ``jobs > 1``, check batches in this process while the workers start (tests turn this
+off to send every batch to a worker)."""
 
 _worker_store: LedgerStore | None = None
 _worker_origin = ""
+
+Checked = tuple[Batch, VerificationError | None]
+"""A batch's ``check_batch`` result and the first stored tree node inside it that is wrong."""
 
 
 def _init_worker(url: str, origin: str) -> None:
@@ -38,33 +49,32 @@ def _init_worker(url: str, origin: str) -> None:
     _worker_origin = origin
 
 
-def _check_range(lo: int, hi: int) -> tuple[list[CheckedEntry], VerificationError | None,
-                                            list[int]]:
-    """Worker: check rows [lo, hi); stop at the first bad one."""
+def _check_range(lo: int, hi: int, span: int, sizes: list[int], everything: bool) -> Checked:
+    """Worker: check rows [lo, hi) of the batch at ``lo`` and the tree nodes inside it."""
     assert _worker_store is not None
-    return _check_rows(_worker_store, _worker_origin, lo, hi)
+    return _check_rows(_worker_store, _worker_origin, lo, hi, span, sizes, everything)
 
 
-def _check_rows(store: LedgerStore, origin: str, lo: int, hi: int
-                ) -> tuple[list[CheckedEntry], VerificationError | None, list[int]]:
-    out: list[CheckedEntry] = []
-    seen: list[int] = []
-    for row in store.rows(lo, hi, batch=hi - lo):
-        seen.append(row.index)
-        try:
-            out.append(check_entry(row, origin))
-        except VerificationError as e:
-            return out, e, seen
-    return out, None, seen
+def _check_rows(store: LedgerStore, origin: str, lo: int, hi: int, span: int,
+                sizes: list[int], everything: bool) -> Checked:
+    with store.engine.connect() as conn:
+        b, nodes = check_batch(store.rows(lo, hi, batch=hi - lo, conn=conn), origin, lo, span,
+                               sizes=sizes, everything=everything)
+        if b.tail is not None or b.error is not None:
+            return b, None  # the verifier stops at that row, before the nodes are compared
+        return b, _compare_nodes(store, conn, nodes)
 
 
-def _batches(store: LedgerStore, origin: str, url: str, upto: int, jobs: int
-             ) -> Iterator[tuple[list[CheckedEntry], VerificationError | None, list[int]]]:
+def _batches(store: LedgerStore, origin: str, url: str, upto: int, jobs: int,
+             sizes: list[int], everything: bool) -> Iterator[Checked]:
     # lazy: upto comes from the head, which may have been tampered with
-    ranges = ((lo, min(lo + BATCH, upto)) for lo in range(0, upto, BATCH))
+    span = BATCH
+    ranges = ((lo, min(lo + span, upto), span,
+               sizes[bisect_right(sizes, lo):bisect_right(sizes, lo + span)], everything)
+              for lo in range(0, upto, span))
     if jobs <= 1:
-        for lo, hi in ranges:
-            yield _check_rows(store, origin, lo, hi)
+        for r in ranges:
+            yield _check_rows(store, origin, *r)
         return
     ctx = multiprocessing.get_context("spawn")  # safe from threads (the TUI runs us in one)
     with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker,
@@ -73,7 +83,7 @@ def _batches(store: LedgerStore, origin: str, url: str, upto: int, jobs: int
         # here meanwhile, in order, until one answers, so jobs > 1 is never slower than 1.
         ready = [pool.submit(int) for _ in range(jobs)]
         it = iter(ranges)
-        while not any(f.done() for f in ready):
+        while HEAD_START and not any(f.done() for f in ready):
             here = next(it, None)
             if here is None:
                 break
@@ -105,22 +115,23 @@ def verify_store(store: LedgerStore, url: str, head: Head, *, jobs: int = 1,
     for size, text in stored:
         if not isinstance(text, str):
             raise VerificationError(f"stored checkpoint at size {size} is empty")
+    sizes = sorted({g.size for g in given} | {size for size, _text in stored})
+
+    def at_size(n: int, root: bytes) -> None:
+        _at_size(n, root, given, stored)
+
     with store.engine.connect() as conn:
-        done = 0
-        for checked, err, seen in _batches(store, origin, url, upto, jobs):
-            new_nodes: list[tuple[int, int, bytes]] = []
-            for c in checked:
-                new_nodes += v.feed(c)
-                _at_size(v, given, stored)
-            if err is not None:
-                _gap_before(v, err.index)
-                raise err
-            if not checked and not seen:
+        for b, bad_node in _batches(store, origin, url, upto, jobs, sizes, hook is not None):
+            above = v.feed_batch(b, at_size)
+            if b.seen == 0:
                 break
-            _compare_nodes(store, conn, new_nodes)
-            done = v.size
+            if bad_node is not None:
+                raise bad_node
+            bad_node = _compare_nodes(store, conn, above)
+            if bad_node is not None:
+                raise bad_node
             if progress is not None:
-                progress(done, upto)
+                progress(v.size, upto)
         extra = _first_index_from(store.engine, v.size)
         if extra is not None and v.size < head.size:
             raise VerificationError(
@@ -177,10 +188,10 @@ def _parse_given(text: str, origin: str) -> _Given:
     return _Given(text, cp.size, cp.root)
 
 
-def _at_size(v: LedgerVerifier, given: list[_Given], stored: list[tuple[int, str]]) -> None:
-    n = v.size
+def _at_size(n: int, root: bytes, given: list[_Given], stored: list[tuple[int, str]]) -> None:
+    """The given and stored checkpoints of size ``n`` match the rebuilt ``root`` at ``n``."""
     for g in given:
-        if g.size == n and v.tree.root() != g.root:
+        if g.size == n and root != g.root:
             raise VerificationError(
                 f"the ledger's first {n} entries do not match the checkpoint of size {n}: "
                 "history was rewritten (or the checkpoint is from another copy)", index=n - 1)
@@ -192,7 +203,7 @@ def _at_size(v: LedgerVerifier, given: list[_Given], stored: list[tuple[int, str
             except (VerificationError, ValueError):
                 raise VerificationError(f"stored checkpoint at size {size} cannot be read"
                                         ) from None
-            if cp.root != v.tree.root():
+            if cp.root != root:
                 raise VerificationError(
                     f"stored checkpoint at size {n} does not match the first {n} entries",
                     index=n - 1)
@@ -204,12 +215,6 @@ def _open(text: str, verifier: note.NoteVerifier, what: str) -> note.Checkpoint:
         return note.parse_checkpoint(opened.text)
     except VerificationError as e:
         raise VerificationError(f"{what}: {e.reason}") from None
-
-
-def _gap_before(v: LedgerVerifier, bad: int | None) -> None:
-    """If rows are missing before the bad one, the gap is the first thing wrong: report it."""
-    if bad is not None and bad > v.size:
-        raise VerificationError(f"entries {v.size} to {bad - 1} are missing", index=v.size)
 
 
 def _last_hash(v: LedgerVerifier) -> bytes:
@@ -231,28 +236,27 @@ def _first_index_from(engine: Engine, start: int) -> int | None:
     return None if m is None else int(m)
 
 
-def _compare_nodes(store: LedgerStore, conn: Any, new_nodes: list[tuple[int, int, bytes]]) -> None:
+def _compare_nodes(store: LedgerStore, conn: Any, nodes: list[tuple[int, int, bytes]]
+                   ) -> VerificationError | None:
+    """The first of ``nodes`` (lowest level first, then lowest index) whose stored copy is
+    missing or differs, as the error to raise; None if all are stored as rebuilt."""
     by_level: dict[int, list[tuple[int, bytes]]] = {}
-    for level, idx, h in new_nodes:
+    for level, idx, h in nodes:
         by_level.setdefault(level, []).append((idx, h))
-    for level, items in by_level.items():
+    for level in sorted(by_level):
+        items = by_level[level]
+        items.sort()
         lo, hi = items[0][0], items[-1][0] + 1
-        got = _nodes_in_range(conn, level, lo, hi)
+        got = store.nodes_in_range(level, lo, hi, conn)
+        if got == items:
+            continue
+        stored = dict(got)
         for idx, h in items:
-            s = got.get(idx)
+            s = stored.get(idx)
             if s != h:
                 first_leaf = idx << level
                 what = "missing" if s is None else "wrong"
-                raise VerificationError(
+                return VerificationError(
                     f"stored tree node (level {level}, index {idx}) is {what}",
                     index=first_leaf + (1 << level) - 1)
-
-
-def _nodes_in_range(conn: Any, level: int, lo: int, hi: int) -> dict[int, bytes | None]:
-    """Stored node hashes at ``level`` for indices [lo, hi); an empty (NULL) hash is None."""
-    from sqlalchemy import and_, select
-
-    from coi.db.repo import N
-
-    q = select(N.c.idx, N.c.hash).where(and_(N.c.level == level, N.c.idx >= lo, N.c.idx < hi))
-    return {r.idx: None if r.hash is None else bytes(r.hash) for r in conn.execute(q)}
+    return None

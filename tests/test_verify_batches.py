@@ -1,0 +1,256 @@
+"""Whole-ledger verification in batches, here and in worker processes, says what one pass says.
+
+``LedgerService.verify`` checks rows in batches aligned on a power of two (``verifying.BATCH``):
+``check_batch`` does each batch's own part (rows, chain and time inside it, its tree nodes,
+checked against the stored ones) wherever it runs, and ``LedgerVerifier.feed_batch`` the rest in
+order (the first row's links, keys, checkpoints, the tree above the batch). Whatever the batch
+size and however many workers, a ledger verifies to the same root, and a damaged or forged one
+fails with the same first bad index and the same reason as when every entry is fed one by one.
+The tamper matrix (test_tamper) covers every cell with the default batch; here small batches
+make a 24-entry ledger span many of them, and ``HEAD_START = False`` sends each to a worker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from coi.ledger.entry import check_entry
+from coi.ledger.errors import VerificationError
+from coi.ledger.merkle import TreeBuilder, root
+from coi.ledger.verify import check_batch, verify_rows
+from coi.service import verifying
+from coi.service.ledger import LedgerService, Party
+from tests.conftest import Ledger
+from tests.test_registry import _force
+from tests.test_tamper import (
+    SQLITE_SIZE,
+    _copy_files,
+    _foreign_row,
+    _insert_entry,
+    add_checkpoints,
+    drop_guards,
+    execute,
+    mutate,
+    table_rows,
+)
+
+SPANS = (1, 4, 8)
+
+
+def outcome(svc: LedgerService, **kw: Any) -> tuple[int | None, str] | bytes:
+    """The root if the ledger verifies, else the error's index and message."""
+    try:
+        return svc.verify(**kw).root
+    except VerificationError as e:
+        return e.index, str(e)
+
+
+def same_everywhere(svc: LedgerService, monkeypatch: pytest.MonkeyPatch, *,
+                    workers: bool = True, **kw: Any) -> tuple[int | None, str] | bytes:
+    """Verify with the default batch here, then with small batches here and in workers:
+    the outcome must be the same each time."""
+    expected = outcome(svc, **kw)
+    with monkeypatch.context() as m:
+        m.setattr(verifying, "HEAD_START", False)
+        for span in SPANS:
+            m.setattr(verifying, "BATCH", span)
+            assert outcome(svc, **kw) == expected, f"BATCH={span}"
+        if workers:
+            m.setattr(verifying, "BATCH", 4)
+            assert outcome(svc, jobs=2, **kw) == expected, "BATCH=4, jobs=2"
+    return expected
+
+
+@pytest.fixture
+def tampered(sqlite_ledger: Ledger) -> Iterator[Ledger]:
+    """The template ledger with checkpoints at 10 and at the head, its triggers dropped."""
+    add_checkpoints(sqlite_ledger)
+    drop_guards(sqlite_ledger.svc.engine)
+    yield sqlite_ledger
+
+
+# -- a clean ledger ----------------------------------------------------------------------------
+
+def test_clean_ledger_same_root_in_any_batches(tampered: Ledger,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    rows = list(tampered.svc.store.rows())
+    expected = root([bytes.fromhex(r.entry_hash) for r in rows])
+    assert same_everywhere(tampered.svc, monkeypatch) == expected
+    assert same_everywhere(tampered.svc, monkeypatch,
+                           checkpoints=[tampered.svc.checkpoint()]) == expected
+
+
+def test_check_batch_gives_the_batch_subtree_and_nodes(sqlite_ledger: Ledger) -> None:
+    rows = list(sqlite_ledger.svc.store.rows())
+    origin = sqlite_ledger.svc.origin()
+    whole = TreeBuilder()
+    nodes = [n for r in rows for n in whole.append(bytes.fromhex(r.entry_hash))]
+    got = []
+    for lo in range(0, len(rows), 8):
+        b, inside = check_batch(rows[lo:lo + 8], origin, lo, 8, sizes=[lo + 3, lo + 8])
+        assert (b.entries, b.tail, b.error) == (len(rows[lo:lo + 8]), None, None)
+        assert b.frontier == ((3, whole_root(rows[lo:lo + 8])),)
+        assert set(b.at_sizes) == {lo + 3, lo + 8}
+        got += inside
+    assert sorted(got) == sorted(n for n in nodes if n[0] <= 3)
+    with pytest.raises(ValueError, match="cannot start"):
+        check_batch(rows[4:12], origin, 4, 8)
+
+
+def whole_root(rows: list[Any]) -> bytes:
+    return root([bytes.fromhex(r.entry_hash) for r in rows])
+
+
+# -- stored tree nodes: compared inside each batch (in its worker) and above it (here) ---------
+
+NODES = [(0, 0), (0, 5), (0, 23), (1, 1), (1, 6), (2, 0), (2, 1), (2, 5), (3, 0), (3, 2),
+         (4, 0)]
+
+
+@pytest.mark.parametrize("node", NODES, ids=lambda n: f"L{n[0]}-{n[1]}")
+@pytest.mark.parametrize(("col", "kind"), [("hash", "bitflip"), ("idx", "bitflip")])
+def test_tree_node_tampered(tampered: Ledger, monkeypatch: pytest.MonkeyPatch, col: str,
+                            kind: str, node: tuple[int, int]) -> None:
+    mutate(tampered.svc.engine, "tree_node", col, kind, node)
+    got = same_everywhere(tampered.svc, monkeypatch)
+    level, idx = node
+    assert got == (((idx + 1) << level) - 1,
+                   f"entry {((idx + 1) << level) - 1}: stored tree node (level {level}, "
+                   f"index {idx}) is {'wrong' if col == 'hash' else 'missing'}")
+
+
+# -- rows: changed, deleted, inserted, swapped ---------------------------------------------------
+
+@pytest.mark.parametrize("index", [0, 3, 4, 13, 23])
+@pytest.mark.parametrize(("col", "kind"), [("statement", "bitflip"), ("signatures", "other"),
+                                           ("prev_hash", "bitflip"), ("time_ms", "other"),
+                                           ("entry_hash", "bitflip")])
+def test_entry_cell_tampered(tampered: Ledger, monkeypatch: pytest.MonkeyPatch, col: str,
+                             kind: str, index: int) -> None:
+    mutate(tampered.svc.engine, "ledger_entry", col, kind, (index,))
+    got = same_everywhere(tampered.svc, monkeypatch, workers=index in (4, 13))
+    assert isinstance(got, tuple) and got[0] == index
+
+
+@pytest.mark.parametrize("index", [0, 3, 4, 13, 23])
+def test_row_deleted(tampered: Ledger, monkeypatch: pytest.MonkeyPatch, index: int) -> None:
+    execute(tampered.svc.engine, f"DELETE FROM ledger_entry WHERE idx = {index}")
+    got = same_everywhere(tampered.svc, monkeypatch)
+    assert isinstance(got, tuple) and got[0] == index
+
+
+def test_rows_deleted_across_batches(tampered: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
+    execute(tampered.svc.engine, "DELETE FROM ledger_entry WHERE idx BETWEEN 6 AND 17")
+    assert same_everywhere(tampered.svc, monkeypatch) == (6, "entry 6: entries 6 to 17 are "
+                                                             "missing")
+
+
+@pytest.mark.parametrize("index", [1, 12, 23])
+def test_row_inserted(tampered: Ledger, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                      index: int) -> None:
+    row = _foreign_row(tampered, tmp_path)
+    for k in range(SQLITE_SIZE - 1, index - 1, -1):
+        execute(tampered.svc.engine, f"UPDATE ledger_entry SET idx = {k + 1} WHERE idx = {k}")
+    row["idx"] = index
+    _insert_entry(tampered.svc.engine, row)
+    got = same_everywhere(tampered.svc, monkeypatch)
+    assert isinstance(got, tuple) and got[0] == index
+
+
+@pytest.mark.parametrize(("i", "j"), [(0, 1), (3, 4), (6, 17)])
+def test_rows_swapped(tampered: Ledger, monkeypatch: pytest.MonkeyPatch, i: int, j: int) -> None:
+    rows = table_rows(tampered.svc.engine, "ledger_entry")
+    execute(tampered.svc.engine, f"DELETE FROM ledger_entry WHERE idx IN ({i}, {j})")
+    _insert_entry(tampered.svc.engine, {**rows[j], "idx": i})
+    _insert_entry(tampered.svc.engine, {**rows[i], "idx": j})
+    got = same_everywhere(tampered.svc, monkeypatch)
+    assert isinstance(got, tuple) and got[0] == i
+
+
+# -- checkpoints inside a batch ------------------------------------------------------------------
+
+def test_stored_checkpoint_inside_a_batch(tampered: Ledger, monkeypatch: pytest.MonkeyPatch
+                                          ) -> None:
+    """The stored checkpoint at 10 is re-signed over another root: caught at entry 9."""
+    from coi.ledger import note
+
+    svc = tampered.svc
+    body = note.format_checkpoint(svc.origin(), 10, svc.root_at(11))
+    execute(svc.engine, "UPDATE checkpoint SET note = :n WHERE size = 10",
+            params={"n": note.sign_note(body, svc.origin(), svc.log_key())})
+    assert same_everywhere(svc, monkeypatch) == (
+        9, "entry 9: stored checkpoint at size 10 does not match the first 10 entries")
+
+
+def test_forked_copy_caught_inside_a_batch(sqlite_ledger: Ledger, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    led = sqlite_ledger
+    led.svc.engine.dispose()
+    fork = str(tmp_path / "fork.db")
+    _copy_files(led.db, fork)
+    led.note(3)
+    saved = led.svc.checkpoint()
+    other = LedgerService.open(fork, str(led.log_key), clock=led.clock)
+    other.append("test.note", "FORK", {"n": 1}, [Party(led.people["carol"], "authored")])
+    led.note(0)
+    other.append("test.note", "FORK", {"n": 2}, [Party(led.people["carol"], "authored")])
+    other.append("test.note", "FORK", {"n": 3}, [Party(led.people["carol"], "authored")])
+    got = same_everywhere(other, monkeypatch, checkpoints=[saved])
+    assert isinstance(got, tuple) and got[0] == SQLITE_SIZE + 2
+    assert "history was rewritten" in got[1]
+
+
+# -- keys: the registry between key events ---------------------------------------------------
+
+def test_revoked_key_forced_in_after_plain_entries(sqlite_ledger: Ledger,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """alice signs, is revoked, bob signs on, then an entry by alice is forced in: the entries
+    before the revocation do not vouch for her after it, whatever the batches."""
+    led = sqlite_ledger
+    led.note(3, by="alice", witness=None)
+    r = led.svc.revoke(led.people["admin"], user="alice", reason="left the site")
+    led.note(2, by="bob", witness="carol")
+    e = _force(led, "alice", "Alice Apheresis")
+    led.note(2, by="bob", witness=None)
+    got = same_everywhere(led.svc, monkeypatch)
+    assert got == (e.index, f"entry {e.index}: alice's key was revoked at entry {r.index} "
+                            "(left the site) and cannot sign later")
+
+
+def test_rotated_key_forced_in_after_a_system_entry(sqlite_ledger: Ledger,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """bob rotates his key; the site records something; an entry with bob's old key is forced
+    in between entries with his new one."""
+    led = sqlite_ledger
+    led.note(2, by="bob", witness=None)
+    r = led.svc.rotate(led.people["bob"], password="bob-new-password-1", reason="routine")
+    led.svc.record_system("system.note", "S", {"n": 1})
+    new_bob = led.svc.unlock("bob", "bob-new-password-1")
+    led.svc.append("test.note", "S", {"n": 1}, [Party(new_bob, "authored")])
+    e = _force(led, "bob", "Bob Builder")
+    led.svc.append("test.note", "S", {"n": 2}, [Party(new_bob, "authored")])
+    got = same_everywhere(led.svc, monkeypatch)
+    assert got == (e.index, f"entry {e.index}: bob's key was revoked at entry {r.index} "
+                            "(rotated: routine) and cannot sign later")
+
+
+def test_feed_batch_agrees_with_feed_on_each_prefix(sqlite_ledger: Ledger) -> None:
+    """Without the store: every prefix of a ledger gives the same root either way."""
+    from coi.ledger.verify import LedgerVerifier
+
+    rows = list(sqlite_ledger.svc.store.rows())
+    origin = sqlite_ledger.svc.origin()
+    for n in range(1, len(rows) + 1):
+        one = verify_rows(rows[:n], origin)
+        for span in (2, 4, 16):
+            v = LedgerVerifier(origin)
+            for lo in range(0, n, span):
+                b, _nodes = check_batch(rows[lo:min(lo + span, n)], origin, lo, span)
+                v.feed_batch(b)
+            assert v.finish().root == one.root == root(
+                [check_entry(r, origin).entry_hash for r in rows[:n]])
+            assert v.registry.size == one.registry.size == n

@@ -42,6 +42,24 @@ def db(demo_db: Path, tmp_path: Path) -> Path:
     return copy_demo(demo_db, tmp_path)
 
 
+@pytest.fixture
+def snap_compare(snap_compare: Any) -> Any:
+    """The plugin's ``snap_compare``, with every input's cursor held still: a blink caught on
+    or off is not a change of look, and must not make a snapshot differ between runs."""
+
+    def compare(app: Any, *, run_before: Before | None = None, **kw: Any) -> Any:
+        async def run(pilot: Pilot[Any]) -> None:
+            if run_before is not None:
+                await run_before(pilot)
+            for widget in pilot.app.screen.query(Input):
+                widget.cursor_blink = False
+            await pilot.pause()
+
+        return snap_compare(app, run_before=run, **kw)
+
+    return compare
+
+
 async def at_home(pilot: Pilot[Any]) -> None:
     await settle(pilot, lambda: isinstance(pilot.app.screen, HomeScreen))
     await settle(pilot)
@@ -173,3 +191,25 @@ def test_error_modal(db: Path, snap_compare: Any) -> None:
     assert snap_compare(make_app(db, user="ari"), terminal_size=SIZE,
                         run_before=push(lambda: ErrorScreen("Unexpected error",
                                                             "OperationalError: disk I/O")))
+
+
+def test_enrol_form(db: Path, snap_compare: Any) -> None:
+    from coi.tui.screens.enrol import EnrolScreen
+
+    assert snap_compare(make_app(db, user="alice"), terminal_size=SIZE,
+                        run_before=then("enrol", EnrolScreen))
+
+
+def test_correction_form(db: Path, snap_compare: Any) -> None:
+    from coi.tui.screens.correct import CorrectionScreen
+
+    async def run(pilot: Pilot[Any]) -> None:
+        await at_home(pilot)
+        timeline = pilot.app.svc.show("CHA99992600000G")["timeline"]  # type: ignore[attr-defined]
+        index = next(t["index"] for t in timeline if t["type"] == "step.expansion")
+        await pilot.app.run_action(f"correct('CHA99992600000G', {index})")
+        await settle(pilot, lambda: isinstance(pilot.app.screen, CorrectionScreen)
+                     and pilot.app.screen.target is not None)
+        await settle(pilot)
+
+    assert snap_compare(make_app(db, user="maya"), terminal_size=SIZE, run_before=run)

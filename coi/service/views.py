@@ -16,10 +16,11 @@ from sqlalchemy import select
 
 from coi.db.repo import PS
 from coi.domain.payload import ITEM_KINDS
-from coi.domain.process import Process, StepSpec
+from coi.domain.process import FieldSpec, Process, StepSpec
 from coi.domain.scan import CoiIdScan, LabelScan, Scan
 from coi.domain.state import Attempt, ProductState, Signer, check, format_duration
 from coi.service.chain import SOON_MS, CoiService
+from coi.service.errors import Refused
 
 FILTERS = ("all", "window_soon", "window_exceeded", "deviation")
 ORDERS = ("coi", "state", "deadline", "deviations", "recent")
@@ -193,6 +194,60 @@ def product_page(svc: CoiService, *, state: str | None = None, search: str | Non
         return [dict(r._mapping) for r in c.execute(q)]
 
 
+def enrolment_step(process: Process) -> StepSpec:
+    """The one step that enrols a product (from the initial state)."""
+    return next(s for s in process.steps.values() if process.initial_state in s.from_states)
+
+
+def may_enrol(process: Process, roles: Iterable[str]) -> bool:
+    return bool(enrolment_step(process).roles & set(roles))
+
+
+def may_correct(process: Process, roles: Iterable[str]) -> bool:
+    step = process.step_with_effect("correction")
+    return step is not None and bool(step.roles & set(roles))
+
+
+@dataclass(frozen=True)
+class CorrectionTarget:
+    """An entry a correction may name: its step and each correctable field's value as it stands."""
+
+    coi: str
+    index: int
+    step: StepSpec
+    fields: tuple[tuple[FieldSpec, str], ...]  # (field, current value as text)
+    corrected_by: tuple[int, ...]
+
+
+def correction_target(svc: CoiService, coi: str, index: int) -> CorrectionTarget:
+    """What entry ``index`` of ``coi`` recorded, for a correction form; Refused if none can be.
+
+    The current value is the original's, with every earlier correction applied in order. The
+    domain still decides when the correction is recorded (roles, fields, QC consistency).
+    """
+    shown = svc.show(coi)
+    process = svc.process()
+    by_index = {t["index"]: t for t in shown["timeline"]}
+    entry = by_index.get(index)
+    spec = process.step_for_entry_type(entry["type"]) if entry else None
+    if entry is None or spec is None:
+        raise Refused(f"entry {index} is not a recorded step of {shown['coi']}: pick one "
+                      "from the product's timeline")
+    if spec.effect == "correction":
+        raise Refused(f"entry {index} is itself a correction: correct entry "
+                      f"{entry['data'].get('corrects')} instead")
+    values = dict(entry["data"])
+    for later in entry.get("corrected_by") or ():
+        values.update(by_index.get(later, {}).get("data", {}).get("values", {}))
+    fields = tuple((f, "" if values.get(f.name) is None else str(values[f.name]))
+                   for f in spec.fields.values() if f.correctable)
+    if not fields:
+        raise Refused(f"'{spec.title}' has no field that can be corrected; open a deviation "
+                      "instead")
+    return CorrectionTarget(coi=shown["coi"], index=index, step=spec, fields=fields,
+                            corrected_by=tuple(entry.get("corrected_by") or ()))
+
+
 def release_blockers(svc: CoiService, coi: str, user: str) -> list[str]:
     """Why the release step would be refused now for ``user`` (the gate, roles, duties)."""
     step = svc.process().step_with_effect("release")
@@ -201,7 +256,8 @@ def release_blockers(svc: CoiService, coi: str, user: str) -> list[str]:
     return precheck(svc, step.name, coi, user=user, item=None)
 
 
-__all__ = ["FILTERS", "ORDERS", "ScanTarget", "compare_second", "expected_next",
+__all__ = ["FILTERS", "ORDERS", "CorrectionTarget", "ScanTarget", "compare_second",
+           "correction_target", "enrolment_step", "expected_next", "may_correct", "may_enrol",
            "format_duration", "format_left", "item_for_step", "precheck", "product_page",
            "release_blockers", "scan_target", "scanned_values", "station_steps", "window_left",
            "wristband_text"]

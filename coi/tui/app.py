@@ -20,7 +20,7 @@ from coi.ledger.errors import VerificationError
 from coi.service.chain import CoiService
 from coi.service.errors import ConfigError, Refused
 from coi.service.session import DEFAULT_IDLE_TIMEOUT_S, SigningSession
-from coi.service.views import station_steps
+from coi.service.views import may_correct, may_enrol, station_steps
 from coi.tui.commands import CoiCommands
 from coi.tui.screens.error import ErrorScreen
 from coi.tui.screens.login import LoginScreen
@@ -43,6 +43,8 @@ class CoiApp(App[None]):
         Binding("f3", "review", "Review"),
         Binding("f4", "audit", "Audit"),
         Binding("f5", "admin", "Users"),
+        Binding("f6", "enrol", "Enrol"),
+        Binding("f7", "correct", "Correct"),
         Binding("f9", "lock", "Lock"),
         Binding("f10", "logout", "Log out"),
         Binding("ctrl+q", "quit", "Quit", priority=True),
@@ -156,11 +158,15 @@ class CoiApp(App[None]):
         roles = self.roles
         if section == "station":
             return bool(station_steps(self.svc.process(), roles))
+        if section == "enrol":
+            return may_enrol(self.svc.process(), roles)
+        if section == "correct":
+            return may_correct(self.svc.process(), roles)
         need = {"review": REVIEW_ROLES, "audit": AUDIT_ROLES, "admin": ADMIN_ROLES}.get(section)
         return need is not None and bool(roles & need)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in ("station", "review", "audit", "admin"):
+        if action in ("station", "review", "audit", "admin", "enrol", "correct"):
             return self.may(action)  # False hides the key from the footer
         if action in ("lock", "logout"):
             return self.session.user is not None and not self._locked
@@ -195,6 +201,18 @@ class CoiApp(App[None]):
 
         if self.may("admin"):
             await self.goto(AdminScreen())
+
+    async def action_enrol(self) -> None:
+        from coi.tui.screens.enrol import EnrolScreen
+
+        if self.may("enrol"):
+            await self.goto(EnrolScreen())
+
+    async def action_correct(self, coi: str | None = None, index: int | None = None) -> None:
+        from coi.tui.screens.correct import CorrectionScreen
+
+        if self.may("correct"):
+            await self.push_screen(CorrectionScreen(coi, index))
 
     # -- the one error handler ---------------------------------------------------------------
     def show_error(self, error: BaseException) -> None:

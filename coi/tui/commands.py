@@ -29,7 +29,9 @@ class CoiCommands(Provider):
         for section, title, help_ in (
                 ("review", "QA review", "Products, timelines, deviations, release"),
                 ("audit", "Audit: verify the ledger", "Verify every entry and the checkpoint"),
-                ("admin", "Users and roles", "Enrol, revoke, reset keys")):
+                ("admin", "Users and roles", "Enrol, revoke, reset keys"),
+                ("enrol", "Enrol a patient", "A new chain of identity for a patient"),
+                ("correct", "Correct an entry", "A signed correction; the original stays")):
             if app.may(section):
                 out.append((title, help_, partial(app.run_action, section)))
         out.append(("Lock the station", "Lock now; log in again to go on",

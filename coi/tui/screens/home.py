@@ -19,6 +19,8 @@ SECTIONS = (
     ("review", "QA review and release", "F3"),
     ("audit", "Audit: verify the ledger", "F4"),
     ("admin", "Users and roles", "F5"),
+    ("enrol", "Enrol a patient", "F6"),
+    ("correct", "Correct an entry", "F7"),
 )
 
 

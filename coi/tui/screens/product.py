@@ -35,6 +35,7 @@ class ProductScreen(CoiScreen):
         Binding("escape", "app.pop_screen", "Back"),
         Binding("r", "release('release')", "Release"),
         Binding("x", "release('reject')", "Reject"),
+        Binding("c", "correct", "Correct entry"),
     ]
 
     def __init__(self, coi: str) -> None:
@@ -74,6 +75,18 @@ class ProductScreen(CoiScreen):
         from coi.tui.screens.release import ReleaseScreen
 
         self.app.push_screen(ReleaseScreen(self.coi, kind))
+
+    def action_correct(self) -> None:
+        """Correct the highlighted timeline entry (if this person may correct at all)."""
+        table = self.query_one("#timeline", DataTable)
+        index: int | None = None
+        if table.row_count:
+            key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+            index = int(key) if key and key.isdigit() else None
+        if not self.coi_app.may("correct"):
+            self.notify("Your roles may not record corrections.", severity="warning")
+            return
+        self.run_worker(self.coi_app.action_correct(self.coi, index), exclusive=False)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="product")
     @serialized

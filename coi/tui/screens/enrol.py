@@ -1,0 +1,136 @@
+"""Enrol a patient: a new Chain of Identity identifier, with only a keyed commitment in the ledger.
+
+The patient identifier (typed, or scanned from the wristband) goes to the patient table, never
+to the ledger (21 CFR 1271.290); the service assigns the CoI identifier from the site's FIN and
+records the enrolment signed by this person. Refusals are recorded by the service and shown in
+red; the form keeps what was typed so it can be put right.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import VerticalScroll
+from textual.widgets import Button, Footer, Header, Input, Label, Static
+
+from coi.service.errors import ConfigError, Refused
+from coi.tui.base import CoiScreen, serialized
+from coi.tui.text import line, show
+from coi.tui.widgets.big_text import BigText
+
+FIELDS = (
+    ("patient", "Patient identifier (medical record number; scan the wristband or type it)"),
+    ("site", "Treatment centre (e.g. A9999-HEMATOLOGY)"),
+    ("slot", "Manufacturing slot booked"),
+)
+
+
+class EnrolScreen(CoiScreen):
+    """The enrolment form; ctrl+s signs and records, then shows the new CoI identifier."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "app.pop_screen", "Back"),
+        Binding("ctrl+s", "sign", "Sign & enrol", priority=True),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.enrolled: str | None = None
+        self.entry_index: int | None = None
+        self.busy = False
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with VerticalScroll(id="enrol-box"):
+            yield Static(Text("Enrol a patient: a new chain of identity", style="bold"))
+            for key, title in FIELDS:
+                yield Label(title, classes="field-label")
+                yield Input(id=f"enrol-{key}", compact=True)
+            who = self.coi_app.display_name()
+            yield Label(f"Your password (signs as {who}, authored)", classes="field-label")
+            yield Input(password=True, id="enrol-password", compact=True)
+            yield Button("Sign and enrol  (ctrl+s)", id="enrol-sign", variant="success")
+            yield Static("", id="enrol-result")
+            yield BigText(id="enrol-coi")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#enrol-patient", Input).focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "enrol-password":
+            self.action_sign()
+        else:
+            self.focus_next()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "enrol-sign":
+            self.action_sign()
+
+    def value(self, key: str) -> str:
+        return self.query_one(f"#enrol-{key}", Input).value.strip()
+
+    def action_sign(self) -> None:
+        if self.busy:
+            return
+        missing = [title.split(" (")[0] for key, title in FIELDS if not self.value(key)]
+        password = self.query_one("#enrol-password", Input).value
+        if missing or not password:
+            self.say(Text("Fill in: " + ", ".join(missing + ([] if password else
+                                                              ["your password"])),
+                          style="bold yellow"))
+            return
+        self.busy = True
+        self.say(Text("Signing…", style="bold"))
+        self.enrol(self.value("patient"), self.value("site"), self.value("slot"), password)
+
+    def say(self, text: Text) -> None:
+        self.query_one("#enrol-result", Static).update(text)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="enrol")
+    @serialized
+    def enrol(self, patient: str, site: str, slot: str, password: str) -> None:
+        app = self.coi_app
+        svc = app.svc
+        try:
+            actor = app.session.sign(password)
+            coi, rec = svc.enrol(actor=actor, patient={"patient_id": patient},
+                                 treatment_site=site, manufacturing_slot=slot)
+        except (Refused, ConfigError) as e:
+            app.call_from_thread(self.refused, e)
+            return
+        st = rec.entry.statement
+        signer = st.signers[0]
+        app.call_from_thread(self.done, coi, rec.entry.index, signer.name,
+                             svc.local_time(st.time_ms))
+
+    def refused(self, e: Any) -> None:
+        self.busy = False
+        self.query_one("#enrol-password", Input).value = ""
+        reason = e.reason if isinstance(e, Refused) else str(e)
+        more = (f" (recorded as entry {e.recorded_index})"
+                if isinstance(e, Refused) and e.recorded_index is not None else "")
+        self.say(show("✗ Not enrolled: " + reason + more, "bold red"))
+        if self.coi_app.session.user is None:
+            self.coi_app.action_lock()
+
+    def done(self, coi: str, index: int, name: str, when: str) -> None:
+        self.busy = False
+        self.enrolled, self.entry_index = coi, index
+        for key, _title in FIELDS:  # the patient's identifier leaves the screen
+            self.query_one(f"#enrol-{key}", Input).value = ""
+        self.query_one("#enrol-password", Input).value = ""
+        t = Text()
+        t.append(f"✔ ENROLLED as entry {index}\n", style="bold green")
+        t.append_text(line(f"  authored by {name} at {when}"))
+        t.append_text(line(f"  Next: print the bag labels (coi label {coi} --format pdf) and "
+                           "record the apheresis collection."))
+        self.say(t)
+        big = self.query_one("#enrol-coi", BigText)
+        big.show_text(coi, f"{coi}  ·  new chain of identity")
+        self.query_one("#enrol-patient", Input).focus()
+        self.call_after_refresh(big.scroll_visible, animate=False)

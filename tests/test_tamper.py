@@ -321,9 +321,17 @@ def test_checkpoint_cell(sample: Ledger, col: str, kind: str, size: int) -> None
 @pytest.mark.parametrize("jobs", [2])
 @pytest.mark.parametrize(("col", "index"), [("statement", 13), ("signatures", 2)])
 def test_parallel_verify_names_the_same_index(sample: Ledger, col: str, index: int,
-                                              jobs: int) -> None:
+                                              jobs: int, monkeypatch: pytest.MonkeyPatch
+                                              ) -> None:
+    from coi.service import verifying
+
     row, _, _ = mutate(sample.svc.engine, "ledger_entry", col, "bitflip", (index,))
-    expect_failure(sample.svc, "ledger_entry", row, jobs=jobs)
+    here = expect_failure(sample.svc, "ledger_entry", row)
+    # batches of 8, each sent to a worker (more on this in test_verify_batches)
+    monkeypatch.setattr(verifying, "BATCH", 8)
+    monkeypatch.setattr(verifying, "HEAD_START", False)
+    there = expect_failure(sample.svc, "ledger_entry", row, jobs=jobs)
+    assert str(there) == str(here)
 
 
 @pytest.mark.parametrize(("table", "col"), [(t, c) for t, cols in {

@@ -24,7 +24,7 @@ from coi.ledger.merkle import TreeBuilder, root
 from coi.ledger.verify import check_batch, verify_rows
 from coi.service import verifying
 from coi.service.ledger import LedgerService, Party
-from tests.conftest import Ledger
+from tests.conftest import Ledger, make_ledger
 from tests.test_registry import _force
 from tests.test_tamper import (
     SQLITE_SIZE,
@@ -254,3 +254,38 @@ def test_feed_batch_agrees_with_feed_on_each_prefix(sqlite_ledger: Ledger) -> No
             assert v.finish().root == one.root == root(
                 [check_entry(r, origin).entry_hash for r in rows[:n]])
             assert v.registry.size == one.registry.size == n
+
+
+# -- both backends: the workers read rows and nodes with the driver alone ---------------------
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres",
+                                                            marks=pytest.mark.postgres)])
+def test_workers_on_each_backend(backend: str, tmp_path: Path, request: pytest.FixtureRequest,
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    db = str(tmp_path / "coi.db") if backend == "sqlite" else request.getfixturevalue("pg_url")
+    led = make_ledger(db, tmp_path / "coi.logkey", users=("alice",))
+    led.note(10, witness=None)
+    try:
+        assert same_everywhere(led.svc, monkeypatch) == led.svc.verify().root
+        drop_guards(led.svc.engine)
+        mutate(led.svc.engine, "tree_node", "hash", "bitflip", (1, 3))
+        assert same_everywhere(led.svc, monkeypatch) == (
+            7, "entry 7: stored tree node (level 1, index 3) is wrong")
+        mutate(led.svc.engine, "ledger_entry", "signatures", "bitflip", (5,))
+        got = same_everywhere(led.svc, monkeypatch)
+        assert isinstance(got, tuple) and got[0] == 5
+    finally:
+        led.svc.engine.dispose()
+
+
+def test_a_worker_that_fails_is_reported(sqlite_ledger: Ledger,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker that cannot open the database fails the verification loudly (not as a
+    verification error about the ledger)."""
+    monkeypatch.setattr(verifying, "HEAD_START", False)
+    monkeypatch.setattr(verifying, "BATCH", 8)
+    head = sqlite_ledger.svc.store.head()
+    assert head is not None
+    with pytest.raises(RuntimeError, match=r"(?s)verification worker failed.*unable to open"):
+        verifying.verify_store(sqlite_ledger.svc.store, "sqlite:////nonexistent/dir/coi.db",
+                               head, jobs=2)

@@ -25,6 +25,7 @@ from coi.db.models import (
     TreeNode,
     UserKey,
 )
+from coi.db.reads import entries_sql, node_pairs, nodes_sql, stored_tuple
 from coi.ledger import merkle
 from coi.ledger.entry import GENESIS_PREV, SignedEntry, StoredEntry
 
@@ -67,19 +68,6 @@ def _stored(r: Any) -> StoredEntry:
                        signatures=bytes(r.signatures) if r.signatures is not None else None)  # type: ignore[arg-type]
 
 
-_ENTRY_COLUMNS = ("idx, prev_hash, entry_hash, time_ms, type, subject, signer, statement, "
-                  "signatures")
-
-
-def _stored_tuple(idx: Any, prev_hash: Any, entry_hash: Any, time_ms: Any, type_: Any,
-                  subject: Any, signer: Any, statement: Any, signatures: Any) -> StoredEntry:
-    """``_stored`` for a positional row of ``_ENTRY_COLUMNS``."""
-    return StoredEntry(index=idx, prev_hash=prev_hash, entry_hash=entry_hash, time_ms=time_ms,
-                       type=type_, subject=subject, signer=signer,
-                       statement=bytes(statement) if statement is not None else None,  # type: ignore[arg-type]
-                       signatures=bytes(signatures) if signatures is not None else None)  # type: ignore[arg-type]
-
-
 class LedgerStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -99,17 +87,15 @@ class LedgerStore:
         """Stream rows in index order with keyset pagination (bounded memory)."""
         # The driver's own SQL and positional rows: this feeds every verification, and the
         # expression compiler and named-row access cost as much as reading the rows.
-        p = "%s" if self.is_postgres else "?"
-        q = (f"SELECT {_ENTRY_COLUMNS} FROM ledger_entry WHERE idx >= {p} AND idx < {p} "
-             "ORDER BY idx")
+        q = entries_sql("%s" if self.is_postgres else "?")
         lo = start
         while stop is None or lo < stop:
             hi = lo + batch if stop is None else min(lo + batch, stop)
             if conn is None:
                 with self.engine.connect() as c:
-                    got = [_stored_tuple(*r) for r in c.exec_driver_sql(q, (lo, hi))]
+                    got = [stored_tuple(*r) for r in c.exec_driver_sql(q, (lo, hi))]
             else:
-                got = [_stored_tuple(*r) for r in conn.exec_driver_sql(q, (lo, hi))]
+                got = [stored_tuple(*r) for r in conn.exec_driver_sql(q, (lo, hi))]
             yield from got
             if stop is None and not got and not self._any_after(hi, conn):
                 return
@@ -188,11 +174,8 @@ class LedgerStore:
                        ) -> list[tuple[int, bytes | None]]:
         """Stored ``(idx, hash)`` at ``level`` for indices [lo, hi) in index order; an empty
         (NULL) hash is None. The driver's own SQL: verification reads every node this way."""
-        p = "%s" if self.is_postgres else "?"
-        q = (f"SELECT idx, hash FROM tree_node WHERE level = {p} AND idx >= {p} AND idx < {p} "
-             "ORDER BY idx")
-        return [(i, h if h is None or type(h) is bytes else bytes(h))
-                for i, h in conn.exec_driver_sql(q, (level, lo, hi))]
+        q = nodes_sql("%s" if self.is_postgres else "?")
+        return node_pairs(conn.exec_driver_sql(q, (level, lo, hi)))
 
     def count_nodes(self, conn: Connection) -> int:
         return int(conn.execute(select(func.count()).select_from(N)).scalar() or 0)
@@ -338,7 +321,7 @@ class LedgerStore:
             q = (select(*cols).where(and_(E.c.idx > after, *cond)).order_by(E.c.idx)
                  .limit(batch))
             with self.engine.connect() as c:
-                got = [_stored_tuple(*r) for r in c.execute(q)]
+                got = [stored_tuple(*r) for r in c.execute(q)]
             yield from got
             if len(got) < batch:
                 return

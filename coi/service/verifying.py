@@ -14,20 +14,23 @@ head. Memory stays bounded: at most ``2 × jobs`` batches are in flight.
 
 from __future__ import annotations
 
-import multiprocessing
+import pickle
+import select
+import subprocess
+import sys
 from bisect import bisect_right
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
-from coi.db.engine import make_engine
 from coi.db.repo import Head, LedgerStore
 from coi.ledger import note
+from coi.ledger.entry import StoredEntry
 from coi.ledger.errors import VerificationError
-from coi.ledger.verify import Batch, EntryHook, LedgerVerifier, VerifiedLog, check_batch
+from coi.ledger.verify import EntryHook, LedgerVerifier, VerifiedLog
+from coi.service.verify_worker import BOOT, READY, Checked, check_range, compare_nodes
 
 BATCH = 2048
 """Rows per batch: a power of two, so that each batch is one complete subtree of the tree."""
@@ -36,68 +39,119 @@ HEAD_START = True
 """With ``jobs > 1``, check batches in this process while the workers start (tests turn this
 off to send every batch to a worker)."""
 
-_worker_store: LedgerStore | None = None
-_worker_origin = ""
+class _StoreReader:
+    """This process's reads, on the verification's one connection."""
 
-Checked = tuple[Batch, VerificationError | None]
-"""A batch's ``check_batch`` result and the first stored tree node inside it that is wrong."""
+    def __init__(self, store: LedgerStore, conn: Connection) -> None:
+        self.store, self.conn = store, conn
 
+    def rows(self, lo: int, hi: int) -> Iterator[StoredEntry]:
+        return self.store.rows(lo, hi, batch=hi - lo, conn=self.conn)
 
-def _init_worker(url: str, origin: str) -> None:
-    global _worker_store, _worker_origin
-    _worker_store = LedgerStore(make_engine(url))
-    _worker_origin = origin
-
-
-def _check_range(lo: int, hi: int, span: int, sizes: list[int], everything: bool) -> Checked:
-    """Worker: check rows [lo, hi) of the batch at ``lo`` and the tree nodes inside it."""
-    assert _worker_store is not None
-    return _check_rows(_worker_store, _worker_origin, lo, hi, span, sizes, everything)
+    def nodes_in_range(self, level: int, lo: int, hi: int) -> list[tuple[int, bytes | None]]:
+        return self.store.nodes_in_range(level, lo, hi, self.conn)
 
 
-def _check_rows(store: LedgerStore, origin: str, lo: int, hi: int, span: int,
-                sizes: list[int], everything: bool) -> Checked:
-    with store.engine.connect() as conn:
-        b, nodes = check_batch(store.rows(lo, hi, batch=hi - lo, conn=conn), origin, lo, span,
-                               sizes=sizes, everything=everything)
-        if b.tail is not None or b.error is not None:
-            return b, None  # the verifier stops at that row, before the nodes are compared
-        return b, _compare_nodes(store, conn, nodes)
+class _Worker:
+    """A ``verify_worker`` child process and the batches it has been given."""
+
+    def __init__(self, url: str, origin: str) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-c", BOOT], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.stdin, self.stdout = self.proc.stdin, self.proc.stdout
+        self.given = 0  # batches sent, not yet answered
+        self.ready = False
+        self._send(list(sys.path))
+        self._send((url, origin))
+
+    def _send(self, obj: Any) -> None:
+        self.stdin.write(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
+        self.stdin.flush()
+
+    def started(self) -> bool:
+        """Has it said anything yet (that it is ready, or that it failed)?"""
+        if not self.ready:
+            self.ready = bool(select.select([self.stdout], [], [], 0)[0])
+        return self.ready
+
+    def give(self, job: tuple[Any, ...]) -> None:
+        self._send(job)
+        self.given += 1
+
+    def answer(self) -> Checked:
+        """The answer to the oldest batch given (waits for it)."""
+        while True:
+            try:
+                msg = pickle.load(self.stdout)
+            except EOFError:
+                raise RuntimeError("a verification worker stopped unexpectedly (exit code "
+                                   f"{self.proc.wait()})") from None
+            if msg == READY:
+                self.ready = True
+                continue
+            self.given -= 1
+            status, value = msg
+            if status != "ok":
+                raise RuntimeError(f"a verification worker failed:\n{value}")
+            return value  # type: ignore[no-any-return]
+
+    def stop(self, *, finished: bool) -> None:
+        try:
+            self.stdin.close()
+        except OSError:  # it is gone already
+            pass
+        if not finished:
+            self.proc.kill()  # its answers are not wanted: do not wait for them
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.stdout.close()
 
 
-def _batches(store: LedgerStore, origin: str, url: str, upto: int, jobs: int,
-             sizes: list[int], everything: bool) -> Iterator[Checked]:
+def _batches(store: LedgerStore, conn: Connection, origin: str, url: str, upto: int,
+             jobs: int, sizes: list[int], everything: bool) -> Iterator[Checked]:
     # lazy: upto comes from the head, which may have been tampered with
     span = BATCH
+    here = _StoreReader(store, conn)
     ranges = ((lo, min(lo + span, upto), span,
                sizes[bisect_right(sizes, lo):bisect_right(sizes, lo + span)], everything)
               for lo in range(0, upto, span))
-    if jobs <= 1:
+    if jobs <= 1 or (HEAD_START and upto <= span):
         for r in ranges:
-            yield _check_rows(store, origin, *r)
+            yield check_range(here, origin, *r)
         return
-    ctx = multiprocessing.get_context("spawn")  # safe from threads (the TUI runs us in one)
-    with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker,
-                             initargs=(url, origin)) as pool:
-        # Each worker is a fresh interpreter importing coi (a second or more): check batches
-        # here meanwhile, in order, until one answers, so jobs > 1 is never slower than 1.
-        ready = [pool.submit(int) for _ in range(jobs)]
+    # Plain child processes (safe from threads: the TUI runs us in one), each importing only
+    # what a batch needs. Until one has started, check batches here, in order.
+    workers = [_Worker(url, origin) for _ in range(jobs)]
+    finished = False
+    try:
         it = iter(ranges)
-        while HEAD_START and not any(f.done() for f in ready):
-            here = next(it, None)
-            if here is None:
+        while HEAD_START and not any(w.started() for w in workers):
+            job = next(it, None)
+            if job is None:
                 break
-            yield _check_rows(store, origin, *here)
-        pending: deque[Future[Any]] = deque()
+            yield check_range(here, origin, *job)
+        pending: deque[_Worker] = deque()  # who has each batch given, in index order
         for r in it:
-            pending.append(pool.submit(_check_range, *r))
+            w = min(workers, key=lambda w: w.given)
+            w.give(r)
+            pending.append(w)
             if len(pending) >= 2 * jobs:
                 break
         while pending:
-            yield pending.popleft().result()
+            w = pending.popleft()
+            yield w.answer()
             nxt = next(it, None)
             if nxt is not None:
-                pending.append(pool.submit(_check_range, *nxt))
+                w.give(nxt)
+                pending.append(w)
+        finished = True
+    finally:
+        for w in workers:
+            w.stop(finished=finished)
 
 
 def verify_store(store: LedgerStore, url: str, head: Head, *, jobs: int = 1,
@@ -121,13 +175,14 @@ def verify_store(store: LedgerStore, url: str, head: Head, *, jobs: int = 1,
         _at_size(n, root, given, stored)
 
     with store.engine.connect() as conn:
-        for b, bad_node in _batches(store, origin, url, upto, jobs, sizes, hook is not None):
+        for b, bad_node in _batches(store, conn, origin, url, upto, jobs, sizes,
+                                    hook is not None):
             above = v.feed_batch(b, at_size)
             if b.seen == 0:
                 break
             if bad_node is not None:
                 raise bad_node
-            bad_node = _compare_nodes(store, conn, above)
+            bad_node = compare_nodes(_StoreReader(store, conn), above)
             if bad_node is not None:
                 raise bad_node
             if progress is not None:
@@ -234,29 +289,3 @@ def _first_index_from(engine: Engine, start: int) -> int | None:
     with engine.connect() as c:
         m = c.execute(select(func.min(E.c.idx)).where(E.c.idx >= start)).scalar()
     return None if m is None else int(m)
-
-
-def _compare_nodes(store: LedgerStore, conn: Any, nodes: list[tuple[int, int, bytes]]
-                   ) -> VerificationError | None:
-    """The first of ``nodes`` (lowest level first, then lowest index) whose stored copy is
-    missing or differs, as the error to raise; None if all are stored as rebuilt."""
-    by_level: dict[int, list[tuple[int, bytes]]] = {}
-    for level, idx, h in nodes:
-        by_level.setdefault(level, []).append((idx, h))
-    for level in sorted(by_level):
-        items = by_level[level]
-        items.sort()
-        lo, hi = items[0][0], items[-1][0] + 1
-        got = store.nodes_in_range(level, lo, hi, conn)
-        if got == items:
-            continue
-        stored = dict(got)
-        for idx, h in items:
-            s = stored.get(idx)
-            if s != h:
-                first_leaf = idx << level
-                what = "missing" if s is None else "wrong"
-                return VerificationError(
-                    f"stored tree node (level {level}, index {idx}) is {what}",
-                    index=first_leaf + (1 << level) - 1)
-    return None

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import base64
 import multiprocessing
-import resource
 import sqlite3
 import sys
 import tempfile
@@ -33,7 +32,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from build_ledger import cached_ledger  # noqa: E402
-from common import header, line, raw_verify_rate, verdict  # noqa: E402
+from common import header, line, own_peak_mib, raw_verify_rate, verdict  # noqa: E402
 
 
 def plain_dump(db: Path, out: Path) -> float:
@@ -45,19 +44,6 @@ def plain_dump(db: Path, out: Path) -> float:
             f.write(b"%d %s %s\n" % (idx, base64.b64encode(st), base64.b64encode(sig)))
     con.close()
     return time.perf_counter() - t
-
-
-def own_peak_mib() -> float:
-    """This process's own peak RSS (VmHWM; ru_maxrss where there is no /proc)."""
-    try:
-        with open("/proc/self/status") as f:
-            for text in f:
-                if text.startswith("VmHWM:"):
-                    return int(text.split()[1]) / 1024
-    except OSError:
-        pass
-    kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return kib / 1024 if sys.platform != "darwin" else kib / 2**20
 
 
 def _export(db: str, log_key: str, out: str, conn: Any) -> None:

@@ -2,11 +2,14 @@
 
 Runs ``LedgerService.verify(jobs=2)`` over a real ledger (built once by ``build_ledger.py`` and
 cached) in a child process, and prints the time, the rate against the raw Ed25519 verify rate
-measured in the same run, and the peak resident memory of the verifying parent
-(``ru_maxrss`` of that child) and of its worker processes (``RUSAGE_CHILDREN`` as seen from it,
-i.e. the largest worker). Verification streams rows in batches with at most ``2 x jobs``
-batches in flight, so memory must not grow with the ledger: the same figures are printed for a
-ledger 10x smaller for comparison (``--compare 0`` to skip).
+measured in the same run, and the peak resident memory of the verifying process and of its
+largest worker, each by its own account (``VmHWM`` of ``/proc/<pid>/status``: the verifying
+process reads its own at the end, and a thread in it samples its workers' while they run). Not
+``ru_maxrss``: on Linux a spawned child's starts at its parent's peak, so ``RUSAGE_CHILDREN``
+would report the verifying process's (or this one's) peak as the workers'. Verification streams
+rows in batches with at most ``2 x jobs`` batches in flight, so memory must not grow with the
+ledger: the same figures are printed for a ledger 10x smaller for comparison (``--compare 0``
+to skip).
 
 Run: ``python bench/bench_verify_1m.py [SIZE] [--jobs 2] [--compare 100000]``.
 """
@@ -27,21 +30,39 @@ from build_ledger import Built, cached_ledger  # noqa: E402
 from common import header, line, raw_verify_rate  # noqa: E402
 
 CHILD = """
-import json, resource, sys, time
+import json, sys, threading, time
+sys.path.insert(0, sys.argv[4])
+from common import child_pids, own_peak_mib
 from coi.service.ledger import LedgerService
 svc = LedgerService.open(sys.argv[1], sys.argv[2])
+workers = {}
+done = threading.Event()
+
+def sample():  # a worker's VmHWM only grows: the last sample before it exits is its peak
+    while True:
+        for pid in child_pids():
+            mib = own_peak_mib(pid)
+            if mib is not None:
+                workers[pid] = max(workers.get(pid, 0.0), mib)
+        if done.wait(0.05):
+            return
+
+sampler = threading.Thread(target=sample, daemon=True)
+sampler.start()
 t = time.perf_counter()
 res = svc.verify(jobs=int(sys.argv[3]))
 secs = time.perf_counter() - t
-kib = lambda who: resource.getrusage(who).ru_maxrss
-print(json.dumps({"size": res.size, "seconds": secs, "parent_kib": kib(resource.RUSAGE_SELF),
-                  "workers_kib": kib(resource.RUSAGE_CHILDREN)}))
+done.set()
+sampler.join()
+print(json.dumps({"size": res.size, "seconds": secs, "parent_mib": own_peak_mib(),
+                  "workers_mib": max(workers.values(), default=0.0), "workers": len(workers)}))
 """
 
 
 def run(built: Built, jobs: int) -> dict[str, float]:
     out = subprocess.run([sys.executable, "-c", CHILD, str(built.db), str(built.log_key),
-                          str(jobs)], check=True, capture_output=True, text=True)
+                          str(jobs), str(Path(__file__).resolve().parent)],
+                         check=True, capture_output=True, text=True)
     result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
 
@@ -67,8 +88,9 @@ def main(argv: list[str] | None = None) -> int:
         line("  verify wall time (in the service call)", r["seconds"], "s")
         line("  whole process (imports, open, verify)", total, "s")
         line("  rate", n / r["seconds"], "entry/s", baseline=raw)
-        line("  peak RSS, verifying process", r["parent_kib"] / 1024, "MiB")
-        line("  peak RSS, largest worker", r["workers_kib"] / 1024, "MiB")
+        line("  peak RSS (VmHWM), verifying process", r["parent_mib"], "MiB")
+        line(f"  peak RSS (VmHWM), largest of {int(r['workers'])} workers", r["workers_mib"],
+             "MiB")
     return 0
 
 

@@ -146,6 +146,34 @@ def peak_rss_children_mib() -> float:
     return _maxrss_mib(resource.RUSAGE_CHILDREN)
 
 
+def own_peak_mib(pid: int | str = "self") -> float | None:
+    """Peak RSS of a process by its own account: ``VmHWM`` in ``/proc/<pid>/status`` (this
+    process by default; where there is no ``/proc``, this process's ``ru_maxrss``). None if that
+    process is gone. Not ``ru_maxrss`` of a child: on Linux a spawned child's starts at its
+    parent's peak (see README.md)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for text in f:
+                if text.startswith("VmHWM:"):
+                    return int(text.split()[1]) / 1024
+    except OSError:
+        if pid != "self" or os.path.isdir("/proc"):
+            return None
+    return peak_rss_self_mib() if pid == "self" else None
+
+
+def child_pids(pid: int | str = "self") -> list[int]:
+    """The live child processes of a process (Linux ``/proc``; empty elsewhere)."""
+    out: list[int] = []
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                out += [int(x) for x in f.read().split()]
+    except OSError:
+        return out
+    return out
+
+
 def current_rss_mib() -> float:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20

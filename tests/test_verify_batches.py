@@ -38,7 +38,7 @@ from tests.test_tamper import (
     table_rows,
 )
 
-SPANS = (1, 4, 8)
+SPANS = ((1, 1), (4, 4), (8, 8), (1, 8))  # (first batch, largest batch)
 
 
 def outcome(svc: LedgerService, **kw: Any) -> tuple[int | None, str] | bytes:
@@ -56,12 +56,14 @@ def same_everywhere(svc: LedgerService, monkeypatch: pytest.MonkeyPatch, *,
     expected = outcome(svc, **kw)
     with monkeypatch.context() as m:
         m.setattr(verifying, "HEAD_START", False)
-        for span in SPANS:
-            m.setattr(verifying, "BATCH", span)
-            assert outcome(svc, **kw) == expected, f"BATCH={span}"
+        for first, most in SPANS:
+            m.setattr(verifying, "FIRST_BATCH", first)
+            m.setattr(verifying, "BATCH", most)
+            assert outcome(svc, **kw) == expected, f"batches {first} to {most}"
         if workers:
+            m.setattr(verifying, "FIRST_BATCH", 2)
             m.setattr(verifying, "BATCH", 4)
-            assert outcome(svc, jobs=2, **kw) == expected, "BATCH=4, jobs=2"
+            assert outcome(svc, jobs=2, **kw) == expected, "batches 2 to 4, jobs=2"
     return expected
 
 
@@ -99,6 +101,15 @@ def test_check_batch_gives_the_batch_subtree_and_nodes(sqlite_ledger: Ledger) ->
     assert sorted(got) == sorted(n for n in nodes if n[0] <= 3)
     with pytest.raises(ValueError, match="cannot start"):
         check_batch(rows[4:12], origin, 4, 8)
+
+
+def test_batch_spans_grow_and_stay_aligned() -> None:
+    spans = list(verifying._spans(5000, 128, 1024))  # noqa: SLF001
+    assert [s for _lo, _hi, s in spans[:6]] == [128, 128, 256, 512, 1024, 1024]
+    assert spans[0][0] == 0 and spans[-1][1] == 5000
+    assert all(lo % span == 0 and hi - lo <= span for lo, hi, span in spans)
+    assert all(a[1] == b[0] for a, b in zip(spans, spans[1:], strict=False))
+    assert [s[:2] for s in verifying._spans(3, 4, 4)] == [(0, 3)]  # noqa: SLF001
 
 
 def whole_root(rows: list[Any]) -> bytes:

@@ -32,8 +32,13 @@ from coi.ledger.errors import VerificationError
 from coi.ledger.verify import EntryHook, LedgerVerifier, VerifiedLog
 from coi.service.verify_worker import BOOT, READY, Checked, check_range, compare_nodes
 
-BATCH = 2048
-"""Rows per batch: a power of two, so that each batch is one complete subtree of the tree."""
+BATCH = 1024
+"""Rows per batch, at most: a power of two, so that each batch is one complete subtree."""
+
+FIRST_BATCH = 128
+"""The first batches are smaller (doubling up to ``BATCH`` as alignment allows), so that this
+process hands over to the workers soon after they start, and the last worker to finish has
+little left to do."""
 
 HEAD_START = True
 """With ``jobs > 1``, check batches in this process while the workers start (tests turn this
@@ -111,15 +116,24 @@ class _Worker:
         self.stdout.close()
 
 
+def _spans(upto: int, first: int, most: int) -> Iterator[tuple[int, int, int]]:
+    """``(lo, hi, span)`` of the batches covering [0, upto): spans are powers of two from
+    ``first`` to ``most``, each dividing its ``lo`` (a span doubles once ``lo`` allows it)."""
+    lo, span = 0, first
+    while lo < upto:
+        while span < most and lo and lo % (2 * span) == 0:
+            span *= 2
+        yield lo, min(lo + span, upto), span
+        lo += span
+
+
 def _batches(store: LedgerStore, conn: Connection, origin: str, url: str, upto: int,
              jobs: int, sizes: list[int], everything: bool) -> Iterator[Checked]:
     # lazy: upto comes from the head, which may have been tampered with
-    span = BATCH
     here = _StoreReader(store, conn)
-    ranges = ((lo, min(lo + span, upto), span,
-               sizes[bisect_right(sizes, lo):bisect_right(sizes, lo + span)], everything)
-              for lo in range(0, upto, span))
-    if jobs <= 1 or (HEAD_START and upto <= span):
+    ranges = ((lo, hi, span, sizes[bisect_right(sizes, lo):bisect_right(sizes, lo + span)],
+               everything) for lo, hi, span in _spans(upto, min(FIRST_BATCH, BATCH), BATCH))
+    if jobs <= 1 or (HEAD_START and upto <= FIRST_BATCH):
         for r in ranges:
             yield check_range(here, origin, *r)
         return

@@ -108,6 +108,7 @@ def _export_fhir(svc: object, scope: Scope, output: Path) -> int:
     from coi.export.fhir import fhir_bundle
     from coi.ledger import jcs
     from coi.ledger.entry import Statement
+    from coi.service.chain import definition_in_force
     from coi.service.files import write_atomically
     from coi.service.ledger import LedgerService
 
@@ -120,7 +121,9 @@ def _export_fhir(svc: object, scope: Scope, output: Path) -> int:
             sigs[row.index] = [s["sig"] for s in jcs.decode(row.signatures)]
             yield Statement.from_json(jcs.decode(row.statement))
 
-    bundle = fhir_bundle(statements(), load_process(), origin=head.origin, signatures=sigs)
+    found = definition_in_force(svc)  # the ledger's own definition, for its step titles
+    process = found[0] if found is not None else load_process()
+    bundle = fhir_bundle(statements(), process, origin=head.origin, signatures=sigs)
     write_atomically(output, (json.dumps(bundle, indent=2, ensure_ascii=False) + "\n")
                      .encode("utf-8"))
     return len(bundle["entry"])

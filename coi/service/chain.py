@@ -79,13 +79,18 @@ def process_in_force(svc: LedgerService) -> Mapping[str, Any] | None:
     return g.process if g is not None else None
 
 
+def definition_in_force(svc: LedgerService) -> tuple[Process, bytes] | None:
+    """The shipped definition (and its exact bytes) whose hash the genesis names, if any."""
+    declared = process_in_force(svc)
+    return shipped_for(str(declared.get("sha256"))) if declared is not None else None
+
+
 def refuse_process_types(svc: LedgerService, type_: str, *, subject: str = "",
                          by: str = "") -> None:
     """Once a process is in force, its own entry types go only through `coi record`."""
-    declared = process_in_force(svc)
-    if declared is None:
+    if process_in_force(svc) is None:
         return
-    found = shipped_for(str(declared.get("sha256")))
+    found = definition_in_force(svc)
     p = found[0] if found is not None else load_process()
     if type_ in p.entry_types:
         reason = (f"{type_!r} belongs to the process {p.name} {p.version}: record it with "
@@ -159,7 +164,7 @@ class CoiService:
             if declared is None:
                 raise ConfigError("this ledger was created without a process definition; "
                                   "chain-of-identity commands need one (coi init)")
-            found = shipped_for(str(declared.get("sha256")))
+            found = definition_in_force(self.ledger)
             if found is None:
                 p = load_process()
                 raise ConfigError(

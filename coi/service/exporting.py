@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from coi.domain import isbt
-from coi.domain.process import shipped_for
 from coi.domain.scan import CoiIdScan, CompoundScan, LabelScan, ScanError, parse_scan
 from coi.export.bundle import (
     EmptyScope,
@@ -33,7 +32,7 @@ from coi.export.bundle import (
     Scope,
     export_bundle,
 )
-from coi.service.chain import process_in_force
+from coi.service.chain import definition_in_force
 from coi.service.errors import ConfigError, Refused
 from coi.service.ledger import LedgerService
 
@@ -217,8 +216,7 @@ def prepare_export(svc: LedgerService, scope: Scope, output: Path, *, by: str | 
 
 def _process_source(svc: LedgerService) -> bytes | None:
     """The shipped definition whose hash the genesis names (not always the newest one)."""
-    declared = process_in_force(svc)
-    found = shipped_for(str(declared.get("sha256"))) if declared is not None else None
+    found = definition_in_force(svc)
     return found[1] if found is not None else None
 
 

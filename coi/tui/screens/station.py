@@ -348,8 +348,10 @@ class StationScreen(CoiScreen):
         form = self.query_one("#form")
         form.display = True
         first = form.query("Input, Select").first()
-        first.focus()
-        self.query_one("#station-body", VerticalScroll).scroll_to_widget(form, animate=False)
+        first.focus(scroll_visible=False)
+        # Once the form is laid out, scroll only as far as its first field: the identity in
+        # large type stays in sight while the fields are filled in.
+        self.call_after_refresh(first.scroll_visible, animate=False)
 
     # -- signing ------------------------------------------------------------------------------
     def on_input_submitted(self, event: Input.Submitted) -> None:

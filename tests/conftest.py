@@ -145,3 +145,20 @@ def backend_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple
 
 
 LedgerFactory = Callable[..., Ledger]
+
+
+# ------------------------------------------------------------------- the TUI tests' demo ledger
+@pytest.fixture(scope="session")
+def demo_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo ledger, built once per test process (scrypt for every demo user is slow)."""
+    from tests.tui_support import demo_template
+
+    return demo_template(tmp_path_factory.mktemp("tui-demo"))
+
+
+@pytest.fixture
+def db(demo_db: Path, tmp_path: Path) -> Path:
+    """A private copy of the demo ledger for one test."""
+    from tests.tui_support import copy_demo
+
+    return copy_demo(demo_db, tmp_path)

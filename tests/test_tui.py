@@ -27,7 +27,7 @@ from coi.tui.screens.release import ReleaseScreen
 from coi.tui.screens.review import ReviewScreen
 from coi.tui.screens.station import StationScreen
 from coi.tui.widgets.scan_input import GS, GS_SHOWN, ScanInput
-from tests.tui_support import copy_demo, demo_template, last_entry, make_app, settle
+from tests.tui_support import last_entry, make_app, settle
 
 pytestmark = pytest.mark.xdist_group("tui")
 
@@ -36,16 +36,6 @@ SHIPPED = "CHA99992600000B"  # shipped: receipt at the treatment centre is next 
 GATE_MET = "CHA99992600000C"  # qc_testing, every QC result in, no open deviation
 GATE_BLOCKED = "CHA999926000004"  # qc_testing with an open temperature-excursion deviation
 INFUSED = "CHA999926000001"
-
-
-@pytest.fixture(scope="session")
-def demo_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return demo_template(tmp_path_factory.mktemp("tui-demo"))
-
-
-@pytest.fixture
-def db(demo_db: Path, tmp_path: Path) -> Path:
-    return copy_demo(demo_db, tmp_path)
 
 
 async def paste(pilot: Pilot[Any], text: str) -> None:

@@ -23,7 +23,7 @@ from coi.tui.app import CoiApp
 from coi.tui.screens.audit import AuditScreen
 from coi.tui.screens.export import ConfirmOverwrite, ExportScreen
 from coi.tui.screens.home import HomeScreen
-from tests.tui_support import copy_demo, demo_template, make_app, settle
+from tests.tui_support import copy_demo, make_app, settle
 
 pytestmark = pytest.mark.xdist_group("tui")
 
@@ -31,13 +31,9 @@ INFUSED = "CHA999926000001"
 TODAY = "2026-05-28"  # the demo's fixed "now" in Europe/Paris
 
 
-@pytest.fixture(scope="session")
-def demo_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return demo_template(tmp_path_factory.mktemp("tui-demo"))
-
-
 @pytest.fixture
 def db(demo_db: Path, tmp_path: Path) -> Path:
+    """The demo copy in its own folder: tmp_path itself is where exports are written."""
     site = tmp_path / "site"
     site.mkdir()
     return copy_demo(demo_db, site)

@@ -15,21 +15,11 @@ from coi.tui.screens.correct import CorrectionScreen
 from coi.tui.screens.enrol import EnrolScreen
 from coi.tui.screens.home import HomeScreen
 from coi.tui.screens.product import ProductScreen
-from tests.tui_support import copy_demo, demo_template, last_entry, make_app, settle
+from tests.tui_support import last_entry, make_app, settle
 
 pytestmark = pytest.mark.xdist_group("tui")
 
 HARVEST_READY = "CHA99992600000G"  # expanded; its expansion entry was recorded by mo
-
-
-@pytest.fixture(scope="session")
-def demo_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return demo_template(tmp_path_factory.mktemp("tui-demo"))
-
-
-@pytest.fixture
-def db(demo_db: Path, tmp_path: Path) -> Path:
-    return copy_demo(demo_db, tmp_path)
 
 
 def text_of(screen: Any, selector: str) -> str:

@@ -25,21 +25,11 @@ from coi.tui.screens.product import ProductScreen
 from coi.tui.screens.release import ReleaseScreen
 from coi.tui.screens.station import StationScreen
 from coi.tui.widgets.scan_input import ScanInput
-from tests.tui_support import copy_demo, demo_template, make_app, settle
+from tests.tui_support import make_app, settle
 
 pytestmark = pytest.mark.xdist_group("tui")
 SIZE = (80, 24)
 Before = Callable[[Pilot[Any]], Awaitable[None]]
-
-
-@pytest.fixture(scope="session")
-def demo_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return demo_template(tmp_path_factory.mktemp("tui-demo"))
-
-
-@pytest.fixture
-def db(demo_db: Path, tmp_path: Path) -> Path:
-    return copy_demo(demo_db, tmp_path)
 
 
 @pytest.fixture

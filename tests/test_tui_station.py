@@ -20,7 +20,7 @@ from coi.tui.screens.alert import AlertScreen
 from coi.tui.screens.home import HomeScreen
 from coi.tui.screens.station import StationScreen
 from coi.tui.widgets.scan_input import ESC_WAIT_S, ScanInput
-from tests.tui_support import copy_demo, demo_template, last_entry, make_app, settle
+from tests.tui_support import last_entry, make_app, settle
 
 pytestmark = pytest.mark.xdist_group("tui")
 
@@ -30,16 +30,6 @@ OTHER_PATIENT = "MRN000007"
 SHIPPED = "CHA99992600000B"  # receipt at the treatment centre is next
 HARVEST_READY = "CHA99992600000G"
 D = 86_400_000
-
-
-@pytest.fixture(scope="session")
-def demo_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return demo_template(tmp_path_factory.mktemp("tui-demo"))
-
-
-@pytest.fixture
-def db(demo_db: Path, tmp_path: Path) -> Path:
-    return copy_demo(demo_db, tmp_path)
 
 
 def thawed_app(db: Path) -> Any:

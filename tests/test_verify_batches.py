@@ -63,8 +63,23 @@ def same_everywhere(svc: LedgerService, monkeypatch: pytest.MonkeyPatch, *,
         if workers:
             m.setattr(verifying, "FIRST_BATCH", 2)
             m.setattr(verifying, "BATCH", 4)
+            before = set(live_children())  # e.g. multiprocessing's resource tracker
             assert outcome(svc, jobs=2, **kw) == expected, "batches 2 to 4, jobs=2"
+            assert set(live_children()) <= before, "workers left running"
     return expected
+
+
+def live_children() -> list[int]:
+    """This process's child processes still running (Linux; empty where /proc is missing)."""
+    out: list[int] = []
+    if not Path("/proc/self/task").is_dir():
+        return out
+    for task in Path("/proc/self/task").iterdir():
+        for pid in (task / "children").read_text().split():
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
+            if state != "Z":
+                out.append(int(pid))
+    return out
 
 
 @pytest.fixture

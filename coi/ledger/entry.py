@@ -148,7 +148,7 @@ class Statement:
     def from_json(cls, obj: Any) -> Statement:
         if not isinstance(obj, dict):
             raise ProfileError("statement is not a JSON object")
-        if set(obj) != STATEMENT_KEYS:
+        if obj.keys() != STATEMENT_KEYS:
             missing, extra = STATEMENT_KEYS - set(obj), set(obj) - STATEMENT_KEYS
             raise ProfileError(
                 f"statement fields wrong (missing {sorted(missing)}, unexpected {sorted(extra)})"
@@ -399,6 +399,8 @@ def _public_key(raw: bytes) -> Ed25519PublicKey:
     return k
 
 
+_BYTES_LIKE = (bytes, bytearray, memoryview)
+_SIGNATURE_KEYS = frozenset({"keyid", "sig"})
 _KEY_IDS: dict[bytes, str] = {}
 
 
@@ -456,7 +458,7 @@ def _signed(i: int, st: Statement, body: bytes, sig_bytes: bytes) -> bytes:
                   f"{len(sigs) if isinstance(sigs, list) else 'no list'}")
     msg = pae(body)
     for n, (ref, s) in enumerate(zip(st.signers, sigs, strict=True)):
-        if not isinstance(s, dict) or set(s) != {"keyid", "sig"}:
+        if not isinstance(s, dict) or s.keys() != _SIGNATURE_KEYS:
             raise bad(f"signature {n} must have exactly keyid and sig")
         if s["keyid"] != _key_id(ref.key):
             raise bad(f"signature {n} is by key {s['keyid']!r}, not {ref.user}'s key")
@@ -501,9 +503,9 @@ def check_entry(row: StoredEntry, origin: str) -> CheckedEntry:
     def bad(reason: str) -> VerificationError:
         return VerificationError(reason, index=i)
 
-    if not isinstance(row.statement, bytes | bytearray | memoryview):
+    if not isinstance(row.statement, _BYTES_LIKE):
         raise bad("statement column is empty or not bytes")
-    if not isinstance(row.signatures, bytes | bytearray | memoryview):
+    if not isinstance(row.signatures, _BYTES_LIKE):
         raise bad("signatures column is empty or not bytes")
     body, sig_bytes = bytes(row.statement), bytes(row.signatures)
     # 1. The statement belongs here: this log, this index, these columns.

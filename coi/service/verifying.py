@@ -15,9 +15,10 @@ head. Memory stays bounded: at most ``2 × jobs`` batches are in flight.
 from __future__ import annotations
 
 import pickle
-import select
+import queue
 import subprocess
 import sys
+import threading
 from bisect import bisect_right
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -58,7 +59,10 @@ class _StoreReader:
 
 
 class _Worker:
-    """A ``verify_worker`` child process and the batches it has been given."""
+    """A ``verify_worker`` child process and the batches it has been given.
+
+    A thread reads its answers as they come (so its pipe never fills, and "has it started?"
+    needs no polling of a pipe, which not every platform can do)."""
 
     def __init__(self, url: str, origin: str) -> None:
         self.proc = subprocess.Popen([sys.executable, "-c", BOOT], stdin=subprocess.PIPE,
@@ -67,8 +71,19 @@ class _Worker:
         self.stdin, self.stdout = self.proc.stdin, self.proc.stdout
         self.given = 0  # batches sent, not yet answered
         self.ready = False
+        self._answers: queue.SimpleQueue[tuple[bool, Any]] = queue.SimpleQueue()
+        self._reader = threading.Thread(target=self._read, name="coi-verify-reader",
+                                        daemon=True)
+        self._reader.start()
         self._send(list(sys.path))
         self._send((url, origin))
+
+    def _read(self) -> None:
+        try:
+            while True:
+                self._answers.put((True, pickle.load(self.stdout)))
+        except Exception:  # EOF (it exited) or a broken pipe: answer() reports it
+            self._answers.put((False, None))
 
     def _send(self, obj: Any) -> None:
         self.stdin.write(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
@@ -77,7 +92,7 @@ class _Worker:
     def started(self) -> bool:
         """Has it said anything yet (that it is ready, or that it failed)?"""
         if not self.ready:
-            self.ready = bool(select.select([self.stdout], [], [], 0)[0])
+            self.ready = not self._answers.empty()
         return self.ready
 
     def give(self, job: tuple[Any, ...]) -> None:
@@ -87,11 +102,10 @@ class _Worker:
     def answer(self) -> Checked:
         """The answer to the oldest batch given (waits for it)."""
         while True:
-            try:
-                msg = pickle.load(self.stdout)
-            except EOFError:
+            ok, msg = self._answers.get()
+            if not ok:
                 raise RuntimeError("a verification worker stopped unexpectedly (exit code "
-                                   f"{self.proc.wait()})") from None
+                                   f"{self.proc.wait()})")
             if msg == READY:
                 self.ready = True
                 continue
@@ -113,6 +127,7 @@ class _Worker:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+        self._reader.join(timeout=10)  # it ends at the end of the pipe
         self.stdout.close()
 
 

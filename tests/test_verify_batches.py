@@ -125,6 +125,15 @@ def test_batch_spans_grow_and_stay_aligned() -> None:
     assert all(lo % span == 0 and hi - lo <= span for lo, hi, span in spans)
     assert all(a[1] == b[0] for a, b in zip(spans, spans[1:], strict=False))
     assert [s[:2] for s in verifying._spans(3, 4, 4)] == [(0, 3)]  # noqa: SLF001
+    for upto in (1, 127, 128, 1000, 5000, 20_000, 65_537):
+        for jobs in (1, 2, 3):
+            spans = list(verifying._spans(upto, 128, 1024, jobs))  # noqa: SLF001
+            assert spans[0][0] == 0 and spans[-1][1] == upto
+            assert all(a[1] == b[0] for a, b in zip(spans, spans[1:], strict=False))
+            assert all(lo % span == 0 and 0 < hi - lo <= span and 128 <= span <= 1024
+                       for lo, hi, span in spans)
+    tail = [s for _lo, _hi, s in verifying._spans(20_000, 128, 1024, 2)][-6:]  # noqa: SLF001
+    assert tail == sorted(tail, reverse=True) and tail[-1] == 128
 
 
 def whole_root(rows: list[Any]) -> bytes:

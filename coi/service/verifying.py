@@ -116,12 +116,15 @@ class _Worker:
             return value  # type: ignore[no-any-return]
 
     def stop(self, *, finished: bool) -> None:
+        """Tell it to exit (end of its input: it has answered everything) or kill it."""
         try:
             self.stdin.close()
         except OSError:  # it is gone already
             pass
         if not finished:
             self.proc.kill()  # its answers are not wanted: do not wait for them
+
+    def reap(self) -> None:
         try:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
@@ -131,13 +134,19 @@ class _Worker:
         self.stdout.close()
 
 
-def _spans(upto: int, first: int, most: int) -> Iterator[tuple[int, int, int]]:
+def _spans(upto: int, first: int, most: int, jobs: int = 1) -> Iterator[tuple[int, int, int]]:
     """``(lo, hi, span)`` of the batches covering [0, upto): spans are powers of two from
-    ``first`` to ``most``, each dividing its ``lo`` (a span doubles once ``lo`` allows it)."""
+    ``first`` to ``most``, each dividing its ``lo`` (a span doubles once ``lo`` allows it).
+    With several workers they shrink again towards the end (to no less than ``first``), so
+    that the workers finish at about the same time."""
     lo, span = 0, first
     while lo < upto:
         while span < most and lo and lo % (2 * span) == 0:
             span *= 2
+        if jobs > 1:
+            share = (upto - lo) // (2 * jobs)
+            while span > first and span > share:
+                span //= 2
         yield lo, min(lo + span, upto), span
         lo += span
 
@@ -147,7 +156,8 @@ def _batches(store: LedgerStore, conn: Connection, origin: str, url: str, upto: 
     # lazy: upto comes from the head, which may have been tampered with
     here = _StoreReader(store, conn)
     ranges = ((lo, hi, span, sizes[bisect_right(sizes, lo):bisect_right(sizes, lo + span)],
-               everything) for lo, hi, span in _spans(upto, min(FIRST_BATCH, BATCH), BATCH))
+               everything)
+              for lo, hi, span in _spans(upto, min(FIRST_BATCH, BATCH), BATCH, jobs))
     if jobs <= 1 or (HEAD_START and upto <= FIRST_BATCH):
         for r in ranges:
             yield check_range(here, origin, *r)
@@ -181,6 +191,8 @@ def _batches(store: LedgerStore, conn: Connection, origin: str, url: str, upto: 
     finally:
         for w in workers:
             w.stop(finished=finished)
+        for w in workers:  # once all are told: they exit at the same time
+            w.reap()
 
 
 def verify_store(store: LedgerStore, url: str, head: Head, *, jobs: int = 1,

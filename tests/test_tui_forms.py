@@ -31,6 +31,13 @@ def entry_index(app: Any, coi: str, entry_type: str) -> int:
 
 
 # ------------------------------------------------------------------------------ enrolment
+def fill_enrolment(screen: EnrolScreen, patient: str, site: str, slot: str) -> None:
+    screen.query_one("#enrol-patient", Input).value = patient
+    screen.query_one("#enrol-site", Input).value = site
+    screen.query_one("#enrol-slot", Input).value = slot
+    screen.query_one("#enrol-password", Input).value = demo_password("alice")
+
+
 async def test_enrolment_form_assigns_a_coi_and_keeps_the_patient_out_of_the_ledger(
         db: Path) -> None:
     app = make_app(db, user="alice")
@@ -41,10 +48,7 @@ async def test_enrolment_form_assigns_a_coi_and_keeps_the_patient_out_of_the_led
         screen = app.screen
         assert isinstance(screen, EnrolScreen)
         before = last_entry(app.svc)["size"]
-        screen.query_one("#enrol-patient", Input).value = "MRN0099123"
-        screen.query_one("#enrol-site", Input).value = "A9999-HEMATOLOGY"
-        screen.query_one("#enrol-slot", Input).value = "SLOT-2026-12-03"
-        screen.query_one("#enrol-password", Input).value = demo_password("alice")
+        fill_enrolment(screen, "MRN0099123", "A9999-HEMATOLOGY", "SLOT-2026-12-03")
         await pilot.press("ctrl+s")
         await settle(pilot, lambda: screen.enrolled is not None)
         entry = last_entry(app.svc)
@@ -69,10 +73,7 @@ async def test_enrolment_with_a_bad_site_is_refused_recorded_and_enrols_nothing(
         screen = app.screen
         assert isinstance(screen, EnrolScreen)
         products = len(app.svc.chain().products)
-        screen.query_one("#enrol-patient", Input).value = "MRN0099124"
-        screen.query_one("#enrol-site", Input).value = "[red]site\x1b[31m"
-        screen.query_one("#enrol-slot", Input).value = "S1"
-        screen.query_one("#enrol-password", Input).value = demo_password("alice")
+        fill_enrolment(screen, "MRN0099124", "[red]site\x1b[31m", "S1")
         await pilot.press("ctrl+s")
         await settle(pilot, lambda: "Not enrolled" in text_of(screen, "#enrol-result"))
         shown = text_of(screen, "#enrol-result")

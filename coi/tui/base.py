@@ -20,6 +20,11 @@ class WorkerErrors:
         if event.state == WorkerState.ERROR and event.worker.error is not None:
             self.coi_app.show_error(event.worker.error)
 
+    def lock_if_signed_out(self) -> None:
+        """After a refused signature: a session that ended (lockout, timeout) locks the app."""
+        if self.coi_app.session.user is None:
+            self.coi_app.action_lock()
+
     @property
     def coi_app(self) -> CoiApp:
         return cast("CoiApp", self.app)  # type: ignore[attr-defined]

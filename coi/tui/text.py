@@ -23,6 +23,12 @@ def line(value: object, style: str = "") -> Text:
     return out
 
 
+def refusal(prefix: str, reason: str, recorded_index: int | None = None) -> Text:
+    """A refusal in red: what was refused and why, and the entry that recorded it, if any."""
+    more = f" (recorded as entry {recorded_index})" if recorded_index is not None else ""
+    return show(prefix + reason + more, "bold red")
+
+
 def lines(*parts: tuple[str, object] | Text) -> Text:
     """Join labelled values: ``("State: ", value)`` pairs or ready ``Text`` pieces."""
     out = Text()

@@ -22,7 +22,7 @@ from textual.widgets import Button, Footer, Header, Input, Label, Static
 from coi.service.errors import Refused
 from coi.service.views import CorrectionTarget, correction_target
 from coi.tui.base import CoiScreen, serialized
-from coi.tui.text import line, show
+from coi.tui.text import line, refusal, show
 
 
 class CorrectionScreen(CoiScreen):
@@ -181,10 +181,8 @@ class CorrectionScreen(CoiScreen):
     def refused(self, e: Refused) -> None:
         self.busy = False
         self.query_one("#correct-password", Input).value = ""
-        more = f" (recorded as entry {e.recorded_index})" if e.recorded_index is not None else ""
-        self.say(show("✗ Correction refused: " + e.reason + more, "bold red"))
-        if self.coi_app.session.user is None:
-            self.coi_app.action_lock()
+        self.say(refusal("✗ Correction refused: ", e.reason, e.recorded_index))
+        self.lock_if_signed_out()
 
     def done(self, index: int, name: str, when: str, changed: list[str]) -> None:
         self.busy = False

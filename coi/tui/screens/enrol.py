@@ -19,7 +19,7 @@ from textual.widgets import Button, Footer, Header, Input, Label, Static
 
 from coi.service.errors import ConfigError, Refused
 from coi.tui.base import CoiScreen, serialized
-from coi.tui.text import line, show
+from coi.tui.text import line, refusal
 from coi.tui.widgets.big_text import BigText
 
 FIELDS = (
@@ -111,12 +111,11 @@ class EnrolScreen(CoiScreen):
     def refused(self, e: Any) -> None:
         self.busy = False
         self.query_one("#enrol-password", Input).value = ""
-        reason = e.reason if isinstance(e, Refused) else str(e)
-        more = (f" (recorded as entry {e.recorded_index})"
-                if isinstance(e, Refused) and e.recorded_index is not None else "")
-        self.say(show("✗ Not enrolled: " + reason + more, "bold red"))
-        if self.coi_app.session.user is None:
-            self.coi_app.action_lock()
+        if isinstance(e, Refused):
+            self.say(refusal("✗ Not enrolled: ", e.reason, e.recorded_index))
+        else:
+            self.say(refusal("✗ Not enrolled: ", str(e)))
+        self.lock_if_signed_out()
 
     def done(self, coi: str, index: int, name: str, when: str) -> None:
         self.busy = False

@@ -40,7 +40,7 @@ from coi.service.views import (
 )
 from coi.tui.base import CoiScreen, serialized
 from coi.tui.screens.alert import AlertScreen
-from coi.tui.text import line, show
+from coi.tui.text import line, refusal, show
 from coi.tui.widgets.big_text import BigText
 from coi.tui.widgets.scan_input import ScanInput
 
@@ -433,11 +433,9 @@ class StationScreen(CoiScreen):
         pw = self.query_one("#password", Input)
         pw.value = ""
         pw.focus()
-        more = f" (recorded as entry {e.recorded_index})" if e.recorded_index is not None else ""
-        self.query_one("#confirm", Static).update(show("Signature refused: " + e.reason + more,
-                                                       "bold red"))
-        if self.coi_app.session.user is None:
-            self.coi_app.action_lock()
+        self.query_one("#confirm", Static).update(
+            refusal("Signature refused: ", e.reason, e.recorded_index))
+        self.lock_if_signed_out()
 
     def recorded(self, target: ScanTarget, index: int, signers: list[tuple[str, str]],
                  when: str, deviations: list[int], signing_ms: float, record_ms: float) -> None:

@@ -203,3 +203,18 @@ def test_correction_form(db: Path, snap_compare: Any) -> None:
         await settle(pilot)
 
     assert snap_compare(make_app(db, user="maya"), terminal_size=SIZE, run_before=run)
+
+
+def test_admin_enrol_form(db: Path, snap_compare: Any) -> None:
+    from coi.tui.screens.admin import AdminForm
+
+    assert snap_compare(make_app(db, user="admin"), terminal_size=SIZE,
+                        run_before=push(lambda: AdminForm("enrol")))
+
+
+def test_export_confirm_overwrite(db: Path, snap_compare: Any) -> None:
+    from coi.tui.screens.export import ConfirmOverwrite
+
+    assert snap_compare(make_app(db, user="ari"), terminal_size=SIZE,
+                        run_before=push(lambda: ConfirmOverwrite(
+                            [Path("coi-export-CHA999926000001-2026-05-28.jsonl")])))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from textual.widgets import DataTable, Input, Static
@@ -19,6 +19,7 @@ from tests.tui_support import last_entry, make_app, settle
 
 pytestmark = pytest.mark.xdist_group("tui")
 
+S = TypeVar("S")
 HARVEST_READY = "CHA99992600000G"  # expanded; its expansion entry was recorded by mo
 
 
@@ -28,6 +29,27 @@ def text_of(screen: Any, selector: str) -> str:
 
 def entry_index(app: Any, coi: str, entry_type: str) -> int:
     return next(t["index"] for t in app.svc.show(coi)["timeline"] if t["type"] == entry_type)
+
+
+async def open_from_home(pilot: Any, app: Any, how: str, kind: type[S]) -> S:
+    """From the home screen, press a key (``f6``) or run an app action (``correct('…', 7)``);
+    the screen it opens, once shown (a correction screen once its entry is loaded)."""
+    await settle(pilot, lambda: isinstance(app.screen, HomeScreen))
+    if how.startswith("f") and how[1:].isdigit():
+        await pilot.press(how)
+    else:
+        await app.run_action(how)
+    await settle(pilot, lambda: isinstance(app.screen, kind))
+    screen = app.screen
+    if isinstance(screen, CorrectionScreen) and "(" in how:  # it loads the entry it names
+        await settle(pilot, lambda: screen.target is not None)
+    assert isinstance(screen, kind)
+    return screen
+
+
+def correct_expansion(app: Any) -> str:
+    """The app action that opens the correction of HARVEST_READY's expansion entry."""
+    return f"correct('{HARVEST_READY}', {entry_index(app, HARVEST_READY, 'step.expansion')})"
 
 
 # ------------------------------------------------------------------------------ enrolment
@@ -42,11 +64,7 @@ async def test_enrolment_form_assigns_a_coi_and_keeps_the_patient_out_of_the_led
         db: Path) -> None:
     app = make_app(db, user="alice")
     async with app.run_test(size=(100, 32)) as pilot:
-        await settle(pilot, lambda: isinstance(app.screen, HomeScreen))
-        await pilot.press("f6")
-        await settle(pilot, lambda: isinstance(app.screen, EnrolScreen))
-        screen = app.screen
-        assert isinstance(screen, EnrolScreen)
+        screen = await open_from_home(pilot, app, "f6", EnrolScreen)
         before = last_entry(app.svc)["size"]
         fill_enrolment(screen, "MRN0099123", "A9999-HEMATOLOGY", "SLOT-2026-12-03")
         await pilot.press("ctrl+s")
@@ -67,11 +85,7 @@ async def test_enrolment_with_a_bad_site_is_refused_recorded_and_enrols_nothing(
         db: Path) -> None:
     app = make_app(db, user="alice")
     async with app.run_test(size=(100, 32)) as pilot:
-        await settle(pilot, lambda: isinstance(app.screen, HomeScreen))
-        await app.run_action("enrol")
-        await settle(pilot, lambda: isinstance(app.screen, EnrolScreen))
-        screen = app.screen
-        assert isinstance(screen, EnrolScreen)
+        screen = await open_from_home(pilot, app, "enrol", EnrolScreen)
         products = len(app.svc.chain().products)
         fill_enrolment(screen, "MRN0099124", "[red]site\x1b[31m", "S1")
         await pilot.press("ctrl+s")
@@ -99,13 +113,9 @@ async def test_enrolment_is_not_offered_to_roles_that_may_not_enrol(db: Path) ->
 async def test_correction_records_a_new_entry_and_the_original_stays(db: Path) -> None:
     app = make_app(db, user="maya")
     async with app.run_test(size=(100, 32)) as pilot:
-        await settle(pilot, lambda: isinstance(app.screen, HomeScreen))
         index = entry_index(app, HARVEST_READY, "step.expansion")
-        await app.run_action(f"correct('{HARVEST_READY}', {index})")
-        await settle(pilot, lambda: isinstance(app.screen, CorrectionScreen)
-                     and app.screen.target is not None)
-        screen = app.screen
-        assert isinstance(screen, CorrectionScreen) and screen.target is not None
+        screen = await open_from_home(pilot, app, correct_expansion(app), CorrectionScreen)
+        assert screen.target is not None
         fix = screen.query_one("#fix-viable_cells", Input)
         assert fix.value == "3400000000"
         fix.value = "3300000000"
@@ -125,11 +135,7 @@ async def test_correction_records_a_new_entry_and_the_original_stays(db: Path) -
 async def test_correction_needs_a_change_a_reason_and_a_step_entry(db: Path) -> None:
     app = make_app(db, user="maya")
     async with app.run_test(size=(100, 32)) as pilot:
-        await settle(pilot, lambda: isinstance(app.screen, HomeScreen))
-        await app.run_action("correct")
-        await settle(pilot, lambda: isinstance(app.screen, CorrectionScreen))
-        screen = app.screen
-        assert isinstance(screen, CorrectionScreen)
+        screen = await open_from_home(pilot, app, "correct", CorrectionScreen)
         size = last_entry(app.svc)["size"]
         screen.query_one("#correct-coi", Input).value = HARVEST_READY
         screen.query_one("#correct-index", Input).value = "0"  # the genesis, not a step
@@ -150,13 +156,7 @@ async def test_correction_needs_a_change_a_reason_and_a_step_entry(db: Path) -> 
 async def test_correction_refused_by_the_rules_is_recorded(db: Path) -> None:
     app = make_app(db, user="maya")
     async with app.run_test(size=(100, 32)) as pilot:
-        await settle(pilot, lambda: isinstance(app.screen, HomeScreen))
-        index = entry_index(app, HARVEST_READY, "step.expansion")
-        await app.run_action(f"correct('{HARVEST_READY}', {index})")
-        await settle(pilot, lambda: isinstance(app.screen, CorrectionScreen)
-                     and app.screen.target is not None)
-        screen = app.screen
-        assert isinstance(screen, CorrectionScreen)
+        screen = await open_from_home(pilot, app, correct_expansion(app), CorrectionScreen)
         screen.query_one("#fix-viable_cells", Input).value = "lots"
         screen.query_one("#correct-reason", Input).value = "typo"
         screen.query_one("#correct-password", Input).value = demo_password("maya")

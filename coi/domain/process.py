@@ -11,6 +11,7 @@ It owns no rule evaluation (that is :mod:`coi.domain.state`) and no I/O beyond r
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import tomllib
@@ -294,8 +295,12 @@ def shipped_source(name: str) -> bytes:
     return (resources.files("coi.domain") / name).read_bytes()
 
 
+@functools.cache
 def shipped_for(sha256: str) -> tuple[Process, bytes] | None:
-    """The shipped definition whose bytes hash to ``sha256`` (the one a ledger has in force)."""
+    """The shipped definition whose bytes hash to ``sha256`` (the one a ledger has in force).
+
+    Remembered: the shipped files do not change while coi runs, and a ``Process`` is frozen;
+    the generic append asks on every call."""
     for name in SHIPPED:
         raw = shipped_source(name)
         if hashlib.sha256(raw).hexdigest() == sha256:

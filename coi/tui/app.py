@@ -19,6 +19,7 @@ from textual.screen import Screen
 from coi.ledger.errors import VerificationError
 from coi.service.chain import CoiService
 from coi.service.errors import ConfigError, Refused
+from coi.service.exporting import EXPORT_ROLES
 from coi.service.session import DEFAULT_IDLE_TIMEOUT_S, SigningSession
 from coi.service.views import may_correct, may_enrol, station_steps
 from coi.tui.commands import CoiCommands
@@ -27,7 +28,7 @@ from coi.tui.screens.login import LoginScreen
 
 # Who sees which section (navigation only: the service refuses what a role may not do).
 REVIEW_ROLES = frozenset({"qa", "auditor", "admin", "qc", "manufacturing"})
-AUDIT_ROLES = frozenset({"auditor", "qa", "admin"})
+AUDIT_ROLES = EXPORT_ROLES  # who audits is who may export: one list, the service's
 ADMIN_ROLES = frozenset({"admin"})
 
 

@@ -393,7 +393,7 @@ def test_columns_must_agree_with_the_statement(column: str) -> None:
     other = {"index": 7, "prev_hash": "22" * 32, "entry_hash": "33" * 32, "time_ms": 1,
              "type": "test.x", "subject": "X", "signer": "bob"}[column]
     with pytest.raises(VerificationError):
-        check_entry(replace(row, **{column: other}), ORIGIN)
+        check_entry(row._replace(**{column: other}), ORIGIN)
 
 
 def test_genesis_prev_is_zero() -> None:
@@ -413,7 +413,7 @@ def test_malformed_statements_are_refused_before_signatures(bad: Any) -> None:
     body = bad(e.statement_bytes)
     assert body != e.statement_bytes
     with pytest.raises(VerificationError, match="statement") as info:
-        check_entry(replace(_stored(e), statement=body), ORIGIN)
+        check_entry(_stored(e)._replace(statement=body), ORIGIN)
     assert info.value.index == 5
 
 
@@ -505,3 +505,122 @@ def test_signatures_fast_path_agrees_with_decoding(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(entry, "_SIGNATURES_RE", re.compile(rb"(?!)"))
     assert [outcome(v) for v in variants] == fast
     assert fast[0] == e.entry_hash and len(set(map(str, fast))) > 3
+
+
+def _statement_outcome(body: bytes, sigs: bytes, st_: Statement) -> Any:
+    """What ``check_entry`` says of a row with this statement's bytes (signatures and hash
+    computed over them, so that only the statement's own checks can refuse it)."""
+    try:
+        c = check_entry(_row(body, sigs, st_), ORIGIN)
+        return c.entry_hash, _typed(c.statement.data), c.statement
+    except VerificationError as err:
+        return err.index, str(err)
+
+
+def _deep(levels: int) -> Any:
+    v: Any = 1
+    for _ in range(levels):
+        v = {"d": v}
+    return v
+
+
+def _statement_variants() -> list[tuple[bytes, bytes, Statement]]:
+    """Statements in the usual form, at its edges and just outside it, each signed."""
+    base = _statement()
+    values = [
+        base,
+        replace(base, data={}), replace(base, data={"a": {"b": 1}, "index": 2}),
+        replace(base, data={"x": "},\"index\":5,\"log\":\"z\"", "y": [1, [2, {}]]}),
+        replace(base, data={"text": "Zo\u00eb"}), replace(base, data={"t": "a\\b", "u": "\t"}),
+        replace(base, data={"n": jcs.MAX_INT, "m": -jcs.MAX_INT, "b": True, "z": None}),
+        replace(base, data=_deep(jcs.MAX_DEPTH - 2)), replace(base, data=_deep(jcs.MAX_DEPTH - 1)),
+        replace(base, data={"s": "[" * 14}), replace(base, data={"s": "{" * 20}),
+        replace(base, subject="CHA99992600001A \u00e9"), replace(base, subject='a"b'),
+        replace(base, subject=""), replace(base, tz="", log=ORIGIN),
+        replace(base, index=0), replace(base, index=jcs.MAX_INT),
+        replace(base, time_ms=0), replace(base, time_ms=jcs.MAX_INT),
+        replace(base, signers=base.signers[:1]),
+        replace(base, signers=(replace(SIGNER0, name="Ch\u00e2telet ]\"], x"),)),
+        replace(base, log="coi.test/other"), replace(base, type="test.note_2.x"),
+    ]
+    out = []
+    for s in values:
+        keys = {"alice": ALICE, "bob": BOB}
+        e = sign(s, [keys[r.user] for r in s.signers])
+        out.append((e.statement_bytes, e.signatures_bytes, e.statement))
+    body, sigs, s = out[0]
+    raw = [
+        body.replace(b'"v":1', b'"v":2'), body.replace(b'"v":1', b'"v":true'),
+        body.replace(b'"index":5', b'"index":05'), body.replace(b'"index":5', b'"index":-5'),
+        body.replace(b'"index":5', b'"index":9007199254740992'),
+        body.replace(b'"index":5', b'"index":5.0'), body.replace(b'"index":5', b'"index":"5"'),
+        body.replace(b'"time":', b'"time": '), body.replace(b'"n":1', b'"n":1.0'),
+        body.replace(b'"n":1', b'"n":1e0'), body.replace(b'"n":1', b'"n":01'),
+        body.replace(b'"n":1', b'"n":9007199254740992'),
+        body.replace(b'"n":1,"text"', b'"text":"x","n":1,"text"'),
+        body.replace(b'"n":1,', b'"n":1,"n":1,'), body.replace(b'"n":1,', b'"":1,"n":1,'),
+        body.replace(b'"n":1,', b'"m":1,"n":1,'), body.replace(b'"n":1,', b'"n":[],'),
+        body.replace(b'"data":{"n":1,"text":"note"}', b'"data":[1]'),
+        body.replace(b'"data":{"n":1,"text":"note"}', b'"data":{}'),
+        body.replace(b'"type":"test.note"', b'"type":"Test.note"'),
+        body.replace(b'"type":"test.note"', b'"type":"test..note"'),
+        body.replace(b'"type":"test.note"', b'"type":"test.note."'),
+        body.replace(b'"prev":"11', b'"prev":"AA'), body.replace(b'"prev":"11', b'"prev":"1'),
+        body.replace(b'"tz":"Europe/Paris"', b'"tz":"Europe/Par\\u0069s"'),
+        body.replace(b'"tz":"Europe/Paris"', b'"tz":"Europe\\/Paris"'),
+        body.replace(b'"tz":"Europe/Paris"', b'"tz":"Europe/Paris\x7f"'),
+        body.replace(b'"tz":"Europe/Paris"', b'"tz":"Europe/Paris\x01"'),
+        body.replace(b'"subject":"', b'"subject":"\xff'),
+        body.replace(b'"signers":[', b'"signers":[ '), body.replace(b'},{"key"', b'}, {"key"'),
+        body.replace(b'"meaning":"witnessed"', b'"meaning":"authored"'),
+        body.replace(b'"meaning":"witnessed"', b'"meaning":"watched"'),
+        body.replace(b'"user":"bob"', b'"user":"Bob"'),
+        body.replace(b'"data":{"n":1,"text":"note"}', b'"data":{"n":1,"text":"note"},"z":1'),
+        body[:-1] + b',"z":1}', body + b" ", b" " + body, body.replace(b"{", b"{ ", 1),
+        *(body.replace(b'{"n":1,"text":"note"}', b'{"a":' * k + b'{"n":1}' + b"}" * k)
+          for k in (jcs.MAX_DEPTH - 2, jcs.MAX_DEPTH - 1, jcs.MAX_DEPTH)),
+        body.replace(b'{"n":1,"text":"note"}', b'{"a":' + b"[" * 14 + b"1" + b"]" * 14 + b"}"),
+        body.replace(b'{"n":1,"text":"note"}', b'{"a":' + b"[" * 15 + b"1" + b"]" * 15 + b"}"),
+    ]
+    sig2 = [(r, sigs, s) for r in raw if r != body]
+    sig_dup = out[0][2].signers[0]
+    dup = replace(base, signers=(sig_dup, replace(sig_dup, meaning="witnessed")))
+    e = sign(dup, [ALICE, ALICE])
+    return [*out, *sig2, (e.statement_bytes, e.signatures_bytes, e.statement)]
+
+
+def test_statement_fast_path_agrees_with_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The statement read with and without the pattern for its usual form: the same entry, or
+    the same first error."""
+    import re
+
+    from coi.ledger import entry
+
+    variants = _statement_variants()
+    fast = [_statement_outcome(*v) for v in variants]
+    taken = sum(entry._plain_statement(b) is not None for b, _s, _st in variants)
+    monkeypatch.setattr(entry, "_STATEMENT_RE", re.compile(rb"(?!)"))
+    entry._SIGNER_LISTS.clear()
+    assert [_statement_outcome(*v) for v in variants] == fast
+    ok = [f for f in fast if len(f) == 3]
+    assert len(ok) >= 15 and len(fast) - len(ok) >= 30  # both kinds are exercised
+    assert taken >= 15  # and the fast path was taken for most of the good ones
+
+
+@given(st.dictionaries(_key, profile_values, max_size=6), _text, st.integers(0, 2**60))
+def test_statement_fast_path_agrees_on_any_content(data: dict[str, Any], subject: str,
+                                                   n: int) -> None:
+    from coi.ledger import entry
+
+    base = _statement(data=data)
+    s = replace(base, subject=subject, time_ms=min(n, jcs.MAX_INT))
+    e = sign(s, [ALICE, BOB])
+    body = e.statement_bytes
+    fast = entry._plain_statement(body)
+    assert fast is None or fast == Statement.from_json(jcs.decode(body))
+    mutated = body[: n % len(body)] + bytes([n % 251]) + body[n % len(body) + 1:]
+    try:
+        exact: Any = Statement.from_json(jcs.decode(mutated))
+    except ProfileError:
+        exact = None
+    assert entry._plain_statement(mutated) in (None, exact)

@@ -83,7 +83,9 @@ class DriverReader:
         return rows
 
     def rows(self, lo: int, hi: int) -> list[StoredEntry]:
-        return [stored_tuple(*r) for r in self._fetch(self._entries, (lo, hi))]
+        make = StoredEntry._make
+        return [make(r) if type(r[7]) is bytes and type(r[8]) is bytes else stored_tuple(*r)
+                for r in self._fetch(self._entries, (lo, hi))]
 
     def nodes_in_range(self, level: int, lo: int, hi: int) -> list[tuple[int, bytes | None]]:
         return node_pairs(self._fetch(self._nodes, (level, lo, hi)))

@@ -329,7 +329,7 @@ def test_parallel_verify_names_the_same_index(sample: Ledger, col: str, index: i
     here = expect_failure(sample.svc, "ledger_entry", row)
     # batches of 8, each sent to a worker (more on this in test_verify_batches)
     monkeypatch.setattr(verifying, "BATCH", 8)
-    monkeypatch.setattr(verifying, "HEAD_START", False)
+    monkeypatch.setattr(verifying, "PARENT_CHECKS", False)
     there = expect_failure(sample.svc, "ledger_entry", row, jobs=jobs)
     assert str(there) == str(here)
 

@@ -7,7 +7,8 @@ order (the first row's links, keys, checkpoints, the tree above the batch). What
 size and however many workers, a ledger verifies to the same root, and a damaged or forged one
 fails with the same first bad index and the same reason as when every entry is fed one by one.
 The tamper matrix (test_tamper) covers every cell with the default batch; here small batches
-make a 24-entry ledger span many of them, and ``HEAD_START = False`` sends each to a worker.
+make a 24-entry ledger span many of them, and ``PARENT_CHECKS = False`` sends each to a worker
+(with it on, this process checks batches too).
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ def same_everywhere(svc: LedgerService, monkeypatch: pytest.MonkeyPatch, *,
     the outcome must be the same each time."""
     expected = outcome(svc, **kw)
     with monkeypatch.context() as m:
-        m.setattr(verifying, "HEAD_START", False)
+        m.setattr(verifying, "PARENT_CHECKS", False)
         for first, most in SPANS:
             m.setattr(verifying, "FIRST_BATCH", first)
             m.setattr(verifying, "BATCH", most)
@@ -64,7 +65,11 @@ def same_everywhere(svc: LedgerService, monkeypatch: pytest.MonkeyPatch, *,
             m.setattr(verifying, "FIRST_BATCH", 2)
             m.setattr(verifying, "BATCH", 4)
             before = set(live_children())  # e.g. multiprocessing's resource tracker
-            assert outcome(svc, jobs=2, **kw) == expected, "batches 2 to 4, jobs=2"
+            # one worker that checks every batch; then two and this process, which checks
+            # batches too while they start
+            for jobs, parent in ((2, False), (3, True)):
+                m.setattr(verifying, "PARENT_CHECKS", parent)
+                assert outcome(svc, jobs=jobs, **kw) == expected, f"batches 2 to 4, jobs={jobs}"
             assert set(live_children()) <= before, "workers left running"
     return expected
 
@@ -317,7 +322,7 @@ def test_a_worker_that_fails_is_reported(sqlite_ledger: Ledger,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """A worker that cannot open the database fails the verification loudly (not as a
     verification error about the ledger)."""
-    monkeypatch.setattr(verifying, "HEAD_START", False)
+    monkeypatch.setattr(verifying, "PARENT_CHECKS", False)
     monkeypatch.setattr(verifying, "BATCH", 8)
     head = sqlite_ledger.svc.store.head()
     assert head is not None

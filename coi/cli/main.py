@@ -239,7 +239,8 @@ def verify(
     checkpoint: Annotated[list[Path] | None, typer.Option(
         help="A checkpoint saved earlier; the ledger must be consistent with it (repeatable)")
     ] = None,
-    jobs: Annotated[int, typer.Option(min=1, max=64, help="Worker processes")] = 1,
+    jobs: Annotated[int, typer.Option(
+        min=1, max=64, help="Processes that check the ledger: this one and N-1 workers")] = 1,
 ) -> None:
     """Check everything: bytes, signatures, keys by position, chain, tree, head, checkpoints."""
     notes = []

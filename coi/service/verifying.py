@@ -1,27 +1,29 @@
 """Whole-ledger verification over a store, in one process or several.
 
 Rows are read in batches of ``BATCH`` (a power of two) by index range, each batch one complete
-subtree of the tree. Each batch is checked by ``check_batch`` where it is read — in a worker
-process with its own connection when ``jobs > 1`` — which does the costly part (parsing,
+subtree of the tree. Each batch is checked by ``check_batch`` where it is read — here, or with
+``jobs > 1`` also in ``jobs - 1`` worker processes, each with its own connection — which does
+the costly part (parsing,
 canonical bytes, columns, signatures, entry hashes), the chain and time between the batch's own
 rows and the batch's tree nodes, compared there with the stored ones; it sends back a small
 ``Batch`` (no statements but the few the registry must see). This process feeds the batches in
 index order to the ``LedgerVerifier`` (the links to the batch before, keys, process rules, the
 tree above the batches), compares the tree nodes above each batch with the stored ones, checks
 each stored and each given checkpoint against the rebuilt root at its size, and finally the
-head. Memory stays bounded: at most ``2 × jobs`` batches are in flight.
+head. Memory stays bounded: at most ``WORKER_QUEUE × (jobs - 1) + 2`` batches are out or
+held here at once.
 """
 
 from __future__ import annotations
 
 import pickle
-import queue
 import subprocess
 import sys
 import threading
 from bisect import bisect_right
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine
@@ -41,9 +43,17 @@ FIRST_BATCH = 128
 process hands over to the workers soon after they start, and the last worker to finish has
 little left to do."""
 
-HEAD_START = True
-"""With ``jobs > 1``, check batches in this process while the workers start (tests turn this
-off to send every batch to a worker)."""
+PARENT_CHECKS = True
+"""With ``jobs > 1``, this process checks batches too, whenever the oldest batch a worker has is
+not answered yet (tests turn this off to send every batch to a worker)."""
+
+WORKER_QUEUE = 2
+"""Batches each worker holds (the one it checks and the next), so that it never waits."""
+
+WINDOW = 8
+"""Batches out, or checked and held here, at most: how far ahead of the oldest batch not yet
+handed on the checking may run (memory stays bounded)."""
+
 
 class _StoreReader:
     """This process's reads, on the verification's one connection."""
@@ -58,69 +68,106 @@ class _StoreReader:
         return self.store.nodes_in_range(level, lo, hi, self.conn)
 
 
+Job = tuple[int, int, int, list[int], bool]
+"""A batch to check: ``(lo, hi, span, sizes, everything)`` (``check_range``'s arguments)."""
+
+
+class _Schedule:
+    """Who checks which batch, and the answers until they are handed on in order.
+
+    Batches are numbered in index order. This process and each worker take the next batch
+    when they are free: a worker's reader thread gives it another as soon as it answers one
+    (so it never waits for this process), this process takes one whenever the oldest batch
+    is not answered yet. No batch is given out ``WINDOW`` or more ahead of the oldest one
+    not yet handed on."""
+
+    def __init__(self, jobs: Iterator[Job]) -> None:
+        self.cv = threading.Condition()
+        self._jobs = jobs
+        self._given = 0  # batches given out
+        self._exhausted = False
+        self.handed = 0  # batches handed on (in order)
+        self.answers: dict[int, tuple[str, Any]] = {}  # batch -> ("ok", Checked) or failure
+
+    def take_locked(self) -> tuple[int, Job] | None:
+        """The next batch and its number, if there is one and the window allows."""
+        if self._exhausted or self._given >= self.handed + WINDOW:
+            return None
+        job = next(self._jobs, None)
+        if job is None:
+            self._exhausted = True
+            return None
+        self._given += 1
+        return self._given - 1, job
+
+    def all_given_locked(self) -> bool:
+        return self._exhausted and self.handed == self._given
+
+
 class _Worker:
-    """A ``verify_worker`` child process and the batches it has been given.
+    """A ``verify_worker`` child process, the batches it holds, and a thread that reads its
+    answers as they come and gives it the next batch at once (so its pipe never fills, and
+    nothing waits on a pipe, which not every platform can do)."""
 
-    A thread reads its answers as they come (so its pipe never fills, and "has it started?"
-    needs no polling of a pipe, which not every platform can do)."""
-
-    def __init__(self, url: str, origin: str) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-c", BOOT], stdin=subprocess.PIPE,
+    def __init__(self, url: str, origin: str, schedule: _Schedule) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-S", "-c", BOOT], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self.stdin, self.stdout = self.proc.stdin, self.proc.stdout
-        self.given = 0  # batches sent, not yet answered
-        self.ready = False
-        self._answers: queue.SimpleQueue[tuple[bool, Any]] = queue.SimpleQueue()
+        self.schedule = schedule
+        self.held: deque[int] = deque()  # numbers of the batches it holds, oldest first
+        self.alive = True
+        self._send(worker_path())
+        self._send((url, origin))
+        with schedule.cv:
+            self.refill_locked()
         self._reader = threading.Thread(target=self._read, name="coi-verify-reader",
                                         daemon=True)
         self._reader.start()
-        self._send(list(sys.path))
-        self._send((url, origin))
-
-    def _read(self) -> None:
-        try:
-            while True:
-                self._answers.put((True, pickle.load(self.stdout)))
-        except Exception:  # EOF (it exited) or a broken pipe: answer() reports it
-            self._answers.put((False, None))
 
     def _send(self, obj: Any) -> None:
-        self.stdin.write(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
-        self.stdin.flush()
+        try:
+            self.stdin.write(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
+            self.stdin.flush()
+        except (OSError, ValueError):  # it has exited, or was told to: _read says why
+            pass
 
-    def started(self) -> bool:
-        """Has it said anything yet (that it is ready, or that it failed)?"""
-        if not self.ready:
-            self.ready = not self._answers.empty()
-        return self.ready
+    def refill_locked(self) -> None:
+        """Give it batches until it holds ``WORKER_QUEUE`` (or none is to be had)."""
+        while self.alive and len(self.held) < WORKER_QUEUE:
+            got = self.schedule.take_locked()
+            if got is None:
+                return
+            self.held.append(got[0])
+            self._send(got[1])
 
-    def give(self, job: tuple[Any, ...]) -> None:
-        self._send(job)
-        self.given += 1
-
-    def answer(self) -> Checked:
-        """The answer to the oldest batch given (waits for it)."""
-        while True:
-            ok, msg = self._answers.get()
-            if not ok:
-                raise RuntimeError("a verification worker stopped unexpectedly (exit code "
-                                   f"{self.proc.wait()})")
-            if msg == READY:
-                self.ready = True
-                continue
-            self.given -= 1
-            status, value = msg
-            if status != "ok":
-                raise RuntimeError(f"a verification worker failed:\n{value}")
-            return value  # type: ignore[no-any-return]
+    def _read(self) -> None:
+        sched = self.schedule
+        try:
+            while True:
+                msg = pickle.load(self.stdout)
+                if msg == READY:
+                    continue
+                with sched.cv:
+                    sched.answers[self.held.popleft()] = msg
+                    self.refill_locked()
+                    sched.cv.notify_all()
+        except Exception:  # EOF (it exited) or a broken pipe: whatever it held is lost
+            code = self.proc.wait()
+            with sched.cv:
+                self.alive = False
+                while self.held:
+                    sched.answers[self.held.popleft()] = ("lost", code)
+                sched.cv.notify_all()
 
     def stop(self, *, finished: bool) -> None:
         """Tell it to exit (end of its input: it has answered everything) or kill it."""
-        try:
-            self.stdin.close()
-        except OSError:  # it is gone already
-            pass
+        with self.schedule.cv:
+            self.alive = False
+            try:
+                self.stdin.close()
+            except OSError:  # it is gone already
+                pass
         if not finished:
             self.proc.kill()  # its answers are not wanted: do not wait for them
 
@@ -132,6 +179,16 @@ class _Worker:
             self.proc.wait()
         self._reader.join(timeout=10)  # it ends at the end of the pipe
         self.stdout.close()
+
+
+def worker_path() -> list[str]:
+    """The module path a worker uses: this process's, after the directory that holds the
+    ``coi`` package in use (an editable install finds it through an import hook, which a
+    worker started without ``site`` does not have)."""
+    import coi
+
+    home = str(Path(coi.__file__).resolve().parent.parent)
+    return [home, *(p for p in sys.path if p != home)]
 
 
 def _spans(upto: int, first: int, most: int, jobs: int = 1) -> Iterator[tuple[int, int, int]]:
@@ -158,35 +215,47 @@ def _batches(store: LedgerStore, conn: Connection, origin: str, url: str, upto: 
     ranges = ((lo, hi, span, sizes[bisect_right(sizes, lo):bisect_right(sizes, lo + span)],
                everything)
               for lo, hi, span in _spans(upto, min(FIRST_BATCH, BATCH), BATCH, jobs))
-    if jobs <= 1 or (HEAD_START and upto <= FIRST_BATCH):
+    if jobs <= 1 or (PARENT_CHECKS and upto <= FIRST_BATCH):
         for r in ranges:
             yield check_range(here, origin, *r)
         return
-    # Plain child processes (safe from threads: the TUI runs us in one), each importing only
-    # what a batch needs. Until one has started, check batches here, in order.
-    workers = [_Worker(url, origin) for _ in range(jobs)]
+    # ``jobs`` processes check batches: this one and ``jobs - 1`` plain child processes (safe
+    # from threads: the TUI runs us in one), each importing only what a batch needs.
+    sched = _Schedule(ranges)
+    workers: list[_Worker] = []
     finished = False
     try:
-        it = iter(ranges)
-        while HEAD_START and not any(w.started() for w in workers):
-            job = next(it, None)
-            if job is None:
+        workers += (_Worker(url, origin, sched) for _ in range(jobs - 1))
+        while True:
+            mine = None
+            with sched.cv:
+                while True:
+                    answer = sched.answers.pop(sched.handed, None)
+                    if answer is not None or sched.all_given_locked():
+                        break
+                    if PARENT_CHECKS or not any(w.alive for w in workers):
+                        mine = sched.take_locked()
+                    if mine is not None:
+                        break
+                    sched.cv.wait()
+            if mine is not None:
+                checked = check_range(here, origin, *mine[1])
+                with sched.cv:
+                    sched.answers[mine[0]] = ("ok", checked)
+                continue
+            if answer is None:
                 break
-            yield check_range(here, origin, *job)
-        pending: deque[_Worker] = deque()  # who has each batch given, in index order
-        for r in it:
-            w = min(workers, key=lambda w: w.given)
-            w.give(r)
-            pending.append(w)
-            if len(pending) >= 2 * jobs:
-                break
-        while pending:
-            w = pending.popleft()
-            yield w.answer()
-            nxt = next(it, None)
-            if nxt is not None:
-                w.give(nxt)
-                pending.append(w)
+            status, value = answer
+            if status == "lost":
+                raise RuntimeError(
+                    f"a verification worker stopped unexpectedly (exit code {value})")
+            if status != "ok":
+                raise RuntimeError(f"a verification worker failed:\n{value}")
+            yield value
+            with sched.cv:
+                sched.handed += 1
+                for w in workers:  # the window moved on
+                    w.refill_locked()
         finished = True
     finally:
         for w in workers:

@@ -7,7 +7,11 @@ messages and signatures stored in the ledger (the DSSE encodings of its statemen
 measured in the same run. Targets: >= 0.65x with one worker, >= 1.5x with ``jobs=2`` (both
 against the one-core raw rate; the two-process raw rate is printed too).
 
-Run: ``python bench/bench_verify.py [--size 20000] [--witness] [--rounds 3]``. The ledger is
+The machine is shared and its speed drifts from second to second, so each verification is set
+against the raw rate measured just before and just after it (the higher of the two, so the
+drift cannot flatter coi), and the verdict is on the median ratio of the rounds.
+
+Run: ``python bench/bench_verify.py [--size 20000] [--witness] [--rounds 5]``. The ledger is
 built once by ``build_ledger.py`` and cached.
 """
 
@@ -17,6 +21,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from statistics import median
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -52,51 +57,66 @@ def samples_from(svc: LedgerService, n: int = 2000) -> list[Sample]:
     return out
 
 
-def timed_verify(svc: LedgerService, jobs: int, rounds: int) -> tuple[float, float, int]:
-    """Best wall time and best CPU time (this process and its workers) of ``rounds`` full
-    verifications; and the verified size."""
-    best, best_cpu, size = float("inf"), float("inf"), 0
-    for _ in range(rounds):
-        t, c = time.perf_counter(), cpu_seconds()
-        size = svc.verify(jobs=jobs).size
-        best = min(best, time.perf_counter() - t)
-        best_cpu = min(best_cpu, cpu_seconds() - c)
-    return best, best_cpu, size
+def timed_verify(svc: LedgerService, jobs: int) -> tuple[float, float, int]:
+    """Wall time and CPU time (this process and its workers) of one full verification, and
+    the verified size."""
+    t, c = time.perf_counter(), cpu_seconds()
+    size = svc.verify(jobs=jobs).size
+    return time.perf_counter() - t, cpu_seconds() - c, size
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=20_000)
     ap.add_argument("--witness", action="store_true", help="entries with two signatures")
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=5)
     a = ap.parse_args(argv)
     built = cached_ledger(a.size, witness=a.witness)
     svc = built.open()
     samples = samples_from(svc)
     msg_len = sum(len(m) for _k, _s, m in samples) / len(samples)
-    header(f"verify: {built.size:,} entries, {built.signatures_per_entry} signature(s) each, "
-           f"signed messages ~{msg_len:.0f} bytes")
-    raw1 = raw_verify_rate(samples)
-    raw2 = raw_verify_rate_procs(samples, 2)
-    raw_cpu = raw_verify_cpu_rate(samples)
-    line("raw Ed25519 verify, 1 process (baseline)", raw1, "sig/s")
-    line("raw Ed25519 verify, 2 processes", raw2, "sig/s", baseline=raw1)
-    line("raw Ed25519 verify, per CPU-second (CPU baseline)", raw_cpu, "sig/cpu-s")
+    per = built.signatures_per_entry
+    header(f"verify: {built.size:,} entries, {per} signature(s) each, signed messages "
+           f"~{msg_len:.0f} bytes; {a.rounds} rounds, each verification against the raw rate "
+           "measured just before and just after it (the higher of the two)")
+    svc.verify(jobs=2)  # warm up: the page cache, the interpreter's caches
+    raw1s, raw2s, raw_cpus = [], [], []
+    got: dict[int, list[tuple[float, float, float]]] = {1: [], 2: []}  # (sig/s, ratio, cpu)
+    before = raw_verify_rate(samples, seconds=1.0)
+    for _ in range(a.rounds):
+        for jobs in (1, 2):
+            secs, cpu, size = timed_verify(svc, jobs)
+            after = raw_verify_rate(samples, seconds=1.0)
+            base = max(before, after)
+            raw1s.append(base)
+            got[jobs].append((size * per / secs, size * per / secs / base, size * per / cpu))
+            before = after
+        raw2s.append(raw_verify_rate_procs(samples, 2, seconds=1.0))
+        raw_cpus.append(raw_verify_cpu_rate(samples))
+    raw1, raw2, raw_cpu = median(raw1s), median(raw2s), median(raw_cpus)
+    line("raw Ed25519 verify, 1 process (baseline, median)", raw1, "sig/s")
+    line("raw Ed25519 verify, 2 processes (median)", raw2, "sig/s", baseline=raw1)
+    line("raw Ed25519 verify, per CPU-second (median)", raw_cpu, "sig/cpu-s")
     ok = True
     for jobs, target in ((1, TARGET_1), (2, TARGET_2)):
-        secs, cpu, size = timed_verify(svc, jobs, a.rounds)
-        entries = size / secs
-        sigs = entries * built.signatures_per_entry
-        line(f"coi verify, jobs={jobs}: per CPU-second (all processes)",
-             size * built.signatures_per_entry / cpu, "sig/cpu-s", baseline=raw_cpu)
-        line(f"coi verify, jobs={jobs}: entries", entries, "entry/s")
-        line(f"coi verify, jobs={jobs}: signatures (vs 1-process raw)", sigs, "sig/s",
-             baseline=raw1, target=f">= {target}x")
+        rates = [r for r, _x, _c in got[jobs]]
+        ratios = [x for _r, x, _c in got[jobs]]
+        cpus = [c for _r, _x, c in got[jobs]]
+        line(f"coi verify, jobs={jobs}: per CPU-second (all processes)", median(cpus),
+             "sig/cpu-s", baseline=raw_cpu)
+        line(f"coi verify, jobs={jobs}: entries (median)", median(rates) / per, "entry/s")
+        line(f"coi verify, jobs={jobs}: signatures (median)", median(rates), "sig/s")
         if jobs > 1:
-            line(f"coi verify, jobs={jobs}: signatures (vs {jobs}-process raw)", sigs, "sig/s",
-                 baseline=raw2)
-        verdict(sigs / raw1 >= target, f"jobs={jobs} at {sigs / raw1:.2f}x of raw verify")
-        ok &= sigs / raw1 >= target
+            line(f"coi verify, jobs={jobs}: signatures vs {jobs}-process raw", median(rates),
+                 "sig/s", baseline=raw2)
+        print(f"  {'ratios to the 1-process raw rate, round by round':<52} "
+              + " ".join(f"{x:.2f}x" for x in ratios), flush=True)
+        ratio = median(ratios)
+        print(f"  {'median ratio to the 1-process raw rate':<52} {ratio:>12.2f}x   "
+              f"(target >= {target}x)", flush=True)
+        verdict(ratio >= target, f"jobs={jobs} at {ratio:.2f}x of raw verify (median of "
+                f"{len(ratios)}; {min(ratios):.2f}x to {max(ratios):.2f}x)")
+        ok &= ratio >= target
     return 0 if ok else 1
 
 

@@ -117,7 +117,7 @@ def test_check_batch_gives_the_batch_subtree_and_nodes(sqlite_ledger: Ledger) ->
         assert (b.entries, b.tail, b.error) == (len(rows[lo:lo + 8]), None, None)
         assert b.frontier == ((3, whole_root(rows[lo:lo + 8])),)
         assert set(b.at_sizes) == {lo + 3, lo + 8}
-        got += inside
+        got += [(level, i + k, h) for level, i, hashes in inside for k, h in enumerate(hashes)]
     assert sorted(got) == sorted(n for n in nodes if n[0] <= 3)
     with pytest.raises(ValueError, match="cannot start"):
         check_batch(rows[4:12], origin, 4, 8)

@@ -435,31 +435,48 @@ def _key_id_bytes(raw: bytes) -> bytes:
 _SIGNATURE = rb'\{"keyid":"([0-9a-f]{16})","sig":"([A-Za-z0-9+/]{85}[AQgw]==)"\}'
 _SIGNATURE_RE = re.compile(_SIGNATURE)
 _SIGNATURES_RE = re.compile(rb"\[" + _SIGNATURE + rb"(?:," + _SIGNATURE + rb")*\]")
+_ONE_SIGNATURE_RE = re.compile(rb"\[" + _SIGNATURE + rb"\]")
 
 
 # A statement as written, in canonical profile JSON: the members in canonical (sorted) order,
 # no spaces, "v" 1, the short strings printable ASCII that needs no escaping, the integers in
-# their one decimal spelling, "data" an object and "signers" a list (each read on its own).
-_ASCII = rb'"([ !#-\[\]-~]*)"'
-_NUMBER = rb"(0|[1-9][0-9]{0,15})"
-_STATEMENT_RE = re.compile(
-    rb'\{"data":(\{.*?\}),"index":' + _NUMBER + rb',"log":' + _ASCII
-    + rb',"prev":"([0-9a-f]{64})","signers":(\[\{.*?\}\]),"subject":' + _ASCII
-    + rb',"time":' + _NUMBER + rb',"type":"([a-z][a-z0-9_.]*)","tz":' + _ASCII + rb',"v":1\}',
-    re.DOTALL)
-_SIGNER_LISTS: dict[bytes, tuple[SignerRef, ...] | None] = {}
+# their one decimal spelling, "data" an object and "signers" a list of objects (each read on
+# its own). Matched against the text, once decoded: "data" runs to the first '},"index":', the
+# signers to the first '}],"subject":"' (the first place where a valid value can end: see
+# ``_plain_statement``), the rest is matched by these patterns.
+_ASCII = r'"([ !#-\[\]-~]*)"'
+_NUMBER = r"(0|[1-9][0-9]{0,15})"
+_DATA_END, _SIGNERS_END = '},"index":', '}],"subject":'
+_MIDDLE_RE = re.compile(_NUMBER + r',"log":' + _ASCII + r',"prev":"([0-9a-f]{64})","signers":')
+_END_RE = re.compile(_ASCII + r',"time":' + _NUMBER + r',"type":"([a-z][a-z0-9_.]*)","tz":'
+                     + _ASCII + r',"v":1\}')
+_DATA_UNUSUAL_RE = re.compile(r'[\\\x7f]|"":')
+_SCAN: Any = _FAST_DECODER.scan_once  # type: ignore[attr-defined]  # (decode's own scanner)
+_c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
+_ENCODE_ONCE = (  # what _FAST_ENCODER.encode runs, made once (it is made on every call)
+    _c_make_encoder(None, _FAST_ENCODER.default, json.encoder.encode_basestring, None, ":", ",",
+                    True, False, False) if _c_make_encoder is not None else None)
 
 
-def _signer_list(blob: bytes) -> tuple[SignerRef, ...] | None:
-    """The signers a statement's ``"signers"`` bytes name, as ``Statement.from_json`` reads
+def _encode_fast(value: Any) -> str:
+    """``_FAST_ENCODER.encode(value)`` for a dict or list."""
+    if _ENCODE_ONCE is None:
+        return _FAST_ENCODER.encode(value)
+    return "".join(_ENCODE_ONCE(value, 0))
+
+_SIGNER_LISTS: dict[str, tuple[SignerRef, ...] | None] = {}
+
+
+def _signer_list(text: str) -> tuple[SignerRef, ...] | None:
+    """The signers a statement's ``"signers"`` text names, as ``Statement.from_json`` reads
     them, remembered (a ledger has few); None if they are not canonical or not valid."""
     try:
-        return _SIGNER_LISTS[blob]
+        return _SIGNER_LISTS[text]
     except KeyError:
         pass
     refs: tuple[SignerRef, ...] | None = None
     try:
-        value = _decode(blob)
+        value = _decode(text.encode("utf-8"))
         if type(value) is list and value:
             refs = tuple(_signer_ref(s, n) for n, s in enumerate(value))
             if len({r.key for r in refs}) != len(refs):
@@ -468,55 +485,86 @@ def _signer_list(blob: bytes) -> tuple[SignerRef, ...] | None:
         refs = None
     if len(_SIGNER_LISTS) >= 4096:
         _SIGNER_LISTS.clear()
-    _SIGNER_LISTS[blob] = refs
+    _SIGNER_LISTS[text] = refs
     return refs
 
 
-def _data_in_profile(blob: bytes) -> bool:
-    """``_bytes_in_profile`` for the bytes of the statement's ``data``, one level down."""
-    return (blob.isascii() and b"\\" not in blob and b"\x7f" not in blob
-            and b'"":' not in blob and blob.count(b"{") + blob.count(b"[") < jcs.MAX_DEPTH)
+def _data_in_profile(text: str) -> bool:
+    """``_bytes_in_profile`` for the text of the statement's ``data``, one level down."""
+    return (text.isascii() and _DATA_UNUSUAL_RE.search(text) is None
+            and text.count("{") + text.count("[") < jcs.MAX_DEPTH)
 
 
 def _plain_statement(body: bytes) -> Statement | None:
     """``Statement.from_json(jcs.decode(body))`` when ``body`` is a statement in its usual form
-    (see ``_STATEMENT_RE``) and valid; None for anything else, valid or not.
+    (see ``_MIDDLE_RE``) and valid; None for anything else, valid or not.
 
-    The pattern splits the bytes into the members' values, each in its canonical spelling; the
-    ``data`` and ``signers`` values are decoded on their own and must re-encode to the same
-    bytes. JSON has one parse, so a split whose every part is valid is the parse: the whole is
-    the canonical encoding of the statement built here, which is then checked as ``from_json``
-    checks it. Whatever falls outside (escapes, non-ASCII text in the short strings, a bad
-    value) returns None, and the caller takes the exact path, which gives the exact error.
+    The text is split into the members' values, each in its canonical spelling; the ``data``
+    and ``signers`` values are decoded on their own and must re-encode to the same text. JSON
+    has one parse, so a split whose every part is valid is the parse (and a value that is
+    valid on its own ends at its first possible end: "data" at the first '},"index":' whose
+    text before it is a valid object; if an earlier one is inside the value, the text before
+    it is not valid and this says None): the whole is the canonical encoding of the statement
+    built here, which is then checked as ``from_json`` checks it. Whatever falls outside
+    (escapes, non-ASCII text in the short strings or the data, a bad value) returns None, and
+    the caller takes the exact path, which gives the exact error.
     """
     if len(body) > jcs.MAX_BYTES:
         return None
-    m = _STATEMENT_RE.fullmatch(body)
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if not text.startswith('{"data":{'):
+        return None
+    d_end = text.find(_DATA_END, 9)
+    if d_end < 0:
+        return None
+    data_t = text[8:d_end + 1]
+    m = _MIDDLE_RE.match(text, d_end + len(_DATA_END))
     if m is None:
         return None
-    data_b, index_b, log, prev, signers_b, subject, time_b, type_b, tz = m.groups()
-    index, time_ms = int(index_b), int(time_b)
-    if index > jcs.MAX_INT or time_ms > jcs.MAX_INT or not _data_in_profile(data_b):
+    s_start = m.end()
+    s_end = text.find(_SIGNERS_END, s_start)
+    if s_end < 0 or not text.startswith("[{", s_start):
+        return None
+    signers_t = text[s_start:s_end + 2]
+    m2 = _END_RE.fullmatch(text, s_end + len(_SIGNERS_END))
+    if m2 is None:
+        return None
+    index_t, log, prev = m.groups()
+    subject, time_t, type_, tz = m2.groups()
+    index, time_ms = int(index_t), int(time_t)
+    if index > jcs.MAX_INT or time_ms > jcs.MAX_INT or not _data_in_profile(data_t):
         return None
     try:
-        data = _FAST_DECODER.decode(data_b.decode("ascii"))
-    except ValueError:
+        data, end = _SCAN(data_t, 0)
+    except (ValueError, StopIteration):
         return None
-    if _FAST_ENCODER.encode(data).encode("ascii") != data_b:  # (an object: the pattern)
+    if end != len(data_t) or _encode_fast(data) != data_t:  # (an object: it starts so)
         return None
-    type_ = type_b.decode("ascii")
-    refs = _signer_list(signers_b)
-    if refs is None or not _TYPE_RE.match(type_):
+    refs = _signer_list(signers_t)
+    if refs is None or (type_ not in _TYPES and not _known_type(type_)):
         return None
     st = _new_statement(Statement)  # Statement(...) with these fields, without its slow
     st.__dict__.update(  # frozen __init__ (this runs for every entry verified)
-        log=log.decode("ascii"), index=index, prev=bytes.fromhex(prev.decode()),
-        time_ms=time_ms, tz=tz.decode("ascii"), type=type_, subject=subject.decode("ascii"),
-        signers=refs, data=data)
+        log=log, index=index, prev=bytes.fromhex(prev), time_ms=time_ms, tz=tz, type=type_,
+        subject=subject, signers=refs, data=data)
     return st
 
 
 _new_statement = object.__new__
+_TYPES: set[str] = set()
+
+
+def _known_type(type_: str) -> bool:
+    """``_TYPE_RE`` matches ``type_`` (remembered: a ledger has few types)."""
+    if not _TYPE_RE.match(type_):
+        return False
+    if len(_TYPES) >= 4096:
+        _TYPES.clear()
+    _TYPES.add(type_)
+    return True
 
 
 def _statement_here(i: int, body: bytes, origin: str) -> Statement:
@@ -535,30 +583,45 @@ def _statement_here(i: int, body: bytes, origin: str) -> Statement:
     return st
 
 
+def _signed_as_written(i: int, st: Statement, body: bytes, sig_bytes: bytes) -> bytes | None:
+    """``_signed`` for a signatures column in its usual form (``_SIGNATURES_RE``): canonical
+    profile JSON as it stands, each signature the canonical base64 of 64 bytes, so the checks
+    are those of ``_signed`` on what ``_decode`` would give. None if it is not in that form."""
+    if len(st.signers) == 1:
+        m = _ONE_SIGNATURE_RE.fullmatch(sig_bytes)
+        found = [m.groups()] if m is not None else None
+    else:
+        found = None
+    if found is None:
+        if len(sig_bytes) > jcs.MAX_BYTES or not _SIGNATURES_RE.fullmatch(sig_bytes):
+            return None
+        found = _SIGNATURE_RE.findall(sig_bytes)
+        if len(found) != len(st.signers):
+            raise VerificationError(
+                f"expected {len(st.signers)} signatures, found {len(found)}", index=i)
+    msg = pae(body)
+    for n, (ref, (kid, sig64)) in enumerate(zip(st.signers, found, strict=True)):
+        if kid != _key_id_bytes(ref.key):
+            raise VerificationError(f"signature {n} is by key {kid.decode('ascii')!r}, not "
+                                    f"{ref.user}'s key", index=i)
+        try:
+            _public_key(ref.key).verify(binascii.a2b_base64(sig64), msg)
+        except InvalidSignature:
+            raise VerificationError(f"signature {n} ({ref.user}, {ref.meaning}) does not "
+                                    "verify", index=i) from None
+    return leaf_hash(envelope_bytes(body, sig_bytes))
+
+
 def _signed(i: int, st: Statement, body: bytes, sig_bytes: bytes) -> bytes:
     """Check one valid signature per signer of ``st``; return the entry hash of the envelope."""
+    h = _signed_as_written(i, st, body, sig_bytes)
+    if h is not None:
+        return h
 
     def bad(reason: str) -> VerificationError:
         return VerificationError(reason, index=i)
 
     # One valid signature per signer, in order, by the key the statement names.
-    if len(sig_bytes) <= jcs.MAX_BYTES and _SIGNATURES_RE.fullmatch(sig_bytes):
-        # Canonical profile JSON as they stand, each signature canonical base64 of 64 bytes:
-        # the loop below, for what _decode would give.
-        found = _SIGNATURE_RE.findall(sig_bytes)
-        if len(found) != len(st.signers):
-            raise bad(f"expected {len(st.signers)} signatures, found {len(found)}")
-        msg = pae(body)
-        for n, (ref, (kid, sig64)) in enumerate(zip(st.signers, found, strict=True)):
-            if kid != _key_id_bytes(ref.key):
-                raise bad(f"signature {n} is by key {kid.decode('ascii')!r}, not {ref.user}'s "
-                          "key")
-            try:
-                _public_key(ref.key).verify(binascii.a2b_base64(sig64), msg)
-            except InvalidSignature:
-                raise bad(f"signature {n} ({ref.user}, {ref.meaning}) does not verify"
-                          ) from None
-        return leaf_hash(envelope_bytes(body, sig_bytes))
     try:
         sigs: Any = _decode(sig_bytes)
     except ProfileError as e:
@@ -609,29 +672,28 @@ def check_entry(row: StoredEntry, origin: str) -> CheckedEntry:
     checked between the statement's own checks and the signatures, as they always were.
     """
     i = row.index
-
-    def bad(reason: str) -> VerificationError:
-        return VerificationError(reason, index=i)
-
-    if not isinstance(row.statement, _BYTES_LIKE):
-        raise bad("statement column is empty or not bytes")
-    if not isinstance(row.signatures, _BYTES_LIKE):
-        raise bad("signatures column is empty or not bytes")
-    body, sig_bytes = bytes(row.statement), bytes(row.signatures)
+    body, sig_bytes = row.statement, row.signatures
+    if type(body) is not bytes or type(sig_bytes) is not bytes:
+        if not isinstance(body, _BYTES_LIKE):
+            raise VerificationError("statement column is empty or not bytes", index=i)
+        if not isinstance(sig_bytes, _BYTES_LIKE):
+            raise VerificationError("signatures column is empty or not bytes", index=i)
+        body, sig_bytes = bytes(body), bytes(sig_bytes)
     # 1. The statement belongs here: this log, this index, these columns.
     st = _statement_here(i, body, origin)
     if row.prev_hash != st.prev.hex():
-        raise bad("prev_hash column differs from the statement's prev")
+        raise VerificationError("prev_hash column differs from the statement's prev", index=i)
     if row.time_ms != st.time_ms:
-        raise bad("time column differs from the statement's time")
+        raise VerificationError("time column differs from the statement's time", index=i)
     if row.type != st.type:
-        raise bad("type column differs from the statement's type")
+        raise VerificationError("type column differs from the statement's type", index=i)
     if row.subject != st.subject:
-        raise bad("subject column differs from the statement's subject")
-    if row.signer != st.author.user:
-        raise bad("signer column differs from the statement's author")
+        raise VerificationError("subject column differs from the statement's subject", index=i)
+    if row.signer != st.signers[0].user:
+        raise VerificationError("signer column differs from the statement's author", index=i)
     # 2. and 3. Signatures, then the entry hash.
     h = _signed(i, st, body, sig_bytes)
     if row.entry_hash != h.hex():
-        raise bad("entry_hash column is not the hash of the entry's envelope")
+        raise VerificationError("entry_hash column is not the hash of the entry's envelope",
+                                index=i)
     return CheckedEntry(index=i, entry_hash=h, statement=st)

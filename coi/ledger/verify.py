@@ -31,7 +31,7 @@ from typing import NamedTuple
 
 from coi.ledger.entry import GENESIS_PREV, CheckedEntry, StoredEntry, check_entry
 from coi.ledger.errors import VerificationError
-from coi.ledger.merkle import Node, TreeBuilder, frontier_nodes
+from coi.ledger.merkle import Node, TreeBuilder, node_hash
 from coi.ledger.registry import KeyRegistry, PlainSigners, plain_signers
 
 EntryHook = Callable[[CheckedEntry, KeyRegistry], None]
@@ -66,24 +66,26 @@ class Batch(NamedTuple):
     error: VerificationError | None
 
 
+NodeRun = tuple[int, int, list[bytes]]
+"""``(level, index of the first, hashes)``: tree nodes side by side at one level."""
+
+
 def check_batch(rows: Iterable[StoredEntry], origin: str, lo: int, span: int, *,
                 sizes: Sequence[int] = (), everything: bool = False
-                ) -> tuple[Batch, list[Node]]:
+                ) -> tuple[Batch, list[NodeRun]]:
     """Check the rows of the batch ``[lo, lo + span)`` (``span`` a power of two dividing
     ``lo``), given in index order; return the ``Batch`` and the tree nodes inside the batch
-    that its entries complete (to compare with the stored ones).
+    that its entries complete, level by level from the leaves up (to compare with the stored
+    ones).
 
     ``sizes``: tree sizes in ``(lo, lo + span]`` at which the root is wanted (checkpoints);
     ``everything``: put every entry in ``Batch.full`` (for a hook that sees each entry).
     """
     if span <= 0 or span & (span - 1) or lo % span:
         raise ValueError(f"a batch of {span} rows cannot start at {lo}")
-    tree = TreeBuilder()
-    nodes: list[Node] = []
+    leaves: list[bytes] = []
     full: list[CheckedEntry] = []
     signers_seen: set[PlainSigners] = set()
-    wanted = sorted(n - lo for n in sizes if lo < n <= lo + span)
-    at_sizes: dict[int, tuple[bytes, ...]] = {}
     seen = count = 0
     first_prev = last_hash = GENESIS_PREV
     first_time = last_time = 0
@@ -117,18 +119,28 @@ def check_batch(rows: Iterable[StoredEntry], origin: str, lo: int, span: int, *,
             elif key not in signers_seen:
                 signers_seen.add(key)
                 full.append(c)
-        for level, i, h in tree.append(c.entry_hash):
-            nodes.append((level, (lo >> level) + i, h))
         last_hash, last_time = c.entry_hash, st.time_ms
+        leaves.append(last_hash)
         count += 1
-        if wanted and wanted[0] == count:
-            at_sizes[lo + count] = tuple(tree.frontier)
-            del wanted[0]
-    frontier = tuple((level, h) for (level, _i), h in zip(frontier_nodes(count), tree.frontier,
-                                                          strict=True))
+    # The batch's part of the tree: the leaves, then each level's complete nodes above them.
+    levels = [leaves]
+    while len(levels[-1]) > 1:
+        below = levels[-1]
+        levels.append([node_hash(below[k], below[k + 1]) for k in range(0, len(below) - 1, 2)])
+    runs = [(level, lo >> level, hashes) for level, hashes in enumerate(levels) if hashes]
+    at_sizes = {n: tuple(h for _level, h in _frontier(levels, n - lo))
+                for n in sizes if lo < n <= lo + count}
     return Batch(lo=lo, seen=seen, entries=count, first_prev=first_prev, first_time=first_time,
-                 last_hash=last_hash, last_time=last_time, frontier=frontier,
-                 at_sizes=at_sizes, full=tuple(full), tail=tail, error=error), nodes
+                 last_hash=last_hash, last_time=last_time,
+                 frontier=tuple(_frontier(levels, count)), at_sizes=at_sizes,
+                 full=tuple(full), tail=tail, error=error), runs
+
+
+def _frontier(levels: list[list[bytes]], n: int) -> list[tuple[int, bytes]]:
+    """``(level, hash)`` of the complete subtrees of the first ``n`` leaves, largest first
+    (``merkle.frontier_nodes``): one per set bit of ``n``."""
+    return [(level, levels[level][(n >> level) - 1])
+            for level in range(n.bit_length() - 1, -1, -1) if n >> level & 1]
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,8 @@ from typing import Any, BinaryIO, Protocol
 
 from coi.ledger.entry import StoredEntry
 from coi.ledger.errors import VerificationError
-from coi.ledger.verify import Batch, check_batch
+from coi.ledger.merkle import Node
+from coi.ledger.verify import Batch, NodeRun, check_batch
 
 READY = "ready"
 
@@ -49,20 +50,17 @@ def check_range(reader: Reader, origin: str, lo: int, hi: int, span: int, sizes:
     return b, compare_nodes(reader, nodes)
 
 
-def compare_nodes(reader: Reader, nodes: list[tuple[int, int, bytes]]
-                  ) -> VerificationError | None:
-    """The first of ``nodes`` (lowest level first, then lowest index) whose stored copy is
-    missing or differs, as the error to raise; None if all are stored as rebuilt."""
-    by_level: dict[int, list[tuple[int, bytes]]] = {}
-    for level, idx, h in nodes:
-        by_level.setdefault(level, []).append((idx, h))
-    for level in sorted(by_level):
-        items = sorted(by_level[level])
-        got = reader.nodes_in_range(level, items[0][0], items[-1][0] + 1)
-        if got == items:
+def compare_nodes(reader: Reader, runs: Iterable[NodeRun]) -> VerificationError | None:
+    """The first node of ``runs`` (given lowest level first, each run in index order) whose
+    stored copy is missing or differs, as the error to raise; None if all are stored as
+    rebuilt."""
+    for level, first, hashes in runs:
+        expected = list(zip(range(first, first + len(hashes)), hashes, strict=True))
+        got = reader.nodes_in_range(level, first, first + len(hashes))
+        if got == expected:
             continue
         stored = dict(got)
-        for idx, h in items:
+        for idx, h in expected:
             s = stored.get(idx)
             if s != h:
                 first_leaf = idx << level
@@ -71,6 +69,11 @@ def compare_nodes(reader: Reader, nodes: list[tuple[int, int, bytes]]
                     f"stored tree node (level {level}, index {idx}) is {what}",
                     index=first_leaf + (1 << level) - 1)
     return None
+
+
+def node_runs(nodes: Iterable[Node]) -> list[NodeRun]:
+    """``(level, index, hash)`` nodes as runs, lowest level first, then lowest index."""
+    return [(level, idx, [h]) for level, idx, h in sorted(nodes)]
 
 
 class _EngineReader:

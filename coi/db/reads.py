@@ -88,7 +88,9 @@ class DriverReader:
                 for r in self._fetch(self._entries, (lo, hi))]
 
     def nodes_in_range(self, level: int, lo: int, hi: int) -> list[tuple[int, bytes | None]]:
-        return node_pairs(self._fetch(self._nodes, (level, lo, hi)))
+        # As fetched: tuples of an int and bytes (or None), as node_pairs would give, or
+        # another bytes-like hash, which compares equal to bytes of the same content.
+        return self._fetch(self._nodes, (level, lo, hi))
 
     def close(self) -> None:
         self._conn.close()

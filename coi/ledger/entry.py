@@ -201,8 +201,13 @@ def _signer_ref(obj: Any, i: int) -> SignerRef:
 
 def pae(body: bytes, payload_type: str = PAYLOAD_TYPE) -> bytes:
     """DSSE v1 pre-authentication encoding: the bytes each signature covers."""
+    if payload_type == PAYLOAD_TYPE:
+        return _PAE_HEAD + b"%d %s" % (len(body), body)
     t = payload_type.encode("utf-8")
     return b"DSSEv1 %d %s %d %s" % (len(t), t, len(body), body)
+
+
+_PAE_HEAD = b"DSSEv1 %d %s " % (len(PAYLOAD_TYPE.encode("utf-8")), PAYLOAD_TYPE.encode("utf-8"))
 
 
 def signatures_json(sigs: Sequence[tuple[str, bytes]]) -> list[dict[str, str]]:
@@ -450,7 +455,6 @@ _DATA_END, _SIGNERS_END = '},"index":', '}],"subject":'
 _MIDDLE_RE = re.compile(_NUMBER + r',"log":' + _ASCII + r',"prev":"([0-9a-f]{64})","signers":')
 _END_RE = re.compile(_ASCII + r',"time":' + _NUMBER + r',"type":"([a-z][a-z0-9_.]*)","tz":'
                      + _ASCII + r',"v":1\}')
-_DATA_UNUSUAL_RE = re.compile(r'[\\\x7f]|"":')
 _SCAN: Any = _FAST_DECODER.scan_once  # type: ignore[attr-defined]  # (decode's own scanner)
 _c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
 _ENCODE_ONCE = (  # what _FAST_ENCODER.encode runs, made once (it is made on every call)
@@ -491,8 +495,8 @@ def _signer_list(text: str) -> tuple[SignerRef, ...] | None:
 
 def _data_in_profile(text: str) -> bool:
     """``_bytes_in_profile`` for the text of the statement's ``data``, one level down."""
-    return (text.isascii() and _DATA_UNUSUAL_RE.search(text) is None
-            and text.count("{") + text.count("[") < jcs.MAX_DEPTH)
+    return (text.isascii() and "\\" not in text and "\x7f" not in text
+            and '"":' not in text and text.count("{") + text.count("[") < jcs.MAX_DEPTH)
 
 
 def _plain_statement(body: bytes) -> Statement | None:
@@ -546,14 +550,14 @@ def _plain_statement(body: bytes) -> Statement | None:
     refs = _signer_list(signers_t)
     if refs is None or (type_ not in _TYPES and not _known_type(type_)):
         return None
-    st = _new_statement(Statement)  # Statement(...) with these fields, without its slow
+    st = _new(Statement)  # Statement(...) with these fields, without its slow
     st.__dict__.update(  # frozen __init__ (this runs for every entry verified)
         log=log, index=index, prev=bytes.fromhex(prev), time_ms=time_ms, tz=tz, type=type_,
         subject=subject, signers=refs, data=data)
     return st
 
 
-_new_statement = object.__new__
+_new = object.__new__  # an instance without running __init__
 _TYPES: set[str] = set()
 
 
@@ -696,4 +700,6 @@ def check_entry(row: StoredEntry, origin: str) -> CheckedEntry:
     if row.entry_hash != h.hex():
         raise VerificationError("entry_hash column is not the hash of the entry's envelope",
                                 index=i)
-    return CheckedEntry(index=i, entry_hash=h, statement=st)
+    c = _new(CheckedEntry)  # CheckedEntry(...) without its slow frozen __init__
+    c.__dict__.update(index=i, entry_hash=h, statement=st)
+    return c

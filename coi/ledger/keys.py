@@ -19,7 +19,6 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from coi.ledger.errors import KeyError_
 
@@ -33,7 +32,7 @@ MIN_PASSWORD_LENGTH = 8
 def public_bytes(key: Ed25519PrivateKey | Ed25519PublicKey) -> bytes:
     """The raw 32-byte public key."""
     pub = key.public_key() if isinstance(key, Ed25519PrivateKey) else key
-    return pub.public_bytes(Encoding.Raw, PublicFormat.Raw)
+    return pub.public_bytes_raw()
 
 
 def key_id(public_key: bytes) -> str:

@@ -23,7 +23,6 @@ from typing import Any
 
 from coi.ledger.entry import SITE_USER, SignerRef, Statement, unb64, valid_user
 from coi.ledger.errors import ProfileError, VerificationError
-from coi.ledger.note import parse_verifier_key
 
 ADMIN = "admin"
 KEY_EVENT_TYPES = frozenset(
@@ -188,6 +187,9 @@ class KeyRegistry:
         if origin != st.log:
             raise self._fail(st, "genesis origin differs from the statement's log")
         log_key = _str(d, "log_key", where)
+        # (imported here: a verify worker imports this module for plain_signers alone)
+        from coi.ledger.note import parse_verifier_key
+
         try:
             verifier = parse_verifier_key(log_key)
         except VerificationError as e:
@@ -329,11 +331,22 @@ def plain_signers(st: Statement) -> PlainSigners | None:
     """
     if st.index == 0 or st.type in KEY_EVENT_TYPES or st.type.startswith("system."):
         return None
-    out = tuple((r.user, r.key, r.name) for r in st.signers)
-    users = {u for u, _k, _n in out}
-    if SITE_USER in users or len(users) != len(out):
-        return None
+    try:
+        return _PLAIN[st.signers]
+    except KeyError:
+        pass
+    out: PlainSigners | None = tuple((r.user, r.key, r.name) for r in st.signers)
+    users = {u for u, _k, _n in out or ()}
+    if SITE_USER in users or len(users) != len(st.signers):
+        out = None
+    if len(_PLAIN) >= 4096:
+        _PLAIN.clear()
+    _PLAIN[st.signers] = out
     return out
+
+
+_PLAIN: dict[tuple[SignerRef, ...], PlainSigners | None] = {}
+"""``plain_signers``' answer for the signers alone, remembered (a ledger has few)."""
 
 
 def replay(statements: Iterable[Statement]) -> KeyRegistry:

@@ -607,7 +607,7 @@ def test_statement_fast_path_agrees_with_decoding(monkeypatch: pytest.MonkeyPatc
     fast = [_statement_outcome(*v) for v in variants]
     taken = sum(entry._plain_statement(b) is not None for b, _s, _st in variants)
     monkeypatch.setattr(entry, "_plain_statement", lambda _body: None)
-    entry._SIGNER_LISTS.clear()
+    entry._signer_list.cache_clear()
     assert [_statement_outcome(*v) for v in variants] == fast
     ok = [f for f in fast if len(f) == 3]
     assert len(ok) >= 15 and len(fast) - len(ok) >= 30  # both kinds are exercised

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -181,7 +182,6 @@ class Statement:
 
 
 _PREV_RE = re.compile(r"[0-9a-f]{64}")
-_SIGNER_REFS: dict[tuple[str, str, str, str], SignerRef] = {}
 
 
 def _signer_ref(obj: Any, i: int) -> SignerRef:
@@ -189,14 +189,14 @@ def _signer_ref(obj: Any, i: int) -> SignerRef:
     if type(obj) is dict and len(obj) == 4:
         k = (obj.get("user"), obj.get("key"), obj.get("name"), obj.get("meaning"))
         if all(type(x) is str for x in k):
-            ref = _SIGNER_REFS.get(k)  # type: ignore[arg-type]
-            if ref is None:
-                ref = SignerRef.from_json(obj, f"statement.signers[{i}]")
-                if len(_SIGNER_REFS) >= 4096:
-                    _SIGNER_REFS.clear()
-                _SIGNER_REFS[k] = ref  # type: ignore[index]
-            return ref
+            return _known_signer_ref(*k, f"statement.signers[{i}]")
     return SignerRef.from_json(obj, f"statement.signers[{i}]")
+
+
+@functools.lru_cache(maxsize=4096)
+def _known_signer_ref(user: str, key: str, name: str, meaning: str, where: str) -> SignerRef:
+    return SignerRef.from_json({"user": user, "key": key, "name": name, "meaning": meaning},
+                               where)
 
 
 def pae(body: bytes, payload_type: str = PAYLOAD_TYPE) -> bytes:
@@ -302,8 +302,6 @@ def _profile_int(text: str) -> int:
 
 _FAST_DECODER = json.JSONDecoder(parse_float=_refuse, parse_constant=_refuse,
                                  parse_int=_profile_int)
-_FAST_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True,
-                                 check_circular=False, allow_nan=False)
 
 
 def _str_in_profile(s: str) -> bool:
@@ -356,17 +354,18 @@ def _scalar_in_profile(v: Any, t: type) -> bool:
     return v is None or t is bool
 
 
-def _bytes_in_profile(data: bytes) -> bool:
-    """True only if the value of ``data`` is inside the profile, judged from its bytes alone.
+def _text_in_profile(text: str, depth: int = 0) -> bool:
+    """True only if the value written as ``text`` is inside the profile, judged from the text
+    alone, for a value found ``depth`` levels down (0: the whole).
 
-    For bytes that ``_FAST_DECODER`` parses (so without floats, constants or integers beyond
-    the profile's) and that are their value's sorted compact encoding (``_decode`` checks
-    both): printable ASCII without a backslash means every key and string is printable ASCII
-    as written (no escapes; JSON has no raw controls), no ``"":`` means no empty key, and at
-    most ``MAX_DEPTH`` brackets means no deeper nesting. False may just mean "look closer".
+    For text that ``_FAST_DECODER`` parses (so without floats, constants or integers beyond
+    the profile's) and that is its value's sorted compact encoding (the callers check both):
+    printable ASCII without a backslash means every key and string is printable ASCII as
+    written (no escapes; JSON has no raw controls), no ``"":`` means no empty key, and at most
+    ``MAX_DEPTH - depth`` brackets means no deeper nesting. False may just mean "look closer".
     """
-    return (data.isascii() and b"\\" not in data and b"\x7f" not in data
-            and b'"":' not in data and data.count(b"{") + data.count(b"[") <= jcs.MAX_DEPTH)
+    return (text.isascii() and "\\" not in text and "\x7f" not in text and '"":' not in text
+            and text.count("{") + text.count("[") <= jcs.MAX_DEPTH - depth)
 
 
 def _decode(data: bytes) -> Any:
@@ -380,9 +379,10 @@ def _decode(data: bytes) -> Any:
     """
     if len(data) <= jcs.MAX_BYTES:
         try:
-            value = _FAST_DECODER.decode(data.decode("utf-8"))
-            if ((_bytes_in_profile(data) or _in_profile(value, 0))
-                    and _FAST_ENCODER.encode(value).encode("utf-8") == data):
+            text = data.decode("utf-8")
+            value = _FAST_DECODER.decode(text)
+            if ((_text_in_profile(text) or _in_profile(value, 0))
+                    and jcs.canonical_text(value) == text):
                 return value
         except (ValueError, RecursionError):
             pass
@@ -392,46 +392,26 @@ def _decode(data: bytes) -> Any:
 decode_canonical = _decode
 """``jcs.decode`` with the fast path: what the append path uses to read back what it wrote."""
 
-_PUBLIC_KEYS: dict[bytes, Ed25519PublicKey] = {}
-
-
+@functools.lru_cache(maxsize=4096)
 def _public_key(raw: bytes) -> Ed25519PublicKey:
     """``Ed25519PublicKey.from_public_bytes``, remembered: a ledger has few signers."""
-    k = _PUBLIC_KEYS.get(raw)
-    if k is None:
-        k = Ed25519PublicKey.from_public_bytes(raw)
-        if len(_PUBLIC_KEYS) >= 4096:
-            _PUBLIC_KEYS.clear()
-        _PUBLIC_KEYS[raw] = k
-    return k
+    return Ed25519PublicKey.from_public_bytes(raw)
 
 
 _BYTES_LIKE = (bytes, bytearray, memoryview)
 _SIGNATURE_KEYS = frozenset({"keyid", "sig"})
-_KEY_IDS: dict[bytes, str] = {}
-_KEY_ID_BYTES: dict[bytes, bytes] = {}
 
 
+@functools.lru_cache(maxsize=4096)
 def _key_id(raw: bytes) -> str:
     """``keys.key_id``, remembered."""
-    k = _KEY_IDS.get(raw)
-    if k is None:
-        k = key_id(raw)
-        if len(_KEY_IDS) >= 4096:
-            _KEY_IDS.clear()
-        _KEY_IDS[raw] = k
-    return k
+    return key_id(raw)
 
 
+@functools.lru_cache(maxsize=4096)
 def _key_id_bytes(raw: bytes) -> bytes:
     """``_key_id`` as ASCII bytes, remembered."""
-    k = _KEY_ID_BYTES.get(raw)
-    if k is None:
-        k = _key_id(raw).encode("ascii")
-        if len(_KEY_ID_BYTES) >= 4096:
-            _KEY_ID_BYTES.clear()
-        _KEY_ID_BYTES[raw] = k
-    return k
+    return _key_id(raw).encode("ascii")
 
 
 # A stored signatures column as written: a list of {"keyid": 16 hex digits, "sig": base64}, in
@@ -456,47 +436,18 @@ _MIDDLE_RE = re.compile(_NUMBER + r',"log":' + _ASCII + r',"prev":"([0-9a-f]{64}
 _END_RE = re.compile(_ASCII + r',"time":' + _NUMBER + r',"type":"([a-z][a-z0-9_.]*)","tz":'
                      + _ASCII + r',"v":1\}')
 _SCAN: Any = _FAST_DECODER.scan_once  # type: ignore[attr-defined]  # (decode's own scanner)
-_c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
-_ENCODE_ONCE = (  # what _FAST_ENCODER.encode runs, made once (it is made on every call)
-    _c_make_encoder(None, _FAST_ENCODER.default, json.encoder.encode_basestring, None, ":", ",",
-                    True, False, False) if _c_make_encoder is not None else None)
-
-
-def _encode_fast(value: Any) -> str:
-    """``_FAST_ENCODER.encode(value)`` for a dict or list."""
-    if _ENCODE_ONCE is None:
-        return _FAST_ENCODER.encode(value)
-    return "".join(_ENCODE_ONCE(value, 0))
-
-_SIGNER_LISTS: dict[str, tuple[SignerRef, ...] | None] = {}
-
-
+@functools.lru_cache(maxsize=4096)
 def _signer_list(text: str) -> tuple[SignerRef, ...] | None:
     """The signers a statement's ``"signers"`` text names, as ``Statement.from_json`` reads
     them, remembered (a ledger has few); None if they are not canonical or not valid."""
     try:
-        return _SIGNER_LISTS[text]
-    except KeyError:
-        pass
-    refs: tuple[SignerRef, ...] | None = None
-    try:
         value = _decode(text.encode("utf-8"))
-        if type(value) is list and value:
-            refs = tuple(_signer_ref(s, n) for n, s in enumerate(value))
-            if len({r.key for r in refs}) != len(refs):
-                refs = None
+        if type(value) is not list or not value:
+            return None
+        refs = tuple(_signer_ref(s, n) for n, s in enumerate(value))
     except ProfileError:
-        refs = None
-    if len(_SIGNER_LISTS) >= 4096:
-        _SIGNER_LISTS.clear()
-    _SIGNER_LISTS[text] = refs
-    return refs
-
-
-def _data_in_profile(text: str) -> bool:
-    """``_bytes_in_profile`` for the text of the statement's ``data``, one level down."""
-    return (text.isascii() and "\\" not in text and "\x7f" not in text
-            and '"":' not in text and text.count("{") + text.count("[") < jcs.MAX_DEPTH)
+        return None
+    return refs if len({r.key for r in refs}) == len(refs) else None
 
 
 def _plain_statement(body: bytes) -> Statement | None:
@@ -539,16 +490,16 @@ def _plain_statement(body: bytes) -> Statement | None:
     index_t, log, prev = m.groups()
     subject, time_t, type_, tz = m2.groups()
     index, time_ms = int(index_t), int(time_t)
-    if index > jcs.MAX_INT or time_ms > jcs.MAX_INT or not _data_in_profile(data_t):
+    if index > jcs.MAX_INT or time_ms > jcs.MAX_INT or not _text_in_profile(data_t, 1):
         return None
     try:
         data, end = _SCAN(data_t, 0)
     except (ValueError, StopIteration):
         return None
-    if end != len(data_t) or _encode_fast(data) != data_t:  # (an object: it starts so)
+    if end != len(data_t) or jcs.canonical_text(data) != data_t:  # (an object: it starts so)
         return None
     refs = _signer_list(signers_t)
-    if refs is None or (type_ not in _TYPES and not _known_type(type_)):
+    if refs is None or not _known_type(type_):
         return None
     st = _new(Statement)  # Statement(...) with these fields, without its slow
     st.__dict__.update(  # frozen __init__ (this runs for every entry verified)
@@ -558,17 +509,12 @@ def _plain_statement(body: bytes) -> Statement | None:
 
 
 _new = object.__new__  # an instance without running __init__
-_TYPES: set[str] = set()
 
 
+@functools.lru_cache(maxsize=4096)
 def _known_type(type_: str) -> bool:
     """``_TYPE_RE`` matches ``type_`` (remembered: a ledger has few types)."""
-    if not _TYPE_RE.match(type_):
-        return False
-    if len(_TYPES) >= 4096:
-        _TYPES.clear()
-    _TYPES.add(type_)
-    return True
+    return bool(_TYPE_RE.match(type_))
 
 
 def _statement_here(i: int, body: bytes, origin: str) -> Statement:

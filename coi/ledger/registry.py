@@ -16,6 +16,7 @@ rotation signed with the old key, or a password reset signed by an administrator
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -331,22 +332,17 @@ def plain_signers(st: Statement) -> PlainSigners | None:
     """
     if st.index == 0 or st.type in KEY_EVENT_TYPES or st.type.startswith("system."):
         return None
-    try:
-        return _PLAIN[st.signers]
-    except KeyError:
-        pass
-    out: PlainSigners | None = tuple((r.user, r.key, r.name) for r in st.signers)
-    users = {u for u, _k, _n in out or ()}
-    if SITE_USER in users or len(users) != len(st.signers):
-        out = None
-    if len(_PLAIN) >= 4096:
-        _PLAIN.clear()
-    _PLAIN[st.signers] = out
+    return _plain(st.signers)
+
+
+@functools.lru_cache(maxsize=4096)
+def _plain(signers: tuple[SignerRef, ...]) -> PlainSigners | None:
+    """``plain_signers``' answer for the signers alone, remembered (a ledger has few)."""
+    out = tuple((r.user, r.key, r.name) for r in signers)
+    users = {u for u, _k, _n in out}
+    if SITE_USER in users or len(users) != len(out):
+        return None
     return out
-
-
-_PLAIN: dict[tuple[SignerRef, ...], PlainSigners | None] = {}
-"""``plain_signers``' answer for the signers alone, remembered (a ledger has few)."""
 
 
 def replay(statements: Iterable[Statement]) -> KeyRegistry:

@@ -524,6 +524,31 @@ def _deep(levels: int) -> Any:
     return v
 
 
+# Edits of a statement in its usual form: each value replaces the key's bytes (one variant each).
+STATEMENT_EDITS: dict[bytes, list[bytes]] = {
+    b'"v":1': [b'"v":2', b'"v":true'],
+    b'"index":5': [b'"index":05', b'"index":-5', b'"index":9007199254740992', b'"index":5.0',
+                   b'"index":"5"'],
+    b'"time":': [b'"time": '],
+    b'"n":1': [b'"n":1.0', b'"n":1e0', b'"n":01', b'"n":9007199254740992'],
+    b'"n":1,"text"': [b'"text":"x","n":1,"text"'],
+    b'"n":1,': [b'"n":1,"n":1,', b'"":1,"n":1,', b'"m":1,"n":1,', b'"n":[],'],
+    b'"data":{"n":1,"text":"note"}': [b'"data":[1]', b'"data":{}',
+                                      b'"data":{"n":{"a":1},"index":2}'],
+    b'"type":"test.note"': [b'"type":"Test.note"', b'"type":"test..note"',
+                            b'"type":"test.note."'],
+    b'"prev":"11': [b'"prev":"AA', b'"prev":"1'],
+    b'"tz":"Europe/Paris"': [b'"tz":"Europe/Par\\u0069s"', b'"tz":"Europe\\/Paris"',
+                             b'"tz":"Europe/Paris\x7f"', b'"tz":"Europe/Paris\x01"'],
+    b'"subject":"': [b'"subject":"\xff'],
+    b'"signers":[': [b'"signers":[ '],
+    b'},{"key"': [b'}, {"key"'],
+    b'"meaning":"witnessed"': [b'"meaning":"authored"', b'"meaning":"watched"',
+                               b'"meaning":"witnessed","x":[{}]'],
+    b'"user":"bob"': [b'"user":"Bob"'],
+}
+
+
 def _statement_variants() -> list[tuple[bytes, bytes, Statement]]:
     """Statements in the usual form, at its edges and just outside it, each signed."""
     base = _statement()
@@ -549,47 +574,19 @@ def _statement_variants() -> list[tuple[bytes, bytes, Statement]]:
         e = sign(s, [keys[r.user] for r in s.signers])
         out.append((e.statement_bytes, e.signatures_bytes, e.statement))
     body, sigs, s = out[0]
-    raw = [
-        body.replace(b'"v":1', b'"v":2'), body.replace(b'"v":1', b'"v":true'),
-        body.replace(b'"index":5', b'"index":05'), body.replace(b'"index":5', b'"index":-5'),
-        body.replace(b'"index":5', b'"index":9007199254740992'),
-        body.replace(b'"index":5', b'"index":5.0'), body.replace(b'"index":5', b'"index":"5"'),
-        body.replace(b'"time":', b'"time": '), body.replace(b'"n":1', b'"n":1.0'),
-        body.replace(b'"n":1', b'"n":1e0'), body.replace(b'"n":1', b'"n":01'),
-        body.replace(b'"n":1', b'"n":9007199254740992'),
-        body.replace(b'"n":1,"text"', b'"text":"x","n":1,"text"'),
-        body.replace(b'"n":1,', b'"n":1,"n":1,'), body.replace(b'"n":1,', b'"":1,"n":1,'),
-        body.replace(b'"n":1,', b'"m":1,"n":1,'), body.replace(b'"n":1,', b'"n":[],'),
-        body.replace(b'"data":{"n":1,"text":"note"}', b'"data":[1]'),
-        body.replace(b'"data":{"n":1,"text":"note"}', b'"data":{}'),
-        body.replace(b'"type":"test.note"', b'"type":"Test.note"'),
-        body.replace(b'"type":"test.note"', b'"type":"test..note"'),
-        body.replace(b'"type":"test.note"', b'"type":"test.note."'),
-        body.replace(b'"prev":"11', b'"prev":"AA'), body.replace(b'"prev":"11', b'"prev":"1'),
-        body.replace(b'"tz":"Europe/Paris"', b'"tz":"Europe/Par\\u0069s"'),
-        body.replace(b'"tz":"Europe/Paris"', b'"tz":"Europe\\/Paris"'),
-        body.replace(b'"tz":"Europe/Paris"', b'"tz":"Europe/Paris\x7f"'),
-        body.replace(b'"tz":"Europe/Paris"', b'"tz":"Europe/Paris\x01"'),
-        body.replace(b'"subject":"', b'"subject":"\xff'),
-        body.replace(b'"signers":[', b'"signers":[ '), body.replace(b'},{"key"', b'}, {"key"'),
-        body.replace(b'"meaning":"witnessed"', b'"meaning":"authored"'),
-        body.replace(b'"meaning":"witnessed"', b'"meaning":"watched"'),
-        body.replace(b'"user":"bob"', b'"user":"Bob"'),
-        body.replace(b'"data":{"n":1,"text":"note"}', b'"data":{"n":1,"text":"note"},"z":1'),
-        body.replace(b'"data":{"n":1,"text":"note"}', b'"data":{"n":1,"text":"note"}}'),
-        body.replace(b'"data":{"n":1,"text":"note"}', b'"data":{"n":{"a":1},"index":2}'),
-        body.replace(b'"data":{"n":1,"text":"note"}', b'"data":{"n":1,"text":"note"'),
-        body.replace(b'"data":{"n":1,"text":"note"}', b'"data":{"n":1} '),
-        body.replace(b'"meaning":"witnessed"', b'"meaning":"witnessed","x":[{}]'),
+    data = b'"data":{"n":1,"text":"note"}'
+    raw = [body.replace(old, new) for old, news in STATEMENT_EDITS.items() for new in news]
+    raw += [
+        body.replace(data, data + b',"z":1'), body.replace(data, data + b"}"),
+        body.replace(data, data[:-1]), body.replace(data, b'"data":{"n":1} '),
         body.replace(b'"signers":[{', b'"signers":[[{', 1).replace(b'}],"subject"',
                                                                  b'}]],"subject"'),
         body.replace(b'"signers":[{', b'"signers":{"a":[{', 1).replace(b'}],"subject"',
                                                                       b'}]},"subject"'),
         body[:-1] + b',"z":1}', body + b" ", b" " + body, body.replace(b"{", b"{ ", 1),
-        *(body.replace(b'{"n":1,"text":"note"}', b'{"a":' * k + b'{"n":1}' + b"}" * k)
+        *(body.replace(data[7:], b'{"a":' * k + b'{"n":1}' + b"}" * k)
           for k in (jcs.MAX_DEPTH - 2, jcs.MAX_DEPTH - 1, jcs.MAX_DEPTH)),
-        body.replace(b'{"n":1,"text":"note"}', b'{"a":' + b"[" * 14 + b"1" + b"]" * 14 + b"}"),
-        body.replace(b'{"n":1,"text":"note"}', b'{"a":' + b"[" * 15 + b"1" + b"]" * 15 + b"}"),
+        *(body.replace(data[7:], b'{"a":' + b"[" * k + b"1" + b"]" * k + b"}") for k in (14, 15)),
     ]
     sig2 = [(r, sigs, s) for r in raw if r != body]
     sig_dup = out[0][2].signers[0]

@@ -46,7 +46,7 @@ from sqlalchemy.exc import DBAPIError
 from coi.ledger import note
 from coi.ledger.clock import FixedClock
 from coi.ledger.errors import VerificationError
-from coi.service.ledger import LedgerService
+from coi.service.ledger import LedgerService, Party
 from tests.conftest import PG_ENV, Ledger, make_ledger, postgres_server
 
 SQLITE_SIZE = 24  # the conftest template: genesis, 3 enrolments, 20 notes
@@ -501,19 +501,27 @@ def test_old_copy_restored(sqlite_ledger: Ledger, tmp_path: Path) -> None:
     assert info.value.index == SQLITE_SIZE
 
 
+def forked_copy(led: Ledger, tmp_path: Path) -> LedgerService:
+    """A copy of ``led``'s files as they are now, opened on its own (the same log key)."""
+    led.svc.engine.dispose()
+    fork = str(tmp_path / "fork.db")
+    _copy_files(led.db, fork)
+    return LedgerService.open(fork, str(led.log_key), clock=led.clock)
+
+
+def fork_note(led: Ledger, svc: LedgerService, n: int) -> None:
+    """Carol appends a note to ``svc`` (a forked copy of ``led``)."""
+    svc.append("test.note", "FORK", {"n": n}, [Party(led.people["carol"], "authored")])
+
+
 def test_forked_copy_caught_by_the_other_copys_checkpoint(sqlite_ledger: Ledger,
                                                           tmp_path: Path) -> None:
     """Two copies of the same ledger that each append entry 24: their checkpoints disagree."""
     led = sqlite_ledger
-    led.svc.engine.dispose()
-    fork = str(tmp_path / "fork.db")
-    _copy_files(led.db, fork)
+    svc = forked_copy(led, tmp_path)
     led.note(1)
     saved = led.svc.checkpoint()
-    svc = LedgerService.open(fork, str(led.log_key), clock=led.clock)
-    from coi.service.ledger import Party
-
-    svc.append("test.note", "FORK", {"n": 1}, [Party(led.people["carol"], "authored")])
+    fork_note(led, svc, 1)
     assert svc.verify().size == SQLITE_SIZE + 1
     with pytest.raises(VerificationError, match="history was rewritten") as info:
         svc.verify(checkpoints=[saved])

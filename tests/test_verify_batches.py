@@ -29,12 +29,13 @@ from tests.conftest import Ledger, make_ledger
 from tests.test_registry import _force
 from tests.test_tamper import (
     SQLITE_SIZE,
-    _copy_files,
     _foreign_row,
     _insert_entry,
     add_checkpoints,
     drop_guards,
     execute,
+    fork_note,
+    forked_copy,
     mutate,
     table_rows,
 )
@@ -229,16 +230,13 @@ def test_stored_checkpoint_inside_a_batch(tampered: Ledger, monkeypatch: pytest.
 def test_forked_copy_caught_inside_a_batch(sqlite_ledger: Ledger, tmp_path: Path,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     led = sqlite_ledger
-    led.svc.engine.dispose()
-    fork = str(tmp_path / "fork.db")
-    _copy_files(led.db, fork)
+    other = forked_copy(led, tmp_path)
     led.note(3)
     saved = led.svc.checkpoint()
-    other = LedgerService.open(fork, str(led.log_key), clock=led.clock)
-    other.append("test.note", "FORK", {"n": 1}, [Party(led.people["carol"], "authored")])
+    fork_note(led, other, 1)
     led.note(0)
-    other.append("test.note", "FORK", {"n": 2}, [Party(led.people["carol"], "authored")])
-    other.append("test.note", "FORK", {"n": 3}, [Party(led.people["carol"], "authored")])
+    fork_note(led, other, 2)
+    fork_note(led, other, 3)
     got = same_everywhere(other, monkeypatch, checkpoints=[saved])
     assert isinstance(got, tuple) and got[0] == SQLITE_SIZE + 2
     assert "history was rewritten" in got[1]

@@ -109,8 +109,18 @@ class _Schedule:
         self._given += 1
         return self._given - 1, job
 
-    def all_given_locked(self) -> bool:
-        return self._exhausted and self.handed == self._given
+    def wait_locked(self, may_take: Callable[[], bool]
+                    ) -> tuple[tuple[str, Any] | None, tuple[int, Job] | None]:
+        """Wait for the oldest batch's answer (returned first) or, while ``may_take()``, for a
+        batch to take (returned second); ``(None, None)`` once every batch is handed on."""
+        while True:
+            answer = self.answers.pop(self.handed, None)
+            if answer is not None or (self._exhausted and self.handed == self._given):
+                return answer, None
+            mine = self.take_locked() if may_take() else None
+            if mine is not None:
+                return None, mine
+            self.cv.wait()
 
 
 class _Worker:
@@ -249,17 +259,9 @@ def _batches_with(here: Reader, origin: str, url: str, upto: int, jobs: int,
     try:
         workers += (_Worker(url, origin, sched) for _ in range(jobs - 1))
         while True:
-            mine = None
             with sched.cv:
-                while True:
-                    answer = sched.answers.pop(sched.handed, None)
-                    if answer is not None or sched.all_given_locked():
-                        break
-                    if PARENT_CHECKS or not any(w.alive for w in workers):
-                        mine = sched.take_locked()
-                    if mine is not None:
-                        break
-                    sched.cv.wait()
+                answer, mine = sched.wait_locked(
+                    lambda: PARENT_CHECKS or not any(w.alive for w in workers))
             if mine is not None:
                 checked = check_range(here, origin, *mine[1])
                 with sched.cv:

@@ -13,15 +13,19 @@ make a 24-entry ledger span many of them, and ``PARENT_CHECKS = False`` sends ea
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from coi.ledger.entry import check_entry
+from coi.ledger import jcs
+from coi.ledger.entry import CheckedEntry, StoredEntry, check_entry, envelope_bytes
 from coi.ledger.errors import VerificationError
-from coi.ledger.merkle import TreeBuilder, root
+from coi.ledger.merkle import TreeBuilder, leaf_hash, root
 from coi.ledger.verify import check_batch, verify_rows
 from coi.service import verifying
 from coi.service.ledger import LedgerService, Party
@@ -294,6 +298,80 @@ def test_feed_batch_agrees_with_feed_on_each_prefix(sqlite_ledger: Ledger) -> No
             assert v.registry.size == one.registry.size == n
 
 
+# -- signatures verified together, after the rest of each row --------------------------------
+
+def one_pass(rows: list[StoredEntry], origin: str, lo: int) -> tuple[Any, ...]:
+    """What ``check_batch`` must find, by the rule it follows: each row checked whole by
+    ``check_entry`` in turn, stopping at the first one that fails or is out of place."""
+    checked: list[CheckedEntry] = []
+    for row in rows:
+        try:
+            c = check_entry(row, origin)
+        except VerificationError as e:
+            return tuple(checked), None, (e.index, str(e))
+        if c.index != lo + len(checked) or (checked and (
+                c.statement.prev != checked[-1].entry_hash
+                or c.statement.time_ms < checked[-1].statement.time_ms)):
+            return tuple(checked), c.index, None
+        checked.append(c)
+    return tuple(checked), None, None
+
+
+def bad_signature(row: StoredEntry, n: int, *, other_key: bool = False) -> StoredEntry:
+    """``row`` with its ``n``-th signature (or its last) still in canonical form but wrong,
+    and the entry hash column rewritten to match; ``other_key``: and its last signature's key
+    id another key's."""
+    sigs = jcs.decode(row.signatures)
+    s = sigs[min(n, len(sigs) - 1)]
+    raw = bytearray(base64.b64decode(s["sig"]))
+    raw[7] ^= 0x10
+    s["sig"] = base64.b64encode(bytes(raw)).decode("ascii")
+    if other_key:
+        sigs[-1]["keyid"] = "0" * 16
+    column = jcs.encode(sigs)
+    return row._replace(signatures=column,
+                        entry_hash=leaf_hash(envelope_bytes(row.statement, column)).hex())
+
+
+DAMAGES = {
+    "signature": lambda r: bad_signature(r, 0),
+    "second signature": lambda r: bad_signature(r, 1),
+    "signature and hash column": lambda r: bad_signature(r, 0)._replace(entry_hash="0" * 64),
+    "hash column": lambda r: r._replace(entry_hash="0" * 64),
+    "statement": lambda r: r._replace(statement=r.statement.replace(b'"v":1', b'"v":2')),
+    "signature, then another key's": lambda r: bad_signature(r, 0, other_key=True),
+    "another key's": lambda r: r._replace(signatures=r.signatures.replace(b'"keyid":"',
+                                                                          b'"keyid":"0', 1)),
+}
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(damage=st.dictionaries(st.integers(0, 23), st.sampled_from(sorted(DAMAGES)), max_size=3),
+       swap=st.none() | st.integers(0, 22), lo=st.sampled_from([0, 8, 16]))
+def test_signatures_checked_together_say_what_one_pass_says(
+        sqlite_ledger: Ledger, damage: dict[int, str], swap: int | None, lo: int) -> None:
+    """``check_batch`` verifies its rows' signatures in one run after the rest of each row;
+    whatever is wrong where, it stops at the same row, for the same reason, as checking each
+    row whole in turn: a bad signature before a bad statement, a bad signature before a wrong
+    hash column in the same row, a row out of place before a bad row after it."""
+    rows = list(sqlite_ledger.svc.store.rows())
+    origin = sqlite_ledger.svc.origin()
+    for i, kind in damage.items():
+        rows[i] = DAMAGES[kind](rows[i])
+    if swap is not None:
+        rows[swap], rows[swap + 1] = rows[swap + 1], rows[swap]
+    given_rows = rows[lo:lo + 8]
+    b, _nodes = check_batch(given_rows, origin, lo, 8, everything=True)
+    checked, tail, error = one_pass(given_rows, origin, lo)
+    assert b.full == checked and b.entries == len(checked)
+    assert (b.tail.index if b.tail else None, b.error and (b.error.index, str(b.error))) == (
+        tail, error)
+    assert b.seen == len(checked) + (tail is not None or error is not None)
+    if checked:
+        assert b.last_hash == checked[-1].entry_hash
+
+
 # -- both backends: the workers read rows and nodes with the driver alone ---------------------
 
 @pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres",
@@ -327,3 +405,4 @@ def test_a_worker_that_fails_is_reported(sqlite_ledger: Ledger,
     with pytest.raises(RuntimeError, match=r"(?s)verification worker failed.*unable to open"):
         verifying.verify_store(sqlite_ledger.svc.store, "sqlite:////nonexistent/dir/coi.db",
                                head, jobs=2)
+

@@ -25,11 +25,19 @@ the same errors, for the same first bad index, as feeding every entry with ``fee
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from coi.ledger.entry import GENESIS_PREV, CheckedEntry, StoredEntry, check_entry
+from coi.ledger.entry import (
+    GENESIS_PREV,
+    CheckedEntry,
+    SignatureCheck,
+    StoredEntry,
+    check_entry,
+    first_bad_signature,
+)
 from coi.ledger.errors import VerificationError
 from coi.ledger.merkle import Node, TreeBuilder, node_hash
 from coi.ledger.registry import KeyRegistry, PlainSigners, plain_signers
@@ -83,21 +91,33 @@ def check_batch(rows: Iterable[StoredEntry], origin: str, lo: int, span: int, *,
     """
     if span <= 0 or span & (span - 1) or lo % span:
         raise ValueError(f"a batch of {span} rows cannot start at {lo}")
+    # Step 1 for every row, the signatures left for one run at the end (``check_entry``): the
+    # first row that does not check out on its own is the first with a bad signature, if that
+    # comes before the first to fail the rest, and ``check_entry`` alone says what is wrong.
+    given = list(rows)
+    checked: list[CheckedEntry] = []
+    ends: list[int] = []  # per row checked: how many signatures ``later`` holds after it
+    later: list[SignatureCheck] = []
+    error: VerificationError | None = None
+    try:
+        for row in given:
+            checked.append(check_entry(row, origin, later))
+            ends.append(len(later))
+    except VerificationError as e:
+        error = e
+    bad = first_bad_signature(later)
+    if bad is not None:
+        del checked[bisect_right(ends, bad):]
+        error = _exact_error(given[len(checked)], origin)
+    # Steps 2-4 among the rows checked, in order: stop at the first one out of place.
     leaves: list[bytes] = []
     full: list[CheckedEntry] = []
     signers_seen: set[PlainSigners] = set()
-    seen = count = 0
+    count = 0
     first_prev = last_hash = GENESIS_PREV
     first_time = last_time = 0
     tail: CheckedEntry | None = None
-    error: VerificationError | None = None
-    for row in rows:
-        seen += 1
-        try:
-            c = check_entry(row, origin)
-        except VerificationError as e:
-            error = e
-            break
+    for c in checked:
         st = c.statement
         if c.index != lo + count:
             tail = c
@@ -122,6 +142,9 @@ def check_batch(rows: Iterable[StoredEntry], origin: str, lo: int, span: int, *,
         last_hash, last_time = c.entry_hash, st.time_ms
         leaves.append(last_hash)
         count += 1
+    if tail is not None:
+        error = None
+    seen = count + (tail is not None or error is not None)
     # The batch's part of the tree: the leaves, then each level's complete nodes above them.
     levels = [leaves]
     while len(levels[-1]) > 1:
@@ -134,6 +157,15 @@ def check_batch(rows: Iterable[StoredEntry], origin: str, lo: int, span: int, *,
                  last_hash=last_hash, last_time=last_time,
                  frontier=tuple(_frontier(levels, count)), at_sizes=at_sizes,
                  full=tuple(full), tail=tail, error=error), runs
+
+
+def _exact_error(row: StoredEntry, origin: str) -> VerificationError:
+    """What ``check_entry`` alone says is wrong with ``row``, known to have a bad signature."""
+    try:
+        check_entry(row, origin)
+    except VerificationError as e:
+        return e
+    raise AssertionError(f"row {row.index} checked out alone but not with others")
 
 
 def _frontier(levels: list[list[bytes]], n: int) -> list[tuple[int, bytes]]:

@@ -406,3 +406,23 @@ def test_a_worker_that_fails_is_reported(sqlite_ledger: Ledger,
         verifying.verify_store(sqlite_ledger.svc.store, "sqlite:////nonexistent/dir/coi.db",
                                head, jobs=2)
 
+
+def test_the_collector_runs_again_after_a_verification(tampered: Ledger) -> None:
+    """Verification pauses the cyclic garbage collector's automatic runs (a UI's too): they
+    are back once it ends, whether the ledger verifies or not, and stay off if they were."""
+    import gc
+
+    assert gc.isenabled()
+    tampered.svc.verify()
+    assert gc.isenabled()
+    mutate(tampered.svc.engine, "ledger_entry", "statement", "bitflip", (5,))
+    with pytest.raises(VerificationError):
+        tampered.svc.verify(jobs=2)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with pytest.raises(VerificationError):
+            tampered.svc.verify()
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

@@ -12,6 +12,7 @@ everything)`` answers ``("ok", (Batch, bad node or None))`` or ``("failed", trac
 
 from __future__ import annotations
 
+import gc
 import pickle
 import sys
 import traceback
@@ -96,6 +97,7 @@ class _EngineReader:
 def serve(inp: BinaryIO, out: BinaryIO) -> None:
     """The worker's loop (see the module's docstring)."""
     sys.stdout = sys.stderr  # a stray print must not land in the answers
+    gc.disable()  # nothing checked here is in a cycle: see verifying._cyclic_gc_paused
     from coi.db.reads import DriverReader
 
     url, origin = pickle.load(inp)

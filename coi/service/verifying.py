@@ -16,6 +16,7 @@ held here at once.
 
 from __future__ import annotations
 
+import gc
 import pickle
 import subprocess
 import sys
@@ -23,6 +24,7 @@ import threading
 from bisect import bisect_right
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -288,6 +290,27 @@ def _batches_with(here: Reader, origin: str, url: str, upto: int, jobs: int,
             w.reap()
 
 
+@contextmanager
+def _cyclic_gc_paused() -> Iterator[None]:
+    """The cyclic garbage collector's automatic runs off while the rows are checked, then as
+    they were.
+
+    Checking builds a few objects per row and keeps a batch's worth at a time, none of them in
+    a cycle; the collector would keep walking them all (several per cent of the time) to find
+    nothing. Reference counting still frees them as usual, and the loop collects the youngest
+    generation after each batch (what a hook may leave in cycles). The switch is the process's:
+    a verification run in a thread beside a UI pauses the collector for the UI too, until it
+    ends.
+    """
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
 def verify_store(store: LedgerStore, url: str, head: Head, *, jobs: int = 1,
                  checkpoints: Sequence[str] = (), hook: EntryHook | None = None,
                  progress: Callable[[int, int], None] | None = None) -> VerifiedLog:
@@ -308,7 +331,7 @@ def verify_store(store: LedgerStore, url: str, head: Head, *, jobs: int = 1,
     def at_size(n: int, root: bytes) -> None:
         _at_size(n, root, given, stored)
 
-    with store.engine.connect() as conn:
+    with store.engine.connect() as conn, _cyclic_gc_paused():
         for b, bad_node in _batches(store, conn, origin, url, upto, jobs, sizes,
                                     hook is not None):
             above = v.feed_batch(b, at_size)
@@ -321,6 +344,7 @@ def verify_store(store: LedgerStore, url: str, head: Head, *, jobs: int = 1,
                 raise bad_node
             if progress is not None:
                 progress(v.size, upto)
+            gc.collect(0)
         extra = _first_index_from(store.engine, v.size)
         if extra is not None and v.size < head.size:
             raise VerificationError(

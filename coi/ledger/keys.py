@@ -17,8 +17,6 @@ from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from coi.ledger.errors import KeyError_
 
@@ -63,7 +61,16 @@ def _unb64(s: Any, what: str) -> bytes:
 
 
 def _kdf(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
+    from cryptography.hazmat.primitives.kdf.scrypt import Scrypt  # (not needed to verify)
+
     return Scrypt(salt=salt, length=32, n=n, r=r, p=p).derive(password.encode("utf-8"))
+
+
+def _aead(kek: bytes) -> Any:
+    """AES-256-GCM under ``kek`` (imported here: verifying, e.g. in a worker, never needs it)."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    return AESGCM(kek)
 
 
 @dataclass(frozen=True)
@@ -136,7 +143,7 @@ def wrap(key: Ed25519PrivateKey, password: str, *, salt: bytes | None = None,
     pub = public_bytes(key)
     secret = key.private_bytes_raw()
     kek = _kdf(password, salt, SCRYPT_N, SCRYPT_R, SCRYPT_P)
-    ct = AESGCM(kek).encrypt(nonce, secret, _aad(pub))
+    ct = _aead(kek).encrypt(nonce, secret, _aad(pub))
     return WrappedKey(public_key=pub, salt=salt, nonce=nonce, ciphertext=ct)
 
 
@@ -146,7 +153,7 @@ def unwrap(wrapped: WrappedKey, password: str) -> Ed25519PrivateKey:
         raise KeyError_("wrapped key: scrypt parameters are weaker than coi accepts")
     k = _kdf(password, wrapped.salt, wrapped.n, wrapped.r, wrapped.p)
     try:
-        secret = AESGCM(k).decrypt(wrapped.nonce, wrapped.ciphertext, _aad(wrapped.public_key))
+        secret = _aead(k).decrypt(wrapped.nonce, wrapped.ciphertext, _aad(wrapped.public_key))
     except InvalidTag:
         raise KeyError_("wrong password (or the stored key is damaged)") from None
     key = Ed25519PrivateKey.from_private_bytes(secret)

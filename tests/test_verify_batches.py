@@ -22,7 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from coi.ledger import jcs
+from coi.ledger import jcs, verify
 from coi.ledger.entry import CheckedEntry, StoredEntry, check_entry, envelope_bytes
 from coi.ledger.errors import VerificationError
 from coi.ledger.merkle import TreeBuilder, leaf_hash, root
@@ -348,10 +348,12 @@ DAMAGES = {
 @settings(max_examples=150, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(damage=st.dictionaries(st.integers(0, 23), st.sampled_from(sorted(DAMAGES)), max_size=3),
-       swap=st.none() | st.integers(0, 22), lo=st.sampled_from([0, 8, 16]))
+       swap=st.none() | st.integers(0, 22), lo=st.sampled_from([0, 8, 16]),
+       run=st.sampled_from([1, 3, verify.RUN]))
 def test_signatures_checked_together_say_what_one_pass_says(
-        sqlite_ledger: Ledger, damage: dict[int, str], swap: int | None, lo: int) -> None:
-    """``check_batch`` verifies its rows' signatures in one run after the rest of each row;
+        sqlite_ledger: Ledger, damage: dict[int, str], swap: int | None, lo: int,
+        run: int) -> None:
+    """``check_batch`` verifies its rows' signatures in runs, after the rest of each row;
     whatever is wrong where, it stops at the same row, for the same reason, as checking each
     row whole in turn: a bad signature before a bad statement, a bad signature before a wrong
     hash column in the same row, a row out of place before a bad row after it."""
@@ -362,7 +364,11 @@ def test_signatures_checked_together_say_what_one_pass_says(
     if swap is not None:
         rows[swap], rows[swap + 1] = rows[swap + 1], rows[swap]
     given_rows = rows[lo:lo + 8]
-    b, _nodes = check_batch(given_rows, origin, lo, 8, everything=True)
+    default, verify.RUN = verify.RUN, run
+    try:
+        b, _nodes = check_batch(given_rows, origin, lo, 8, everything=True)
+    finally:
+        verify.RUN = default
     checked, tail, error = one_pass(given_rows, origin, lo)
     assert b.full == checked and b.entries == len(checked)
     assert (b.tail.index if b.tail else None, b.error and (b.error.index, str(b.error))) == (

@@ -62,7 +62,7 @@ class Batch(NamedTuple):
     """
 
     lo: int
-    seen: int  # rows read
+    seen: int  # rows up to the one where reading stopped (that one included)
     entries: int  # rows lo .. lo + entries - 1 checked out (see above)
     first_prev: bytes
     first_time: int

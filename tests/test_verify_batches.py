@@ -14,6 +14,7 @@ make a 24-entry ledger span many of them, and ``PARENT_CHECKS = False`` sends ea
 from __future__ import annotations
 
 import base64
+import gc
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -416,8 +417,6 @@ def test_a_worker_that_fails_is_reported(sqlite_ledger: Ledger,
 def test_the_collector_runs_again_after_a_verification(tampered: Ledger) -> None:
     """Verification pauses the cyclic garbage collector's automatic runs (a UI's too): they
     are back once it ends, whether the ledger verifies or not, and stay off if they were."""
-    import gc
-
     assert gc.isenabled()
     tampered.svc.verify()
     assert gc.isenabled()

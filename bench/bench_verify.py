@@ -109,6 +109,9 @@ def main(argv: list[str] | None = None) -> int:
         if jobs > 1:
             line(f"coi verify, jobs={jobs}: signatures vs {jobs}-process raw", median(rates),
                  "sig/s", baseline=raw2)
+            busy = median(r / c / jobs for r, _x, c in got[jobs])
+            print(f"  {f'cores busy (CPU of all {jobs} processes / {jobs} x wall), median':<52} "
+                  f"{busy:>12.0%}", flush=True)
         print(f"  {'ratios to the 1-process raw rate, round by round':<52} "
               + " ".join(f"{x:.2f}x" for x in ratios), flush=True)
         ratio = median(ratios)

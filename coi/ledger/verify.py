@@ -40,7 +40,7 @@ from coi.ledger.entry import (
     first_bad_signature,
 )
 from coi.ledger.errors import VerificationError
-from coi.ledger.merkle import Node, TreeBuilder, node_hash
+from coi.ledger.merkle import Node, TreeBuilder, frontier_nodes, node_hash
 from coi.ledger.registry import KeyRegistry, PlainSigners, plain_signers
 
 EntryHook = Callable[[CheckedEntry, KeyRegistry], None]
@@ -194,9 +194,8 @@ def _exact_error(row: StoredEntry, origin: str) -> VerificationError:
 
 def _frontier(levels: list[list[bytes]], n: int) -> list[tuple[int, bytes]]:
     """``(level, hash)`` of the complete subtrees of the first ``n`` leaves, largest first
-    (``merkle.frontier_nodes``): one per set bit of ``n``."""
-    return [(level, levels[level][(n >> level) - 1])
-            for level in range(n.bit_length() - 1, -1, -1) if n >> level & 1]
+    (``merkle.frontier_nodes``), from the batch's levels."""
+    return [(level, levels[level][idx]) for level, idx in frontier_nodes(n)]
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from typing import Any
 
@@ -192,50 +193,38 @@ class LedgerStore:
         dominates throughput.
         """
         sql = self._sql
-        with self.engine.connect().execution_options(coi_write=True) as conn, conn.begin():
-            cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-            try:
-                entry, tree = self._append_in(conn, cur, sql, build, origin, after)
-            finally:
-                cur.close()
-        self._tree_cache = tree  # only once committed
+        with (self.engine.connect().execution_options(coi_write=True) as conn, conn.begin(),
+              closing(conn.connection.driver_connection.cursor()) as cur):  # type: ignore[union-attr]
+            row = cur.execute(sql["head"]).fetchone()
+            size = row[0] if row else 0
+            ctx = AppendContext(conn=conn, size=size,
+                                prev=bytes.fromhex(row[1]) if row else GENESIS_PREV,
+                                last_time_ms=row[2] if row else 0)
+            entry = build(ctx)
+            if entry.index != size:
+                raise RuntimeError(f"built entry {entry.index} but the head is at {size}")
+            cached = self._tree_cache
+            if cached is not None and cached.size == size:
+                tree = merkle.TreeBuilder.from_frontier(size, cached.frontier)
+            else:
+                tree = merkle.TreeBuilder.from_frontier(size, self._frontier(size, conn))
+            new_nodes = tree.append(entry.entry_hash)
+            st = entry.statement
+            cur.execute(sql["entry"], (
+                size, st.prev.hex(), entry.entry_hash.hex(), st.time_ms, st.type, st.subject,
+                st.author.user, entry.statement_bytes, entry.signatures_bytes))
+            cur.executemany(sql["node"], [(lv, ix, h) for lv, ix, h in new_nodes])
+            values = (size + 1, tree.root(), entry.entry_hash.hex(), st.time_ms)
+            if row is None:
+                conn.execute(insert(H).values(id=1, origin=origin, size=values[0],
+                                              root=values[1], last_hash=values[2],
+                                              last_time_ms=values[3]))
+            else:
+                cur.execute(sql["head_update"], values)
+            if after is not None:
+                after(conn, entry)
+        self._tree_cache = tree
         return entry
-
-    def _append_in(self, conn: Connection, cur: Any, sql: dict[str, str],
-                   build: Callable[[AppendContext], SignedEntry], origin: str,
-                   after: Callable[[Connection, SignedEntry], None] | None
-                   ) -> tuple[SignedEntry, merkle.TreeBuilder]:
-        """``append``'s work inside its transaction, ``cur`` the driver's cursor on it; the
-        entry and the tree with it."""
-        row = cur.execute(sql["head"]).fetchone()
-        size = row[0] if row else 0
-        ctx = AppendContext(conn=conn, size=size,
-                            prev=bytes.fromhex(row[1]) if row else GENESIS_PREV,
-                            last_time_ms=row[2] if row else 0)
-        entry = build(ctx)
-        if entry.index != size:
-            raise RuntimeError(f"built entry {entry.index} but the head is at {size}")
-        cached = self._tree_cache
-        if cached is not None and cached.size == size:
-            tree = merkle.TreeBuilder.from_frontier(size, cached.frontier)
-        else:
-            tree = merkle.TreeBuilder.from_frontier(size, self._frontier(size, conn))
-        new_nodes = tree.append(entry.entry_hash)
-        st = entry.statement
-        cur.execute(sql["entry"], (
-            size, st.prev.hex(), entry.entry_hash.hex(), st.time_ms, st.type, st.subject,
-            st.author.user, entry.statement_bytes, entry.signatures_bytes))
-        cur.executemany(sql["node"], [(lv, ix, h) for lv, ix, h in new_nodes])
-        values = (size + 1, tree.root(), entry.entry_hash.hex(), st.time_ms)
-        if row is None:
-            conn.execute(insert(H).values(id=1, origin=origin, size=values[0],
-                                          root=values[1], last_hash=values[2],
-                                          last_time_ms=values[3]))
-        else:
-            cur.execute(sql["head_update"], values)
-        if after is not None:
-            after(conn, entry)
-        return entry, tree
 
     @functools.cached_property
     def _sql(self) -> dict[str, str]:

@@ -436,6 +436,8 @@ _MIDDLE_RE = re.compile(_NUMBER + r',"log":' + _ASCII + r',"prev":"([0-9a-f]{64}
 _END_RE = re.compile(_ASCII + r',"time":' + _NUMBER + r',"type":"([a-z][a-z0-9_.]*)","tz":'
                      + _ASCII + r',"v":1\}')
 _SCAN: Any = _FAST_DECODER.scan_once  # type: ignore[attr-defined]  # (decode's own scanner)
+
+
 @functools.lru_cache(maxsize=4096)
 def _signer_list(text: str) -> tuple[SignerRef, ...] | None:
     """The signers a statement's ``"signers"`` text names, as ``Statement.from_json`` reads
@@ -570,11 +572,12 @@ def _signed_as_written(i: int, st: Statement, body: bytes, sig_bytes: bytes,
         if kid != _key_id_bytes(ref.key):
             raise VerificationError(f"signature {n} is by key {kid.decode('ascii')!r}, not "
                                     f"{ref.user}'s key", index=i)
+        key, sig = _public_key(ref.key), binascii.a2b_base64(sig64)
         if later is not None:
-            later.append((_public_key(ref.key), binascii.a2b_base64(sig64), msg))
+            later.append((key, sig, msg))
             continue
         try:
-            _public_key(ref.key).verify(binascii.a2b_base64(sig64), msg)
+            key.verify(sig, msg)
         except InvalidSignature:
             raise VerificationError(f"signature {n} ({ref.user}, {ref.meaning}) does not "
                                     "verify", index=i) from None

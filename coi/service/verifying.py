@@ -3,15 +3,14 @@
 Rows are read in batches of ``BATCH`` (a power of two) by index range, each batch one complete
 subtree of the tree. Each batch is checked by ``check_batch`` where it is read — here, or with
 ``jobs > 1`` also in ``jobs - 1`` worker processes, each with its own connection — which does
-the costly part (parsing,
-canonical bytes, columns, signatures, entry hashes), the chain and time between the batch's own
-rows and the batch's tree nodes, compared there with the stored ones; it sends back a small
-``Batch`` (no statements but the few the registry must see). This process feeds the batches in
-index order to the ``LedgerVerifier`` (the links to the batch before, keys, process rules, the
-tree above the batches), compares the tree nodes above each batch with the stored ones, checks
-each stored and each given checkpoint against the rebuilt root at its size, and finally the
-head. Memory stays bounded: at most ``WORKER_QUEUE × (jobs - 1) + 2`` batches are out or
-held here at once.
+the costly part (parsing, canonical bytes, columns, signatures, entry hashes), the chain and
+time between the batch's own rows and the batch's tree nodes, compared there with the stored
+ones; it sends back a small ``Batch`` (no statements but the few the registry must see). This
+process feeds the batches in index order to the ``LedgerVerifier`` (the links to the batch
+before, keys, process rules, the tree above the batches), compares the tree nodes above each
+batch with the stored ones, checks each stored and each given checkpoint against the rebuilt
+root at its size, and finally the head. Memory stays bounded: at most ``WINDOW`` batches are
+out or held here at once.
 """
 
 from __future__ import annotations

@@ -9,7 +9,11 @@ against the one-core raw rate; the two-process raw rate is printed too).
 
 The machine is shared and its speed drifts from second to second, so each verification is set
 against the raw rate measured just before and just after it (the higher of the two, so the
-drift cannot flatter coi), and the verdict is on the median ratio of the rounds.
+drift cannot flatter coi), and the verdict is on the median ratio of the rounds. Each of those
+raw measurements is one uninterrupted run of as many verifications as the ledger has
+signatures, measured as the verification itself is (``raw_verify_run_rate``). The ratios to
+the best of short raw windows (``raw_verify_rate``, a peak that one long run never reaches:
+the baseline until 2026-12) are printed beside them, so both can be read in the same run.
 
 Run: ``python bench/bench_verify.py [--size 20000] [--witness] [--rounds 5]``. The ledger is
 built once by ``build_ledger.py`` and cached.
@@ -34,6 +38,7 @@ from common import (  # noqa: E402
     raw_verify_cpu_rate,
     raw_verify_rate,
     raw_verify_rate_procs,
+    raw_verify_run_rate,
     verdict,
 )
 
@@ -80,28 +85,38 @@ def main(argv: list[str] | None = None) -> int:
            f"~{msg_len:.0f} bytes; {a.rounds} rounds, each verification against the raw rate "
            "measured just before and just after it (the higher of the two)")
     svc.verify(jobs=2)  # warm up: the page cache, the interpreter's caches
-    raw1s, raw2s, raw_cpus = [], [], []
-    got: dict[int, list[tuple[float, float, float]]] = {1: [], 2: []}  # (sig/s, ratio, cpu)
-    before = raw_verify_rate(samples, seconds=1.0)
+    n_sigs = built.size * per
+    raw1s, peaks, raw2s, raw_cpus = [], [], [], []
+    # per verification: (sig/s, ratio to the raw runs, ratio to the raw peaks, sig/cpu-s)
+    got: dict[int, list[tuple[float, float, float, float]]] = {1: [], 2: []}
+    before = raw_verify_run_rate(samples, n_sigs)
+    before_peak = raw_verify_rate(samples, seconds=1.0)
     for _ in range(a.rounds):
         for jobs in (1, 2):
             secs, cpu, size = timed_verify(svc, jobs)
-            after = raw_verify_rate(samples, seconds=1.0)
-            base = max(before, after)
+            after = raw_verify_run_rate(samples, n_sigs)
+            after_peak = raw_verify_rate(samples, seconds=1.0)
+            base, peak = max(before, after), max(before_peak, after_peak)
             raw1s.append(base)
-            got[jobs].append((size * per / secs, size * per / secs / base, size * per / cpu))
-            before = after
+            peaks.append(peak)
+            rate = size * per / secs
+            got[jobs].append((rate, rate / base, rate / peak, size * per / cpu))
+            before, before_peak = after, after_peak
         raw2s.append(raw_verify_rate_procs(samples, 2, seconds=1.0))
         raw_cpus.append(raw_verify_cpu_rate(samples))
     raw1, raw2, raw_cpu = median(raw1s), median(raw2s), median(raw_cpus)
-    line("raw Ed25519 verify, 1 process (baseline, median)", raw1, "sig/s")
+    line(f"raw Ed25519 verify, 1 process, runs of {n_sigs:,} (baseline, median)", raw1,
+         "sig/s")
+    line("raw Ed25519 verify, 1 process, best 1/3 s window (median)", median(peaks), "sig/s",
+         baseline=raw1)
     line("raw Ed25519 verify, 2 processes (median)", raw2, "sig/s", baseline=raw1)
     line("raw Ed25519 verify, per CPU-second (median)", raw_cpu, "sig/cpu-s")
     ok = True
     for jobs, target in ((1, TARGET_1), (2, TARGET_2)):
-        rates = [r for r, _x, _c in got[jobs]]
-        ratios = [x for _r, x, _c in got[jobs]]
-        cpus = [c for _r, _x, c in got[jobs]]
+        rates = [r for r, _x, _p, _c in got[jobs]]
+        ratios = [x for _r, x, _p, _c in got[jobs]]
+        to_peaks = [p for _r, _x, p, _c in got[jobs]]
+        cpus = [c for _r, _x, _p, c in got[jobs]]
         line(f"coi verify, jobs={jobs}: per CPU-second (all processes)", median(cpus),
              "sig/cpu-s", baseline=raw_cpu)
         line(f"coi verify, jobs={jobs}: entries (median)", median(rates) / per, "entry/s")
@@ -109,11 +124,14 @@ def main(argv: list[str] | None = None) -> int:
         if jobs > 1:
             line(f"coi verify, jobs={jobs}: signatures vs {jobs}-process raw", median(rates),
                  "sig/s", baseline=raw2)
-            busy = median(r / c / jobs for r, _x, c in got[jobs])
+            busy = median(r / c / jobs for r, _x, _p, c in got[jobs])
             print(f"  {f'cores busy (CPU of all {jobs} processes / {jobs} x wall), median':<52} "
                   f"{busy:>12.0%}", flush=True)
         print(f"  {'ratios to the 1-process raw rate, round by round':<52} "
               + " ".join(f"{x:.2f}x" for x in ratios), flush=True)
+        print(f"  {'ratios to the best raw windows, round by round':<52} "
+              + " ".join(f"{x:.2f}x" for x in to_peaks)
+              + f"   (median {median(to_peaks):.2f}x)", flush=True)
         ratio = median(ratios)
         print(f"  {'median ratio to the 1-process raw rate':<52} {ratio:>12.2f}x   "
               f"(target >= {target}x)", flush=True)

@@ -119,10 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     line("raw Ed25519 verify, per CPU-second (median)", raw_cpu, "sig/cpu-s")
     ok = True
     for jobs, target in ((1, TARGET_1), (2, TARGET_2)):
-        rates = [r for r, _x, _p, _c in got[jobs]]
-        ratios = [x for _r, x, _p, _c in got[jobs]]
-        to_peaks = [p for _r, _x, p, _c in got[jobs]]
-        cpus = [c for _r, _x, _p, c in got[jobs]]
+        rates, ratios, to_peaks, cpus = (list(col) for col in zip(*got[jobs], strict=True))
         line(f"coi verify, jobs={jobs}: per CPU-second (all processes)", median(cpus),
              "sig/cpu-s", baseline=raw_cpu)
         line(f"coi verify, jobs={jobs}: entries (median)", median(rates) / per, "entry/s")
@@ -130,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         if jobs > 1:
             line(f"coi verify, jobs={jobs}: signatures vs {jobs}-process raw", median(rates),
                  "sig/s", baseline=raw2)
-            busy = median(r / c / jobs for r, _x, _p, c in got[jobs])
+            busy = median(r / c / jobs for r, c in zip(rates, cpus, strict=True))
             print(f"  {f'cores busy (CPU of all {jobs} processes / {jobs} x wall), median':<52} "
                   f"{busy:>12.0%}", flush=True)
         print(f"  {'ratios to the 1-process raw rate, round by round':<52} "

@@ -52,11 +52,17 @@ def verdict(ok: bool, what: str) -> None:
 Sample = tuple[bytes, bytes, bytes]  # (raw public key, signature, message)
 
 
+def _loaded(samples: Sequence[Sample]) -> list[tuple[Ed25519PublicKey, bytes, bytes]]:
+    """``samples`` with each public key loaded once (the least any verifier does per
+    signature)."""
+    keys = {pk: Ed25519PublicKey.from_public_bytes(pk) for pk, _s, _m in samples}
+    return [(keys[pk], sig, msg) for pk, sig, msg in samples]
+
+
 def raw_verify_rate(samples: Sequence[Sample], seconds: float = 2.0) -> float:
     """Raw Ed25519 verifications per second over ``samples`` (keys loaded once, as a baseline
     should: the least any verifier does per signature), best of 3 rounds."""
-    keys = {pk: Ed25519PublicKey.from_public_bytes(pk) for pk, _s, _m in samples}
-    items = [(keys[pk], sig, msg) for pk, sig, msg in samples]
+    items = _loaded(samples)
     best = 0.0
     for _ in range(3):
         n, start = 0, time.perf_counter()
@@ -78,8 +84,7 @@ def raw_verify_run_rate(samples: Sequence[Sample], n: int) -> float:
     length, so that a machine whose speed swings from moment to moment weighs on both alike
     (``raw_verify_rate`` keeps the best of short windows: a peak, which one long run never
     reaches)."""
-    keys = {pk: Ed25519PublicKey.from_public_bytes(pk) for pk, _s, _m in samples}
-    items = [(keys[pk], sig, msg) for pk, sig, msg in samples]
+    items = _loaded(samples)
     whole, part = divmod(n, len(items))
     start = time.perf_counter()
     for _ in range(whole):
@@ -93,8 +98,7 @@ def raw_verify_run_rate(samples: Sequence[Sample], n: int) -> float:
 def raw_verify_cpu_rate(samples: Sequence[Sample], rounds: int = 3) -> float:
     """Like ``raw_verify_rate`` but per second of this process's CPU time: insensitive to other
     load on a shared machine (which steals wall time, not CPU time)."""
-    keys = {pk: Ed25519PublicKey.from_public_bytes(pk) for pk, _s, _m in samples}
-    items = [(keys[pk], sig, msg) for pk, sig, msg in samples]
+    items = _loaded(samples)
     best = 0.0
     for _ in range(rounds):
         start = time.process_time()
@@ -113,8 +117,7 @@ def cpu_seconds() -> float:
 
 def _verify_worker(args: tuple[list[Sample], float]) -> tuple[int, float]:
     samples, seconds = args
-    keys = {pk: Ed25519PublicKey.from_public_bytes(pk) for pk, _s, _m in samples}
-    items = [(keys[pk], sig, msg) for pk, sig, msg in samples]
+    items = _loaded(samples)
     n, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
         for k, sig, msg in items:

@@ -189,14 +189,14 @@ def _signer_ref(obj: Any, i: int) -> SignerRef:
     if type(obj) is dict and len(obj) == 4:
         k = (obj.get("user"), obj.get("key"), obj.get("name"), obj.get("meaning"))
         if all(type(x) is str for x in k):
-            return _known_signer_ref(*k, f"statement.signers[{i}]")
+            return _known_signer_ref(*k, i)
     return SignerRef.from_json(obj, f"statement.signers[{i}]")
 
 
 @functools.lru_cache(maxsize=4096)
-def _known_signer_ref(user: str, key: str, name: str, meaning: str, where: str) -> SignerRef:
+def _known_signer_ref(user: str, key: str, name: str, meaning: str, i: int) -> SignerRef:
     return SignerRef.from_json({"user": user, "key": key, "name": name, "meaning": meaning},
-                               where)
+                               f"statement.signers[{i}]")
 
 
 def pae(body: bytes, payload_type: str = PAYLOAD_TYPE) -> bytes:
@@ -647,8 +647,8 @@ def check_entry(row: StoredEntry, origin: str,
     is not the hash of the envelope. Shares its checks with ``check_envelope``; the columns are
     checked between the statement's own checks and the signatures, as they always were.
 
-    With ``later``, the row's signatures may be appended to it instead of verified here (the
-    Ed25519 code runs faster many at a time than between rows of Python). If those appended
+    With ``later``, the row's signatures may be appended to it instead of verified here (to
+    be verified many at a time: see ``verify._checked``). If those appended
     verify (``first_bad_signature``), this returns or raises what it would without ``later``:
     they would have been verified, in turn, at the point where they were appended. If one does
     not, ``check_entry(row, origin)`` raises a signature error.

@@ -154,10 +154,10 @@ def _checked(rows: Iterable[StoredEntry], origin: str) -> Iterator[CheckedEntry]
     own, which raises its error.
 
     The rows are checked ``RUN`` at a time with their signatures left for later, then those
-    signatures are verified together (the Ed25519 code runs faster so than between rows of
-    Python) before the run's entries are given. The first bad row is the first with a bad
-    signature, if that comes before the first to fail the rest, and ``check_entry`` alone says
-    what is wrong with it.
+    signatures are verified together before the run's entries are given (measured faster so
+    on one machine of this kind, and no slower on another). The first bad row is the first
+    with a bad signature, if that comes before the first to fail the rest, and
+    ``check_entry`` alone says what is wrong with it.
     """
     it = iter(rows)
     while True:

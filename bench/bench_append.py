@@ -5,9 +5,11 @@ signature, key registry check, Merkle nodes, entry row, node rows, head update),
 each. Baseline: a bare INSERT of a row of the same size (the stored statement + signatures
 bytes, same column count) into a plain table, one transaction each. On SQLite both run with WAL
 and ``synchronous=FULL`` (every commit is fsynced), on the same disk, interleaved in rounds so
-drift hits both. Target: coi >= 0.3x the bare insert rate. PostgreSQL (127.0.0.1:5432, user
-postgres, or ``COI_BENCH_POSTGRES_URL``) is measured the same way when reachable, each in a
-fresh database that is dropped afterwards.
+drift hits both. Target (issue 2, SQLite): coi >= 0.3x the bare insert rate. PostgreSQL
+(127.0.0.1:5432, user postgres, or ``COI_BENCH_POSTGRES_URL``) is measured the same way when
+reachable, each in a fresh database that is dropped afterwards; it is reported beside the same
+0.3x for comparison, but issue 2 sets no PostgreSQL target, so it does not decide the exit
+status.
 
 Run: ``python bench/bench_append.py [--n 200] [--rounds 8] [--no-postgres]``. The figure is the
 median over rounds of the per-round ratio (each round: n coi appends, then n bare inserts).
@@ -85,7 +87,8 @@ def bare_pg_rate(url: str, rows: list[tuple[Any, ...]]) -> float:
         return len(rows) / (time.perf_counter() - start)
 
 
-def compare(name: str, coi_db: str, log_key: Path, bare: Any, n: int, rounds: int) -> bool:
+def compare(name: str, coi_db: str, log_key: Path, bare: Any, n: int, rounds: int, *,
+            targeted: bool = True) -> bool:
     header(f"append on {name}: {n} appends x {rounds} rounds, one transaction each")
     t = time.perf_counter()
     site = new_site(coi_db, log_key)
@@ -103,10 +106,15 @@ def compare(name: str, coi_db: str, log_key: Path, bare: Any, n: int, rounds: in
     line(f"bare INSERT of a {size}-byte row, best round (baseline)", max(bare_rates), "row/s")
     line("coi LedgerService.append, best round", max(coi_rates), "entry/s",
          baseline=max(bare_rates))
-    line("per-round ratio coi / bare, median", median, "x", target=f">= {TARGET}x")
+    target = f"target >= {TARGET}x" if targeted else "no target"
+    print(f"  {'per-round ratio coi / bare, median':<52} {median:>12.2f} x   ({target})")
     print(f"  per-round ratios: {', '.join(f'{x:.2f}' for x in ratios)}")
     ok = median >= TARGET
-    verdict(ok, f"{name} append at {median:.2f}x of a bare durable insert (median round)")
+    what = f"{name} append at {median:.2f}x of a bare durable insert (median round)"
+    if not targeted:
+        print(f"  -> {what}: reported only (issue 2 sets no PostgreSQL target)")
+        return True
+    verdict(ok, what)
     return ok
 
 
@@ -135,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         url = PG_SERVER.rsplit("/", 1)[0] + f"/{name}"
         try:
             ok &= compare("PostgreSQL", url, Path(d) / "pg.logkey",
-                          lambda rows: bare_pg_rate(url, rows), a.n, a.rounds)
+                          lambda rows: bare_pg_rate(url, rows), a.n, a.rounds, targeted=False)
         finally:
             with psycopg.connect(PG_SERVER, autocommit=True) as c:
                 c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

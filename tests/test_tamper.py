@@ -43,7 +43,7 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 
-from coi.ledger import note
+from coi.ledger import merkle, note
 from coi.ledger.clock import FixedClock
 from coi.ledger.errors import VerificationError
 from coi.service.ledger import LedgerService, Party
@@ -295,6 +295,32 @@ def test_entry_cell(sample: Ledger, col: str, kind: str, index: int) -> None:
 def test_tree_node_cell(sample: Ledger, col: str, kind: str, node: tuple[int, int]) -> None:
     row, _, _ = mutate(sample.svc.engine, "tree_node", col, kind, node)
     expect_failure(sample.svc, "tree_node", row)
+
+
+@pytest.mark.parametrize("index", [0, 3, SQLITE_SIZE - 1])
+def test_proofs_at_the_head_are_checked_against_its_root(sample: Ledger, index: int) -> None:
+    """A changed node on a proof's path: the service hands out no proof at the head's size
+    (it would prove membership in a tree whose root neither the head nor any checkpoint
+    signs)."""
+    svc = sample.svc
+    size = SQLITE_SIZE
+    level, idx = merkle.inclusion_plan(index, size)[-1]  # the sibling nearest the root
+    assert svc.prove_inclusion(index)["size"] == size
+    set_cell(svc.engine, "tree_node", {"level": level, "idx": idx}, "hash", bytes(32))
+    with pytest.raises(VerificationError, match="inclusion proof"):
+        svc.prove_inclusion(index)
+
+
+@pytest.mark.parametrize("old", [1, 5, SQLITE_SIZE - 1])
+def test_consistency_proofs_to_the_head_are_checked_against_its_root(sample: Ledger,
+                                                                     old: int) -> None:
+    svc = sample.svc
+    level, idx = next(n for n in merkle.consistency_plan(old, SQLITE_SIZE)
+                      if n not in merkle.frontier_nodes(old))  # a node the old root lacks
+    assert svc.prove_consistency(old)["new_size"] == SQLITE_SIZE
+    set_cell(svc.engine, "tree_node", {"level": level, "idx": idx}, "hash", bytes(32))
+    with pytest.raises(VerificationError, match="consistency proof"):
+        svc.prove_consistency(old)
 
 
 @pytest.mark.parametrize(("col", "kind"), HEAD_MUTATIONS)

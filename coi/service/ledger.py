@@ -492,10 +492,13 @@ class LedgerService:
             raise Refused(f"size must be between 1 and {head.size}")
         if not 0 <= index < size:
             raise Refused(f"index must be between 0 and {size - 1}")
-        nodes = self.store.nodes(merkle.inclusion_plan(index, size)
-                                 + merkle.frontier_nodes(size) + [(0, index)])
+        # At the head's size the root is the head's (what checkpoints sign); below it, it is
+        # rebuilt from the stored nodes. Either way the proof is checked against it here.
+        at_head = size == head.size
+        nodes = self.store.nodes(merkle.inclusion_plan(index, size) + [(0, index)]
+                                 + ([] if at_head else merkle.frontier_nodes(size)))
         proof = merkle.inclusion_proof(index, size, nodes)
-        root = merkle.root_from_nodes(size, nodes)
+        root = head.root if at_head else merkle.root_from_nodes(size, nodes)
         leaf = nodes[(0, index)]
         merkle.verify_inclusion(leaf, index, size, proof, root)
         return {"index": index, "size": size, "leaf_hash": b64(leaf), "root": b64(root),
@@ -506,10 +509,12 @@ class LedgerService:
         new = head.size if new is None else new
         if not 0 < old <= new <= head.size:
             raise Refused(f"need 0 < OLD ≤ NEW ≤ {head.size}")
+        at_head = new == head.size  # as for inclusion: the head's root at its size
         nodes = self.store.nodes(merkle.consistency_plan(old, new) + merkle.frontier_nodes(old)
-                                 + merkle.frontier_nodes(new))
+                                 + ([] if at_head else merkle.frontier_nodes(new)))
         proof = merkle.consistency_proof(old, new, nodes)
-        old_root, new_root = merkle.root_from_nodes(old, nodes), merkle.root_from_nodes(new, nodes)
+        old_root = merkle.root_from_nodes(old, nodes)
+        new_root = head.root if at_head else merkle.root_from_nodes(new, nodes)
         merkle.verify_consistency(old, new, old_root, new_root, proof)
         return {"old_size": old, "new_size": new, "old_root": b64(old_root),
                 "new_root": b64(new_root), "proof": [b64(h) for h in proof]}

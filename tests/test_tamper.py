@@ -758,3 +758,31 @@ def test_pg_tail_truncated(pg_sample: PgSample) -> None:
                 execute(engine, f"INSERT INTO {table} ({', '.join(q(c) for c in r)}) "
                                 f"VALUES ({', '.join(':' + c for c in r)})", params=r)
     svc.verify(checkpoints=[saved])
+
+
+@pytest.mark.parametrize("value", [b"\x01\x02", None], ids=["short", "missing"])
+def test_a_damaged_stored_node_is_reported_not_a_crash(sample: Ledger, value: bytes | None,
+                                                       tmp_path: Path) -> None:
+    """Proofs and exports read stored nodes: one that is not a 32-byte hash, or is gone, is a
+    damaged ledger (VerificationError, ExportError: exit 1 with the reason), and no bundle is
+    left behind."""
+    from coi.service import exporting
+    from coi.service.exporting import ExportError, Scope
+
+    svc = sample.svc
+    level, idx = merkle.inclusion_plan(3, SQLITE_SIZE)[0]
+    if value is None:
+        execute(svc.engine, f"DELETE FROM tree_node WHERE level = {level} AND idx = {idx}")
+    else:
+        set_cell(svc.engine, "tree_node", {"level": level, "idx": idx}, "hash", value)
+    fault = "must be 32 bytes" if value is not None else "was not given"
+    with pytest.raises(VerificationError, match=f"stored Merkle tree is damaged.*{fault}"):
+        svc.prove_inclusion(3)
+    with pytest.raises(VerificationError, match=f"stored Merkle tree is damaged.*{fault}"):
+        svc.prove_consistency(3)
+    folder = tmp_path / "out"
+    folder.mkdir()
+    out = folder / "product.coi-bundle"  # a product's bundle carries inclusion proofs
+    with pytest.raises(ExportError, match=f"stored Merkle tree is damaged.*{fault}"):
+        exporting.export(svc, Scope("coi", coi="CHA99992600001A"), out)
+    assert list(folder.iterdir()) == []

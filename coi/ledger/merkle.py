@@ -311,6 +311,12 @@ def consistency_proof(old_size: int, new_size: int, nodes: Mapping[NodeId, bytes
     return [_range_hash(lo, hi, nodes) for lo, hi in _consistency_ranges(old_size, new_size)]
 
 
+def stored_node_fault(e: KeyError | ValueError) -> str:
+    """What a proof or root from stored nodes raised (a node not given: ``KeyError``; not a
+    32-byte hash: ``ValueError``), as a phrase for a message."""
+    return str(e.args[0]) if e.args else type(e).__name__
+
+
 def root_from_nodes(size: int, nodes: Mapping[NodeId, bytes]) -> bytes:
     """MTH(D[size]) from the stored nodes of ``frontier_nodes(size)``."""
     _check_size(size, "size")

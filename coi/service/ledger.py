@@ -13,7 +13,8 @@ from __future__ import annotations
 import threading
 import unicodedata
 import zoneinfo
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -483,7 +484,8 @@ class LedgerService:
 
     def root_at(self, size: int) -> bytes:
         nodes = self.store.nodes(merkle.frontier_nodes(size))
-        return merkle.root_from_nodes(size, nodes)
+        with _stored_tree():
+            return merkle.root_from_nodes(size, nodes)
 
     def prove_inclusion(self, index: int, size: int | None = None) -> dict[str, Any]:
         head = self.require_initialised()
@@ -497,9 +499,12 @@ class LedgerService:
         at_head = size == head.size
         nodes = self.store.nodes(merkle.inclusion_plan(index, size) + [(0, index)]
                                  + ([] if at_head else merkle.frontier_nodes(size)))
-        proof = merkle.inclusion_proof(index, size, nodes)
-        root = head.root if at_head else merkle.root_from_nodes(size, nodes)
-        leaf = nodes[(0, index)]
+        with _stored_tree():
+            proof = merkle.inclusion_proof(index, size, nodes)
+            root = head.root if at_head else merkle.root_from_nodes(size, nodes)
+            leaf = nodes.get((0, index))
+            if leaf is None:
+                raise KeyError(f"stored node (level 0, index {index}) was not given")
         merkle.verify_inclusion(leaf, index, size, proof, root)
         return {"index": index, "size": size, "leaf_hash": b64(leaf), "root": b64(root),
                 "proof": [b64(h) for h in proof]}
@@ -512,9 +517,10 @@ class LedgerService:
         at_head = new == head.size  # as for inclusion: the head's root at its size
         nodes = self.store.nodes(merkle.consistency_plan(old, new) + merkle.frontier_nodes(old)
                                  + ([] if at_head else merkle.frontier_nodes(new)))
-        proof = merkle.consistency_proof(old, new, nodes)
-        old_root = merkle.root_from_nodes(old, nodes)
-        new_root = head.root if at_head else merkle.root_from_nodes(new, nodes)
+        with _stored_tree():
+            proof = merkle.consistency_proof(old, new, nodes)
+            old_root = merkle.root_from_nodes(old, nodes)
+            new_root = head.root if at_head else merkle.root_from_nodes(new, nodes)
         merkle.verify_consistency(old, new, old_root, new_root, proof)
         return {"old_size": old, "new_size": new, "old_root": b64(old_root),
                 "new_root": b64(new_root), "proof": [b64(h) for h in proof]}
@@ -542,6 +548,17 @@ class LedgerService:
             raise
         return verify_store(self.store, self.site.db_url, head, jobs=jobs,
                             checkpoints=checkpoints, hook=hook, progress=progress)
+
+
+@contextmanager
+def _stored_tree() -> Iterator[None]:
+    """A proof or root built from stored tree nodes: a node missing or not a hash is a
+    damaged ledger (exit 1, the reason), not a crash."""
+    try:
+        yield
+    except (KeyError, ValueError) as e:
+        raise VerificationError(f"the stored Merkle tree is damaged "
+                                f"({merkle.stored_node_fault(e)}): run `coi verify`") from None
 
 
 def _check_tz(tz: str) -> None:

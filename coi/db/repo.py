@@ -290,10 +290,10 @@ class LedgerStore:
         if conn is None:
             with self.engine.connect() as c:
                 return self.account(user, c)
-        p = "%s" if self.is_postgres else "?"
-        r = conn.exec_driver_sql(
-            f'SELECT failed_attempts, locked FROM account WHERE "user" = {p}', (user,)).first()
-        return (int(r[0]), bool(r[1])) if r else (0, False)
+        p = "%s" if self.is_postgres else "?"  # (read on every append: the driver's cursor)
+        rows = _fetch_all(conn, f'SELECT failed_attempts, locked FROM account WHERE "user" = {p}',
+                          (user,))
+        return (int(rows[0][0]), bool(rows[0][1])) if rows else (0, False)
 
     def set_account(self, conn: Connection, user: str, *, failed: int, locked: bool) -> None:
         if conn.execute(select(A.c.user).where(A.c.user == user)).first() is None:

@@ -10,6 +10,7 @@ hold no rules of their own.
 
 from __future__ import annotations
 
+import functools
 import threading
 import unicodedata
 import zoneinfo
@@ -53,8 +54,9 @@ class Unlocked:
     user: str
     key: Ed25519PrivateKey
 
-    @property
+    @functools.cached_property
     def public_key(self) -> bytes:
+        """Derived once (every append compares it with the registry and names it)."""
         return public_bytes(self.key)
 
 

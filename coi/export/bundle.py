@@ -139,9 +139,9 @@ def _proofs(store: LedgerStore, rows: Sequence[StoredEntry], size: int
     nodes = store.nodes(plan)
     try:
         return [merkle.inclusion_proof(r.index, size, nodes) for r in rows]
-    except (KeyError, ValueError) as e:  # a stored node missing or not a hash
-        raise ExportError(f"the stored Merkle tree is damaged ({merkle.stored_node_fault(e)}); "
-                          "nothing was exported: run `coi verify`") from None
+    except merkle.NodeError as e:  # a stored node missing or not a hash
+        raise ExportError(f"the stored Merkle tree is damaged ({e}); nothing was exported: "
+                          "run `coi verify`") from None
 
 
 def _process_record(rows_first: StoredEntry, process_toml: bytes | None) -> bytes | None:

@@ -227,17 +227,26 @@ def _range_nodes(lo: int, hi: int) -> list[NodeId]:
     return nodes
 
 
+class NodeError(KeyError, ValueError):
+    """A stored node that a proof or root needs is not given (a ``KeyError``) or is not a
+    32-byte hash (a ``ValueError``): for stored nodes, a damaged tree."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "stored node error"
+
+
+def stored_node(nodes: Mapping[NodeId, bytes], node: NodeId) -> bytes:
+    """``nodes[node]``, which must be there and be a hash (else ``NodeError`` naming it)."""
+    if node not in nodes:
+        level, index = node
+        raise NodeError(f"stored node (level {level}, index {index}) was not given")
+    h = nodes[node]
+    _check_hash(h, f"stored node {node}", error=NodeError)
+    return h
+
+
 def _range_hash(lo: int, hi: int, nodes: Mapping[NodeId, bytes]) -> bytes:
-    hashes: list[bytes] = []
-    for node in _range_nodes(lo, hi):
-        try:
-            h = nodes[node]
-        except KeyError:
-            level, index = node
-            raise KeyError(f"stored node (level {level}, index {index}) was not given") from None
-        _check_hash(h, f"stored node {node}", error=ValueError)
-        hashes.append(h)
-    return _fold(hashes)
+    return _fold([stored_node(nodes, node) for node in _range_nodes(lo, hi)])
 
 
 def _inclusion_ranges(index: int, size: int) -> list[Range]:
@@ -309,12 +318,6 @@ def consistency_proof(old_size: int, new_size: int, nodes: Mapping[NodeId, bytes
     """
     _check_sizes(old_size, new_size)
     return [_range_hash(lo, hi, nodes) for lo, hi in _consistency_ranges(old_size, new_size)]
-
-
-def stored_node_fault(e: KeyError | ValueError) -> str:
-    """What a proof or root from stored nodes raised (a node not given: ``KeyError``; not a
-    32-byte hash: ``ValueError``), as a phrase for a message."""
-    return str(e.args[0]) if e.args else type(e).__name__
 
 
 def root_from_nodes(size: int, nodes: Mapping[NodeId, bytes]) -> bytes:

@@ -504,9 +504,7 @@ class LedgerService:
         with _stored_tree():
             proof = merkle.inclusion_proof(index, size, nodes)
             root = head.root if at_head else merkle.root_from_nodes(size, nodes)
-            leaf = nodes.get((0, index))
-            if leaf is None:
-                raise KeyError(f"stored node (level 0, index {index}) was not given")
+            leaf = merkle.stored_node(nodes, (0, index))
         merkle.verify_inclusion(leaf, index, size, proof, root)
         return {"index": index, "size": size, "leaf_hash": b64(leaf), "root": b64(root),
                 "proof": [b64(h) for h in proof]}
@@ -558,9 +556,9 @@ def _stored_tree() -> Iterator[None]:
     damaged ledger (exit 1, the reason), not a crash."""
     try:
         yield
-    except (KeyError, ValueError) as e:
-        raise VerificationError(f"the stored Merkle tree is damaged "
-                                f"({merkle.stored_node_fault(e)}): run `coi verify`") from None
+    except merkle.NodeError as e:
+        raise VerificationError(f"the stored Merkle tree is damaged ({e}): run `coi verify`"
+                                ) from None
 
 
 def _check_tz(tz: str) -> None:

@@ -414,6 +414,24 @@ def test_a_worker_that_fails_is_reported(sqlite_ledger: Ledger,
                                head, jobs=2)
 
 
+def test_workers_answer_everything_then_exit_cleanly(sqlite_ledger: Ledger,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each worker answers every batch it was given, then exits at once with status 0 (it
+    skips the interpreter's shutdown: nothing it holds needs one)."""
+    monkeypatch.setattr(verifying, "PARENT_CHECKS", False)
+    monkeypatch.setattr(verifying, "BATCH", 8)
+    codes: list[int | None] = []
+    reap = verifying._Worker.reap
+
+    def reaped(w: verifying._Worker) -> None:
+        reap(w)
+        codes.append(w.proc.returncode)
+
+    monkeypatch.setattr(verifying._Worker, "reap", reaped)
+    assert sqlite_ledger.svc.verify(jobs=3).root == sqlite_ledger.svc.verify().root
+    assert codes == [0, 0]
+
+
 def test_the_collector_runs_again_after_a_verification(tampered: Ledger) -> None:
     """Verification pauses the cyclic garbage collector's automatic runs (a UI's too): they
     are back once it ends, whether the ledger verifies or not, and stay off if they were."""

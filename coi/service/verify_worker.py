@@ -7,12 +7,14 @@ ledger core and a database driver (``reads.DriverReader``): it is ready in a fra
 second, where a ``multiprocessing`` child would re-import the parent's main module (the whole
 CLI or TUI) and SQLAlchemy first. It speaks pickle over its stdin and stdout: it reads
 ``sys.path``, then ``(url, origin)``, answers ``READY``, then for each ``(lo, hi, span, sizes,
-everything)`` answers ``("ok", (Batch, bad node or None))`` or ``("failed", traceback)``.
+everything)`` answers ``("ok", (Batch, bad node or None))`` or ``("failed", traceback)``. At
+the end of its input it closes its connection and exits at once.
 """
 
 from __future__ import annotations
 
 import gc
+import os
 import pickle
 import sys
 import traceback
@@ -93,6 +95,9 @@ class _EngineReader:
         with self.store.engine.connect() as conn:
             return self.store.nodes_in_range(level, lo, hi, conn)
 
+    def close(self) -> None:
+        self.store.engine.dispose()
+
 
 def serve(inp: BinaryIO, out: BinaryIO) -> None:
     """The worker's loop (see the module's docstring)."""
@@ -102,7 +107,7 @@ def serve(inp: BinaryIO, out: BinaryIO) -> None:
 
     url, origin = pickle.load(inp)
     try:
-        reader: Reader = DriverReader(url) if DriverReader.opens(url) else _EngineReader(url)
+        reader = DriverReader(url) if DriverReader.opens(url) else _EngineReader(url)
     except Exception:
         _send(out, ("failed", traceback.format_exc()))
         return
@@ -110,13 +115,19 @@ def serve(inp: BinaryIO, out: BinaryIO) -> None:
     while True:
         try:
             job = pickle.load(inp)
-        except EOFError:
-            return
+        except EOFError:  # told to stop: everything asked has been answered
+            break
         try:
             answer: Any = ("ok", check_range(reader, origin, *job))
         except Exception:  # reported to the parent, which raises it there
             answer = ("failed", traceback.format_exc())
         _send(out, answer)
+    reader.close()
+    out.flush()
+    sys.stderr.flush()
+    # Exit now: the interpreter's own shutdown (freeing every module) takes longer than a small
+    # ledger's last batch, and the verifier waits for this process to end.
+    os._exit(0)
 
 
 def _send(out: BinaryIO, obj: Any) -> None:

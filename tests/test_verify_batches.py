@@ -145,6 +145,19 @@ def test_batch_spans_grow_and_stay_aligned() -> None:
                        for lo, hi, span in spans)
     tail = [s for _lo, _hi, s in verifying._spans(20_000, 128, 1024, 2)][-6:]  # noqa: SLF001
     assert tail == sorted(tail, reverse=True) and tail[-1] == 128
+    # the last batches may shrink further than the first ones start (LAST_BATCH)
+    for upto in (1, 127, 1000, 5000, 20_000, 65_537):
+        spans = list(verifying._spans(upto, 128, 1024, 2, 32))  # noqa: SLF001
+        assert spans[0][0] == 0 and spans[-1][1] == upto
+        assert all(a[1] == b[0] for a, b in zip(spans, spans[1:], strict=False))
+        assert all(lo % span == 0 and 0 < hi - lo <= span and 32 <= span <= 1024
+                   for lo, hi, span in spans)
+        assert spans[0][2] == (128 if upto >= 4 * 128 else 32)  # a small ledger: shared too
+    tail = [s for _lo, _hi, s in verifying._spans(20_000, 128, 1024, 2, 32)][-8:]  # noqa: SLF001
+    assert tail == sorted(tail, reverse=True) and tail[-1] == 32
+    # one process: nothing to balance, no shrinking
+    one = list(verifying._spans(20_000, 128, 1024, 1, 32))  # noqa: SLF001
+    assert one == list(verifying._spans(20_000, 128, 1024))  # noqa: SLF001
 
 
 def whole_root(rows: list[Any]) -> bytes:

@@ -53,6 +53,10 @@ FIRST_BATCH = 128
 process hands over to the workers soon after they start, and the last worker to finish has
 little left to do."""
 
+LAST_BATCH = 32
+"""With several processes, the last batches shrink to this size (no smaller), so that this
+process, which has no batch left, waits little for the last ones a worker holds."""
+
 PARENT_CHECKS = True
 """With ``jobs > 1``, this process checks batches too, whenever the oldest batch a worker has is
 not answered yet (tests turn this off to send every batch to a worker)."""
@@ -211,18 +215,20 @@ def worker_path() -> list[str]:
     return [home, *(p for p in sys.path if p != home)]
 
 
-def _spans(upto: int, first: int, most: int, jobs: int = 1) -> Iterator[tuple[int, int, int]]:
+def _spans(upto: int, first: int, most: int, jobs: int = 1,
+           last: int | None = None) -> Iterator[tuple[int, int, int]]:
     """``(lo, hi, span)`` of the batches covering [0, upto): spans are powers of two from
     ``first`` to ``most``, each dividing its ``lo`` (a span doubles once ``lo`` allows it).
-    With several workers they shrink again towards the end (to no less than ``first``), so
-    that the workers finish at about the same time."""
+    With several workers they shrink again towards the end (to no less than ``last``, a power
+    of two, by default ``first``), so that the workers finish at about the same time."""
+    least = first if last is None else min(first, last)
     lo, span = 0, first
     while lo < upto:
         while span < most and lo and lo % (2 * span) == 0:
             span *= 2
         if jobs > 1:
             share = (upto - lo) // (2 * jobs)
-            while span > first and span > share:
+            while span > least and span > share:
                 span //= 2
         yield lo, min(lo + span, upto), span
         lo += span
@@ -247,7 +253,8 @@ def _batches_with(here: Reader, origin: str, url: str, upto: int, jobs: int,
                   sizes: list[int], everything: bool) -> Iterator[Checked]:
     ranges = ((lo, hi, span, sizes[bisect_right(sizes, lo):bisect_right(sizes, lo + span)],
                everything)
-              for lo, hi, span in _spans(upto, min(FIRST_BATCH, BATCH), BATCH, jobs))
+              for lo, hi, span in _spans(upto, min(FIRST_BATCH, BATCH), BATCH, jobs,
+                                         LAST_BATCH))
     if jobs <= 1 or (PARENT_CHECKS and upto <= FIRST_BATCH):
         for r in ranges:
             yield check_range(here, origin, *r)

@@ -224,6 +224,16 @@ class LedgerVerifier:
     def size(self) -> int:
         return self.tree.size
 
+    @property
+    def last_hash(self) -> bytes:
+        """The entry hash of the last entry fed (the genesis ``prev`` before any)."""
+        return self._prev
+
+    @property
+    def last_time(self) -> int:
+        """The time (ms) of the last entry fed (0 before any)."""
+        return self._time
+
     def feed(self, c: CheckedEntry) -> list[tuple[int, int, bytes]]:
         """Apply one checked entry; returns the tree nodes it completes (for comparison)."""
         st = c.statement

@@ -360,7 +360,7 @@ def verify_store(store: LedgerStore, url: str, head: Head, *, jobs: int = 1,
                 f"a row is stored at index {extra}, beyond the head's {head.size} entries "
                 "(inserted behind the ledger's back, or the head was rewound)", index=extra)
         result = v.finish(head_size=head.size, head_root=head.root)
-        if head.last_hash != _last_hash(v) or head.last_time_ms != _last_time(v):
+        if head.last_hash != v.last_hash or head.last_time_ms != v.last_time:
             raise VerificationError("the head's last entry hash or time is not the last entry's")
         expected_nodes = sum(result.size >> level for level in range(result.size.bit_length()))
         stored_nodes = store.count_nodes(conn)
@@ -434,14 +434,6 @@ def _open(text: str, verifier: note.NoteVerifier, what: str) -> note.Checkpoint:
         return note.parse_checkpoint(opened.text)
     except VerificationError as e:
         raise VerificationError(f"{what}: {e.reason}") from None
-
-
-def _last_hash(v: LedgerVerifier) -> bytes:
-    return v._prev  # noqa: SLF001 (same package family; the verifier keeps it)
-
-
-def _last_time(v: LedgerVerifier) -> int:
-    return v._time  # noqa: SLF001 (as above)
 
 
 def _first_index_from(engine: Engine, start: int) -> int | None:

@@ -8,6 +8,7 @@ it starts in a fraction of the time (its start is paid on every ``verify --jobs`
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from coi.ledger.entry import StoredEntry
@@ -42,6 +43,16 @@ def node_pairs(rows: Any) -> list[tuple[int, bytes | None]]:
     return [(i, h if h is None or type(h) is bytes else bytes(h)) for i, h in rows]
 
 
+def fetch_all(dbapi_conn: Any, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+    """Rows of ``sql`` on a cursor of ``dbapi_conn`` (sqlite3 or psycopg), closed after."""
+    cur = dbapi_conn.cursor()
+    try:
+        rows: list[Any] = cur.execute(sql, tuple(params)).fetchall()
+        return rows
+    finally:
+        cur.close()
+
+
 class DriverReader:
     """Entry rows and tree nodes of the database at ``url`` (a URL as ``engine.normalise_url``
     gives), read with sqlite3 or psycopg directly, each call in its own read transaction."""
@@ -69,18 +80,11 @@ class DriverReader:
             url.startswith("sqlite:///") and "?" not in url)
 
     def _fetch(self, sql: str, params: tuple[int, ...]) -> list[Any]:
-        if self.is_postgres:
-            try:
-                got: list[Any] = self._conn.execute(sql, params).fetchall()
-                return got
-            finally:
-                self._conn.rollback()
-        cur = self._conn.cursor()
         try:
-            rows: list[Any] = cur.execute(sql, params).fetchall()
+            return fetch_all(self._conn, sql, params)
         finally:
-            cur.close()
-        return rows
+            if self.is_postgres:
+                self._conn.rollback()
 
     def rows(self, lo: int, hi: int) -> list[StoredEntry]:
         make = StoredEntry._make

@@ -27,7 +27,7 @@ from coi.db.models import (
     TreeNode,
     UserKey,
 )
-from coi.db.reads import entries_sql, node_pairs, nodes_sql, stored_tuple
+from coi.db.reads import entries_sql, fetch_all, node_pairs, nodes_sql, stored_tuple
 from coi.ledger import merkle
 from coi.ledger.entry import GENESIS_PREV, SignedEntry, StoredEntry
 
@@ -73,12 +73,7 @@ def _fetch_all(conn: Connection, sql: str, params: Sequence[Any] = ()) -> list[A
     """Rows of ``sql`` read on the driver's own cursor, in whatever transaction ``conn`` is in
     (none on SQLite: one statement reads one snapshot). Proofs and every command read the head
     this way: SQLAlchemy's statement and result layers cost several times the query itself."""
-    cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    try:
-        rows: list[Any] = cur.execute(sql, tuple(params)).fetchall()
-        return rows
-    finally:
-        cur.close()
+    return fetch_all(conn.connection.driver_connection, sql, params)
 
 
 def _stored(r: Any) -> StoredEntry:

@@ -17,7 +17,8 @@ from collections.abc import Callable
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from coi.domain import isbt, payload
-from coi.domain.scan import ScanError, parse_scan
+from coi.domain.errors import ScanError
+from coi.domain.scan import parse_scan
 
 TARGET = 50_000
 ROUNDS = 5

@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from stdnum.iso7064 import mod_37_2
 
 from coi.domain import isbt
+from coi.domain.errors import ScanError
 from coi.domain.isbt import CoiId, Din, IsbtError, ProductCode
-from coi.domain.scan import ScanError
 
 # Public vectors (domain.md): the 13-character DIN, K and the check flag value.
 VECTORS = [

@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 from stdnum.iso7064 import mod_37_36
 
 from coi.domain import payload
+from coi.domain.errors import ScanError
 from coi.domain.isbt import CoiId
 from coi.domain.payload import LabelPayload
-from coi.domain.scan import ScanError
 
 COI = "CHA999925000001"
 KEY_ID = bytes.fromhex("0A1B2C3D")

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from coi.domain.errors import ProcessError
 from coi.domain.process import (
     SHIPPED as SHIPPED_NAMES,
 )
 from coi.domain.process import (
-    ProcessError,
     load_process,
     parse_duration_ms,
     parse_process,

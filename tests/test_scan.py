@@ -10,6 +10,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from coi.domain import isbt, payload
+from coi.domain.errors import ScanError
 from coi.domain.isbt import CoiId, Din, ProductCode
 from coi.domain.scan import (
     MAX_SCAN_LENGTH,
@@ -18,7 +19,6 @@ from coi.domain.scan import (
     DinScan,
     LabelScan,
     ProductCodeScan,
-    ScanError,
     parse_scan,
 )
 

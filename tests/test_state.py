@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
+from coi.domain.errors import ReplayError
 from coi.domain.process import Process, StepSpec, load_process
 from coi.domain.state import (
     Attempt,
@@ -24,7 +25,6 @@ from coi.domain.state import (
     ChainState,
     Decision,
     Fact,
-    ReplayError,
     Signer,
     attempt_from_fact,
     check,

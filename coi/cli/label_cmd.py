@@ -25,7 +25,8 @@ from coi.cli.common import (
 )
 from coi.cli.main import app
 from coi.domain import isbt
-from coi.domain.scan import MAX_SCAN_LENGTH, LabelScan, ScanError, parse_scan
+from coi.domain.errors import ScanError
+from coi.domain.scan import MAX_SCAN_LENGTH, LabelScan, parse_scan
 from coi.service import labels as label_svc
 from coi.service.chain import CoiService
 from coi.service.text import inert

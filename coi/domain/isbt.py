@@ -13,7 +13,7 @@ This module owns the ISBT 128 data structures the tracker needs to identify a pa
 
 It implements formats and the published check algorithm only: no ICCBBA tables (product
 description codes, facility registry) and no text of the standard are shipped. Every parse and
-every constructor raises :class:`IsbtError`, a :class:`coi.domain.scan.ScanError`, whose
+every constructor raises :class:`IsbtError`, a :class:`coi.domain.errors.ScanError`, whose
 ``reason`` is a sentence a person at a scan station understands.
 
 All parse functions take *barcode content*: the characters a scanner delivers, already stripped
@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from coi.domain.scan import ScanError
+from coi.domain.errors import ScanError
 
 __all__ = [
     "COI_ID_ID",
@@ -134,9 +134,7 @@ def _check_year(year: str) -> None:
         raise IsbtError(f"The year {year!r} must be two digits, e.g. 25 for 2025.")
 
 
-# ---------------------------------------------------------------------------------------------
-# Donation Identification Number, data structure 001
-# ---------------------------------------------------------------------------------------------
+# Donation Identification Number, data structure 001 -----------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,9 +240,7 @@ def format_din_eye_readable(din: Din) -> str:
     return f"{din.fin} {din.year} {din.sequence} {din.check}"
 
 
-# ---------------------------------------------------------------------------------------------
-# Chain of Identity Identifier, data structure 040
-# ---------------------------------------------------------------------------------------------
+# Chain of Identity Identifier, data structure 040 -------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -340,9 +336,7 @@ def assign_coi_id(fin: str, year: int | str, sequence_number: int) -> CoiId:
     return CoiId(fin, year, "".join(reversed(digits)))
 
 
-# ---------------------------------------------------------------------------------------------
-# Product code, data structure 003
-# ---------------------------------------------------------------------------------------------
+# Product code, data structure 003 -----------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -399,9 +393,7 @@ def parse_product_code(content: str) -> ProductCode:
     return ProductCode(content[2:7], content[7], content[8:10])
 
 
-# ---------------------------------------------------------------------------------------------
-# Compound message, data structure 023, and concatenated structures
-# ---------------------------------------------------------------------------------------------
+# Compound message, data structure 023, and concatenated structures --------------------------------
 
 Structure = Din | CoiId | ProductCode
 """The data structures coi reads inside compound messages and concatenations."""

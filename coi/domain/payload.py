@@ -14,7 +14,7 @@ This module owns the payload format described in ``docs/labels.md``:
 Only upper-case letters and digits are used, so a keyboard-wedge scanner types the payload the
 same way on every keyboard layout. The check character is ISO 7064 MOD 37-36 (alphabet 0-9A-Z)
 over everything before it. The signature covers ``b"coi-label/v1\\n"`` followed by the payload up
-to and including the key id. Errors are :class:`coi.domain.scan.ScanError` with a reason a person
+to and including the key id. Errors are :class:`coi.domain.errors.ScanError` with a reason a person
 at a scan station understands. Keys are passed in already loaded; nothing here does I/O.
 """
 
@@ -29,7 +29,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from coi.domain import isbt
-from coi.domain.scan import ScanError
+from coi.domain.errors import ScanError
 
 __all__ = [
     "ITEM_KINDS",

@@ -22,13 +22,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from coi.domain.errors import ProcessError
+
 __all__ = [
     "FIELD_TYPES",
     "EFFECTS",
     "FieldSpec",
     "ItemKindSpec",
     "Process",
-    "ProcessError",
     "QcTestSpec",
     "StepSpec",
     "WindowSpec",
@@ -94,10 +95,6 @@ _NAME = re.compile(r"[a-z][a-z0-9_]*")
 _VALUE = re.compile(r"[a-z0-9][a-z0-9_]*")
 _ENTRY_TYPE = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*")
 _PREFIX = re.compile(r"[A-Z]")
-
-
-class ProcessError(ValueError):
-    """The process definition is not usable; the message names the file and the key at fault."""
 
 
 # ------------------------------------------------------------------------------------------ model

@@ -22,20 +22,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-
-class ScanError(ValueError):
-    """A scan coi cannot use. ``reason`` says what was wrong and what to do, in one or two
-    sentences for the person at the scan station."""
-
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
-        super().__init__(reason)
-
-
-# isbt and payload subclass or raise ScanError, so they are imported once it exists. Only the
-# modules are bound here (attributes are looked up at call time), which keeps every import order
-# working.
-from coi.domain import isbt, payload  # noqa: E402
+from coi.domain import isbt, payload
+from coi.domain.errors import ScanError
 
 __all__ = [
     "MAX_SCAN_LENGTH",
@@ -45,7 +33,6 @@ __all__ = [
     "LabelScan",
     "ProductCodeScan",
     "Scan",
-    "ScanError",
     "parse_scan",
     "structure_json",
 ]

@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from coi.ledger.errors import VerificationError
+from coi.domain.errors import ReplayError
 
 from .process import MAX_SAFE_INT, FieldSpec, Process, QcTestSpec, StepSpec, WindowSpec
 
@@ -43,7 +43,6 @@ __all__ = [
     "Label",
     "ProductState",
     "QcResult",
-    "ReplayError",
     "Signer",
     "WindowState",
     "attempt_from_fact",
@@ -91,10 +90,6 @@ class Attempt:
     actor: Signer
     witness: Signer | None
     now_ms: int
-
-
-class ReplayError(VerificationError):
-    """A ledger fact does not follow the process definition it was recorded under."""
 
 
 @dataclass(frozen=True)

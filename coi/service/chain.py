@@ -24,6 +24,7 @@ from sqlalchemy import Connection
 
 from coi.db.repo import AppendContext, ChainStore
 from coi.domain import isbt
+from coi.domain.errors import ReplayError
 from coi.domain.process import Process, load_process, shipped_for
 from coi.domain.state import (
     Attempt,
@@ -31,7 +32,6 @@ from coi.domain.state import (
     ChainState,
     Decision,
     Fact,
-    ReplayError,
     Signer,
     attempt_from_fact,
     check,

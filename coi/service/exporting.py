@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from coi.domain import isbt
-from coi.domain.scan import CoiIdScan, CompoundScan, LabelScan, ScanError, parse_scan
+from coi.domain.errors import ScanError
+from coi.domain.scan import CoiIdScan, CompoundScan, LabelScan, parse_scan
 from coi.export.bundle import (
     EmptyScope,
     ExportError,

@@ -32,7 +32,8 @@ from typing import Any, Final
 
 from coi.domain import isbt as isbt128
 from coi.domain import payload as payload_mod
-from coi.domain.scan import CoiIdScan, CompoundScan, DinScan, LabelScan, Scan, ScanError, parse_scan
+from coi.domain.errors import ScanError
+from coi.domain.scan import CoiIdScan, CompoundScan, DinScan, LabelScan, Scan, parse_scan
 from coi.domain.state import Label, ProductState
 from coi.labels.content import LabelContent, label_content
 from coi.labels.errors import LabelError

@@ -22,8 +22,9 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, Footer, Header, Input, Label, OptionList, Select, Static
 from textual.widgets.option_list import Option
 
+from coi.domain.errors import ScanError
 from coi.domain.process import FieldSpec, StepSpec
-from coi.domain.scan import LabelScan, ScanError, parse_scan
+from coi.domain.scan import LabelScan, parse_scan
 from coi.service.errors import Refused
 from coi.service.views import (
     ScanTarget,

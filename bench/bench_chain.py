@@ -1,6 +1,6 @@
 """Chain-of-identity benchmarks, each against a baseline measured in the same run.
 
-(a) Rebuilding every product's state from the ledger (``coi.domain.state.replay`` over the
+(a) Rebuilding every product's state from the ledger (``coi.domain.replay.replay`` over the
     facts read from the database: every entry re-checked against the process) at 1,000,000
     entries, as a ratio to plain verification of the same ledger (``LedgerService.verify``:
     bytes, signatures, chain, tree, head). Also ``CoiService.verify`` (both, plus the comparison
@@ -10,7 +10,7 @@
 
 The ledgers are real: a site made by ``create_site`` (migrations, log key, genesis, users with
 scrypt-wrapped keys), then products walked along ``coi.service.demo.PLAN`` by the staff. Each
-step is decided by ``coi.domain.state.check`` exactly as ``CoiService.record`` decides it, signed
+step is decided by ``coi.domain.check.check`` exactly as ``CoiService.record`` decides it, signed
 with ``coi.ledger.entry.sign`` and chained; rows, tree nodes (``merkle.TreeBuilder``) and the
 head are inserted in batches, and the ``product_state`` table is written from the resulting
 ``ChainState`` with the service's own code. The result passes ``CoiService.verify`` (checked
@@ -36,8 +36,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import cache_dir, header, line, verdict  # noqa: E402
 
 from coi.domain import isbt  # noqa: E402
-from coi.domain.state import Attempt, Fact, Signer, check, replay  # noqa: E402
-from coi.domain.state import patient_commitment as commit  # noqa: E402
+from coi.domain.check import check  # noqa: E402
+from coi.domain.facts import Attempt, Fact, Signer  # noqa: E402
+from coi.domain.facts import patient_commitment as commit  # noqa: E402
+from coi.domain.replay import replay  # noqa: E402
 from coi.ledger import jcs, merkle  # noqa: E402
 from coi.ledger.entry import SignerRef, Statement, sign  # noqa: E402
 from coi.service.chain import AUTHOR_MEANING, SOON_MS, CoiService, fact_of  # noqa: E402

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from coi.cli import chain_cmd  # noqa: F401  (registers enrol/record/show/status on the app)
 from coi.cli.main import app
-from coi.domain.state import replay
+from coi.domain.replay import replay
 from coi.service.chain import CoiService, fact_of, refuse_process_types
 from coi.service.demo import demo_password
 from coi.service.errors import Refused, VerificationError

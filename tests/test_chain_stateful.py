@@ -10,7 +10,7 @@ closures, release attempts by any QA user. After every action:
   manufacturing or QC);
 * every refused attempt is in the ledger as a site-signed ``system.refusal`` naming the step and
   the person, and refusals change no product's state;
-* the state rebuilt from the ledger (``coi.domain.state.replay`` over the stored facts) equals
+* the state rebuilt from the ledger (``coi.domain.replay.replay`` over the stored facts) equals
   the ``product_state`` table.
 
 At the end of each run ``CoiService.verify`` re-checks the whole ledger. Each run works on a
@@ -37,7 +37,8 @@ from hypothesis.stateful import (
 )
 
 from coi.domain.process import load_process
-from coi.domain.state import ProductState, replay
+from coi.domain.replay import replay
+from coi.domain.state import ProductState
 from coi.ledger import jcs
 from coi.ledger.entry import Statement
 from coi.service.chain import fact_of

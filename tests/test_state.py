@@ -1,4 +1,4 @@
-"""The chain-of-identity rules (coi.domain.state) against the shipped CAR-T process.
+"""The chain-of-identity rules (coi.domain.check, state, replay) against the shipped process.
 
 Every cell of the step × state and role × step matrices, witness rules, windows, the release gate,
 separation of duties, corrections, deviations, labels, the bedside check, one product from
@@ -17,23 +17,14 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
+from coi.domain.check import check
 from coi.domain.errors import ReplayError
+from coi.domain.facts import Attempt, AutoDeviation, Decision, Fact, Signer, patient_commitment
+from coi.domain.messages import format_duration, format_ms
 from coi.domain.process import Process, StepSpec, load_process
-from coi.domain.state import (
-    Attempt,
-    AutoDeviation,
-    ChainState,
-    Decision,
-    Fact,
-    Signer,
-    attempt_from_fact,
-    check,
-    format_duration,
-    format_ms,
-    patient_commitment,
-    pending_breaches,
-    replay,
-)
+from coi.domain.replay import attempt_from_fact, replay
+from coi.domain.rules.windows import pending_breaches
+from coi.domain.state import ChainState
 
 PROCESS = load_process()
 T0 = 1_790_000_000_000

@@ -24,19 +24,12 @@ from sqlalchemy import Connection
 
 from coi.db.repo import AppendContext, ChainStore
 from coi.domain import isbt
+from coi.domain.check import check
 from coi.domain.errors import ReplayError
+from coi.domain.facts import Attempt, AutoDeviation, Decision, Fact, Signer, patient_commitment
 from coi.domain.process import Process, load_process, shipped_for
-from coi.domain.state import (
-    Attempt,
-    AutoDeviation,
-    ChainState,
-    Decision,
-    Fact,
-    Signer,
-    attempt_from_fact,
-    check,
-    patient_commitment,
-)
+from coi.domain.replay import attempt_from_fact
+from coi.domain.state import ChainState
 from coi.ledger import jcs
 from coi.ledger.clock import Clock
 from coi.ledger.entry import SITE_USER, CheckedEntry, SignedEntry, Statement, check_entry

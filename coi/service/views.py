@@ -1,6 +1,6 @@
 """Read-only views for the terminal UI: what a scan station expects, product pages, gates.
 
-Owns no rule of its own: every judgement here is the domain's (``coi.domain.state.check`` run
+Owns no rule of its own: every judgement here is the domain's (``coi.domain.check.check`` run
 on the current chain, without recording anything) or a plain reading of the process definition
 and the product_state table. The UI shows these; ``CoiService.record`` still decides.
 """
@@ -15,10 +15,13 @@ from typing import Any
 from sqlalchemy import select
 
 from coi.db.repo import PS
+from coi.domain.check import check
+from coi.domain.facts import Attempt, Signer
+from coi.domain.messages import format_duration
 from coi.domain.payload import ITEM_KINDS
 from coi.domain.process import FieldSpec, Process, StepSpec
 from coi.domain.scan import CoiIdScan, LabelScan, Scan
-from coi.domain.state import Attempt, ProductState, Signer, check, format_duration
+from coi.domain.state import ProductState
 from coi.service.chain import SOON_MS, CoiService
 from coi.service.errors import Refused
 

@@ -17,12 +17,13 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
+from coi.domain import messages as say
 from coi.domain.check import check
 from coi.domain.errors import ReplayError
 from coi.domain.facts import Attempt, AutoDeviation, Decision, Fact, Signer, patient_commitment
 from coi.domain.messages import format_duration, format_ms
 from coi.domain.process import Process, StepSpec, load_process
-from coi.domain.replay import attempt_from_fact, replay
+from coi.domain.replay import Replayer, attempt_from_fact, replay
 from coi.domain.rules.windows import pending_breaches
 from coi.domain.state import ChainState
 
@@ -980,6 +981,39 @@ def test_replay_detects_a_fact_the_rules_refuse() -> None:
     )
     with pytest.raises(ReplayError, match="differ from what the process gives"):
         replay(PROCESS, [*d.facts, tampered])
+
+
+def test_replayer_fed_one_fact_at_a_time_is_replay() -> None:
+    """The verifier feeds facts one by one and skips the ledger's own entries: same state."""
+    d = driver_at("infused")
+    ledger_business = [Fact(i, T0, "user.enrol", "", {"user": f"u{i}"}, ()) for i in (1000, 1001)]
+    everything = [*d.facts, *ledger_business]
+    replayer = Replayer(PROCESS)
+    for fact in d.facts:
+        assert replayer.owns(fact.type)
+        replayer.feed(fact)
+        assert replayer.chain.last_index == fact.index
+    assert not replayer.owns("user.enrol") and not replayer.owns("step.harvest\n")
+    whole = replay(PROCESS, everything)
+    assert replayer.chain.products.keys() == whole.products.keys() == {COI}
+    assert replayer.chain.to_json()["products"] == whole.to_json()["products"]
+    assert whole.to_json() == d.chain.to_json() | {"last_index": 1001}
+    with pytest.raises(ReplayError, match=r"in ledger order \(after \d+\)") as err:
+        replayer.feed(d.facts[3])
+    assert err.value.index == d.facts[3].index
+
+
+def test_replay_refusals_are_the_rules_reasons_worded_once() -> None:
+    """A refused fact's reason is the rules' own, behind the one replay wording."""
+    d = driver_at("received")
+    bad = Fact(d.index, d.now + MIN, "step.harvest", COI, {"viable_cells": "1"}, (user_for("qc"),))
+    reasons = check(PROCESS, d.chain, attempt_from_fact(PROCESS, bad)).reasons
+    assert len(reasons) >= 2  # the role, the order, the missing field
+    with pytest.raises(ReplayError) as err:
+        replay(PROCESS, [*d.facts, bad])
+    assert err.value.reason == say.process_refuses(reasons)
+    assert err.value.reason.startswith("the process refuses this entry: Only manufacturing")
+    assert str(err.value) == f"entry {bad.index}: {err.value.reason}"
 
 
 def test_apply_refuses_out_of_order_and_unenrolled_facts() -> None:

@@ -44,6 +44,8 @@ class Replayer:
 
     def feed(self, fact: Fact) -> None:
         """Check ``fact`` against the rules as they stood just before it, then apply it."""
+        if fact.index <= self.chain.last_index:  # before the rules: their state would be wrong
+            raise ReplayError(say.out_of_order(self.chain.last_index), index=fact.index)
         if self.owns(fact.type):
             decision = check(self.process, self.chain, attempt_from_fact(self.process, fact))
             if not decision.allowed:

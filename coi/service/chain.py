@@ -25,10 +25,9 @@ from sqlalchemy import Connection
 from coi.db.repo import AppendContext, ChainStore
 from coi.domain import isbt
 from coi.domain.check import check
-from coi.domain.errors import ReplayError
 from coi.domain.facts import Attempt, AutoDeviation, Decision, Fact, Signer, patient_commitment
 from coi.domain.process import Process, load_process, shipped_for
-from coi.domain.replay import attempt_from_fact
+from coi.domain.replay import Replayer
 from coi.domain.state import ChainState
 from coi.ledger import jcs
 from coi.ledger.clock import Clock
@@ -443,29 +442,16 @@ class CoiService:
     # -- verification --------------------------------------------------------------------------
     def verify(self, *, jobs: int = 1, checkpoints: Sequence[str] = (),
                progress: Any = None) -> VerifiedLog:
-        process = self.process()
-        replayed = ChainState(process)
+        replayer = Replayer(self.process())
 
         def hook(c: CheckedEntry, reg: KeyRegistry) -> None:
-            st = c.statement
-            if st.type not in process.entry_types:
-                return
-            fact = fact_of(st, reg)
-            decision = check(process, replayed, attempt_from_fact(process, fact))
-            if not decision.allowed:
-                raise VerificationError("the process refuses this entry: "
-                                        + "; ".join(decision.reasons), index=st.index)
-            if dict(decision.data) != dict(st.data):
-                raise VerificationError("its data differ from what the process gives for it",
-                                        index=st.index)
-            try:
-                replayed.apply(fact)
-            except ReplayError as e:
-                raise VerificationError(e.reason, index=st.index) from None
+            """The domain's replay, fed each process entry (a ReplayError names the entry)."""
+            if replayer.owns(c.statement.type):
+                replayer.feed(fact_of(c.statement, reg))
 
         result = self.ledger.verify(jobs=jobs, checkpoints=checkpoints, hook=hook,
                                     progress=progress)
-        self._compare_tables(replayed)
+        self._compare_tables(replayer.chain)
         return result
 
     def _compare_tables(self, replayed: ChainState) -> None:

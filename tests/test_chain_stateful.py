@@ -36,7 +36,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from coi.domain.process import load_process
+from coi.domain.loader import load_process
 from coi.domain.replay import replay
 from coi.domain.state import ProductState
 from coi.ledger import jcs

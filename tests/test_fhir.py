@@ -8,7 +8,7 @@ from fhir.resources.biologicallyderivedproduct import BiologicallyDerivedProduct
 from fhir.resources.bundle import Bundle
 from fhir.resources.provenance import Provenance
 
-from coi.domain.process import load_process
+from coi.domain.loader import load_process
 from coi.export.fhir import COI_SYSTEM, ISBT128, fhir_bundle
 from coi.ledger.entry import SignerRef, Statement
 

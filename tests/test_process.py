@@ -1,4 +1,4 @@
-"""The process as data (coi.domain.process): the shipped definition and refusal of bad ones."""
+"""The process as data (coi.domain.process, .loader): the shipped definition, bad ones refused."""
 
 from __future__ import annotations
 
@@ -9,16 +9,9 @@ from pathlib import Path
 import pytest
 
 from coi.domain.errors import ProcessError
-from coi.domain.process import (
-    SHIPPED as SHIPPED_NAMES,
-)
-from coi.domain.process import (
-    load_process,
-    parse_duration_ms,
-    parse_process,
-    shipped_for,
-    shipped_source,
-)
+from coi.domain.loader import SHIPPED as SHIPPED_NAMES
+from coi.domain.loader import load_process, parse_process, shipped_for, shipped_source
+from coi.domain.loader_reader import parse_duration_ms
 
 SHIPPED = (resources.files("coi.domain") / "car_t.toml").read_bytes()
 ROLES = {"apheresis", "courier", "manufacturing", "qc", "qa", "treatment", "auditor", "admin"}
@@ -280,7 +273,7 @@ def test_domain_imports_no_framework() -> None:
     import sys
 
     code = (
-        "import sys, coi.domain.process, coi.domain.state\n"
+        "import sys, coi.domain.loader, coi.domain.replay\n"
         "bad = {'sqlalchemy','sqlmodel','textual','typer','rich','alembic','psycopg'}\n"
         "print(sorted(bad & {m.split('.')[0] for m in sys.modules}))"
     )

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from coi.domain.process import load_process, shipped_source
+from coi.domain.loader import load_process, shipped_source
 from coi.service import demo
 from coi.service.errors import ConfigError
 from tests.chain_site import new_site, new_walk, walk

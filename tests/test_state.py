@@ -21,8 +21,9 @@ from coi.domain import messages as say
 from coi.domain.check import check
 from coi.domain.errors import ReplayError
 from coi.domain.facts import Attempt, AutoDeviation, Decision, Fact, Signer, patient_commitment
+from coi.domain.loader import load_process
 from coi.domain.messages import format_duration, format_ms
-from coi.domain.process import Process, StepSpec, load_process
+from coi.domain.process import Process, StepSpec
 from coi.domain.replay import Replayer, attempt_from_fact, replay
 from coi.domain.rules.windows import pending_breaches
 from coi.domain.state import ChainState

@@ -114,7 +114,7 @@ def steps(db: DbOpt = None) -> None:
     With --db, the definition in force on that ledger; otherwise the one this coi ships for new
     ledgers. A field marked ? is optional; * is filled by the scan station from its scans.
     """
-    from coi.domain.process import load_process
+    from coi.domain.loader import load_process
 
     if db is not None:
         with errors():

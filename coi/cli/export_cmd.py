@@ -104,7 +104,7 @@ def export(
 
 
 def _export_fhir(svc: object, scope: Scope, output: Path) -> int:
-    from coi.domain.process import load_process
+    from coi.domain.loader import load_process
     from coi.export.fhir import fhir_bundle
     from coi.ledger import jcs
     from coi.ledger.entry import Statement

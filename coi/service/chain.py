@@ -26,7 +26,8 @@ from coi.db.repo import AppendContext, ChainStore
 from coi.domain import isbt
 from coi.domain.check import check
 from coi.domain.facts import Attempt, AutoDeviation, Decision, Fact, Signer, patient_commitment
-from coi.domain.process import Process, load_process, shipped_for
+from coi.domain.loader import load_process, shipped_for
+from coi.domain.process import Process
 from coi.domain.replay import Replayer
 from coi.domain.state import ChainState
 from coi.ledger import jcs

@@ -251,6 +251,21 @@ def test_bad_definitions_are_refused(old: str, new: str, message: str) -> None:
         parse_process(mutate(old, new), origin="bad.toml")
 
 
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ('to_state = "enrolled"', "to_state = { a = 1 }", r"to_state: unknown state \{'a': 1\}"),
+        ('to_state = "enrolled"', 'to_state = ["enrolled"]', r"unknown state \['enrolled'\]"),
+        ('quarantine = "quarantined"', "quarantine = []", r"map\.quarantine: unknown state \[\]"),
+    ],
+)
+def test_a_state_that_is_not_text_is_refused_not_a_crash(old: str, new: str, message: str) -> None:
+    """Found by comparing the loader with its earlier self on mutated definitions: a table or a
+    list where a state belongs raised TypeError (unhashable) instead of naming the key."""
+    with pytest.raises(ProcessError, match=message):
+        parse_process(mutate(old, new), origin="bad.toml")
+
+
 def test_not_toml_is_refused() -> None:
     with pytest.raises(ProcessError, match="bad.toml: not valid TOML"):
         parse_process(b"[process\n", origin="bad.toml")

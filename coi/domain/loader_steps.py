@@ -312,7 +312,7 @@ class _StepReader:
                     raise r.fail(f"{where}.from_states", f"unknown state {state!r}")
             from_states = frozenset(from_list)
         to_state = body.get("to_state")
-        if to_state is not None and to_state not in names.states:
+        if to_state is not None and not _is_state(to_state, names):
             raise r.fail(f"{where}.to_state", f"unknown state {to_state!r}")
         return from_states, to_state
 
@@ -351,7 +351,7 @@ class _StepReader:
             raise r.fail(f"{where}.to_state_by.map", "must map every value of the field")
         to_state_map: dict[str, str] = {}
         for value, state in mapping.items():
-            if state not in self.names.states:
+            if not _is_state(state, self.names):
                 raise r.fail(f"{where}.to_state_by.map.{value}", f"unknown state {state!r}")
             to_state_map[value] = state
         fields[spec.name] = replace(spec, correctable=False)
@@ -463,6 +463,11 @@ class _StepReader:
         if effect == "bedside_verification" and second_scan != "wristband":
             raise r.fail(where, "bedside verification scans the wristband")
         return second_scan
+
+
+def _is_state(value: object, names: Names) -> bool:
+    """A state of the process (a table or a list there is refused, not a crash)."""
+    return isinstance(value, str) and value in names.states
 
 
 def _bounded_count(spec: FieldSpec) -> bool:

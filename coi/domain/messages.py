@@ -292,14 +292,20 @@ def field_value_opened(field_title: str, value: object, title: str, now_ms: int,
     )
 
 
-def qc_cannot_pass(test_title: str, shown: str, specification: str) -> str:
+def _with_unit(value: object, unit: str | None) -> str:
+    return f"{value} {unit}" if unit else str(value)
+
+
+def qc_cannot_pass(test_title: str, value: object, unit: str | None, specification: str) -> str:
+    shown = _with_unit(value, unit)
     return (
         f"The {test_title} value {shown} is outside the specification "
         f"({specification}), so the result cannot be 'pass'"
     )
 
 
-def qc_cannot_fail(test_title: str, shown: str, specification: str) -> str:
+def qc_cannot_fail(test_title: str, value: object, unit: str | None, specification: str) -> str:
+    shown = _with_unit(value, unit)
     return (
         f"The {test_title} value {shown} meets the specification "
         f"({specification}), so the result cannot be 'fail'"

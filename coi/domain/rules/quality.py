@@ -38,11 +38,10 @@ def qc_result(ev: Evaluation, step: StepSpec, values: dict[str, Any]) -> None:
         values["unit"] = test.unit
     result = values.get("result")
     passes = qc_passes(test, value)
-    shown = f"{value} {test.unit}" if test.unit else str(value)
     if result == "pass" and not passes:
-        ev.refuse(say.qc_cannot_pass(test.title, shown, test.specification()))
+        ev.refuse(say.qc_cannot_pass(test.title, value, test.unit, test.specification()))
     elif result == "fail" and passes:
-        ev.refuse(say.qc_cannot_fail(test.title, shown, test.specification()))
+        ev.refuse(say.qc_cannot_fail(test.title, value, test.unit, test.specification()))
 
 
 def release_gate(ev: Evaluation, step: StepSpec) -> None:

@@ -1,7 +1,7 @@
 """One attempt under evaluation: the reasons gathered so far and the decision they come to.
 
 Owns :class:`Evaluation`, the context every rule of :mod:`coi.domain.rules` receives: the
-process, the chain state (read only), the attempt, the product and the item it is about, and
+process, the attempt, the product it is about (its state, read only) and the item, and
 what the rules found: reasons to refuse, breaches (refusals that open a deviation by themselves)
 and consequences (deviations to open when the attempt is allowed).
 """
@@ -22,7 +22,6 @@ class Evaluation:
 
     def __init__(self, process: Process, chain: ChainState, attempt: Attempt) -> None:
         self.process = process
-        self.chain = chain
         self.attempt = attempt
         self.product: ProductState | None = chain.product(attempt.subject)
         self.item: str | None = None  # set by the target-item rule

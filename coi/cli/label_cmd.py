@@ -1,6 +1,6 @@
 """Label commands: ``coi label`` (issue and print), ``coi labels …`` (apply, void, reprint,
 check, list) and ``coi parse`` (what a scan means). Thin shells over :mod:`coi.service.labels`
-and :func:`coi.domain.scan.parse_scan`; every scan is shown through ``inert``.
+and :func:`coi.service.scans.read_scan`; every scan is shown through ``inert``.
 """
 
 from __future__ import annotations
@@ -24,10 +24,9 @@ from coi.cli.common import (
     unlock_user,
 )
 from coi.cli.main import app
-from coi.domain import isbt
-from coi.domain.scan import MAX_SCAN_LENGTH, LabelScan, ScanError, parse_scan
 from coi.service import labels as label_svc
 from coi.service.chain import CoiService
+from coi.service.scans import MAX_SCAN_LENGTH, LabelScan, ProductCode, ScanRefused, read_scan
 from coi.service.text import inert
 
 labels_app = typer.Typer(help="Label control: apply (by scan), void, reprint, check a scan, "
@@ -64,7 +63,7 @@ def scan_text(raw: str) -> str:
 
 
 def _product_code(svc: CoiService | None, given: str | None, with_isbt: bool
-                  ) -> isbt.ProductCode | None:
+                  ) -> ProductCode | None:
     with errors():
         if given is not None:
             if not with_isbt:
@@ -269,8 +268,8 @@ def parse(
     """Print what a scan means as JSON; exit 1 with the reason when it is not valid."""
     raw = scan_text(text)
     try:
-        scan = parse_scan(raw)
-    except ScanError as e:
+        scan = read_scan(raw)
+    except ScanRefused as e:
         fail(f"not a valid scan: {e.reason}")
     out = scan.to_json()
     if isinstance(scan, LabelScan):

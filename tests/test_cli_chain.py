@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from coi.cli import chain_cmd  # noqa: F401  (registers enrol/record/show/status/steps)
 from coi.cli.main import app
 from coi.domain import isbt
 from coi.service.demo import demo_password

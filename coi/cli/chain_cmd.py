@@ -1,4 +1,6 @@
-"""Chain-of-identity commands: enrol, record, show, status (thin shells over CoiService)."""
+"""Chain-of-identity commands: ``coi enrol``, ``record``, ``steps``, ``show`` and ``status``
+(thin shells over :class:`coi.service.chain.CoiService`). Their Typer app is merged into
+``coi`` itself."""
 
 from __future__ import annotations
 
@@ -20,9 +22,10 @@ from coi.cli.common import (
     open_chain,
     unlock_user,
 )
-from coi.cli.label_cmd import echo_reconciliation
-from coi.cli.main import app
+from coi.cli.labels_cmd import echo_reconciliation
 from coi.service.text import inert
+
+app = typer.Typer()
 
 MAX_PATIENT_FILE = 64 * 1024
 

@@ -1,15 +1,14 @@
-"""Commands for auditors, hospitals and witnesses: export, verify-export, report, witness.
+"""Commands for auditors and hospitals: export, verify-export, report.
 
 ``coi export`` writes an audit bundle (docs/export.md) or, with ``--fhir``, a FHIR R5 Bundle;
-``coi verify-export`` checks a bundle offline; ``coi report`` renders its human-readable copy;
-``coi witness init|cosign`` run a witness. Exit codes as everywhere: 0 good, 1 bad or refused,
-2 usage or configuration error.
+``coi verify-export`` checks a bundle offline; ``coi report`` renders its human-readable copy.
+Their Typer app is merged into ``coi`` itself; ``coi witness …`` is :mod:`coi.cli.witness_cmd`.
+Exit codes as everywhere: 0 good, 1 bad or refused, 2 usage or configuration error.
 """
 
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,18 +17,14 @@ from typing import Annotated
 import typer
 
 from coi.cli.common import EXIT_USAGE, DbOpt, LogKeyOpt, errors, fail, open_ledger
-from coi.cli.main import app
 from coi.export.bundle import ExportError, Scope, scope_rows
 from coi.export.verifier import verify_bundle
-from coi.ledger.errors import LedgerError, VerificationError
+from coi.ledger.errors import VerificationError
 from coi.ledger.note import parse_verifier_key
 from coi.service import exporting
 from coi.service.text import inert
 
-witness_app = typer.Typer(help="Witness a log: cosign only checkpoints that extend what was "
-                               "accepted before.", no_args_is_help=True,
-                          context_settings={"help_option_names": ["-h", "--help"]})
-app.add_typer(witness_app, name="witness")
+app = typer.Typer()
 
 OutOpt = Annotated[Path, typer.Option("-o", "--output", help="File to write")]
 TrustOpt = Annotated[str | None, typer.Option(
@@ -179,55 +174,3 @@ def report(
     """Render the human-readable copy (HTML) of a bundle, from the bundle alone."""
     _check_trust(trust)
     _report(bundle, output, trust)
-
-
-@witness_app.command("init")
-def witness_init(
-    name: Annotated[str, typer.Option(help="The witness's key name, e.g. witness.example.org")],
-    output: OutOpt,
-) -> None:
-    """Make a witness key file (Ed25519) and print its cosigner verifier key."""
-    from coi.export.witness import WitnessError, new_key
-
-    try:
-        wk = new_key(name, output)
-    except WitnessError as e:
-        fail(str(e), EXIT_USAGE)
-    typer.echo(wk.verifier_key)
-
-
-@witness_app.command("cosign")
-def witness_cosign(
-    checkpoint: Annotated[Path, typer.Argument(help="The new checkpoint (signed note file)")],
-    key: Annotated[Path, typer.Option(help="The witness key file")],
-    state: Annotated[Path, typer.Option(help="The witness's state file for this log")],
-    log_key: Annotated[str, typer.Option("--log-key", help="The log's verifier key string")],
-    output: OutOpt,
-    proof: Annotated[Path | None, typer.Option(
-        help="Consistency proof JSON from the accepted size (`coi prove consistency OLD NEW`)")
-    ] = None,
-) -> None:
-    """Cosign a checkpoint if it extends the last one accepted; refuse (exit 1) a rewrite."""
-    from coi.export.witness import Refusal, WitnessError, load_key, witness
-    from coi.service.files import write_atomically
-
-    try:
-        parse_verifier_key(log_key)
-        wk = load_key(key)
-        offered = checkpoint.read_text(encoding="utf-8")
-        proof_obj = json.loads(proof.read_text(encoding="utf-8")) if proof else None
-    except VerificationError as e:
-        fail(f"--log-key: {e.reason}", EXIT_USAGE)
-    except (OSError, UnicodeDecodeError, ValueError, WitnessError) as e:
-        fail(str(e), EXIT_USAGE)
-    try:
-        cosigned, cp = witness(state, wk, offered, log_key, proof_obj, int(time.time()))
-    except Refusal as e:
-        fail(f"REFUSED: {e.reason}")
-    except WitnessError as e:
-        fail(str(e), EXIT_USAGE)
-    except (VerificationError, LedgerError, ValueError) as e:
-        fail(f"not cosigned: {e}")
-    with errors():
-        write_atomically(output, cosigned.encode("utf-8"))
-    typer.echo(f"cosigned the checkpoint of {cp.size} entries as {inert(wk.name)}: {output}")

@@ -1,4 +1,7 @@
-"""``coi tui`` and ``coi demo``: open the terminal UI on a ledger (a demo one, built if absent)."""
+"""``coi tui`` and ``coi demo``: open the terminal UI on a ledger (a demo one, built if absent).
+
+Their Typer app is merged into ``coi`` itself; the TUI is imported only when it opens.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +12,8 @@ from typing import Annotated
 import typer
 
 from coi.cli.common import EXIT_USAGE, DbOpt, LogKeyOpt, errors, fail
-from coi.cli.main import app
+
+app = typer.Typer()
 
 StationOpt = Annotated[
     str | None,

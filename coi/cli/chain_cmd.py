@@ -23,6 +23,8 @@ from coi.cli.common import (
     unlock_user,
 )
 from coi.cli.labels_cmd import echo_reconciliation
+from coi.service.scans import printed_coi
+from coi.service.steps import shipped_process
 from coi.service.text import inert
 
 app = typer.Typer()
@@ -64,11 +66,8 @@ def enrol(
     with errors():
         coi, rec = svc.enrol(actor=actor, patient=patient, treatment_site=treatment_site,
                              manufacturing_slot=slot, witness=wit)
-        from coi.domain.isbt import coi_id_from_text
-
         typer.echo(coi)
-        typer.echo(f"enrolled as {coi_id_from_text(coi).printed()} at entry {rec.entry.index}",
-                   err=True)
+        typer.echo(f"enrolled as {printed_coi(coi)} at entry {rec.entry.index}", err=True)
 
 
 def _fields(raw: list[str]) -> dict[str, str]:
@@ -117,13 +116,11 @@ def steps(db: DbOpt = None) -> None:
     With --db, the definition in force on that ledger; otherwise the one this coi ships for new
     ledgers. A field marked ? is optional; * is filled by the scan station from its scans.
     """
-    from coi.domain.process import load_process
-
     if db is not None:
         with errors():
             p = open_chain(db).process()
     else:
-        p = load_process()
+        p = shipped_process()
     typer.echo(f"{p.name} {p.version} (sha256 {p.sha256})")
     for name, s in p.steps.items():
         fields = ", ".join(f"{k}{'' if v.required else '?'}{'*' if v.scanned else ''}"

@@ -8,7 +8,6 @@ Exit codes as everywhere: 0 good, 1 bad or refused, 2 usage or configuration err
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,11 +16,9 @@ from typing import Annotated
 import typer
 
 from coi.cli.common import EXIT_USAGE, DbOpt, LogKeyOpt, errors, fail, open_ledger
-from coi.export.bundle import ExportError, Scope, scope_rows
-from coi.export.verifier import verify_bundle
-from coi.ledger.errors import VerificationError
-from coi.ledger.note import parse_verifier_key
 from coi.service import exporting
+from coi.service.errors import VerificationError
+from coi.service.exporting import ExportError, Scope
 from coi.service.text import inert
 
 app = typer.Typer()
@@ -84,7 +81,9 @@ def export(
             scope = exporting.period_scope(since, until, svc.genesis_tz)
         try:
             if fhir:
-                n = _export_fhir(svc, scope, output)
+                from coi.service.fhir_export import export_fhir
+
+                n = export_fhir(svc, scope, output)
                 typer.echo(f"FHIR R5 Bundle with {n} resources written to {output}")
                 return
             with _progress(not quiet) as progress:
@@ -98,36 +97,12 @@ def export(
         _report(output, html, None)
 
 
-def _export_fhir(svc: object, scope: Scope, output: Path) -> int:
-    from coi.domain.process import load_process
-    from coi.export.fhir import fhir_bundle
-    from coi.ledger import jcs
-    from coi.ledger.entry import Statement
-    from coi.service.chain import definition_in_force
-    from coi.service.files import write_atomically
-    from coi.service.ledger import LedgerService
-
-    assert isinstance(svc, LedgerService)
-    head = svc.require_initialised()
-    sigs: dict[int, list[str]] = {}
-
-    def statements() -> Iterator[Statement]:
-        for row in scope_rows(svc.store, scope, head.size):
-            sigs[row.index] = [s["sig"] for s in jcs.decode(row.signatures)]
-            yield Statement.from_json(jcs.decode(row.statement))
-
-    found = definition_in_force(svc)  # the ledger's own definition, for its step titles
-    process = found[0] if found is not None else load_process()
-    bundle = fhir_bundle(statements(), process, origin=head.origin, signatures=sigs)
-    write_atomically(output, (json.dumps(bundle, indent=2, ensure_ascii=False) + "\n")
-                     .encode("utf-8"))
-    return len(bundle["entry"])
-
-
 def _check_trust(trust: str | None) -> None:
+    from coi.service.audit import check_verifier_key
+
     if trust is not None:
         try:
-            parse_verifier_key(trust)
+            check_verifier_key(trust)
         except VerificationError as e:
             fail(f"--trust is not a verifier key string: {e.reason}", EXIT_USAGE)
 
@@ -138,6 +113,8 @@ def verify_export(
     trust: TrustOpt = None,
 ) -> None:
     """Verify an audit bundle offline: manifest, signatures, keys, proofs, checkpoint."""
+    from coi.service.audit import verify_bundle
+
     _check_trust(trust)
     try:
         r = verify_bundle(path, trust)
@@ -154,7 +131,7 @@ def verify_export(
 
 
 def _report(bundle: Path, output: Path, trust: str | None) -> None:
-    from coi.export.report import write_report
+    from coi.service.audit import write_report
 
     try:
         ok = write_report(bundle, output, trust)

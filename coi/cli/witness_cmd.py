@@ -12,8 +12,7 @@ from typing import Annotated
 import typer
 
 from coi.cli.common import EXIT_USAGE, errors, fail
-from coi.ledger.errors import LedgerError, VerificationError
-from coi.ledger.note import parse_verifier_key
+from coi.service.errors import VerificationError
 from coi.service.text import inert
 
 app = typer.Typer(help="Witness a log: cosign only checkpoints that extend what was "
@@ -29,10 +28,10 @@ def witness_init(
     output: OutOpt,
 ) -> None:
     """Make a witness key file (Ed25519) and print its cosigner verifier key."""
-    from coi.export.witness import WitnessError, new_key
+    from coi.service.audit import WitnessError, new_witness_key
 
     try:
-        wk = new_key(name, output)
+        wk = new_witness_key(name, output)
     except WitnessError as e:
         fail(str(e), EXIT_USAGE)
     typer.echo(wk.verifier_key)
@@ -50,12 +49,19 @@ def witness_cosign(
     ] = None,
 ) -> None:
     """Cosign a checkpoint if it extends the last one accepted; refuse (exit 1) a rewrite."""
-    from coi.export.witness import Refusal, WitnessError, load_key, witness
+    from coi.service.audit import (
+        LedgerError,
+        WitnessError,
+        WitnessRefusal,
+        check_verifier_key,
+        cosign,
+        load_witness_key,
+    )
     from coi.service.files import write_atomically
 
     try:
-        parse_verifier_key(log_key)
-        wk = load_key(key)
+        check_verifier_key(log_key)
+        wk = load_witness_key(key)
         offered = checkpoint.read_text(encoding="utf-8")
         proof_obj = json.loads(proof.read_text(encoding="utf-8")) if proof else None
     except VerificationError as e:
@@ -63,8 +69,8 @@ def witness_cosign(
     except (OSError, UnicodeDecodeError, ValueError, WitnessError) as e:
         fail(str(e), EXIT_USAGE)
     try:
-        cosigned, cp = witness(state, wk, offered, log_key, proof_obj, int(time.time()))
-    except Refusal as e:
+        cosigned, cp = cosign(state, wk, offered, log_key, proof_obj, int(time.time()))
+    except WitnessRefusal as e:
         fail(f"REFUSED: {e.reason}")
     except WitnessError as e:
         fail(str(e), EXIT_USAGE)

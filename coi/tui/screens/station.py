@@ -22,9 +22,9 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, Footer, Header, Input, Label, OptionList, Select, Static
 from textual.widgets.option_list import Option
 
-from coi.domain.process import FieldSpec, StepSpec
 from coi.service.errors import Refused
 from coi.service.scans import LabelScan, ScanRefused, read_scan
+from coi.service.steps import FieldSpec, StepSpec
 from coi.service.views import (
     ScanTarget,
     compare_second,

@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from coi.cli import chain_cmd  # noqa: F401  (registers enrol/record/show/status on the app)
 from coi.cli.main import app
 from coi.domain.replay import replay
 from coi.service.chain import CoiService, fact_of, refuse_process_types

@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from coi.cli import chain_cmd  # noqa: F401  (registers enrol/record/show/status/steps)
 from coi.cli.main import app
 from coi.domain import isbt
 from coi.service.demo import demo_password
+from coi.service.steps import shipped_process
 from tests.chain_site import MIN, T0, ChainSite, D, H, copy_site, new_walk, walk
 
 runner = CliRunner()
@@ -285,6 +285,17 @@ def test_steps_lists_the_process(site: ChainSite) -> None:
     assert res.stdout.startswith("autologous-car-t 1.1.0 (sha256 ")
     assert any(ln.split()[0] == "labelling" and "+witness" in ln
                for ln in res.stdout.splitlines()[1:])
+
+
+def test_steps_without_a_ledger_lists_the_shipped_process(monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    monkeypatch.delenv("COI_DATABASE_URL", raising=False)
+    shipped = shipped_process()
+    res = runner.invoke(app, ["steps"])
+    assert res.exit_code == 0, res.output
+    lines = res.stdout.splitlines()
+    assert lines[0] == f"{shipped.name} {shipped.version} (sha256 {shipped.sha256})"
+    assert [ln.split()[0] for ln in lines[1:]] == list(shipped.steps)
 
 
 @pytest.mark.parametrize("command", ["enrol", "record", "show", "status", "steps"])

@@ -15,7 +15,6 @@ import zxingcpp
 from PIL import Image
 from typer.testing import CliRunner
 
-from coi.cli import commands  # noqa: F401  (registers every command)
 from coi.cli.main import app
 from coi.domain import payload
 from coi.domain.scan import CompoundScan, LabelScan, parse_scan

@@ -21,7 +21,6 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-import coi.cli.commands  # noqa: F401  (registers every command on the app)
 from coi.cli.main import app
 from coi.ledger import merkle
 from tests.conftest import PASSWORDS, Ledger

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-import coi.cli.commands  # noqa: F401  (registers the commands)
 from coi.cli.main import app
 from coi.export.bundle import ExportError, Scope, export_bundle
 from coi.export.report import render

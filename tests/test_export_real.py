@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-import coi.cli.commands  # noqa: F401  (registers the commands)
 from coi.cli.main import app
 from coi.export.report import format_time, render
 from coi.export.verifier import verify_bundle

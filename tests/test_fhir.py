@@ -79,7 +79,6 @@ def test_cli_fhir_export(tmp_path: Any, sqlite_ledger: Any) -> None:
 
     from typer.testing import CliRunner
 
-    import coi.cli.commands  # noqa: F401
     from coi.cli.main import app
 
     sqlite_ledger.svc.engine.dispose()

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-import coi.cli.commands  # noqa: F401  (registers the commands)
 from coi.cli.main import app
 from coi.export.witness import Refusal, decide, load_key, load_state, new_key, witness
 from coi.ledger.errors import VerificationError

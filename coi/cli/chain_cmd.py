@@ -1,4 +1,6 @@
-"""Chain-of-identity commands: enrol, record, show, status (thin shells over CoiService)."""
+"""Chain-of-identity commands: ``coi enrol``, ``record``, ``steps``, ``show`` and ``status``
+(thin shells over :class:`coi.service.chain.CoiService`). Their Typer app is merged into
+``coi`` itself."""
 
 from __future__ import annotations
 
@@ -20,9 +22,12 @@ from coi.cli.common import (
     open_chain,
     unlock_user,
 )
-from coi.cli.label_cmd import echo_reconciliation
-from coi.cli.main import app
+from coi.cli.labels_cmd import echo_reconciliation
+from coi.service.scans import printed_coi
+from coi.service.steps import shipped_process
 from coi.service.text import inert
+
+app = typer.Typer()
 
 MAX_PATIENT_FILE = 64 * 1024
 
@@ -61,11 +66,8 @@ def enrol(
     with errors():
         coi, rec = svc.enrol(actor=actor, patient=patient, treatment_site=treatment_site,
                              manufacturing_slot=slot, witness=wit)
-        from coi.domain.isbt import coi_id_from_text
-
         typer.echo(coi)
-        typer.echo(f"enrolled as {coi_id_from_text(coi).printed()} at entry {rec.entry.index}",
-                   err=True)
+        typer.echo(f"enrolled as {printed_coi(coi)} at entry {rec.entry.index}", err=True)
 
 
 def _fields(raw: list[str]) -> dict[str, str]:
@@ -114,13 +116,11 @@ def steps(db: DbOpt = None) -> None:
     With --db, the definition in force on that ledger; otherwise the one this coi ships for new
     ledgers. A field marked ? is optional; * is filled by the scan station from its scans.
     """
-    from coi.domain.loader import load_process
-
     if db is not None:
         with errors():
             p = open_chain(db).process()
     else:
-        p = load_process()
+        p = shipped_process()
     typer.echo(f"{p.name} {p.version} (sha256 {p.sha256})")
     for name, s in p.steps.items():
         fields = ", ".join(f"{k}{'' if v.required else '?'}{'*' if v.scanned else ''}"

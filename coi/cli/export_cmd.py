@@ -1,15 +1,13 @@
-"""Commands for auditors, hospitals and witnesses: export, verify-export, report, witness.
+"""Commands for auditors and hospitals: export, verify-export, report.
 
 ``coi export`` writes an audit bundle (docs/export.md) or, with ``--fhir``, a FHIR R5 Bundle;
-``coi verify-export`` checks a bundle offline; ``coi report`` renders its human-readable copy;
-``coi witness init|cosign`` run a witness. Exit codes as everywhere: 0 good, 1 bad or refused,
-2 usage or configuration error.
+``coi verify-export`` checks a bundle offline; ``coi report`` renders its human-readable copy.
+Their Typer app is merged into ``coi`` itself; ``coi witness …`` is :mod:`coi.cli.witness_cmd`.
+Exit codes as everywhere: 0 good, 1 bad or refused, 2 usage or configuration error.
 """
 
 from __future__ import annotations
 
-import json
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,18 +16,12 @@ from typing import Annotated
 import typer
 
 from coi.cli.common import EXIT_USAGE, DbOpt, LogKeyOpt, errors, fail, open_ledger
-from coi.cli.main import app
-from coi.export.bundle import ExportError, Scope, scope_rows
-from coi.export.verifier import verify_bundle
-from coi.ledger.errors import LedgerError, VerificationError
-from coi.ledger.note import parse_verifier_key
 from coi.service import exporting
+from coi.service.errors import VerificationError
+from coi.service.exporting import ExportError, Scope
 from coi.service.text import inert
 
-witness_app = typer.Typer(help="Witness a log: cosign only checkpoints that extend what was "
-                               "accepted before.", no_args_is_help=True,
-                          context_settings={"help_option_names": ["-h", "--help"]})
-app.add_typer(witness_app, name="witness")
+app = typer.Typer()
 
 OutOpt = Annotated[Path, typer.Option("-o", "--output", help="File to write")]
 TrustOpt = Annotated[str | None, typer.Option(
@@ -89,7 +81,9 @@ def export(
             scope = exporting.period_scope(since, until, svc.genesis_tz)
         try:
             if fhir:
-                n = _export_fhir(svc, scope, output)
+                from coi.service.fhir_export import export_fhir
+
+                n = export_fhir(svc, scope, output)
                 typer.echo(f"FHIR R5 Bundle with {n} resources written to {output}")
                 return
             with _progress(not quiet) as progress:
@@ -103,36 +97,12 @@ def export(
         _report(output, html, None)
 
 
-def _export_fhir(svc: object, scope: Scope, output: Path) -> int:
-    from coi.domain.loader import load_process
-    from coi.export.fhir import fhir_bundle
-    from coi.ledger import jcs
-    from coi.ledger.entry import Statement
-    from coi.service.chain import definition_in_force
-    from coi.service.files import write_atomically
-    from coi.service.ledger import LedgerService
-
-    assert isinstance(svc, LedgerService)
-    head = svc.require_initialised()
-    sigs: dict[int, list[str]] = {}
-
-    def statements() -> Iterator[Statement]:
-        for row in scope_rows(svc.store, scope, head.size):
-            sigs[row.index] = [s["sig"] for s in jcs.decode(row.signatures)]
-            yield Statement.from_json(jcs.decode(row.statement))
-
-    found = definition_in_force(svc)  # the ledger's own definition, for its step titles
-    process = found[0] if found is not None else load_process()
-    bundle = fhir_bundle(statements(), process, origin=head.origin, signatures=sigs)
-    write_atomically(output, (json.dumps(bundle, indent=2, ensure_ascii=False) + "\n")
-                     .encode("utf-8"))
-    return len(bundle["entry"])
-
-
 def _check_trust(trust: str | None) -> None:
+    from coi.service.audit import check_verifier_key
+
     if trust is not None:
         try:
-            parse_verifier_key(trust)
+            check_verifier_key(trust)
         except VerificationError as e:
             fail(f"--trust is not a verifier key string: {e.reason}", EXIT_USAGE)
 
@@ -143,6 +113,8 @@ def verify_export(
     trust: TrustOpt = None,
 ) -> None:
     """Verify an audit bundle offline: manifest, signatures, keys, proofs, checkpoint."""
+    from coi.service.audit import verify_bundle
+
     _check_trust(trust)
     try:
         r = verify_bundle(path, trust)
@@ -159,7 +131,7 @@ def verify_export(
 
 
 def _report(bundle: Path, output: Path, trust: str | None) -> None:
-    from coi.export.report import write_report
+    from coi.service.audit import write_report
 
     try:
         ok = write_report(bundle, output, trust)
@@ -179,55 +151,3 @@ def report(
     """Render the human-readable copy (HTML) of a bundle, from the bundle alone."""
     _check_trust(trust)
     _report(bundle, output, trust)
-
-
-@witness_app.command("init")
-def witness_init(
-    name: Annotated[str, typer.Option(help="The witness's key name, e.g. witness.example.org")],
-    output: OutOpt,
-) -> None:
-    """Make a witness key file (Ed25519) and print its cosigner verifier key."""
-    from coi.export.witness import WitnessError, new_key
-
-    try:
-        wk = new_key(name, output)
-    except WitnessError as e:
-        fail(str(e), EXIT_USAGE)
-    typer.echo(wk.verifier_key)
-
-
-@witness_app.command("cosign")
-def witness_cosign(
-    checkpoint: Annotated[Path, typer.Argument(help="The new checkpoint (signed note file)")],
-    key: Annotated[Path, typer.Option(help="The witness key file")],
-    state: Annotated[Path, typer.Option(help="The witness's state file for this log")],
-    log_key: Annotated[str, typer.Option("--log-key", help="The log's verifier key string")],
-    output: OutOpt,
-    proof: Annotated[Path | None, typer.Option(
-        help="Consistency proof JSON from the accepted size (`coi prove consistency OLD NEW`)")
-    ] = None,
-) -> None:
-    """Cosign a checkpoint if it extends the last one accepted; refuse (exit 1) a rewrite."""
-    from coi.export.witness import Refusal, WitnessError, load_key, witness
-    from coi.service.files import write_atomically
-
-    try:
-        parse_verifier_key(log_key)
-        wk = load_key(key)
-        offered = checkpoint.read_text(encoding="utf-8")
-        proof_obj = json.loads(proof.read_text(encoding="utf-8")) if proof else None
-    except VerificationError as e:
-        fail(f"--log-key: {e.reason}", EXIT_USAGE)
-    except (OSError, UnicodeDecodeError, ValueError, WitnessError) as e:
-        fail(str(e), EXIT_USAGE)
-    try:
-        cosigned, cp = witness(state, wk, offered, log_key, proof_obj, int(time.time()))
-    except Refusal as e:
-        fail(f"REFUSED: {e.reason}")
-    except WitnessError as e:
-        fail(str(e), EXIT_USAGE)
-    except (VerificationError, LedgerError, ValueError) as e:
-        fail(f"not cosigned: {e}")
-    with errors():
-        write_atomically(output, cosigned.encode("utf-8"))
-    typer.echo(f"cosigned the checkpoint of {cp.size} entries as {inert(wk.name)}: {output}")

@@ -1,6 +1,8 @@
-"""Label commands: ``coi label`` (issue and print), ``coi labels …`` (apply, void, reprint,
-check, list) and ``coi parse`` (what a scan means). Thin shells over :mod:`coi.service.labels`
-and :func:`coi.domain.scan.parse_scan`; every scan is shown through ``inert``.
+"""``coi label`` (issue and print a controlled label) and ``coi parse`` (what a scan means),
+with the label options and helpers that ``coi labels …`` (:mod:`coi.cli.labels_cmd`) shares.
+
+Thin shells over :mod:`coi.service.labels` and :func:`coi.service.scans.read_scan`; every scan
+is shown through ``inert``. Their Typer app is merged into ``coi`` itself.
 """
 
 from __future__ import annotations
@@ -8,7 +10,7 @@ from __future__ import annotations
 import re
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -23,19 +25,12 @@ from coi.cli.common import (
     open_chain,
     unlock_user,
 )
-from coi.cli.main import app
-from coi.domain import isbt
-from coi.domain.errors import ScanError
-from coi.domain.scan import MAX_SCAN_LENGTH, LabelScan, parse_scan
 from coi.service import labels as label_svc
 from coi.service.chain import CoiService
+from coi.service.scans import MAX_SCAN_LENGTH, LabelScan, ProductCode, ScanRefused, read_scan
 from coi.service.text import inert
 
-labels_app = typer.Typer(help="Label control: apply (by scan), void, reprint, check a scan, "
-                              "list with reconciliation.",
-                         no_args_is_help=True,
-                         context_settings={"help_option_names": ["-h", "--help"]})
-app.add_typer(labels_app, name="labels")
+app = typer.Typer()
 
 _GS_SPELLINGS = re.compile(r"\\x1d|<GS>|\^\]", re.IGNORECASE)
 
@@ -64,8 +59,9 @@ def scan_text(raw: str) -> str:
     return _GS_SPELLINGS.sub("\x1d", raw)
 
 
-def _product_code(svc: CoiService | None, given: str | None, with_isbt: bool
-                  ) -> isbt.ProductCode | None:
+def chosen_product_code(svc: CoiService | None, given: str | None, with_isbt: bool
+                        ) -> ProductCode | None:
+    """The product code for an ISBT 128 label: ``--product-code``, else the site's setting."""
     with errors():
         if given is not None:
             if not with_isbt:
@@ -112,7 +108,7 @@ def label(
 ) -> None:
     """Issue and print a controlled label: recorded issued, written, recorded printed."""
     svc = open_chain(db, log_key)
-    code = _product_code(svc, product_code, with_isbt)
+    code = chosen_product_code(svc, product_code, with_isbt)
     actor = unlock_user(svc, as_, password_file)
     chosen = item if item is not None else _default_item(svc, coi)
     with errors():
@@ -122,142 +118,6 @@ def label(
         typer.echo(f"label {new} printed to {inert(path)}")
         typer.echo("apply it, then confirm with: coi labels apply "
                    f"{inert(coi.strip().upper())} {new} --scan … --as {inert(as_)}", err=True)
-
-
-# ------------------------------------------------------------------------------ coi labels
-@labels_app.command("apply")
-def labels_apply(
-    coi: Annotated[str, typer.Argument(metavar="ID", help="Chain of Identity identifier")],
-    label_id: Annotated[str, typer.Argument(metavar="LABEL", help="Label id, L-…")],
-    scan: ScanOpt,
-    as_: AsOpt,
-    station: Annotated[str, typer.Option(help="Scan station, recorded")] = "label-apply",
-    db: DbOpt = None,
-    log_key: LogKeyOpt = None,
-    password_file: PasswordFileOpt = None,
-) -> None:
-    """Record a label applied, confirmed by scanning it (a wrong scan is refused, recorded)."""
-    raw = scan_text(scan)
-    svc = open_chain(db, log_key)
-    actor = unlock_user(svc, as_, password_file)
-    with errors():
-        idx = label_svc.apply(svc, actor, coi, label_id, raw, station=station)
-        typer.echo(f"label {inert(label_id.strip().upper())} applied at entry {idx}")
-
-
-@labels_app.command("void")
-def labels_void(
-    coi: Annotated[str, typer.Argument(metavar="ID", help="Chain of Identity identifier")],
-    label_id: Annotated[str, typer.Argument(metavar="LABEL", help="Label id, L-…")],
-    grounds: Annotated[str, typer.Option(help="Why the label is voided (recorded)")],
-    as_: AsOpt,
-    db: DbOpt = None,
-    log_key: LogKeyOpt = None,
-    password_file: PasswordFileOpt = None,
-) -> None:
-    """Void a label; a scan of it is refused from now on. Destroy the physical label."""
-    svc = open_chain(db, log_key)
-    actor = unlock_user(svc, as_, password_file)
-    with errors():
-        idx = label_svc.void(svc, actor, coi, label_id, grounds)
-        typer.echo(f"label {inert(label_id.strip().upper())} voided at entry {idx}")
-
-
-@labels_app.command("reprint")
-def labels_reprint(
-    coi: Annotated[str, typer.Argument(metavar="ID", help="Chain of Identity identifier")],
-    label_id: Annotated[str, typer.Argument(metavar="LABEL", help="Label id to replace")],
-    grounds: Annotated[str, typer.Option(help="Why it is reprinted (recorded as the void's "
-                                              "grounds)")],
-    fmt: FormatOpt,
-    output: OutOpt,
-    as_: AsOpt,
-    size: SizeOpt = "2x1",
-    dpi: DpiOpt = None,
-    with_isbt: IsbtOpt = False,
-    product_code: ProductCodeOpt = None,
-    db: DbOpt = None,
-    log_key: LogKeyOpt = None,
-    password_file: PasswordFileOpt = None,
-) -> None:
-    """Void a label (if not yet voided) and print its replacement under a new id."""
-    svc = open_chain(db, log_key)
-    code = _product_code(svc, product_code, with_isbt)
-    actor = unlock_user(svc, as_, password_file)
-    with errors():
-        new, path = label_svc.reprint(svc, actor, coi, label_id, grounds, fmt.strip().lower(),
-                                      size.strip().lower(), dpi, with_isbt, output,
-                                      product_code=code)
-        typer.echo(f"label {new} replaces {inert(label_id.strip().upper())}; printed to "
-                   f"{inert(path)}")
-
-
-@labels_app.command("check")
-def labels_check(
-    scan: ScanOpt,
-    as_: AsOpt,
-    coi: Annotated[str | None, typer.Option("--coi", help="The product expected")] = None,
-    item: Annotated[str | None, typer.Option(help="The item (bag) expected")] = None,
-    station: Annotated[str, typer.Option(help="Scan station, recorded")] = "scan",
-    db: DbOpt = None,
-    log_key: LogKeyOpt = None,
-    password_file: PasswordFileOpt = None,
-) -> None:
-    """Check a scan against the ledger: exit 1 (and the refusal recorded) if it is refused."""
-    raw = scan_text(scan)
-    svc = open_chain(db, log_key)
-    actor = unlock_user(svc, as_, password_file)
-    with errors():
-        result = label_svc.check_scan(svc, raw, coi, item, station=station, by=actor.user)
-        out: dict[str, Any] = {"accepted": True, "scan": result.to_json()}
-        if isinstance(result, LabelScan):
-            out["label"] = label_svc.label_of(svc, result)
-        echo_json(out)
-
-
-@labels_app.command("list")
-def labels_list(
-    coi: Annotated[str, typer.Argument(metavar="ID", help="Chain of Identity identifier")],
-    db: DbOpt = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
-) -> None:
-    """Every label of a product and what became of it (label reconciliation)."""
-    svc = open_chain(db)
-    with errors():
-        rows = label_svc.reconciliation(svc, coi)
-    if as_json:
-        echo_json(rows)
-        return
-    _echo_rows(rows, coi.strip().upper())
-
-
-def _echo_rows(rows: list[dict[str, Any]], coi: str) -> None:
-    if not rows:
-        typer.echo(f"  labels of {inert(coi)}: none issued")
-        return
-    open_ = sum(r["outcome"] == "outstanding" for r in rows)
-    typer.echo(f"  label reconciliation: {len(rows)} label(s), "
-               + (f"{open_} OUTSTANDING (blocks release)" if open_ else "all accounted for"))
-    for r in rows:
-        extra = []
-        if r["replaces"]:
-            extra.append(f"replaces {inert(r['replaces'])}")
-        if r["replaced_by"]:
-            extra.append(f"replaced by {inert(r['replaced_by'])}")
-        if r["grounds"]:
-            extra.append(f"grounds: {inert(r['grounds'])}")
-        if not r["printed"]:
-            extra.append("never printed")
-        tail = f"  ({'; '.join(extra)})" if extra else ""
-        typer.echo(f"    {inert(r['label'])}  item {inert(r['item'] or '-')}  code "
-                   f"{inert(r['code'] or '-')}  {r['outcome'].upper()}{tail}")
-
-
-def echo_reconciliation(svc: CoiService, coi: str) -> None:
-    """Print a product's label reconciliation (for ``coi show``)."""
-    with errors():
-        rows = label_svc.reconciliation(svc, coi)
-    _echo_rows(rows, coi)
 
 
 # ------------------------------------------------------------------------------ coi parse
@@ -270,8 +130,8 @@ def parse(
     """Print what a scan means as JSON; exit 1 with the reason when it is not valid."""
     raw = scan_text(text)
     try:
-        scan = parse_scan(raw)
-    except ScanError as e:
+        scan = read_scan(raw)
+    except ScanRefused as e:
         fail(f"not a valid scan: {e.reason}")
     out = scan.to_json()
     if isinstance(scan, LabelScan):

@@ -1,4 +1,7 @@
-"""``coi tui`` and ``coi demo``: open the terminal UI on a ledger (a demo one, built if absent)."""
+"""``coi tui`` and ``coi demo``: open the terminal UI on a ledger (a demo one, built if absent).
+
+Their Typer app is merged into ``coi`` itself; the TUI is imported only when it opens.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +12,8 @@ from typing import Annotated
 import typer
 
 from coi.cli.common import EXIT_USAGE, DbOpt, LogKeyOpt, errors, fail
-from coi.cli.main import app
+
+app = typer.Typer()
 
 StationOpt = Annotated[
     str | None,
@@ -39,25 +43,15 @@ def _run(db: str | None, log_key: str | None, station: str | None, idle_minutes:
 
 def _print_demo_scans(db: str) -> None:
     """Labels to scan (type or paste them into a station's scan field, then Enter)."""
-    from coi.domain.payload import encode
-    from coi.service.chain import CoiService
-    from coi.service.views import release_blockers
+    from coi.service.tour import tour
 
-    svc = CoiService.open(db)
+    t = tour(db)
     lines = []
-    for state, step, user, item in (("transduced", "expansion", "mo", "C00001"),
-                                    ("expanded", "harvest", "maya", "C00001"),
-                                    ("shipped", "receipt_at_treatment", "nina", "F00001")):
-        rows = svc.products(state=state, limit=1)
-        if rows:
-            coi = rows[0]["coi"]
-            extra = (f"   then the paperwork: {encode(coi, 'D00001')}"
-                     if step == "receipt_at_treatment" else "")
-            lines.append(f"  {step:<21} as {user:<5} scan {encode(coi, item)}{extra}")
-    for row in svc.products(state="qc_testing"):
-        if not release_blockers(svc, row["coi"], "grace"):
-            lines.append(f"  QA release            as grace: F3, open {row['coi']}, press r")
-            break
+    for stop in t.scans:
+        extra = f"   then the paperwork: {stop.paperwork}" if stop.paperwork else ""
+        lines.append(f"  {stop.step:<21} as {stop.user:<5} scan {stop.scan}{extra}")
+    if t.release is not None:
+        lines.append(f"  QA release            as {t.releaser}: F3, open {t.release}, press r")
     if lines:
         typer.echo("Try these (coi tui --station STEP opens a station directly; F2 picks one):")
         for line in lines:
@@ -80,14 +74,14 @@ def demo(
     idle_minutes: IdleOpt = 15.0,
 ) -> None:
     """Build a demo ledger (site A9999, demo staff, ~20 products) if absent, then open the TUI."""
-    from coi.ledger.clock import SystemClock
-    from coi.service.demo import DEMO_STAFF, build_demo, demo_password
+    from coi.service.demo import DEMO_STAFF, demo_password
+    from coi.service.tour import build_now
 
     if not db.exists():
         typer.echo(f"building the demo ledger {db} (a few seconds: every password is "
                    "stretched with scrypt)…", err=True)
         with errors():
-            build_demo(str(db), None, products=products, now_ms=SystemClock().now_ms())
+            build_now(str(db), products=products)
         typer.echo("Demo users (user id / password / roles) — shown once:")
         for user, name, roles in DEMO_STAFF:
             typer.echo(f"  {user:<7} {demo_password(user):<20} {', '.join(roles):<14} {name}")

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from coi.domain import isbt
 from coi.domain.errors import ScanError
-from coi.domain.scan import CoiIdScan, CompoundScan, LabelScan, parse_scan
+from coi.domain.scan import CoiIdScan, CompoundScan, LabelScan
 from coi.export.bundle import (
     EmptyScope,
     ExportError,
@@ -36,6 +36,7 @@ from coi.export.bundle import (
 from coi.service.chain import definition_in_force
 from coi.service.errors import ConfigError, Refused
 from coi.service.ledger import LedgerService
+from coi.service.scans import ScanRefused, read_scan
 
 __all__ = [
     "EXPORT_ROLES",
@@ -105,8 +106,8 @@ def product_scope(text: str) -> Scope:
             raise ConfigError(f"{raw!r} is not a Chain of Identity Identifier: type it as "
                               "printed ('CH', the FIN, the year and 6 letters or digits, e.g. "
                               "CHA999926000001) or scan the product's coi label")
-        scan = parse_scan(raw)
-    except ScanError as e:
+        scan = read_scan(raw)
+    except (ScanError, ScanRefused) as e:
         raise ConfigError(e.reason) from None
     if isinstance(scan, LabelScan):
         return Scope("coi", coi=scan.label.coi)

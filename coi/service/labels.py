@@ -33,7 +33,7 @@ from typing import Any, Final
 from coi.domain import isbt as isbt128
 from coi.domain import payload as payload_mod
 from coi.domain.errors import ScanError
-from coi.domain.scan import CoiIdScan, CompoundScan, DinScan, LabelScan, Scan, parse_scan
+from coi.domain.scan import CoiIdScan, CompoundScan, DinScan, LabelScan, Scan
 from coi.domain.state import Label, ProductState
 from coi.labels.content import LabelContent, label_content
 from coi.labels.errors import LabelError
@@ -44,6 +44,7 @@ from coi.service.chain import CoiService
 from coi.service.errors import ConfigError, Refused
 from coi.service.files import write_atomically
 from coi.service.ledger import Unlocked
+from coi.service.scans import ScanRefused, read_scan
 
 __all__ = [
     "DPIS",
@@ -483,8 +484,8 @@ def check_scan(svc: CoiService, raw: str, expect_coi: str | None = None,
     reason: str | None
     scan: Scan | None = None
     try:
-        scan = parse_scan(raw)
-    except ScanError as e:
+        scan = read_scan(raw)
+    except ScanRefused as e:
         reason = e.reason
     else:
         reason = _scan_problem(svc, scan, expect, want_item)

@@ -3,26 +3,27 @@
 Dependencies in (a ``CoiService`` and the station, given by the caller), CSS out (``app.tcss``),
 every service call in a thread worker, one error modal for whatever a worker raises. The app holds
 the Part 11 signing session and the idle lock; what a person may do is the service's to decide
-(navigation only hides what their roles cannot use).
+(navigation only hides what their roles cannot use). The screens see the app through
+:class:`coi.tui.host.CoiHost` and are imported when first opened.
 """
 
 from __future__ import annotations
 
 import threading
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual import events
 from textual.app import App
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
 
-from coi.ledger.errors import VerificationError
 from coi.service.chain import CoiService
-from coi.service.errors import ConfigError, Refused
+from coi.service.errors import ConfigError, Refused, VerificationError
 from coi.service.exporting import EXPORT_ROLES
 from coi.service.session import DEFAULT_IDLE_TIMEOUT_S, SigningSession
 from coi.service.views import may_correct, may_enrol, station_steps
 from coi.tui.commands import CoiCommands
+from coi.tui.host import CoiHost
 from coi.tui.screens.error import ErrorScreen
 from coi.tui.screens.login import LoginScreen
 
@@ -91,11 +92,11 @@ class CoiApp(App[None]):
     def session_title(self) -> str:
         return f"{self.display_name()} ({self.session.user}) · {', '.join(sorted(self.roles))}"
 
-    def logged_in(self, screen: LoginScreen) -> None:
+    def logged_in(self, locked_user: str | None) -> None:
         user = self.session.user or ""
         self.sub_title = self.session_title()
         self.refresh_bindings()
-        if screen.locked_user is not None and screen.locked_user == user:
+        if locked_user is not None and locked_user == user:
             self._locked = False
             self.pop_screen()
             return
@@ -226,3 +227,8 @@ class CoiApp(App[None]):
         else:
             title, text = "Unexpected error", f"{type(error).__name__}: {error}"
         self.push_screen(ErrorScreen(title, text))
+
+
+if TYPE_CHECKING:
+    def _implements_host(app: CoiApp) -> CoiHost:
+        return app  # mypy: CoiApp is what the screens expect of their host

@@ -1,16 +1,16 @@
-"""What every coi screen shares: the one handler for failed workers (an error modal)."""
+"""What every coi screen shares: the one handler for failed workers (an error modal), the
+host app seen through :class:`coi.tui.host.CoiHost`, and ``serialized`` for service calls."""
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar, cast
+from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
 from textual.screen import ModalScreen, Screen
 from textual.worker import Worker, WorkerState
 
-if TYPE_CHECKING:
-    from coi.tui.app import CoiApp
+from coi.tui.host import CoiHost
 
 
 class WorkerErrors:
@@ -26,8 +26,9 @@ class WorkerErrors:
             self.coi_app.action_lock()
 
     @property
-    def coi_app(self) -> CoiApp:
-        return cast("CoiApp", self.app)  # type: ignore[attr-defined]
+    def coi_app(self) -> CoiHost:
+        """The app hosting this screen, as the screens see it (:class:`CoiHost`)."""
+        return cast(CoiHost, self.app)  # type: ignore[attr-defined]
 
 
 class CoiScreen(WorkerErrors, Screen[Any]):

@@ -4,28 +4,27 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
 from coi.service.views import station_steps
-
-if TYPE_CHECKING:
-    from coi.tui.app import CoiApp
+from coi.tui.host import CoiHost
 
 
 class CoiCommands(Provider):
     """Open a scan station, QA review, audit or users; lock; log out."""
 
     def _commands(self) -> list[tuple[str, str, Callable[[], Any]]]:
-        app = cast("CoiApp", self.app)
+        app = cast(CoiHost, self.app)
+        run_action = self.app.run_action
         out: list[tuple[str, str, Callable[[], Any]]] = []
         if app.session.user is None:
             return out
         if app.may("station"):
             for step in station_steps(app.svc.process(), app.roles):
                 out.append((f"Station: {step.title}", f"Scan and sign '{step.title}'",
-                            partial(app.run_action, f"station('{step.name}')")))
+                            partial(run_action, f"station('{step.name}')")))
         for section, title, help_ in (
                 ("review", "QA review", "Products, timelines, deviations, release"),
                 ("audit", "Audit: verify the ledger", "Verify every entry and the checkpoint"),
@@ -33,10 +32,10 @@ class CoiCommands(Provider):
                 ("enrol", "Enrol a patient", "A new chain of identity for a patient"),
                 ("correct", "Correct an entry", "A signed correction; the original stays")):
             if app.may(section):
-                out.append((title, help_, partial(app.run_action, section)))
+                out.append((title, help_, partial(run_action, section)))
         out.append(("Lock the station", "Lock now; log in again to go on",
-                    partial(app.run_action, "lock")))
-        out.append(("Log out", "End this signing session", partial(app.run_action, "logout")))
+                    partial(run_action, "lock")))
+        out.append(("Log out", "End this signing session", partial(run_action, "logout")))
         return out
 
     async def discover(self) -> Hits:

@@ -17,7 +17,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Footer, Header, ProgressBar, Static
 
-from coi.ledger.errors import VerificationError
+from coi.service.errors import VerificationError
 from coi.tui.base import CoiScreen
 from coi.tui.screens.export import ExportScreen, may_export
 from coi.tui.text import show

@@ -79,7 +79,7 @@ class LoginScreen(CoiScreen):
             return
         finally:
             self.app.call_from_thread(self.enable)
-        self.app.call_from_thread(self.coi_app.logged_in, self)
+        self.app.call_from_thread(self.coi_app.logged_in, self.locked_user)
 
     def enable(self) -> None:
         self.query_one("#login-go", Button).disabled = False

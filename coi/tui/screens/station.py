@@ -22,10 +22,9 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, Footer, Header, Input, Label, OptionList, Select, Static
 from textual.widgets.option_list import Option
 
-from coi.domain.errors import ScanError
-from coi.domain.process import FieldSpec, StepSpec
-from coi.domain.scan import LabelScan, parse_scan
 from coi.service.errors import Refused
+from coi.service.scans import LabelScan, ScanRefused, read_scan
+from coi.service.steps import FieldSpec, StepSpec
 from coi.service.views import (
     ScanTarget,
     compare_second,
@@ -237,8 +236,8 @@ class StationScreen(CoiScreen):
             return
         self.query_one("#confirm", Static).update("")
         try:
-            target = scan_target(parse_scan(event.raw))
-        except ScanError as e:
+            target = scan_target(read_scan(event.raw))
+        except ScanRefused as e:
             self.refuse_scan(event.raw, "The scan cannot be used: " + e.reason, None)
             return
         if target is None:
@@ -261,8 +260,8 @@ class StationScreen(CoiScreen):
             self.show_fields()
             return
         try:
-            scan = parse_scan(raw)
-        except ScanError as e:
+            scan = read_scan(raw)
+        except ScanRefused as e:
             self.refuse_scan(raw, "The paperwork scan cannot be used: " + e.reason,
                              self.target.coi)
             return

@@ -1,0 +1,1 @@
+"""The TUI's own widgets: the scan field that tells a scanner from typing, and large text."""

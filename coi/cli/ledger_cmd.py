@@ -1,0 +1,159 @@
+"""Ledger commands: ``coi init``, ``migrate``, ``append``, ``verify``, ``checkpoint`` and
+``log-key`` (thin shells over :class:`coi.service.ledger.LedgerService`).
+
+Their Typer app is merged into ``coi`` itself (registered without a name in
+:mod:`coi.cli.main`).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from coi.cli.common import (
+    EXIT_USAGE,
+    DbOpt,
+    LogKeyOpt,
+    PasswordFileOpt,
+    WitnessPasswordFileOpt,
+    errors,
+    fail,
+    open_ledger,
+    read_password,
+    unlock_user,
+)
+from coi.service.ledger import Party
+from coi.service.text import inert
+
+app = typer.Typer()
+
+
+@app.command()
+def init(
+    origin: Annotated[str, typer.Option(
+        help="The log's name, e.g. coi.example-hospital.org/ledger")],
+    admin: Annotated[str, typer.Option(help="User id of the first administrator")],
+    admin_name: Annotated[str, typer.Option(help="The administrator's printed name")],
+    fin: Annotated[str, typer.Option(help="The site's ISBT 128 facility identification number "
+                                          "(A9990–A9999 are for tests and demos)")] = "A9999",
+    tz: Annotated[str, typer.Option(help="The site's IANA time zone")] = "UTC",
+    db: DbOpt = None,
+    log_key: LogKeyOpt = None,
+    password_file: PasswordFileOpt = None,
+) -> None:
+    """Create a ledger: schema (migrations), the site's log key, genesis and first administrator."""
+    svc = open_ledger(db, log_key)
+    password = read_password(password_file, f"new password for {admin}")
+    with errors():
+        from coi.service.chain import genesis_extras
+
+        site_data, process = genesis_extras(fin)
+        e = svc.init(origin=origin, admin=admin, admin_name=admin_name, admin_password=password,
+                     tz=tz, site_data=site_data, process=process)
+        typer.echo(f"initialised ledger {inert(origin)} at {inert(svc.site.db_url)}")
+        typer.echo(f"genesis entry {e.index}, hash {e.entry_hash.hex()}")
+        typer.echo(f"log key file: {svc.site.log_key_path} (keep it private; back it up)")
+        typer.echo(f"log verifier key: {svc.log_verifier_key()}")
+
+
+@app.command()
+def migrate(db: DbOpt = None) -> None:
+    """Bring the database schema up to date (Alembic migrations shipped in the package)."""
+    svc = open_ledger(db)
+    with errors():
+        from coi.service.admin import upgrade_schema
+
+        typer.echo(f"schema at revision {upgrade_schema(svc)}")
+
+
+@app.command()
+def append(
+    type_: Annotated[str, typer.Argument(metavar="TYPE", help="Entry type, e.g. note.comment")],
+    subject: Annotated[str, typer.Option(help="What the entry is about (an identifier)")],
+    data: Annotated[str, typer.Option(help="Entry content as a JSON object")],
+    as_: Annotated[str, typer.Option("--as", help="Who signs it")],
+    witness: Annotated[str | None, typer.Option(help="A second person who co-signs")] = None,
+    db: DbOpt = None,
+    log_key: LogKeyOpt = None,
+    password_file: PasswordFileOpt = None,
+    witness_password_file: WitnessPasswordFileOpt = None,
+) -> None:
+    """Append a generic signed entry (for scripts and tests; process steps use `coi record`)."""
+    try:
+        obj = json.loads(data, parse_float=lambda s: (_ for _ in ()).throw(ValueError(s)))
+    except ValueError as e:
+        fail(f"--data is not usable JSON ({e}); floats are not allowed, use integers or "
+             "decimal strings", EXIT_USAGE)
+    if not isinstance(obj, dict):
+        fail("--data must be a JSON object, e.g. '{\"note\": \"text\"}'", EXIT_USAGE)
+    svc = open_ledger(db, log_key)
+    author = unlock_user(svc, as_, password_file)
+    parties = [Party(author, "authored")]
+    if witness:
+        parties.append(Party(unlock_user(svc, witness, witness_password_file, "witness password"),
+                             "witnessed"))
+    with errors():
+        from coi.service.chain import refuse_process_types
+
+        refuse_process_types(svc, type_, subject=subject, by=author.user)
+        entry = svc.append(type_, subject, obj, parties)
+        typer.echo(f"appended entry {entry.index} ({entry.entry_hash.hex()})")
+
+
+@app.command()
+def verify(
+    db: DbOpt = None,
+    checkpoint: Annotated[list[Path] | None, typer.Option(
+        help="A checkpoint saved earlier; the ledger must be consistent with it (repeatable)")
+    ] = None,
+    jobs: Annotated[int, typer.Option(
+        min=1, max=64, help="Processes that check the ledger: this one and N-1 workers")] = 1,
+) -> None:
+    """Check everything: bytes, signatures, keys by position, chain, tree, head, checkpoints."""
+    notes = []
+    for p in checkpoint or []:
+        try:
+            notes.append(p.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as e:
+            fail(f"cannot read checkpoint {p}: {e}", EXIT_USAGE)
+    svc = open_ledger(db)
+    with errors():
+        from coi.service.chain import verify_all
+
+        result = verify_all(svc, jobs=jobs, checkpoints=notes)
+        typer.echo(f"OK: {result.size} entries verified; root {result.root.hex()}")
+        typer.echo(f"log verifier key: {svc.log_verifier_key()}")
+
+
+@app.command()
+def checkpoint(
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Write it to this file")
+                      ] = None,
+    db: DbOpt = None,
+    log_key: LogKeyOpt = None,
+) -> None:
+    """Print (or save) the latest signed checkpoint (C2SP tlog-checkpoint)."""
+    svc = open_ledger(db, log_key)
+    with errors():
+        text = svc.checkpoint()
+    if output is None:
+        sys.stdout.write(text)
+        return
+    from coi.service.files import write_atomically
+
+    with errors():
+        write_atomically(output, text.encode("utf-8"))
+    typer.echo(f"checkpoint written to {output}")
+
+
+@app.command("log-key")
+def log_key_cmd(db: DbOpt = None) -> None:
+    """Print the log's verifier key string (name+keyid+base64 key), for auditors and witnesses."""
+    svc = open_ledger(db)
+    with errors():
+        svc.require_initialised()
+        typer.echo(svc.log_verifier_key())

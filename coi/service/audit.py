@@ -1,0 +1,83 @@
+"""What an auditor or a witness runs, for the front ends: no database, no site, only files.
+
+The calls behind ``coi verify-export``, ``coi report`` and ``coi witness init|cosign``: check a
+log verifier key string, verify an audit bundle offline, render its human-readable copy, make
+or load a witness key and cosign a checkpoint that extends what the witness accepted before.
+The work is done by :mod:`coi.export.verifier`, :mod:`coi.export.report` and
+:mod:`coi.export.witness`; this module is the service's door to them, so that a front end
+imports only ``coi.service``. The errors the front ends tell apart are re-exported here.
+
+Nothing here opens a database: what an auditor runs stays free of any storage import.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from coi.export.report import write_report as _write_report
+from coi.export.verifier import BundleReport
+from coi.export.verifier import verify_bundle as _verify_bundle
+from coi.export.witness import Refusal as WitnessRefusal
+from coi.export.witness import WitnessError, WitnessKey, load_key, new_key, witness
+from coi.ledger.errors import LedgerError
+from coi.ledger.note import Checkpoint, parse_verifier_key
+
+__all__ = [
+    "BundleReport",
+    "Checkpoint",
+    "LedgerError",
+    "WitnessError",
+    "WitnessKey",
+    "WitnessRefusal",
+    "check_verifier_key",
+    "cosign",
+    "load_witness_key",
+    "new_witness_key",
+    "verify_bundle",
+    "write_report",
+]
+
+
+def check_verifier_key(text: str) -> None:
+    """Check a signed-note verifier key string (``<name>+<key id>+<key>``, as ``coi log-key``
+    prints it); raise ``VerificationError`` whose ``reason`` says what is wrong with it."""
+    parse_verifier_key(text)
+
+
+def verify_bundle(path: Path, trust: str | None) -> BundleReport:
+    """Verify an audit bundle offline (docs/export.md), against ``trust``, the site's verifier
+    key string, when given. Raises ``VerificationError`` (the bundle is bad) or ``OSError``
+    (it cannot be read)."""
+    return _verify_bundle(path, trust)
+
+
+def write_report(bundle: Path, output: Path, trust: str | None) -> bool:
+    """Write the bundle's human-readable copy (HTML) to ``output``, from the bundle alone;
+    return whether the bundle verified (the copy says why when it did not). ``OSError`` when a
+    file cannot be read or written."""
+    return _write_report(bundle, output, trust)
+
+
+def new_witness_key(name: str, path: Path) -> WitnessKey:
+    """Make a witness key file (Ed25519, mode 0600, never overwritten); ``WitnessError`` if the
+    name or the file is unusable."""
+    return new_key(name, path)
+
+
+def load_witness_key(path: Path) -> WitnessKey:
+    """A witness key file, read; ``WitnessError`` if it is missing or damaged."""
+    return load_key(path)
+
+
+def cosign(state: Path, key: WitnessKey, offered: str, log_key: str,
+           proof: Mapping[str, Any] | None, time_s: int) -> tuple[str, Checkpoint]:
+    """Cosign ``offered`` if it extends the checkpoint last accepted (kept in ``state``).
+
+    Returns the cosigned note and the checkpoint. Raises ``WitnessRefusal`` when it rewrites
+    history (the evidence is kept beside the state file first), ``WitnessError`` when a
+    witness file is unusable, and ``VerificationError``, ``LedgerError`` or ``ValueError`` when
+    the checkpoint or the proof cannot be checked.
+    """
+    return witness(state, key, offered, log_key, proof, time_s)

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from coi.db.repo import LedgerStore
+from coi.db.tx import write
 from coi.ledger import merkle
 from tests.conftest import Ledger, make_ledger
 
@@ -30,11 +31,10 @@ def store_ledger(backend_db: tuple[str, Path]) -> Iterator[Ledger]:
 
 def stored_by_range(store: LedgerStore, size: int) -> dict[tuple[int, int], bytes]:
     out: dict[tuple[int, int], bytes] = {}
-    with store.engine.connect() as conn:
-        for level in range(size.bit_length()):
-            for idx, h in store.nodes_in_range(level, 0, size >> level, conn):
-                assert h is not None
-                out[(level, idx)] = h
+    for level in range(size.bit_length()):
+        for idx, h in store.nodes_in_range(level, 0, size >> level):
+            assert h is not None
+            out[(level, idx)] = h
     return out
 
 
@@ -71,5 +71,5 @@ def test_head_reads_the_last_entry(store_ledger: Ledger) -> None:
         SIZE, last.entry_hash, last.time_ms)
     assert head.origin == store_ledger.svc.origin()
     # Inside a write transaction the head reads what that transaction sees.
-    with store.engine.connect() as conn, conn.begin():
-        assert store.head(conn) == head
+    with write(store.engine) as tx:
+        assert store.head(tx=tx) == head

@@ -42,11 +42,6 @@ def stored_tuple(idx: Any, prev_hash: Any, entry_hash: Any, time_ms: Any, type_:
                        signatures=bytes(signatures) if signatures is not None else None)  # type: ignore[arg-type]
 
 
-def node_pairs(rows: Any) -> list[tuple[int, bytes | None]]:
-    """``(idx, hash)`` of fetched node rows; an empty (NULL) hash is None."""
-    return [(i, h if h is None or type(h) is bytes else bytes(h)) for i, h in rows]
-
-
 def fetch_all(dbapi_conn: Any, sql: str, params: Sequence[Any] = ()) -> list[Any]:
     """Rows of ``sql`` on a cursor of ``dbapi_conn`` (sqlite3 or psycopg), closed after."""
     cur = dbapi_conn.cursor()
@@ -89,8 +84,8 @@ class DriverReader:
                 for r in self._fetch(self._entries, (lo, hi))]
 
     def nodes_in_range(self, level: int, lo: int, hi: int) -> list[tuple[int, bytes | None]]:
-        # As fetched: tuples of an int and bytes (or None), as node_pairs would give, or
-        # another bytes-like hash, which compares equal to bytes of the same content.
+        # As fetched: tuples of an int and bytes (None for an empty hash), or another
+        # bytes-like hash, which compares equal to bytes of the same content.
         return self._fetch(self._nodes, (level, lo, hi))
 
     def close(self) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, and_, func, insert, select, update
 
 from coi.db.models import Account, Checkpoint, LedgerEntry, LedgerHead, TreeNode, UserKey
-from coi.db.reads import entries_sql, fetch_all, node_pairs, nodes_sql, stored_tuple
+from coi.db.reads import entries_sql, fetch_all, stored_tuple
 from coi.db.tx import Tx, connection, write
 from coi.ledger import merkle
 from coi.ledger.entry import GENESIS_PREV, SignedEntry, StoredEntry
@@ -161,14 +161,6 @@ class LedgerStore:
             for lv, ix, h in _fetch_all(conn, q, [v for pair in chunk for v in pair]):
                 out[(lv, ix)] = bytes(h)
         return out
-
-    def nodes_in_range(self, level: int, lo: int, hi: int, *, tx: Tx | None = None
-                       ) -> list[tuple[int, bytes | None]]:
-        """Stored ``(idx, hash)`` at ``level`` for indices [lo, hi) in index order; an empty
-        (NULL) hash is None (what ``reads.DriverReader`` gives verification, through SQLAlchemy)."""
-        q = nodes_sql("%s" if self.is_postgres else "?")
-        with connection(self.engine, tx) as conn:
-            return node_pairs(conn.exec_driver_sql(q, (level, lo, hi)))
 
     def count_nodes(self, *, tx: Tx | None = None) -> int:
         with connection(self.engine, tx) as conn:

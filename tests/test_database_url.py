@@ -129,8 +129,9 @@ def test_the_driver_reader_opens_what_the_engine_opens(sqlite_ledger: Ledger) ->
         reader.close()
 
 
-@pytest.mark.parametrize("db", ["mysql://root:" + SECRET + "@h/coi", "sqlite://", "bad.db\n"])
-def test_the_cli_exits_2_with_the_reason(db: str) -> None:
-    r = CliRunner().invoke(app, ["verify", "--db", db])
+@pytest.mark.parametrize("db", ["mysql://root:" + SECRET + "@h/coi", "sqlite://", "bad.db\n",
+                                "FOLDER"])
+def test_the_cli_exits_2_with_the_reason(db: str, tmp_path: Path) -> None:
+    r = CliRunner().invoke(app, ["verify", "--db", str(tmp_path) if db == "FOLDER" else db])
     assert r.exit_code == 2, r.output
     assert r.stderr.startswith("coi: ") and SECRET not in r.output

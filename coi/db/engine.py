@@ -22,6 +22,9 @@ def make_engine(url: DatabaseUrl) -> Engine:
         assert url.sqlite_path is not None
         if not url.sqlite_path.parent.is_dir():
             raise ConfigError(f"folder {url.sqlite_path.parent} does not exist")
+        if url.sqlite_path.is_dir():
+            raise ConfigError(f"{url.sqlite_path} is a folder: give the database file's path "
+                              "(e.g. ./coi.db)")
         engine = create_engine(url.driver_url, connect_args={"timeout": 60})
         _sqlite_setup(engine)
         return engine

@@ -74,7 +74,7 @@ class DatabaseUrl:
 
     @classmethod
     def _sqlite_file(cls, path_text: str, shown: str) -> DatabaseUrl:
-        if path_text in ("", ":memory:") or path_text.startswith("file:"):
+        if path_text in ("", ":memory:"):
             raise ConfigError(f"{shown!r} is not a file: a ledger must be kept in a file; "
                               f"{_EXAMPLES}")
         try:

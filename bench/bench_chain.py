@@ -174,9 +174,9 @@ def build(db: Path, log_key: Path, n_products: int, depth: list[int], *,
         if len(rows) >= chunk:
             flush()
     flush()
-    with ledger.engine.begin() as conn:  # the state table, written by the service's own code
+    with ledger.db.transaction() as tx:  # the state table, written by the service's own code
         for product in chain.products.values():
-            svc._put_state(conn, product)
+            svc._put_state(tx, product)
     ledger.engine.dispose()
     return index
 

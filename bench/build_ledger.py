@@ -165,12 +165,12 @@ def cached_ledger(size: int, *, witness: bool = False, progress: bool = True) ->
     d = cache_dir()
     db, key = d / f"{name}.db", d / f"{name}.db.logkey"
     if db.exists() and key.exists():
-        from coi.db import migrate
-        from coi.db.engine import make_engine
+        from coi.db.database import Database
+        from coi.db.url import DatabaseUrl
 
-        engine = make_engine(str(db))
-        migrate.upgrade(engine)  # a ledger cached by an older coi: bring its schema up to date
-        engine.dispose()
+        database = Database.open(DatabaseUrl.parse(str(db)))
+        database.upgrade()  # a ledger cached by an older coi: bring its schema up to date
+        database.dispose()
         return Built(db, key, size, sigs)
     tmp = Path(tempfile.mkdtemp(prefix=f"{name}.building-", dir=d))  # private to this build
     t0 = time.perf_counter()

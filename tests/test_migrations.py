@@ -11,12 +11,14 @@ import pytest
 
 from coi.db import migrate
 from coi.db.engine import make_engine
+from coi.db.url import DatabaseUrl
 
 PROBE = """
 import sys
 from coi.db import migrate
 from coi.db.engine import make_engine
-engine = make_engine(sys.argv[1])
+from coi.db.url import DatabaseUrl
+engine = make_engine(DatabaseUrl.parse(sys.argv[1]))
 migrate.upgrade(engine)
 migrate.check(engine)
 assert migrate.current_revision(engine) == migrate.head_revision(engine) is not None
@@ -33,7 +35,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 def test_alembic_check_is_clean(db_url: str) -> None:
-    engine = make_engine(db_url)
+    engine = make_engine(DatabaseUrl.parse(db_url))
     try:
         migrate.upgrade(engine)
         migrate.check(engine)  # raises if models and migrations disagree

@@ -2,7 +2,8 @@
 
 ``LedgerStore.nodes`` serves every proof, the append path's frontier and the audit export's
 proofs; ``LedgerStore.head`` every command. Both read on the driver's own cursor: these tests
-hold them to what the range reads (which verification uses) and the tree itself say.
+hold them to what the range reads (``reads.DriverReader``, which verification uses) and the
+tree itself say.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from coi.db.repo import LedgerStore
+from coi.db.reads import DriverReader
+from coi.db.tx import write
 from coi.ledger import merkle
 from tests.conftest import Ledger, make_ledger
 
@@ -28,19 +30,22 @@ def store_ledger(backend_db: tuple[str, Path]) -> Iterator[Ledger]:
     led.svc.engine.dispose()
 
 
-def stored_by_range(store: LedgerStore, size: int) -> dict[tuple[int, int], bytes]:
+def stored_by_range(led: Ledger, size: int) -> dict[tuple[int, int], bytes]:
     out: dict[tuple[int, int], bytes] = {}
-    with store.engine.connect() as conn:
+    reader = DriverReader(led.svc.site.db)
+    try:
         for level in range(size.bit_length()):
-            for idx, h in store.nodes_in_range(level, 0, size >> level, conn):
+            for idx, h in reader.nodes_in_range(level, 0, size >> level):
                 assert h is not None
-                out[(level, idx)] = h
+                out[(level, idx)] = bytes(h)
+    finally:
+        reader.close()
     return out
 
 
 def test_nodes_reads_every_wanted_node_and_only_those(store_ledger: Ledger) -> None:
     store = store_ledger.svc.store
-    every = stored_by_range(store, SIZE)
+    every = stored_by_range(store_ledger, SIZE)
     assert len(every) == sum(SIZE >> level for level in range(SIZE.bit_length()))
     wanted = list(every)[::-1]  # not in key order, and several statements' worth
     assert store.nodes(wanted) == every
@@ -71,5 +76,5 @@ def test_head_reads_the_last_entry(store_ledger: Ledger) -> None:
         SIZE, last.entry_hash, last.time_ms)
     assert head.origin == store_ledger.svc.origin()
     # Inside a write transaction the head reads what that transaction sees.
-    with store.engine.connect() as conn, conn.begin():
-        assert store.head(conn) == head
+    with write(store.engine) as tx:
+        assert store.head(tx=tx) == head

@@ -349,7 +349,7 @@ def test_checkpoint_cell(sample: Ledger, col: str, kind: str, size: int) -> None
 def test_parallel_verify_names_the_same_index(sample: Ledger, col: str, index: int,
                                               jobs: int, monkeypatch: pytest.MonkeyPatch
                                               ) -> None:
-    from coi.service import verifying
+    from coi.verify_pool import pool as verifying
 
     row, _, _ = mutate(sample.svc.engine, "ledger_entry", col, "bitflip", (index,))
     here = expect_failure(sample.svc, "ledger_entry", row)

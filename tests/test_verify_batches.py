@@ -1,6 +1,6 @@
 """Whole-ledger verification in batches, here and in worker processes, says what one pass says.
 
-``LedgerService.verify`` checks rows in batches aligned on a power of two (``verifying.BATCH``):
+``LedgerService.verify`` checks rows in batches aligned on a power of two (``pool.BATCH``):
 ``check_batch`` does each batch's own part (rows, chain and time inside it, its tree nodes,
 checked against the stored ones) wherever it runs, and ``LedgerVerifier.feed_batch`` the rest in
 order (the first row's links, keys, checkpoints, the tree above the batch). Whatever the batch
@@ -23,13 +23,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from coi.db.reads import DriverSource
+from coi.db.url import DatabaseUrl
 from coi.ledger import jcs, verify
 from coi.ledger.entry import CheckedEntry, StoredEntry, check_entry, envelope_bytes
 from coi.ledger.errors import VerificationError
 from coi.ledger.merkle import TreeBuilder, leaf_hash, root
-from coi.ledger.verify import check_batch, verify_rows
-from coi.service import verifying
+from coi.ledger.verify import LedgerVerifier, check_batch, verify_rows
 from coi.service.ledger import LedgerService, Party
+from coi.verify_pool import pool as verifying
 from tests.conftest import Ledger, make_ledger
 from tests.test_registry import _force
 from tests.test_tamper import (
@@ -420,11 +422,17 @@ def test_a_worker_that_fails_is_reported(sqlite_ledger: Ledger,
     verification error about the ledger)."""
     monkeypatch.setattr(verifying, "PARENT_CHECKS", False)
     monkeypatch.setattr(verifying, "BATCH", 8)
-    head = sqlite_ledger.svc.store.head()
+    svc = sqlite_ledger.svc
+    head = svc.store.head()
     assert head is not None
-    with pytest.raises(RuntimeError, match=r"(?s)verification worker failed.*unable to open"):
-        verifying.verify_store(sqlite_ledger.svc.store, "sqlite:////nonexistent/dir/coi.db",
-                               head, jobs=2)
+    nowhere = DriverSource(DatabaseUrl.parse("sqlite:////nonexistent/dir/coi.db"))
+    here = svc.db.reader_source().open()  # this process reads the ledger; the worker cannot
+    try:
+        with pytest.raises(RuntimeError, match=r"(?s)verification worker failed.*unable to open"):
+            verifying.verify_batches(LedgerVerifier(head.origin), here, nowhere,
+                                     upto=head.size, jobs=2)
+    finally:
+        here.close()
 
 
 def test_workers_answer_everything_then_exit_cleanly(sqlite_ledger: Ledger,
@@ -445,20 +453,30 @@ def test_workers_answer_everything_then_exit_cleanly(sqlite_ledger: Ledger,
     assert codes == [0, 0]
 
 
-def test_the_collector_runs_again_after_a_verification(tampered: Ledger) -> None:
-    """Verification pauses the cyclic garbage collector's automatic runs (a UI's too): they
-    are back once it ends, whether the ledger verifies or not, and stay off if they were."""
-    assert gc.isenabled()
-    tampered.svc.verify()
-    assert gc.isenabled()
+def test_the_callers_collector_is_left_alone(tampered: Ledger,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Verification never switches the calling process's cyclic garbage collector (a UI runs
+    in it): on while every batch is checked, here and with workers, and off throughout if the
+    caller turned it off; its thresholds untouched."""
+    monkeypatch.setattr(verifying, "FIRST_BATCH", 2)
+    monkeypatch.setattr(verifying, "BATCH", 4)
+    thresholds = gc.get_threshold()
+    for enabled in (True, False):
+        seen: list[bool] = []
+
+        def note(_done: int, _upto: int, seen: list[bool] = seen) -> None:
+            seen.append(gc.isenabled())
+
+        (gc.enable if enabled else gc.disable)()
+        try:
+            for jobs in (1, 2):
+                tampered.svc.verify(jobs=jobs, progress=note)
+                assert gc.isenabled() is enabled
+        finally:
+            gc.enable()
+        assert len(seen) > 4 and set(seen) == {enabled}
+    assert gc.get_threshold() == thresholds
     mutate(tampered.svc.engine, "ledger_entry", "statement", "bitflip", (5,))
     with pytest.raises(VerificationError):
         tampered.svc.verify(jobs=2)
     assert gc.isenabled()
-    gc.disable()
-    try:
-        with pytest.raises(VerificationError):
-            tampered.svc.verify()
-        assert not gc.isenabled()
-    finally:
-        gc.enable()

@@ -7,11 +7,12 @@ from pathlib import Path
 
 from coi.db import migrate
 from coi.db.engine import make_engine
+from coi.db.url import DatabaseUrl
 
 
 def main() -> None:
     with tempfile.TemporaryDirectory() as d:
-        engine = make_engine(str(Path(d) / "check.db"))
+        engine = make_engine(DatabaseUrl.parse(str(Path(d) / "check.db")))
         migrate.upgrade(engine)
         migrate.check(engine)
         engine.dispose()

@@ -1,4 +1,5 @@
-"""Table models (SQLModel). Row <-> domain mapping happens only in coi.db.repo.
+"""Table models (SQLModel). Row <-> domain mapping happens only in the repositories (``repo``,
+``chain_repo``).
 
 Ledger tables (append-only, guarded by triggers created in the migrations): ``ledger_entry``,
 ``tree_node``, ``checkpoint``, ``user_key``. ``ledger_head`` is the one mutable ledger row (the

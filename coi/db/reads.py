@@ -1,16 +1,20 @@
 """Reading ledger rows and tree nodes through the database driver alone.
 
-What a verification worker needs from the store: entry rows by index range and tree nodes by
-level and index range. ``LedgerStore`` runs the same statements through SQLAlchemy; a worker
-process runs them with ``DriverReader``, which imports neither SQLAlchemy nor the models, so
-it starts in a fraction of the time (its start is paid on every ``verify --jobs``).
+What whole-ledger verification needs from the store: entry rows by index range and tree nodes
+by level and index range. ``LedgerStore`` runs the same statements through SQLAlchemy;
+verification (in this process and in its worker processes) runs them with ``DriverReader``,
+which imports neither SQLAlchemy nor the models, so a worker starts in a fraction of the time
+(its start is paid on every ``verify --jobs``). A worker is sent a ``DriverSource`` and opens
+its own reader from it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
+from coi.db.url import DatabaseUrl
 from coi.ledger.entry import StoredEntry
 
 ENTRY_COLUMNS = ("idx, prev_hash, entry_hash, time_ms, type, subject, signer, statement, "
@@ -38,11 +42,6 @@ def stored_tuple(idx: Any, prev_hash: Any, entry_hash: Any, time_ms: Any, type_:
                        signatures=bytes(signatures) if signatures is not None else None)  # type: ignore[arg-type]
 
 
-def node_pairs(rows: Any) -> list[tuple[int, bytes | None]]:
-    """``(idx, hash)`` of fetched node rows; an empty (NULL) hash is None."""
-    return [(i, h if h is None or type(h) is bytes else bytes(h)) for i, h in rows]
-
-
 def fetch_all(dbapi_conn: Any, sql: str, params: Sequence[Any] = ()) -> list[Any]:
     """Rows of ``sql`` on a cursor of ``dbapi_conn`` (sqlite3 or psycopg), closed after."""
     cur = dbapi_conn.cursor()
@@ -54,30 +53,23 @@ def fetch_all(dbapi_conn: Any, sql: str, params: Sequence[Any] = ()) -> list[Any
 
 
 class DriverReader:
-    """Entry rows and tree nodes of the database at ``url`` (a URL as ``engine.normalise_url``
-    gives), read with sqlite3 or psycopg directly, each call in its own read transaction."""
+    """Entry rows and tree nodes of the database at ``url``, read with sqlite3 or psycopg
+    directly, each call in its own read transaction."""
 
-    def __init__(self, url: str) -> None:
-        self.is_postgres = url.startswith("postgresql+psycopg://")
+    def __init__(self, url: DatabaseUrl) -> None:
+        self.is_postgres = url.backend == "postgresql"
         if self.is_postgres:
             import psycopg
+            from psycopg.conninfo import make_conninfo
 
-            self._conn: Any = psycopg.connect("postgresql://" + url.split("://", 1)[1])
+            self._conn: Any = psycopg.connect(make_conninfo(**dict(url.connect_params)))
             p = "%s"
-        elif url.startswith("sqlite:///") and "?" not in url:
+        else:
             import sqlite3
 
-            self._conn = sqlite3.connect(url[len("sqlite:///"):], timeout=60,
-                                         isolation_level=None)
+            self._conn = sqlite3.connect(str(url.sqlite_path), timeout=60, isolation_level=None)
             p = "?"
-        else:
-            raise ValueError(f"not a database URL this reader opens: {url!r}")
         self._entries, self._nodes = entries_sql(p), nodes_sql(p)
-
-    @staticmethod
-    def opens(url: str) -> bool:
-        return url.startswith("postgresql+psycopg://") or (
-            url.startswith("sqlite:///") and "?" not in url)
 
     def _fetch(self, sql: str, params: tuple[int, ...]) -> list[Any]:
         try:
@@ -92,9 +84,20 @@ class DriverReader:
                 for r in self._fetch(self._entries, (lo, hi))]
 
     def nodes_in_range(self, level: int, lo: int, hi: int) -> list[tuple[int, bytes | None]]:
-        # As fetched: tuples of an int and bytes (or None), as node_pairs would give, or
-        # another bytes-like hash, which compares equal to bytes of the same content.
+        # As fetched: tuples of an int and bytes (None for an empty hash), or another
+        # bytes-like hash, which compares equal to bytes of the same content.
         return self._fetch(self._nodes, (level, lo, hi))
 
     def close(self) -> None:
         self._conn.close()
+
+
+@dataclass(frozen=True)
+class DriverSource:
+    """How to open a ``DriverReader`` on a database, sent to verify workers by pickle (which
+    imports this module there: it, the URL and the core's entry module, nothing else)."""
+
+    url: DatabaseUrl
+
+    def open(self) -> DriverReader:
+        return DriverReader(self.url)

@@ -1,9 +1,12 @@
-"""Repository functions over the ledger tables: the only place rows become core objects.
+"""Repository functions over the ledger tables: the only place their rows become core objects.
 
 Writers go through ``LedgerStore.append``, which takes the database's write lock (SQLite
 ``BEGIN IMMEDIATE``; PostgreSQL ``SELECT … FOR UPDATE`` on the single head row), hands the head
 to a callback that builds and signs the next entry, and stores the entry, its new tree nodes and
 the new head in one transaction. The index is always the head's size: never a sequence.
+What else is written with the entry (a user's sealed key, an account's counters, the domain's
+tables) takes the append's ``Tx``: a keyword-only ``tx`` on every function that may run inside
+one; without it a read opens a connection of its own.
 """
 
 from __future__ import annotations
@@ -16,18 +19,9 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, func, insert, select, update
 
-from coi.db.models import (
-    Account,
-    Checkpoint,
-    CoiCounter,
-    LedgerEntry,
-    LedgerHead,
-    Patient,
-    ProductStateRow,
-    TreeNode,
-    UserKey,
-)
-from coi.db.reads import entries_sql, fetch_all, node_pairs, nodes_sql, stored_tuple
+from coi.db.models import Account, Checkpoint, LedgerEntry, LedgerHead, TreeNode, UserKey
+from coi.db.reads import entries_sql, fetch_all, stored_tuple
+from coi.db.tx import Tx, connection, write
 from coi.ledger import merkle
 from coi.ledger.entry import GENESIS_PREV, SignedEntry, StoredEntry
 
@@ -52,7 +46,7 @@ class Head:
 class AppendContext:
     """What the entry builder sees while the write lock is held."""
 
-    conn: Connection
+    tx: Tx  # the append's transaction: what is written with it commits with the entry
     size: int  # the index the new entry gets
     prev: bytes
     last_time_ms: int
@@ -90,15 +84,13 @@ class LedgerStore:
         self._tree_cache: merkle.TreeBuilder | None = None
 
     # -- reads --------------------------------------------------------------------------------
-    def head(self, conn: Connection | None = None) -> Head | None:
-        if conn is None:
-            with self.engine.connect() as c:
-                return self.head(c)
-        rows = _fetch_all(conn, HEAD_SQL)
+    def head(self, *, tx: Tx | None = None) -> Head | None:
+        with connection(self.engine, tx) as conn:
+            rows = _fetch_all(conn, HEAD_SQL)
         return _head(rows[0]) if rows else None
 
     def rows(self, start: int = 0, stop: int | None = None, *, batch: int = 2000,
-             conn: Connection | None = None) -> Iterator[StoredEntry]:
+             tx: Tx | None = None) -> Iterator[StoredEntry]:
         """Stream rows in index order with keyset pagination (bounded memory)."""
         # The driver's own SQL and positional rows: this feeds every verification, and the
         # expression compiler and named-row access cost as much as reading the rows.
@@ -106,33 +98,25 @@ class LedgerStore:
         lo = start
         while stop is None or lo < stop:
             hi = lo + batch if stop is None else min(lo + batch, stop)
-            if conn is None:
-                with self.engine.connect() as c:
-                    got = [stored_tuple(*r) for r in c.exec_driver_sql(q, (lo, hi))]
-            else:
+            with connection(self.engine, tx) as conn:
                 got = [stored_tuple(*r) for r in conn.exec_driver_sql(q, (lo, hi))]
             yield from got
-            if stop is None and not got and not self._any_after(hi, conn):
+            if stop is None and not got and self.first_index_from(hi, tx=tx) is None:
                 return
             lo = hi
 
-    def _any_after(self, idx: int, conn: Connection | None) -> bool:
-        q = select(func.max(E.c.idx))
-        if conn is None:
-            with self.engine.connect() as c:
-                m = c.execute(q).scalar()
-        else:
-            m = conn.execute(q).scalar()
-        return m is not None and m >= idx
+    def first_index_from(self, start: int, *, tx: Tx | None = None) -> int | None:
+        """The lowest stored index at or after ``start``, if any."""
+        with connection(self.engine, tx) as conn:
+            m = conn.execute(select(func.min(E.c.idx)).where(E.c.idx >= start)).scalar()
+        return None if m is None else int(m)
 
     def rows_of_types(self, types: Iterable[str], *, start: int = 0,
-                      conn: Connection | None = None) -> list[StoredEntry]:
+                      tx: Tx | None = None) -> list[StoredEntry]:
         q = (select(E).where(and_(E.c.idx >= start, E.c.type.in_(sorted(types))))
              .order_by(E.c.idx))
-        if conn is None:
-            with self.engine.connect() as c:
-                return [_stored(r) for r in c.execute(q)]
-        return [_stored(r) for r in conn.execute(q)]
+        with connection(self.engine, tx) as conn:
+            return [_stored(r) for r in conn.execute(q)]
 
     def row(self, index: int) -> StoredEntry | None:
         with self.engine.connect() as c:
@@ -148,14 +132,18 @@ class LedgerStore:
         with self.engine.connect() as c:
             return int(c.execute(select(func.count()).select_from(E)).scalar() or 0)
 
-    def nodes(self, ids: Iterable[tuple[int, int]], conn: Connection | None = None
+    def nodes(self, ids: Iterable[tuple[int, int]], *, tx: Tx | None = None
               ) -> dict[tuple[int, int], bytes]:
         ids = list(ids)
         if not ids:
             return {}
-        if conn is None:
+        if tx is None:
             with self.engine.connect() as c:
-                return self.nodes(ids, c)
+                return self._nodes(ids, c)
+        return self._nodes(ids, tx.connection)
+
+    def _nodes(self, ids: list[tuple[int, int]], conn: Connection
+               ) -> dict[tuple[int, int], bytes]:
         # The wanted (level, idx) pairs as a VALUES list joined to the primary key: one
         # point lookup each, in one statement (a proof needs ~2 log n nodes: one round trip).
         # An OR of "level = ? AND idx IN (...)" terms is planned as a multi-index OR, three
@@ -174,19 +162,13 @@ class LedgerStore:
                 out[(lv, ix)] = bytes(h)
         return out
 
-    def nodes_in_range(self, level: int, lo: int, hi: int, conn: Connection
-                       ) -> list[tuple[int, bytes | None]]:
-        """Stored ``(idx, hash)`` at ``level`` for indices [lo, hi) in index order; an empty
-        (NULL) hash is None. The driver's own SQL: verification reads every node this way."""
-        q = nodes_sql("%s" if self.is_postgres else "?")
-        return node_pairs(conn.exec_driver_sql(q, (level, lo, hi)))
-
-    def count_nodes(self, conn: Connection) -> int:
-        return int(conn.execute(select(func.count()).select_from(N)).scalar() or 0)
+    def count_nodes(self, *, tx: Tx | None = None) -> int:
+        with connection(self.engine, tx) as conn:
+            return int(conn.execute(select(func.count()).select_from(N)).scalar() or 0)
 
     # -- the write path -----------------------------------------------------------------------
     def append(self, build: Callable[[AppendContext], SignedEntry], *, origin: str,
-               after: Callable[[Connection, SignedEntry], None] | None = None) -> SignedEntry:
+               after: Callable[[Tx, SignedEntry], None] | None = None) -> SignedEntry:
         """Append one entry under the write lock; return it once durably committed.
 
         The hot path speaks the driver's own SQL (made once per dialect) on the driver's own
@@ -199,7 +181,8 @@ class LedgerStore:
               closing(conn.connection.driver_connection.cursor()) as cur):  # type: ignore[union-attr]
             row = cur.execute(sql["head"]).fetchone()
             size = row[0] if row else 0
-            ctx = AppendContext(conn=conn, size=size,
+            tx = Tx(conn)
+            ctx = AppendContext(tx=tx, size=size,
                                 prev=bytes.fromhex(row[1]) if row else GENESIS_PREV,
                                 last_time_ms=row[2] if row else 0)
             entry = build(ctx)
@@ -224,7 +207,7 @@ class LedgerStore:
             else:
                 cur.execute(sql["head_update"], values)
             if after is not None:
-                after(conn, entry)
+                after(tx, entry)
         self._tree_cache = tree
         return entry
 
@@ -243,7 +226,7 @@ class LedgerStore:
 
     def _frontier(self, size: int, conn: Connection) -> list[bytes]:
         ids = merkle.frontier_nodes(size)
-        got = self.nodes(ids, conn)
+        got = self._nodes(ids, conn)
         missing = [i for i in ids if i not in got]
         if missing:
             raise RuntimeError(f"tree nodes {missing} are missing: run coi verify")
@@ -265,8 +248,9 @@ class LedgerStore:
         return r.note if r else None
 
     # -- keys and accounts --------------------------------------------------------------------
-    def put_user_key(self, conn: Connection, *, key_id: str, user: str, wrapped: str,
+    def put_user_key(self, *, tx: Tx, key_id: str, user: str, wrapped: str,
                      created_ms: int) -> None:
+        conn = tx.connection
         conn.execute(insert(K).values(key_id=key_id, user=user, wrapped=wrapped,
                                       created_ms=created_ms))
         if conn.execute(select(A.c.user).where(A.c.user == user)).first() is None:
@@ -281,16 +265,21 @@ class LedgerStore:
         with self.engine.connect() as c:
             return [(r.key_id, r.user, r.wrapped) for r in c.execute(select(K))]
 
-    def account(self, user: str, conn: Connection | None = None) -> tuple[int, bool]:
-        if conn is None:
-            with self.engine.connect() as c:
-                return self.account(user, c)
+    def account(self, user: str, *, tx: Tx | None = None) -> tuple[int, bool]:
+        """``(failed attempts, locked)``; a user without a row has (0, False)."""
         p = "%s" if self.is_postgres else "?"  # (read on every append: the driver's cursor)
-        rows = _fetch_all(conn, f'SELECT failed_attempts, locked FROM account WHERE "user" = {p}',
-                          (user,))
+        with connection(self.engine, tx) as conn:
+            rows = _fetch_all(conn, f'SELECT failed_attempts, locked FROM account WHERE "user" = '
+                              f'{p}', (user,))
         return (int(rows[0][0]), bool(rows[0][1])) if rows else (0, False)
 
-    def set_account(self, conn: Connection, user: str, *, failed: int, locked: bool) -> None:
+    def set_account(self, user: str, *, tx: Tx | None = None, failed: int, locked: bool
+                    ) -> None:
+        """Set the counters in ``tx`` or, without it, in a write transaction of their own."""
+        if tx is None:
+            with write(self.engine) as own:
+                return self.set_account(user, tx=own, failed=failed, locked=locked)
+        conn = tx.connection
         if conn.execute(select(A.c.user).where(A.c.user == user)).first() is None:
             conn.execute(insert(A).values(user=user, failed_attempts=failed, locked=int(locked)))
         else:
@@ -333,107 +322,3 @@ class LedgerStore:
             if len(got) < batch:
                 return
             after = got[-1].index
-
-
-P = Patient.__table__  # type: ignore[attr-defined]
-CC = CoiCounter.__table__  # type: ignore[attr-defined]
-PS = ProductStateRow.__table__  # type: ignore[attr-defined]
-
-
-class ChainStore:
-    """Repository functions for the chain-of-identity tables."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-
-    def next_coi_sequence(self, fin: str, year: int) -> int:
-        """Take the next sequence number for (FIN, year) in its own committed transaction.
-
-        A number taken is never given again, even if the enrolment that took it fails later.
-        """
-        with self.engine.connect().execution_options(coi_write=True) as conn, conn.begin():
-            q = select(CC.c.next_seq).where(and_(CC.c.fin == fin, CC.c.year == year))
-            if self.engine.dialect.name == "postgresql":
-                q = q.with_for_update()
-            row = conn.execute(q).first()
-            if row is None:
-                conn.execute(insert(CC).values(fin=fin, year=year, next_seq=2))
-                return 1
-            conn.execute(update(CC).where(and_(CC.c.fin == fin, CC.c.year == year))
-                         .values(next_seq=row.next_seq + 1))
-            return int(row.next_seq)
-
-    def put_patient(self, conn: Connection, *, coi: str, secret: bytes, identifiers: str,
-                    enrolled_index: int) -> None:
-        conn.execute(insert(P).values(coi=coi, secret=secret, identifiers=identifiers,
-                                      enrolled_index=enrolled_index))
-
-    def patient(self, coi: str) -> tuple[bytes | None, str | None] | None:
-        with self.engine.connect() as c:
-            r = c.execute(select(P.c.secret, P.c.identifiers).where(P.c.coi == coi)).first()
-        return (bytes(r.secret) if r.secret is not None else None, r.identifiers) if r else None
-
-    def erase_patient(self, coi: str, now_ms: int) -> bool:
-        with self.engine.begin() as c:
-            res = c.execute(update(P).where(P.c.coi == coi)
-                            .values(secret=None, identifiers=None, erased_ms=now_ms))
-            return bool(res.rowcount)
-
-    def put_state(self, conn: Connection, *, coi: str, state: str, data: str, last_index: int,
-                  deadline_ms: int | None, deadline_window: str | None,
-                  open_deviations: int) -> None:
-        values = {"state": state, "data": data, "last_index": last_index,
-                  "deadline_ms": deadline_ms, "deadline_window": deadline_window,
-                  "open_deviations": open_deviations}
-        if conn.execute(select(PS.c.coi).where(PS.c.coi == coi)).first() is None:
-            conn.execute(insert(PS).values(coi=coi, **values))
-        else:
-            conn.execute(update(PS).where(PS.c.coi == coi).values(**values))
-
-    def states(self, state: str | None = None) -> list[tuple[str, str, str, int]]:
-        q = select(PS.c.coi, PS.c.state, PS.c.data, PS.c.last_index).order_by(PS.c.coi)
-        if state is not None:
-            q = q.where(PS.c.state == state)
-        with self.engine.connect() as c:
-            return [(r.coi, r.state, r.data, r.last_index) for r in c.execute(q)]
-
-    def summary(self, *, soon_ms: int, now_ms: int) -> dict[str, Any]:
-        """Counts by state, windows running out or exceeded, products with open deviations."""
-        with self.engine.connect() as c:
-            by_state = {r.state: int(r.n) for r in c.execute(
-                select(PS.c.state, func.count().label("n")).group_by(PS.c.state))}
-            windows = [(r.coi, r.state, r.deadline_ms, r.deadline_window) for r in c.execute(
-                select(PS.c.coi, PS.c.state, PS.c.deadline_ms, PS.c.deadline_window)
-                .where(and_(PS.c.deadline_ms.is_not(None), PS.c.deadline_ms <= now_ms + soon_ms))
-                .order_by(PS.c.deadline_ms))]
-            devs = [(r.coi, r.state, int(r.open_deviations)) for r in c.execute(
-                select(PS.c.coi, PS.c.state, PS.c.open_deviations)
-                .where(PS.c.open_deviations > 0).order_by(PS.c.coi))]
-        return {"by_state": by_state, "windows": windows, "deviations": devs}
-
-    def product_rows(self, *, state: str | None = None, search: str | None = None,
-                     limit: int = 100, offset: int = 0, order: str = "coi"
-                     ) -> list[dict[str, Any]]:
-        """One page of products for review screens (no JSON parsing: summary columns only)."""
-        q = select(PS.c.coi, PS.c.state, PS.c.last_index, PS.c.deadline_ms,
-                   PS.c.deadline_window, PS.c.open_deviations)
-        if state is not None:
-            q = q.where(PS.c.state == state)
-        if search:
-            q = q.where(PS.c.coi.like(f"%{search.upper()}%"))
-        col = {"coi": PS.c.coi, "state": PS.c.state, "deadline": PS.c.deadline_ms,
-               "deviations": PS.c.open_deviations.desc(), "recent": PS.c.last_index.desc()
-               }.get(order, PS.c.coi)
-        q = q.order_by(col, PS.c.coi).limit(limit).offset(offset)
-        with self.engine.connect() as c:
-            return [dict(r._mapping) for r in c.execute(q)]
-
-    def count_products(self) -> int:
-        with self.engine.connect() as c:
-            return int(c.execute(select(func.count()).select_from(PS)).scalar() or 0)
-
-    def state_of(self, coi: str) -> tuple[str, str, int] | None:
-        with self.engine.connect() as c:
-            r = c.execute(select(PS.c.state, PS.c.data, PS.c.last_index)
-                          .where(PS.c.coi == coi)).first()
-        return (r.state, r.data, r.last_index) if r else None

@@ -1,9 +1,13 @@
 """Writing an audit bundle: the signed entries of a product, a period or the whole log, in one file.
 
-Owns choosing the rows (``Scope``), streaming them out of the database in index order with the
-key events they need, the inclusion proofs of a partial export, and the manifest, written
-atomically (temporary file, fsync, rename: on any error no file, and no half-written one, is
-left). The format is docs/export.md's; ``coi.export.verifier`` is its reader.
+Owns choosing the rows (``Scope``), streaming them in index order with the key events they need,
+the inclusion proofs of a partial export, and the manifest, written atomically (temporary file,
+fsync, rename: on any error no file, and no half-written one, is left). The format is
+docs/export.md's; ``coi.export.verifier`` is its reader.
+
+The rows, key events and tree nodes come from the caller (a ``RowSource``: the service passes
+its ledger store), and the bundle's head from the signed checkpoint it is given: this package
+imports nothing that reaches a database, so what an auditor runs carries no storage code.
 
 Why JSON Lines and not a ZIP: one line per record streams both ways in bounded memory, opens
 with a text editor, ``jq`` or any JSON library, and holds no byte that means nothing. A ZIP
@@ -17,14 +21,13 @@ from __future__ import annotations
 import hashlib
 import heapq
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from coi.db.repo import LedgerStore
 from coi.export.verifier import (
     FORMAT,
     VERSION,
@@ -37,6 +40,27 @@ from coi.ledger.registry import KEY_EVENT_TYPES
 
 Progress = Callable[[int, int], None]
 BATCH = 2000
+
+
+class RowSource(Protocol):
+    """The stored ledger as the bundle writer reads it (the service's ledger store is one)."""
+
+    def rows(self, start: int = 0, stop: int | None = None, *, batch: int = ...
+             ) -> Iterator[StoredEntry]:
+        """Rows ``start <= index < stop``, in index order, read ``batch`` at a time."""
+        ...
+
+    def rows_where(self, *, subject: str | None = None, since_ms: int | None = None,
+                   until_ms: int | None = None, below: int | None = None,
+                   types: Iterable[str] | None = None, batch: int = ...
+                   ) -> Iterator[StoredEntry]:
+        """Rows matching every filter given (subject; time in [since, until); index below;
+        one of the types), in index order, read ``batch`` at a time."""
+        ...
+
+    def nodes(self, ids: Iterable[tuple[int, int]]) -> Mapping[tuple[int, int], bytes]:
+        """The stored tree nodes of those ``(level, index)``, where stored."""
+        ...
 
 
 class ExportError(Exception):
@@ -88,7 +112,7 @@ class ExportSummary:
     file_sha256: str = ""  # of the whole file, manifest included: what ``sha256sum`` prints
 
 
-def scope_rows(store: LedgerStore, scope: Scope, size: int, *, batch: int = BATCH
+def scope_rows(store: RowSource, scope: Scope, size: int, *, batch: int = BATCH
                ) -> Iterator[StoredEntry]:
     """The rows in ``scope`` below ``size``, in index order, read in pages (bounded memory)."""
     if scope.mode == "all":
@@ -99,7 +123,7 @@ def scope_rows(store: LedgerStore, scope: Scope, size: int, *, batch: int = BATC
                             batch=batch)
 
 
-def _with_key_events(store: LedgerStore, scope: Scope, size: int, batch: int
+def _with_key_events(store: RowSource, scope: Scope, size: int, batch: int
                      ) -> Iterator[tuple[StoredEntry, bool]]:
     """Scope rows merged with every key event up to the last of them: (row, in scope).
 
@@ -130,7 +154,7 @@ def _with_key_events(store: LedgerStore, scope: Scope, size: int, batch: int
     # Key events after the last exported entry are not needed to verify it: left out.
 
 
-def _proofs(store: LedgerStore, rows: Sequence[StoredEntry], size: int
+def _proofs(store: RowSource, rows: Sequence[StoredEntry], size: int
             ) -> list[list[bytes]]:
     plan: dict[tuple[int, int], None] = {}
     for r in rows:
@@ -173,25 +197,24 @@ class _Sink:
         self.size += len(line)
 
 
-def export_bundle(store: LedgerStore, out: Path, *, scope: Scope, checkpoint: str,
+def export_bundle(store: RowSource, out: Path, *, scope: Scope, checkpoint: str,
                   log_key: Ed25519PrivateKey, created_ms: int,
                   process_toml: bytes | None = None, progress: Progress | None = None,
                   batch: int = BATCH, overwrite: bool = True) -> ExportSummary:
     """Write the bundle of ``scope`` against the signed ``checkpoint`` (its size bounds the rows).
 
-    ``log_key`` signs the manifest (so a record cannot be dropped and the manifest recomputed).
+    ``log_key`` signs the manifest (so a record cannot be dropped and the manifest recomputed);
+    ``checkpoint`` must be signed by it, and names the log (its origin) and the tree size.
     ``progress(done, total)`` is called after each batch with the index reached; whatever it
     raises stops the export and leaves no file. With ``overwrite=False`` an existing ``out`` is
     refused (``OutputExists``), before anything is written and again, atomically, at the end.
     """
     scope.check()
-    head = store.head()
-    if head is None:
-        raise ExportError("the ledger is empty")
+    named = note.parse_checkpoint(checkpoint.split("\n\n", 1)[0] + "\n").origin
     text = note.open_note(checkpoint, [note.parse_verifier_key(
-        note.verifier_key(head.origin, log_key.public_key()))]).text
+        note.verifier_key(named, log_key.public_key()))]).text
     cp = note.parse_checkpoint(text)
-    size, origin = cp.size, head.origin
+    size, origin = cp.size, cp.origin
     out = Path(out)
     parent = out.parent if str(out.parent) else Path(".")
     if not parent.is_dir():
@@ -232,7 +255,7 @@ def _link_new(tmp: Path, out: Path) -> None:
         os.replace(tmp, out)
 
 
-def _write(store: LedgerStore, f: BinaryIO, *, scope: Scope, size: int, origin: str,
+def _write(store: RowSource, f: BinaryIO, *, scope: Scope, size: int, origin: str,
            checkpoint: str, log_key: Ed25519PrivateKey, created_ms: int,
            process_toml: bytes | None, progress: Progress | None, batch: int
            ) -> tuple[int, int, int, str, str]:

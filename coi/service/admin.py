@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from coi.db import migrate
 from coi.service.ledger import LedgerService
 
 
 def upgrade_schema(svc: LedgerService) -> str:
-    migrate.upgrade(svc.engine)
-    return migrate.current_revision(svc.engine) or "none"
+    return svc.db.upgrade()

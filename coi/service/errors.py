@@ -7,7 +7,7 @@ have been recorded). ``ConfigError`` (exit 2): the site, database or an argument
 
 from __future__ import annotations
 
-from coi.db.engine import ConfigError
+from coi.db.url import ConfigError
 from coi.ledger.errors import VerificationError
 
 

@@ -20,29 +20,50 @@ in one place. On top of them this module adds what the process cannot know:
 
 Rendering failures leave nothing half-written: the file is written atomically, and a label whose
 file could not be written is voided with the grounds ``render failed: …``.
+
+This module records the steps (issue and print, void, reprint, apply), checks scans and
+reconciles; label ids, codes and the lookups they share are ``label_codes``'s, the label file
+(checks before recording, layout, writing) ``label_files``'s. The public names of both are
+importable from here.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
 from coi.domain import isbt as isbt128
-from coi.domain import payload as payload_mod
-from coi.domain.errors import ScanError
 from coi.domain.scan import CoiIdScan, CompoundScan, DinScan, LabelScan, Scan
 from coi.domain.state import Label, ProductState
-from coi.labels.content import LabelContent, label_content
-from coi.labels.errors import LabelError
-from coi.labels.render import PDF_DPI, plan, render_pdf_sheet, render_png, render_svg, render_zpl
-from coi.ledger.entry import check_entry
 from coi.ledger.errors import VerificationError
 from coi.service.chain import CoiService
-from coi.service.errors import ConfigError, Refused
-from coi.service.files import write_atomically
+from coi.service.errors import Refused
+from coi.service.label_codes import (
+    MAX_GENERATION,
+    MAX_ITEM_NUMBER,
+    LabelCode,
+    label_code,
+    label_id,
+    label_in,
+    labels_of,
+    next_number,
+    parse_label_code,
+    parse_product_code,
+    product_din,
+    product_of,
+    step_data,
+)
+from coi.service.label_files import (
+    DPIS,
+    FORMATS,
+    SIZES,
+    check_output,
+    grounds_text,
+    plan_label,
+    void_quietly,
+    write_label,
+)
 from coi.service.ledger import Unlocked
 from coi.service.scans import ScanRefused, read_scan
 
@@ -66,224 +87,6 @@ __all__ = [
     "void",
 ]
 
-FORMATS: Final = ("png", "svg", "pdf", "zpl")
-SIZES: Final = ("2x1", "4x2")
-DPIS: Final = (203, 300)
-MAX_GENERATION: Final = 99
-MAX_ITEM_NUMBER: Final = 999
-_LABEL_ID_RE: Final = re.compile(
-    r"L-(?P<coi>[0-9A-Z]{15})-(?P<item>[0-9A-Z]{6})-(?P<n>[1-9][0-9]*)")
-_CODE_RE: Final = re.compile(r"(?P<kind>[A-Z])(?P<gen>[0-9]{2})(?P<num>[0-9]{3})")
-_ITEM_RE: Final = re.compile(r"(?P<kind>[A-Z])(?P<num>[0-9]{5})")
-_GROUNDS_MAX: Final = 500
-
-
-# ------------------------------------------------------------------------------ identifiers
-def label_id(coi: str, item: str, n: int) -> str:
-    """The id of a product's ``n``-th label (1-based): ``L-<CoI>-<item>-<n>``."""
-    return f"L-{coi}-{item}-{n}"
-
-
-def _next_number(product: ProductState) -> int:
-    """One more than the number of labels, or than any ``n`` already used: never reused."""
-    used = [len(product.labels)]
-    for existing in product.labels:
-        m = _LABEL_ID_RE.fullmatch(existing)
-        if m is not None and len(m["n"]) <= 9:
-            used.append(int(m["n"]))
-    return max(used) + 1
-
-
-@dataclass(frozen=True, slots=True)
-class LabelCode:
-    """A label code read back: the ledger's item id and the label's print generation."""
-
-    item: str
-    generation: int
-
-
-def label_code(item: str, generation: int) -> str:
-    """The 6-character item field printed in a label's payload (see the module docstring)."""
-    m = _ITEM_RE.fullmatch(item)
-    if m is None:
-        raise Refused(f"item {item!r} is not an item id (a letter and five digits)")
-    number = int(m["num"])
-    if not 1 <= number <= MAX_ITEM_NUMBER:
-        raise Refused(f"item {item} cannot be labelled: coi labels items numbered 1 to "
-                      f"{MAX_ITEM_NUMBER}")
-    if not 0 <= generation <= MAX_GENERATION:
-        raise Refused(f"item {item} already had {generation} labels; coi prints at most "
-                      f"{MAX_GENERATION + 1} per item. Ask QA to review the labelling.")
-    return f"{m['kind']}{generation:02d}{number:03d}"
-
-
-def parse_label_code(code: str) -> LabelCode | None:
-    """The item and print generation a payload's item field names, or None if it names none."""
-    m = _CODE_RE.fullmatch(code.upper())
-    if m is None or m["num"] == "000":
-        return None
-    return LabelCode(f"{m['kind']}{int(m['num']):05d}", int(m["gen"]))
-
-
-def parse_product_code(text: str) -> isbt128.ProductCode:
-    """An autologous cellular-therapy product code from ``S1234100`` or ``=<S1234100``."""
-    raw = text.strip().upper()
-    content = raw if raw.startswith(isbt128.PRODUCT_CODE_ID) else isbt128.PRODUCT_CODE_ID + raw
-    try:
-        code = isbt128.parse_product_code(content)
-    except ScanError as e:
-        raise ConfigError(f"product code {text.strip()[:40]!r}: {e.reason}") from None
-    if not code.is_cellular_therapy or not code.is_autologous:
-        raise ConfigError(f"product code {code.barcode()} is not an autologous cellular therapy "
-                          "code (it must start with S and have collection type 1)")
-    return code
-
-
-def _labels_of(product: ProductState, item: str) -> list[Label]:
-    """The item's labels in the order they were issued (the order of print generations)."""
-    found = [lab for lab in product.labels.values() if lab.item == item]
-    return sorted(found, key=lambda lab: lab.events[0] if lab.events else -1)
-
-
-# ------------------------------------------------------------------------------ lookups
-def _product(svc: CoiService, coi: str) -> ProductState:
-    coi = coi.strip().upper()
-    product = svc.chain().product(coi)
-    if product is None:
-        raise Refused(f"no product {coi[:40]} in this ledger")
-    return product
-
-
-def _label(product: ProductState, label: str) -> Label:
-    found = product.labels.get(label.strip().upper())
-    if found is None:
-        known = ", ".join(sorted(product.labels)) or "none"
-        raise Refused(f"there is no label {label.strip()[:80]} on {product.coi} (its labels: "
-                      f"{known})")
-    return found
-
-
-def _step_data(svc: CoiService, index: int) -> dict[str, Any]:
-    """The data of one process entry, its signatures checked (we print from it)."""
-    row = svc.ledger.store.row(index)
-    if row is None:
-        raise VerificationError("the entry is missing", index=index)
-    return dict(check_entry(row, svc.ledger.origin()).statement.data)
-
-
-def product_din(svc: CoiService, product: ProductState) -> isbt128.Din:
-    """The DIN of the product's apheresis collection (ISBT 128 labels carry it)."""
-    indices = product.steps.get("apheresis_collection") or []
-    if not indices:
-        raise Refused(f"{product.coi} has no apheresis collection yet, so it has no DIN for an "
-                      "ISBT 128 label")
-    din = str(_step_data(svc, indices[0]).get("din", ""))
-    try:
-        return isbt128.Din(din[:5], din[5:7], din[7:13])
-    except ScanError as e:
-        raise Refused(f"the collection's DIN {din[:20]!r} cannot be printed: {e.reason}") from None
-
-
-# ------------------------------------------------------------------------------ rendering
-def _check_output(fmt: str, size: str, dpi: int | None, out_path: Path) -> int:
-    """Check the arguments before anything is recorded; return the dpi to lay out at."""
-    if fmt not in FORMATS:
-        raise ConfigError(f"format {fmt[:20]!r} is not one of {', '.join(FORMATS)}")
-    if size not in SIZES:
-        raise ConfigError(f"size {size[:20]!r} is not one of {', '.join(SIZES)}")
-    if fmt == "pdf":
-        if dpi not in (None, PDF_DPI):
-            raise ConfigError(f"PDF sheets are laid out at {PDF_DPI} dpi; leave out --dpi")
-        dpi = PDF_DPI
-    elif dpi is None:
-        dpi = 203 if fmt == "zpl" else 300
-    if dpi not in DPIS:
-        raise ConfigError(f"dpi {dpi} is not one of {', '.join(map(str, DPIS))}")
-    out_path = Path(out_path)
-    parent = out_path.parent if str(out_path.parent) else Path(".")
-    if not parent.is_dir():
-        raise ConfigError(f"folder {parent} does not exist")
-    try:
-        out_path.lstat()
-    except FileNotFoundError:
-        pass
-    except OSError as e:
-        raise ConfigError(f"cannot write {out_path}: {e.strerror}") from None
-    else:
-        raise ConfigError(f"{out_path} exists; a label file is never overwritten (choose "
-                          "another name)")
-    return dpi
-
-
-def _render(content: LabelContent, fmt: str, size: str, dpi: int) -> bytes:
-    if fmt == "png":
-        return render_png(content, size, dpi)
-    if fmt == "svg":
-        return render_svg(content, size, dpi).encode("utf-8")
-    if fmt == "pdf":
-        return render_pdf_sheet([content], size)
-    return render_zpl(content, size, dpi).encode("ascii")
-
-
-@dataclass(frozen=True)
-class _Planned:
-    label: str
-    item: str
-    content: LabelContent
-    dpi: int
-
-
-def _plan(svc: CoiService, product: ProductState, item: str, *, n: int, generation: int,
-          fmt: str, size: str, dpi: int, with_isbt: bool,
-          product_code: isbt128.ProductCode | None) -> _Planned:
-    """Everything about the new label, checked (layout included) before it is recorded."""
-    code = label_code(item, generation)
-    new_id = label_id(product.coi, item, n)
-    din = product_din(svc, product) if with_isbt else None
-    if product_code is not None and din is None:
-        raise ConfigError("a product code is printed only on ISBT 128 labels (add --isbt)")
-    extra = [f"LABEL {n}" + (f" REPRINT {generation}" if generation else "")]
-    try:
-        content = label_content(product.coi, item, payload=payload_mod.encode(product.coi, code),
-                                din=din, product=product_code, extra_lines=extra)
-        plan(content, size, dpi)
-    except (LabelError, ScanError) as e:
-        raise ConfigError(f"label {new_id} cannot be laid out: {e}") from None
-    return _Planned(new_id, item, content, dpi)
-
-
-def _grounds(text: str) -> str:
-    clean = " ".join(text.split())
-    if not clean:
-        raise ConfigError("give the grounds (why the label is voided)")
-    return clean[:_GROUNDS_MAX]
-
-
-def _write(svc: CoiService, actor: Unlocked, coi: str, planned: _Planned, fmt: str, size: str,
-           out_path: Path) -> None:
-    """Render and write the file; on failure void the label and raise ConfigError."""
-    try:
-        write_atomically(out_path, _render(planned.content, fmt, size, planned.dpi),
-                         overwrite=False)
-    except Exception as e:
-        why = str(e) or type(e).__name__
-        voided = _void_quietly(svc, actor, coi, planned.label, f"render failed: {why}")
-        if not isinstance(e, LabelError | ConfigError | OSError):
-            raise
-        raise ConfigError(f"the label file could not be written ({why}); label {planned.label} "
-                          + ("was voided" if voided else "could not be voided: void it by hand")
-                          ) from None
-
-
-def _void_quietly(svc: CoiService, actor: Unlocked, coi: str, label: str, grounds: str) -> bool:
-    try:
-        svc.record("label_void", coi, actor=actor,
-                   fields={"label": label, "grounds": _grounds(grounds)})
-    except (Refused, ConfigError):
-        return False
-    return True
-
-
 # ------------------------------------------------------------------------------ the steps
 def issue_and_print(svc: CoiService, actor: Unlocked, coi: str, item: str, fmt: str,
                     size: str = "2x1", dpi: int | None = None, isbt: bool = False,
@@ -300,23 +103,23 @@ def issue_and_print(svc: CoiService, actor: Unlocked, coi: str, item: str, fmt: 
     label voided.
     """
     out_path = Path(out_path)
-    dpi = _check_output(fmt, size, dpi, out_path)
-    product = _product(svc, coi)
+    dpi = check_output(fmt, size, dpi, out_path)
+    product = product_of(svc, coi)
     item = item.strip().upper()
     if item not in product.items:
         known = ", ".join(sorted(product.items)) or "none yet"
         raise Refused(f"item {item[:20]} does not belong to {product.coi} (its items: {known})")
-    earlier = _labels_of(product, item)
+    earlier = labels_of(product, item)
     live = [lab for lab in earlier if lab.status != "voided"]
     if live:
         raise Refused(f"item {item} already has label {live[0].id} ({live[0].status}); void it "
                       "or reprint it instead of issuing another")
-    planned = _plan(svc, product, item, n=_next_number(product), generation=len(earlier),
+    planned = plan_label(svc, product, item, n=next_number(product), generation=len(earlier),
                     fmt=fmt, size=size, dpi=dpi, with_isbt=isbt, product_code=product_code)
     template = f"{size} {fmt} {dpi}dpi" + (" isbt" if isbt else "")
     svc.record("label_issue", product.coi, actor=actor, item=item,
                fields={"label": planned.label, "template": template})
-    _write(svc, actor, product.coi, planned, fmt, size, out_path)
+    write_label(svc, actor, product.coi, planned, fmt, size, out_path)
     fields = {"label": planned.label}
     if printer:
         fields["printer"] = printer
@@ -324,7 +127,7 @@ def issue_and_print(svc: CoiService, actor: Unlocked, coi: str, item: str, fmt: 
         svc.record("label_print", product.coi, actor=actor, fields=fields)
     except BaseException:
         out_path.unlink(missing_ok=True)
-        _void_quietly(svc, actor, product.coi, planned.label,
+        void_quietly(svc, actor, product.coi, planned.label,
                       "print not recorded; the file was removed")
         raise
     return planned.label, out_path
@@ -332,10 +135,10 @@ def issue_and_print(svc: CoiService, actor: Unlocked, coi: str, item: str, fmt: 
 
 def void(svc: CoiService, actor: Unlocked, coi: str, label: str, grounds: str) -> int:
     """Void a label (issued, printed or applied) with its grounds; return the entry index."""
-    product = _product(svc, coi)
-    found = _label(product, label)
+    product = product_of(svc, coi)
+    found = label_in(product, label)
     rec = svc.record("label_void", product.coi, actor=actor,
-                     fields={"label": found.id, "grounds": _grounds(grounds)})
+                     fields={"label": found.id, "grounds": grounds_text(grounds)})
     return rec.entry.index
 
 
@@ -349,24 +152,24 @@ def reprint(svc: CoiService, actor: Unlocked, coi: str, label: str, grounds: str
     refused from now on. Everything is checked before the old label is voided.
     """
     out_path = Path(out_path)
-    dpi = _check_output(fmt, size, dpi, out_path)
-    grounds = _grounds(grounds)
-    product = _product(svc, coi)
-    old = _label(product, label)
+    dpi = check_output(fmt, size, dpi, out_path)
+    grounds = grounds_text(grounds)
+    product = product_of(svc, coi)
+    old = label_in(product, label)
     if old.item is None:
         raise Refused(f"label {old.id} names no item, so coi cannot reprint it")
-    later = [lab for lab in _labels_of(product, old.item) if lab.replaces == old.id]
+    later = [lab for lab in labels_of(product, old.item) if lab.replaces == old.id]
     if later:
         raise Refused(f"label {old.id} was already reprinted as {later[0].id}")
-    planned = _plan(svc, product, old.item, n=_next_number(product),
-                    generation=len(_labels_of(product, old.item)), fmt=fmt, size=size, dpi=dpi,
+    planned = plan_label(svc, product, old.item, n=next_number(product),
+                    generation=len(labels_of(product, old.item)), fmt=fmt, size=size, dpi=dpi,
                     with_isbt=isbt, product_code=product_code)
     if old.status != "voided":
         svc.record("label_void", product.coi, actor=actor,
                    fields={"label": old.id, "grounds": grounds})
     svc.record("label_reprint", product.coi, actor=actor,
                fields={"label": planned.label, "replaces": old.id})
-    _write(svc, actor, product.coi, planned, fmt, size, out_path)
+    write_label(svc, actor, product.coi, planned, fmt, size, out_path)
     return planned.label, out_path
 
 
@@ -377,8 +180,8 @@ def apply(svc: CoiService, actor: Unlocked, coi: str, label: str, scanned: str, 
     The scan must be this label's QR code: right product, right item, right print generation.
     A wrong scan is refused and the refusal recorded.
     """
-    product = _product(svc, coi)
-    found = _label(product, label)
+    product = product_of(svc, coi)
+    found = label_in(product, label)
     scan = check_scan(svc, scanned, expect_coi=product.coi, expect_item=found.item,
                       station=station, by=actor.user)
     reason = None
@@ -400,7 +203,7 @@ def apply(svc: CoiService, actor: Unlocked, coi: str, label: str, scanned: str, 
 # ------------------------------------------------------------------------------ scans
 def label_of(svc: CoiService, scan: LabelScan) -> str:
     """The id of the label a coi label scan is (no checks of its status; see check_scan)."""
-    found, why = _resolve(_product(svc, scan.label.coi), scan.label.item)
+    found, why = _resolve(product_of(svc, scan.label.coi), scan.label.item)
     if found is None:
         raise Refused(why)
     return found.id
@@ -410,7 +213,7 @@ def _resolve(product: ProductState, code: str) -> tuple[Label | None, str]:
     parsed = parse_label_code(code)
     if parsed is None:
         return None, f"the label code {code} names no item of {product.coi}"
-    labels = _labels_of(product, parsed.item)
+    labels = labels_of(product, parsed.item)
     if parsed.generation >= len(labels):
         return None, (f"no label with code {code} was issued for {product.coi} {parsed.item}: "
                       "it was not printed by this site's coi. Do not use it; quarantine the "
@@ -427,7 +230,7 @@ def _label_problem(product: ProductState, scan: LabelScan, expect_item: str | No
     if found is None:
         return why
     if found.status == "voided":
-        newer = [lab.id for lab in _labels_of(product, item) if lab.status != "voided"]
+        newer = [lab.id for lab in labels_of(product, item) if lab.status != "voided"]
         if newer:
             return (f"label {found.id} was voided and superseded by {newer[-1]}; remove and "
                     "destroy the old label")
@@ -524,7 +327,7 @@ def reconciliation(svc: CoiService, coi: str) -> list[dict[str, Any]]:
     voided: it blocks release) or ``not printed`` (issued only). ``printed`` says whether a
     physical label was ever made; ``replaced_by`` names its reprint.
     """
-    product = _product(svc, coi)
+    product = product_of(svc, coi)
     steps = product.entry_steps
     by_replaced = {lab.replaces: lab.id for lab in product.labels.values() if lab.replaces}
     ordered = sorted(product.labels.values(), key=lambda lab: lab.events[0] if lab.events else -1)
@@ -541,7 +344,7 @@ def reconciliation(svc: CoiService, coi: str) -> list[dict[str, Any]]:
         grounds = None
         if voids:
             try:
-                grounds = str(_step_data(svc, voids[-1]).get("grounds", ""))
+                grounds = str(step_data(svc, voids[-1]).get("grounds", ""))
             except VerificationError:
                 grounds = "(entry failed verification)"
         code = None

@@ -14,31 +14,39 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy.engine import make_url
 
-from coi.db.engine import ConfigError, normalise_url, sqlite_path
+from coi.db.url import ConfigError, DatabaseUrl
 
 LOG_KEY_FORMAT = "coi-log-key/v1"
 
 
 @dataclass(frozen=True)
 class Site:
-    db_url: str
+    db: DatabaseUrl
     log_key_path: Path
+
+    @property
+    def db_url(self) -> str:
+        """The database's URL as shown to people (any password hidden)."""
+        return self.db.display
 
     @classmethod
     def resolve(cls, db: str | None = None, log_key: str | None = None) -> Site:
-        url = normalise_url(db)
+        """``--db`` and ``--log-key`` (or their environment variables, or the defaults),
+        each parsed once here."""
+        url = DatabaseUrl.parse(db)
         if log_key is None:
             log_key = os.environ.get("COI_LOG_KEY")
         if log_key is None:
-            path = sqlite_path(url)
-            if path is not None:
-                log_key = str(path) + ".logkey"
+            if url.sqlite_path is not None:
+                log_key = str(url.sqlite_path) + ".logkey"
             else:
-                name = make_url(url).database or "coi"
-                log_key = f"coi-{name}.logkey"
-        return cls(db_url=url, log_key_path=Path(log_key).expanduser().resolve())
+                log_key = f"coi-{url.database or 'coi'}.logkey"
+        try:
+            path = Path(log_key).expanduser().resolve()
+        except (OSError, RuntimeError, ValueError) as e:
+            raise ConfigError(f"the log key file {log_key!r} cannot be used ({e})") from None
+        return cls(db=url, log_key_path=path)
 
 
 def write_log_key(path: Path, origin: str, key: Ed25519PrivateKey) -> None:

@@ -12,9 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
-
-from coi.db.repo import PS
+from coi.db.chain_repo import WINDOW_FILTERS
 from coi.domain.check import check
 from coi.domain.facts import Attempt, Signer
 from coi.domain.messages import format_duration
@@ -25,7 +23,7 @@ from coi.domain.state import ProductState
 from coi.service.chain import SOON_MS, CoiService
 from coi.service.errors import Refused
 
-FILTERS = ("all", "window_soon", "window_exceeded", "deviation")
+FILTERS = WINDOW_FILTERS
 ORDERS = ("coi", "state", "deadline", "deviations", "recent")
 _FIELD_REASON = re.compile(r"^(Field |'[^']*' (needs the field|has no field|needs a witness))")
 
@@ -173,28 +171,9 @@ def product_page(svc: CoiService, *, state: str | None = None, search: str | Non
                  ) -> list[dict[str, Any]]:
     """One page of the products table, filtered by state, window or open deviation."""
     svc.process()
-    if flt == "all":
-        return svc.products(state=state, search=search, limit=limit, offset=offset, order=order)
-    now = svc.clock.now_ms()
-    q = select(PS.c.coi, PS.c.state, PS.c.last_index, PS.c.deadline_ms, PS.c.deadline_window,
-               PS.c.open_deviations)
-    if state is not None:
-        q = q.where(PS.c.state == state)
-    if search:
-        q = q.where(PS.c.coi.like(f"%{search.upper()}%"))
-    if flt == "window_soon":
-        q = q.where(PS.c.deadline_ms.is_not(None), PS.c.deadline_ms >= now,
-                    PS.c.deadline_ms <= now + SOON_MS)
-    elif flt == "window_exceeded":
-        q = q.where(PS.c.deadline_ms.is_not(None), PS.c.deadline_ms < now)
-    elif flt == "deviation":
-        q = q.where(PS.c.open_deviations > 0)
-    col = {"coi": PS.c.coi, "state": PS.c.state, "deadline": PS.c.deadline_ms,
-           "deviations": PS.c.open_deviations.desc(), "recent": PS.c.last_index.desc()
-           }.get(order, PS.c.coi)
-    q = q.order_by(col, PS.c.coi).limit(limit).offset(offset)
-    with svc.ledger.engine.connect() as c:
-        return [dict(r._mapping) for r in c.execute(q)]
+    return svc.store.product_rows(state=state, search=search, window=flt,
+                                  now_ms=svc.clock.now_ms(), soon_ms=SOON_MS, limit=limit,
+                                  offset=offset, order=order)
 
 
 def enrolment_step(process: Process) -> StepSpec:

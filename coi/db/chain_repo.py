@@ -1,0 +1,141 @@
+"""Repository functions over the chain-of-identity tables: patients, CoI counters, product state.
+
+``patient`` holds who a CoI identifier is about (outside the ledger, erasable); ``coi_counter``
+hands out CoI sequence numbers, each once; ``product_state`` is each product's state as the
+process replay computes it, written in the append's transaction (``Tx``) so that it moves with
+the ledger, and read by the status, review and station views. Rows become plain tuples and
+dicts here; nothing above builds a query.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine, and_, func, insert, select, update
+
+from coi.db.models import CoiCounter, Patient, ProductStateRow
+from coi.db.tx import Tx, write
+
+WINDOW_FILTERS = ("all", "window_soon", "window_exceeded", "deviation")
+"""``ChainStore.product_rows``'s ``window`` filters: every product, a running window closing
+within ``soon_ms``, one already exceeded, or open deviations."""
+
+P = Patient.__table__  # type: ignore[attr-defined]
+CC = CoiCounter.__table__  # type: ignore[attr-defined]
+PS = ProductStateRow.__table__  # type: ignore[attr-defined]
+
+
+class ChainStore:
+    """Repository functions for the chain-of-identity tables."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def next_coi_sequence(self, fin: str, year: int) -> int:
+        """Take the next sequence number for (FIN, year) in its own committed transaction.
+
+        A number taken is never given again, even if the enrolment that took it fails later.
+        """
+        with write(self.engine) as tx:
+            conn = tx.connection
+            q = select(CC.c.next_seq).where(and_(CC.c.fin == fin, CC.c.year == year))
+            if self.engine.dialect.name == "postgresql":
+                q = q.with_for_update()
+            row = conn.execute(q).first()
+            if row is None:
+                conn.execute(insert(CC).values(fin=fin, year=year, next_seq=2))
+                return 1
+            conn.execute(update(CC).where(and_(CC.c.fin == fin, CC.c.year == year))
+                         .values(next_seq=row.next_seq + 1))
+            return int(row.next_seq)
+
+    def put_patient(self, *, tx: Tx, coi: str, secret: bytes, identifiers: str,
+                    enrolled_index: int) -> None:
+        tx.connection.execute(insert(P).values(coi=coi, secret=secret, identifiers=identifiers,
+                                               enrolled_index=enrolled_index))
+
+    def patient(self, coi: str) -> tuple[bytes | None, str | None] | None:
+        with self.engine.connect() as c:
+            r = c.execute(select(P.c.secret, P.c.identifiers).where(P.c.coi == coi)).first()
+        return (bytes(r.secret) if r.secret is not None else None, r.identifiers) if r else None
+
+    def erase_patient(self, coi: str, now_ms: int) -> bool:
+        with write(self.engine) as tx:
+            res = tx.connection.execute(update(P).where(P.c.coi == coi)
+                            .values(secret=None, identifiers=None, erased_ms=now_ms))
+            return bool(res.rowcount)
+
+    def put_state(self, *, tx: Tx, coi: str, state: str, data: str, last_index: int,
+                  deadline_ms: int | None, deadline_window: str | None,
+                  open_deviations: int) -> None:
+        conn = tx.connection
+        values = {"state": state, "data": data, "last_index": last_index,
+                  "deadline_ms": deadline_ms, "deadline_window": deadline_window,
+                  "open_deviations": open_deviations}
+        if conn.execute(select(PS.c.coi).where(PS.c.coi == coi)).first() is None:
+            conn.execute(insert(PS).values(coi=coi, **values))
+        else:
+            conn.execute(update(PS).where(PS.c.coi == coi).values(**values))
+
+    def states(self, state: str | None = None) -> list[tuple[str, str, str, int]]:
+        q = select(PS.c.coi, PS.c.state, PS.c.data, PS.c.last_index).order_by(PS.c.coi)
+        if state is not None:
+            q = q.where(PS.c.state == state)
+        with self.engine.connect() as c:
+            return [(r.coi, r.state, r.data, r.last_index) for r in c.execute(q)]
+
+    def summary(self, *, soon_ms: int, now_ms: int) -> dict[str, Any]:
+        """Counts by state, windows running out or exceeded, products with open deviations."""
+        with self.engine.connect() as c:
+            by_state = {r.state: int(r.n) for r in c.execute(
+                select(PS.c.state, func.count().label("n")).group_by(PS.c.state))}
+            windows = [(r.coi, r.state, r.deadline_ms, r.deadline_window) for r in c.execute(
+                select(PS.c.coi, PS.c.state, PS.c.deadline_ms, PS.c.deadline_window)
+                .where(and_(PS.c.deadline_ms.is_not(None), PS.c.deadline_ms <= now_ms + soon_ms))
+                .order_by(PS.c.deadline_ms))]
+            devs = [(r.coi, r.state, int(r.open_deviations)) for r in c.execute(
+                select(PS.c.coi, PS.c.state, PS.c.open_deviations)
+                .where(PS.c.open_deviations > 0).order_by(PS.c.coi))]
+        return {"by_state": by_state, "windows": windows, "deviations": devs}
+
+    def product_rows(self, *, state: str | None = None, search: str | None = None,
+                     window: str = "all", now_ms: int = 0, soon_ms: int = 0,
+                     limit: int = 100, offset: int = 0, order: str = "coi"
+                     ) -> list[dict[str, Any]]:
+        """One page of products for review screens (no JSON parsing: summary columns only).
+
+        ``state``: in that state; ``search``: the CoI contains it; ``window``: one of
+        ``WINDOW_FILTERS``, at ``now_ms`` (``soon_ms`` says how soon is "soon"); ``order``: by
+        ``coi``, ``state``, ``deadline``, most ``deviations`` or most ``recent`` (then CoI).
+        """
+        q = select(PS.c.coi, PS.c.state, PS.c.last_index, PS.c.deadline_ms,
+                   PS.c.deadline_window, PS.c.open_deviations)
+        if state is not None:
+            q = q.where(PS.c.state == state)
+        if search:
+            q = q.where(PS.c.coi.like(f"%{search.upper()}%"))
+        if window == "window_soon":
+            q = q.where(PS.c.deadline_ms.is_not(None), PS.c.deadline_ms >= now_ms,
+                        PS.c.deadline_ms <= now_ms + soon_ms)
+        elif window == "window_exceeded":
+            q = q.where(PS.c.deadline_ms.is_not(None), PS.c.deadline_ms < now_ms)
+        elif window == "deviation":
+            q = q.where(PS.c.open_deviations > 0)
+        elif window != "all":
+            raise ValueError(f"unknown window filter {window!r}")
+        col = {"coi": PS.c.coi, "state": PS.c.state, "deadline": PS.c.deadline_ms,
+               "deviations": PS.c.open_deviations.desc(), "recent": PS.c.last_index.desc()
+               }.get(order, PS.c.coi)
+        q = q.order_by(col, PS.c.coi).limit(limit).offset(offset)
+        with self.engine.connect() as c:
+            return [dict(r._mapping) for r in c.execute(q)]
+
+    def count_products(self) -> int:
+        with self.engine.connect() as c:
+            return int(c.execute(select(func.count()).select_from(PS)).scalar() or 0)
+
+    def state_of(self, coi: str) -> tuple[str, str, int] | None:
+        with self.engine.connect() as c:
+            r = c.execute(select(PS.c.state, PS.c.data, PS.c.last_index)
+                          .where(PS.c.coi == coi)).first()
+        return (r.state, r.data, r.last_index) if r else None

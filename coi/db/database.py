@@ -1,0 +1,61 @@
+"""One site's database as the service holds it: its URL, engine, repositories and schema.
+
+The service gets a ``Database`` (``Database.open``) and reaches the tables only through its
+repositories (``ledger``: ``repo.LedgerStore``; ``chain``: ``chain_repo.ChainStore``); schema
+questions (is there a ledger, is the schema current, upgrade it) are answered here, and
+``reader_source`` is what the verify workers open the database with (the driver alone).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import Engine, inspect
+
+from coi.db import migrate
+from coi.db.chain_repo import ChainStore
+from coi.db.engine import make_engine
+from coi.db.reads import DriverSource
+from coi.db.repo import LedgerStore
+from coi.db.tx import Tx, write
+from coi.db.url import DatabaseUrl
+
+
+class Database:
+    def __init__(self, url: DatabaseUrl, engine: Engine) -> None:
+        self.url = url
+        self.engine = engine
+        self.ledger = LedgerStore(engine)
+        self.chain = ChainStore(engine)
+
+    @classmethod
+    def open(cls, url: DatabaseUrl) -> Database:
+        """The engine for ``url`` (no connection is made yet)."""
+        return cls(url, make_engine(url))
+
+    def has_table(self, name: str) -> bool:
+        return inspect(self.engine).has_table(name)
+
+    def schema_is_current(self) -> bool:
+        """The schema is at the newest migration this coi ships."""
+        return migrate.current_revision(self.engine) == migrate.head_revision(self.engine)
+
+    def upgrade(self) -> str:
+        """Bring the schema to the newest revision; return that revision."""
+        migrate.upgrade(self.engine)
+        return migrate.current_revision(self.engine) or "none"
+
+    @contextmanager
+    def transaction(self) -> Iterator[Tx]:
+        """A write transaction of its own (committed at the end of the ``with`` block)."""
+        with write(self.engine) as tx:
+            yield tx
+
+    def reader_source(self) -> DriverSource:
+        """What a verify worker, or this process, opens to read rows and tree nodes."""
+        return DriverSource(self.url)
+
+    def dispose(self) -> None:
+        """Close the pooled connections (another process may then use the file alone)."""
+        self.engine.dispose()

@@ -1,0 +1,98 @@
+"""The chain service's views: a product's timeline, the status summary, the products table.
+
+Owns the chain service's read-only part (``CoiService`` is made of this class and the others of
+``chain``): a product's timeline (every entry about it, each signature checked; a damaged entry
+shown as damaged, not skipped) with its state and the corrections of each entry, the status
+summary (products by state, windows running out or exceeded, open deviations: from the product
+state table), one page of the products table, and times in the site's zone.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+from coi.ledger.entry import Statement, check_entry
+from coi.ledger.errors import ProfileError, VerificationError
+from coi.service.chain_core import ChainCore, norm_id
+from coi.service.errors import Refused
+
+SOON_MS = 6 * 3_600_000  # "running out": within 6 hours
+
+
+class ChainViews(ChainCore):
+    def local_time(self, ms: int) -> str:
+        t = dt.datetime.fromtimestamp(ms / 1000, self.tz())
+        return t.strftime("%Y-%m-%d %H:%M:%S %Z (UTC%z)")
+
+    def show(self, coi: str) -> dict[str, Any]:
+        """The product's timeline (every entry about it, each signature checked) and state."""
+        coi = norm_id(coi)
+        process = self.process()
+        with self.lock:
+            product = self.chain().product(coi)
+            state = product.to_json() if product else None
+        rows = self.ledger.store.rows_for_subject(coi)
+        if product is None and not rows:
+            raise Refused(f"no product {coi} in this ledger")
+        origin = self.ledger.origin()
+        corrected_by: dict[int, list[int]] = {}
+        timeline: list[dict[str, Any]] = []
+        for row in rows:
+            try:
+                st = check_entry(row, origin).statement
+                ok = True
+            except VerificationError as e:
+                try:
+                    st = Statement.from_json(json.loads(row.statement))
+                except (ValueError, TypeError, ProfileError):
+                    timeline.append(_damaged(row.index, row.time_ms, e.reason))
+                    continue
+                ok = False
+            spec = process.step_for_entry_type(st.type)
+            if spec is not None and spec.effect == "correction":
+                target = st.data.get("corrects")
+                if isinstance(target, int):
+                    corrected_by.setdefault(target, []).append(st.index)
+            timeline.append({
+                "index": st.index, "type": st.type,
+                "step": spec.title if spec else st.type,
+                "time_ms": st.time_ms,
+                "time_utc": dt.datetime.fromtimestamp(st.time_ms / 1000, dt.UTC)
+                .strftime("%Y-%m-%d %H:%M:%S UTC"),
+                "time_local": self.local_time(st.time_ms),
+                "signers": [{"user": s.user, "name": s.name, "meaning": s.meaning}
+                            for s in st.signers],
+                "data": dict(st.data), "signature_ok": ok,
+            })
+        for t in timeline:
+            t["corrected_by"] = corrected_by.get(int(t["index"]), [])
+        return {"coi": coi, "state": state,
+                "timeline": timeline, "now_ms": self.clock.now_ms()}
+
+    def status(self) -> dict[str, Any]:
+        """Products by state, windows running out or exceeded, open deviations (from the table)."""
+        self.process()
+        now = self.clock.now_ms()
+        s = self.store.summary(soon_ms=SOON_MS, now_ms=now)
+        return {
+            "now_ms": now,
+            "by_state": dict(sorted(s["by_state"].items())),
+            "windows": [{"coi": c, "state": st, "window": w, "deadline_ms": d,
+                         "deadline": self.local_time(d), "remaining_ms": d - now,
+                         "exceeded": d < now} for c, st, d, w in s["windows"]],
+            "open_deviations": [{"coi": c, "state": st, "count": n}
+                                for c, st, n in s["deviations"]],
+        }
+
+    def products(self, **kw: Any) -> list[dict[str, Any]]:
+        self.process()
+        return self.store.product_rows(**kw)
+
+
+def _damaged(index: int, time_ms: int, reason: str) -> dict[str, Any]:
+    return {"index": index, "type": "(damaged)", "step": f"DAMAGED ENTRY: {reason}",
+            "time_ms": time_ms, "time_utc": "?", "time_local": "?", "signers": [], "data": {},
+            "signature_ok": False}
+

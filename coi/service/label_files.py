@@ -1,0 +1,131 @@
+"""Label files: the output checked before anything is recorded, the layout, the file written.
+
+Owns turning a label into a file (``labels`` records the steps): the format, size, dpi and
+output path checked before anything is recorded (a label file is never overwritten), the new
+label's content and layout planned and checked, the grounds of a void, and the file written
+atomically; a label whose file could not be written is voided with the grounds
+``render failed: …``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from coi.domain import isbt as isbt128
+from coi.domain import payload as payload_mod
+from coi.domain.errors import ScanError
+from coi.domain.state import ProductState
+from coi.labels.content import LabelContent, label_content
+from coi.labels.errors import LabelError
+from coi.labels.render import PDF_DPI, plan, render_pdf_sheet, render_png, render_svg, render_zpl
+from coi.service.chain import CoiService
+from coi.service.errors import ConfigError, Refused
+from coi.service.files import write_atomically
+from coi.service.label_codes import label_code, label_id, product_din
+from coi.service.ledger import Unlocked
+
+FORMATS: Final = ("png", "svg", "pdf", "zpl")
+SIZES: Final = ("2x1", "4x2")
+DPIS: Final = (203, 300)
+GROUNDS_MAX: Final = 500
+
+
+def check_output(fmt: str, size: str, dpi: int | None, out_path: Path) -> int:
+    """Check the arguments before anything is recorded; return the dpi to lay out at."""
+    if fmt not in FORMATS:
+        raise ConfigError(f"format {fmt[:20]!r} is not one of {', '.join(FORMATS)}")
+    if size not in SIZES:
+        raise ConfigError(f"size {size[:20]!r} is not one of {', '.join(SIZES)}")
+    if fmt == "pdf":
+        if dpi not in (None, PDF_DPI):
+            raise ConfigError(f"PDF sheets are laid out at {PDF_DPI} dpi; leave out --dpi")
+        dpi = PDF_DPI
+    elif dpi is None:
+        dpi = 203 if fmt == "zpl" else 300
+    if dpi not in DPIS:
+        raise ConfigError(f"dpi {dpi} is not one of {', '.join(map(str, DPIS))}")
+    out_path = Path(out_path)
+    parent = out_path.parent if str(out_path.parent) else Path(".")
+    if not parent.is_dir():
+        raise ConfigError(f"folder {parent} does not exist")
+    try:
+        out_path.lstat()
+    except FileNotFoundError:
+        pass
+    except OSError as e:
+        raise ConfigError(f"cannot write {out_path}: {e.strerror}") from None
+    else:
+        raise ConfigError(f"{out_path} exists; a label file is never overwritten (choose "
+                          "another name)")
+    return dpi
+
+
+def render(content: LabelContent, fmt: str, size: str, dpi: int) -> bytes:
+    if fmt == "png":
+        return render_png(content, size, dpi)
+    if fmt == "svg":
+        return render_svg(content, size, dpi).encode("utf-8")
+    if fmt == "pdf":
+        return render_pdf_sheet([content], size)
+    return render_zpl(content, size, dpi).encode("ascii")
+
+
+@dataclass(frozen=True)
+class Planned:
+    label: str
+    item: str
+    content: LabelContent
+    dpi: int
+
+
+def plan_label(svc: CoiService, product: ProductState, item: str, *, n: int, generation: int,
+          fmt: str, size: str, dpi: int, with_isbt: bool,
+          product_code: isbt128.ProductCode | None) -> Planned:
+    """Everything about the new label, checked (layout included) before it is recorded."""
+    code = label_code(item, generation)
+    new_id = label_id(product.coi, item, n)
+    din = product_din(svc, product) if with_isbt else None
+    if product_code is not None and din is None:
+        raise ConfigError("a product code is printed only on ISBT 128 labels (add --isbt)")
+    extra = [f"LABEL {n}" + (f" REPRINT {generation}" if generation else "")]
+    try:
+        content = label_content(product.coi, item, payload=payload_mod.encode(product.coi, code),
+                                din=din, product=product_code, extra_lines=extra)
+        plan(content, size, dpi)
+    except (LabelError, ScanError) as e:
+        raise ConfigError(f"label {new_id} cannot be laid out: {e}") from None
+    return Planned(new_id, item, content, dpi)
+
+
+def grounds_text(text: str) -> str:
+    clean = " ".join(text.split())
+    if not clean:
+        raise ConfigError("give the grounds (why the label is voided)")
+    return clean[:GROUNDS_MAX]
+
+
+def write_label(svc: CoiService, actor: Unlocked, coi: str, planned: Planned, fmt: str, size: str,
+           out_path: Path) -> None:
+    """Render and write the file; on failure void the label and raise ConfigError."""
+    try:
+        write_atomically(out_path, render(planned.content, fmt, size, planned.dpi),
+                         overwrite=False)
+    except Exception as e:
+        why = str(e) or type(e).__name__
+        voided = void_quietly(svc, actor, coi, planned.label, f"render failed: {why}")
+        if not isinstance(e, LabelError | ConfigError | OSError):
+            raise
+        raise ConfigError(f"the label file could not be written ({why}); label {planned.label} "
+                          + ("was voided" if voided else "could not be voided: void it by hand")
+                          ) from None
+
+
+def void_quietly(svc: CoiService, actor: Unlocked, coi: str, label: str, grounds: str) -> bool:
+    try:
+        svc.record("label_void", coi, actor=actor,
+                   fields={"label": label, "grounds": grounds_text(grounds)})
+    except (Refused, ConfigError):
+        return False
+    return True

@@ -33,7 +33,7 @@ from coi.ledger.entry import (
     SignerRef,
     Statement,
     b64,
-    decode_canonical,
+    read_statement,
     sign,
     valid_user,
 )
@@ -447,7 +447,7 @@ class LedgerService:
         try:
             entry = sign(st, keys)
             # What is written must read back as exactly this statement (as verify will read it).
-            if Statement.from_json(decode_canonical(entry.statement_bytes)) != st:
+            if read_statement(entry.statement_bytes) != st:
                 raise ProfileError("the statement does not read back as written")
         except ProfileError as e:
             raise Refused(f"entry: {e}") from None

@@ -46,7 +46,7 @@ from coi.ledger.verify import VerifiedLog
 from coi.service.errors import ConfigError, Refused
 from coi.service.ledger import LedgerService, Party, Unlocked
 
-_FIN = re.compile(r"^[A-NP-Z1-9][0-9]{4}$")
+_FIN = re.compile(r"[A-NP-Z1-9][0-9]{4}")
 PATIENT_KEYS_MAX = 20
 SOON_MS = 6 * 3_600_000  # "running out": within 6 hours
 
@@ -66,7 +66,7 @@ def check_roles(roles: Iterable[str]) -> None:
 def genesis_extras(fin: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """The genesis's site data (FIN) and the process definition in force (by hash)."""
     fin = fin.strip().upper()
-    if not _FIN.match(fin):
+    if not _FIN.fullmatch(fin):
         raise ConfigError(f"--fin {fin!r} is not an ISBT 128 facility identification number "
                           "(a letter or digit other than O/0, then 4 digits; A9990–A9999 for "
                           "tests and demos)")
@@ -351,7 +351,7 @@ class CoiService:
         """Enrol a patient under a new CoI identifier; only a keyed commitment enters the ledger."""
         pid = _patient_id(patient)
         fin = str(self.site().get("fin", ""))
-        if not _FIN.match(fin):
+        if not _FIN.fullmatch(fin):
             raise ConfigError("the site has no valid FIN in its genesis: re-create it with --fin")
         year = dt.datetime.fromtimestamp(self.clock.now_ms() / 1000, dt.UTC).year
         seq = self.store.next_coi_sequence(fin, year % 100)

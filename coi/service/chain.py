@@ -95,7 +95,7 @@ def refuse_process_types(svc: LedgerService, type_: str, *, subject: str = "",
     if type_ in p.entry_types:
         reason = (f"{type_!r} belongs to the process {p.name} {p.version}: record it with "
                   "`coi record`, which checks the process rules")
-        idx = svc.record_system("system.refusal", _clip(subject) or "(none)",
+        idx = svc.record_system("system.refusal", _subject(subject),
                                 {"attempted": type_, "by": by, "reasons": [reason],
                                  "via": "coi append"})
         raise Refused(reason, recorded_index=idx)
@@ -326,7 +326,7 @@ class CoiService:
             data["item"] = _clip(item)
         if deviations:
             data["deviations_opened"] = list(deviations)
-        return self.ledger.record_system("system.refusal", _clip(coi) or "(none)", data)
+        return self.ledger.record_system("system.refusal", _subject(coi), data)
 
     def record_scan_refusal(self, *, station: str, by: str, raw: str, reason: str,
                             expected: str | None = None) -> int:
@@ -335,7 +335,7 @@ class CoiService:
                                 "reasons": [_clip(reason, 500)]}
         if expected:
             data["expected"] = _clip(expected)
-        return self.ledger.record_system("system.scan_refused", _clip(expected or "(scan)"),
+        return self.ledger.record_system("system.scan_refused", _subject(expected or "(scan)"),
                                          data)
 
     def _wristband_commitment(self, coi: str, scanned: str) -> str:
@@ -505,6 +505,12 @@ def _norm_id(s: str) -> str:
 def _clip(s: str, n: int = 128) -> str:
     out = "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in str(s))
     return out[:n]
+
+
+def _subject(s: str) -> str:
+    """What was typed or scanned, as a statement subject: printable ASCII (other characters
+    escaped), at most 128, ``(none)`` for nothing (docs/ledger-format.md section 3)."""
+    return _clip(s).encode("ascii", "backslashreplace").decode("ascii")[:128] or "(none)"
 
 
 def _safe_scan(raw: str) -> str:

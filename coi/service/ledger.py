@@ -35,6 +35,7 @@ from coi.ledger.entry import (
     b64,
     read_statement,
     sign,
+    valid_subject,
     valid_user,
 )
 from coi.ledger.errors import KeyError_, ProfileError, VerificationError
@@ -375,9 +376,8 @@ class LedgerService:
             jcs.check(data)
         except ProfileError as e:
             raise Refused(f"data: {e}") from None
-        subject = unicodedata.normalize("NFC", subject)
-        if not subject or len(subject) > 128 or not subject.isprintable():
-            raise Refused("subject must be 1–128 printable characters")
+        if not valid_subject(subject):
+            raise Refused("subject must be 1–128 printable ASCII characters")
         users = [p.who.user for p in parties]
         if len(set(users)) != len(users):
             raise Refused("a witness must be a different person from the author")

@@ -35,6 +35,7 @@ from coi.ledger.entry import (
     valid_user,
 )
 from coi.ledger.errors import ProfileError, VerificationError
+from coi.ledger.note_keys import parse_verifier_key
 from coi.ledger.tzdb import ZONES
 
 ADMIN = "admin"
@@ -227,9 +228,6 @@ class KeyRegistry:
         if ORIGIN_RE.fullmatch(origin) is None:
             raise self._fail(st, "the origin must be printable ASCII without spaces or '+'")
         log_key = _str(d, "log_key", where)
-        # (imported here: a verify worker imports this module for plain_signers alone)
-        from coi.ledger.note import parse_verifier_key
-
         try:
             verifier = parse_verifier_key(log_key)
         except VerificationError as e:

@@ -75,7 +75,8 @@ def _check(value: Any, depth: int) -> None:
     if depth >= MAX_DEPTH:
         raise _Outside(f"nested deeper than {MAX_DEPTH} levels")
     is_object = isinstance(value, dict)
-    for at, item in value.items() if is_object else enumerate(value):
+    items: Any = value.items() if isinstance(value, dict) else enumerate(value)
+    for at, item in items:
         if is_object and not (type(at) is str and at and at.isascii() and at.isprintable()):
             if not isinstance(at, str):
                 raise _Outside(f"object key {at!r} is not a string")

@@ -192,13 +192,15 @@ class Statement:
                                              obj["signers"], obj["data"])
         if v != FORMAT_VERSION or type(v) is not int:
             raise ProfileError(f"statement version {v!r} is not {FORMAT_VERSION}")
-        for k, x in (("log", log), ("tz", tz), ("type", type_), ("subject", subject),
-                     ("prev", prev)):
-            if not isinstance(x, str):
-                raise ProfileError(f"statement.{k} is not a string")
-        for k, n in (("index", index), ("time", time_ms)):
-            if type(n) is not int or not 0 <= n <= jcs.MAX_INT:
-                raise ProfileError(f"statement.{k} is not a non-negative integer")
+        if not (isinstance(log, str) and isinstance(tz, str) and isinstance(type_, str)
+                and isinstance(subject, str) and isinstance(prev, str)):
+            k = next(k for k in ("log", "tz", "type", "subject", "prev")
+                     if not isinstance(obj[k], str))
+            raise ProfileError(f"statement.{k} is not a string")
+        if not (type(index) is int and 0 <= index <= jcs.MAX_INT):
+            raise ProfileError("statement.index is not a non-negative integer")
+        if not (type(time_ms) is int and 0 <= time_ms <= jcs.MAX_INT):
+            raise ProfileError("statement.time is not a non-negative integer")
         if TYPE_RE.fullmatch(type_) is None:
             raise ProfileError(f"statement.type {type_!r} is not a dotted lowercase name")
         if SUBJECT_RE.fullmatch(subject) is None:
@@ -323,15 +325,9 @@ class CheckedEntry(NamedTuple):
 
 
 @functools.lru_cache(maxsize=4096)
-def _public_key(raw: bytes) -> Ed25519PublicKey:
-    """``Ed25519PublicKey.from_public_bytes``, remembered by value: a ledger has few signers."""
-    return Ed25519PublicKey.from_public_bytes(raw)
-
-
-@functools.lru_cache(maxsize=4096)
-def _key_id(raw: bytes) -> str:
-    """``keys.key_id``, remembered by value."""
-    return key_id(raw)
+def _signer_key(raw: bytes) -> tuple[str, Ed25519PublicKey]:
+    """A signer's key id and loaded public key, remembered by value: a ledger has few."""
+    return key_id(raw), Ed25519PublicKey.from_public_bytes(raw)
 
 
 _SIGNATURE_KEYS = frozenset({"keyid", "sig"})
@@ -381,7 +377,8 @@ def _signature_checks(i: int, st: Statement, body: bytes, sig_bytes: bytes
     for n, (ref, s) in enumerate(zip(st.signers, sigs, strict=True)):
         if not isinstance(s, dict) or s.keys() != _SIGNATURE_KEYS:
             raise VerificationError(f"signature {n} must have exactly keyid and sig", index=i)
-        if s["keyid"] != _key_id(ref.key):
+        kid, public_key = _signer_key(ref.key)
+        if s["keyid"] != kid:
             raise VerificationError(f"signature {n} is by key {s['keyid']!r}, not {ref.user}'s "
                                     "key", index=i)
         try:
@@ -389,7 +386,7 @@ def _signature_checks(i: int, st: Statement, body: bytes, sig_bytes: bytes
         except ProfileError:
             raise VerificationError(f"signature {n} ({ref.user}, {ref.meaning}) does not "
                                     "verify", index=i) from None
-        checks.append((_public_key(ref.key), raw, msg))
+        checks.append((public_key, raw, msg))
     return checks
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from coi.cli.main import app
 from coi.export.bundle import Scope, export_bundle
 from coi.export.verifier import verify_bundle
 from coi.ledger import jcs, merkle
-from coi.ledger.entry import SignerRef, Statement, sign
+from coi.ledger.entry import SignerRef, Statement, envelope_bytes, sign
 from coi.ledger.errors import VerificationError
 from coi.service.demo import demo_password
 from coi.service.errors import Refused
@@ -64,9 +65,10 @@ def test_unlock_with_a_user_id_that_is_not_whole_is_refused(sqlite_ledger: Ledge
         sqlite_ledger.svc.unlock(user, PASSWORDS["alice"])
 
 
-def _insert_signed(led: Ledger, **fields: Any) -> int:
+def _insert_signed(led: Ledger, sigs: Any = None, **fields: Any) -> int:
     """Sign a note by alice with ``fields`` changed and write it with raw SQL: the row, the
-    tree nodes it completes and the head, all consistent, so only the statement is wrong."""
+    tree nodes it completes and the head, all consistent, so only the statement (or the
+    signatures column, changed by ``sigs``) is wrong."""
     svc, alice = led.svc, led.people["alice"]
     head = svc.store.head()
     assert head is not None
@@ -77,6 +79,11 @@ def _insert_signed(led: Ledger, **fields: Any) -> int:
                    data=jcs.normalise({"certificate_id": "X"}))
     st = Statement(**{**st.__dict__, **fields})
     e = sign(st, [alice.key])
+    if sigs is not None:
+        column = json.dumps(sigs(json.loads(e.signatures_bytes)), separators=(",", ":"),
+                            sort_keys=True, ensure_ascii=False).encode()  # (as RFC 8785 would)
+        e = replace(e, signatures_bytes=column,
+                    entry_hash=merkle.leaf_hash(envelope_bytes(e.statement_bytes, column)))
     tree = merkle.TreeBuilder.from_frontier(
         head.size, [svc.store.nodes([n])[n] for n in merkle.frontier_nodes(head.size)])
     nodes = tree.append(e.entry_hash)
@@ -122,6 +129,20 @@ def test_a_signed_row_whose_signer_id_has_a_newline_fails_verify(sqlite_ledger: 
                                                "authored"),))
     with pytest.raises(VerificationError, match=r"signers\[0\]\.user") as info:
         led.svc.verify()
+    assert info.value.index == i
+
+
+@pytest.mark.parametrize("edit", [lambda k: k + "\n", lambda k: k + "\x00", lambda k: " " + k,
+                                  str.upper], ids=["newline", "nul", "space", "upper"])
+def test_a_row_whose_key_id_is_not_whole_fails_verify(sqlite_ledger: Ledger, edit: Any) -> None:
+    """The signatures column's key id, changed and the entry hash recomputed: refused."""
+    def change(sigs: list[dict[str, str]]) -> list[dict[str, str]]:
+        assert edit(sigs[0]["keyid"]) != sigs[0]["keyid"]
+        return [{**sigs[0], "keyid": edit(sigs[0]["keyid"])}]
+
+    i = _insert_signed(sqlite_ledger, sigs=change)
+    with pytest.raises(VerificationError, match="signature 0 is by key|signatures:") as info:
+        sqlite_ledger.svc.verify(jobs=2)
     assert info.value.index == i
 
 

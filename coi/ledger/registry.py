@@ -45,6 +45,8 @@ KEY_EVENT_TYPES = frozenset(
 RESERVED_TYPES = KEY_EVENT_TYPES | {"user.unlock"}
 """Every type under ``ledger.``, ``key.`` and ``user.`` that exists (``system.*`` is open)."""
 RESERVED_PREFIXES = ("ledger.", "key.", "user.", "system.")
+_CLOSED_PREFIXES = ("ledger.", "key.", "user.")
+"""The reserved prefixes under which only ``RESERVED_TYPES`` exist."""
 ROLE_RE = re.compile(r"[a-z][a-z0-9_]{0,31}")
 ORIGIN_RE = re.compile(r"[!-*,-~]+")
 """A log's origin: printable ASCII without space or ``+`` (matched whole)."""
@@ -189,7 +191,7 @@ class KeyRegistry:
             return
         if st.type == "ledger.genesis":
             raise self._fail(st, "a second genesis entry")
-        if st.type.startswith(RESERVED_PREFIXES[:3]) and st.type not in RESERVED_TYPES:
+        if st.type.startswith(_CLOSED_PREFIXES) and st.type not in RESERVED_TYPES:
             raise self._fail(st, f"{st.type} is not a type of coi's (the prefixes "
                                  f"{', '.join(RESERVED_PREFIXES)} are reserved)")
         if author.user == SITE_USER or st.type.startswith("system."):

@@ -202,7 +202,7 @@ def _genesis_site_tz(tz: str) -> dict[str, Any]:
 
 
 def test_the_genesis_tz_is_the_sites() -> None:
-    said(FORMAT, "the genesis's own `tz` must equal it")
+    said(FORMAT, "that the genesis's own `tz` equals its `data.site.tz`")
     refused(_empty(), replace(genesis(), tz="Europe/Paris"), "site.tz")
 
 

@@ -33,6 +33,7 @@ from coi.ledger.entry import (
     check_entry,
     envelope_bytes,
     pae,
+    read_statement,
     sign,
 )
 from coi.ledger.errors import ProfileError, VerificationError
@@ -427,85 +428,120 @@ def test_base64_signatures_must_be_canonical() -> None:
             check_entry(_row(e.statement_bytes, jcs.encode(sigs), e.statement), ORIGIN)
 
 
-# -- the verifier's fast paths say what the reference paths say --------------------------------
+# -- one reader: jcs.decode agrees with an independent reference ------------------------------
 
-def _decoded_or_error(fn: Any, data: bytes) -> Any:
+def _reference_profile(v: Any, depth: int = 0) -> bool:
+    """docs/ledger-format.md section 2, written apart from ``jcs``: the whole value is level 1
+    if it is an array or object, and none is deeper than 16 levels."""
+    if isinstance(v, bool) or v is None:
+        return True
+    if isinstance(v, int):
+        return abs(v) <= 2**53 - 1
+    if isinstance(v, str):
+        return (unicodedata.is_normalized("NFC", v)
+                and not any(ord(c) < 0x20 and c not in "\t\n" or 0x7F <= ord(c) <= 0x9F
+                            or 0xD800 <= ord(c) <= 0xDFFF for c in v))
+    if isinstance(v, list):
+        return depth < 16 and all(_reference_profile(x, depth + 1) for x in v)
+    if isinstance(v, dict):
+        return depth < 16 and all(
+            k and all(0x20 <= ord(c) <= 0x7E for c in k) and _reference_profile(x, depth + 1)
+            for k, x in v.items())
+    return False
+
+
+def _reference_decode(data: bytes) -> Any:
+    """Strict UTF-8, JSON without duplicate keys or floats, inside the profile, and equal to
+    its RFC 8785 encoding by the ``rfc8785`` package; None for anything else."""
+    def pairs(ps: list[tuple[str, Any]]) -> dict[str, Any]:
+        if len({k for k, _ in ps}) != len(ps):
+            raise ValueError("duplicate")
+        return dict(ps)
+
+    def refuse(_t: str) -> Any:
+        raise ValueError("float or constant")
+
     try:
-        return ("ok", _typed(fn(data)))
-    except ProfileError as e:
-        return ("refused", str(e))
+        value = json.loads(data.decode("utf-8"), object_pairs_hook=pairs, parse_float=refuse,
+                           parse_constant=refuse)
+    except (ValueError, RecursionError):
+        return None
+    if len(data) > 16 * 1024 or not _reference_profile(value):
+        return None
+    try:
+        return value if rfc8785.dumps(value) == data else None
+    except Exception:  # the reference encoder refuses it: not canonical
+        return None
 
 
-DEEP_OK: Any = 1
-for _ in range(jcs.MAX_DEPTH):
-    DEEP_OK = [DEEP_OK]
+def _jcs_or_none(data: bytes) -> Any:
+    try:
+        return jcs.decode(data)
+    except ProfileError:
+        return None
 
 
-@pytest.mark.parametrize("data", [
-    b'{"a":"x\\\\y"}', b'{"a":"x\\"y"}', b'{"a":"x\\ty"}', b'{"a":"x\\ny"}', b'{"a":"x\\ry"}',
-    b'{"a":"x\\u0001y"}', b'{"a":"x\x7fy"}', '{"a":"x\u0085y"}'.encode(),
-    '{"a":"\u00e9"}'.encode(), '{"a":"e\u0301"}'.encode(), b'{"":1}', b'{"a":"\\"\\":"}',
-    b'{"a":"[[[[[[[[[[[[[[[[[["}', b'{"a":"{{{{{{{{{{{{{{{{{{"}',
-    b"9007199254740991", b"-9007199254740991", b"9007199254740992", b"-9007199254740992",
-    b"12345678901234567890", b'{"t":1790000000000,"x":"1234567890123456789"}',
-    json.dumps(DEEP_OK, separators=(",", ":")).encode(),
-    json.dumps([DEEP_OK], separators=(",", ":")).encode(),
-    json.dumps([[]] * 20, separators=(",", ":")).encode(),
-    b'"' + b"x" * (jcs.MAX_BYTES - 2) + b'"', b'"' + b"x" * (jcs.MAX_BYTES - 1) + b'"',
-    b'{"a":1}', b'{"b":1,"a":2}', b'{"a":1,"a":1}', b"-0", b"1.0", b"NaN", b'"\\ud800"',
-    b'"\\u00e9"', b'"\xff"', b"",
-], ids=lambda d: repr(d)[:30])
-def test_canonical_decode_fast_path_agrees_with_jcs(data: bytes) -> None:
-    from coi.ledger.entry import decode_canonical
-
-    assert _decoded_or_error(decode_canonical, data) == _decoded_or_error(jcs.decode, data)
+def _mutations(data: bytes, seed: int) -> list[bytes]:
+    """A few edits of ``data``: a byte replaced, one removed, one doubled, a JSON-ish insert."""
+    n = seed % max(1, len(data))
+    pieces = [b" ", b",", b'"', b"\\", b"{}", b"[]", b'"a":1,', b"\\u0000", b"0", b"-",
+              b"1.5", b"\xc3\xa9", b"e\xcc\x81", b"\x7f", b"\\ud800"]
+    piece = pieces[seed % len(pieces)]
+    return [data[:n] + bytes([seed % 256]) + data[n + 1:], data[:n] + data[n + 1:],
+            data[:n] + data[n:n + 1] * 2 + data[n + 1:], data[:n] + piece + data[n:]]
 
 
-@given(profile_values)
-def test_canonical_decode_fast_path_round_trip(value: Any) -> None:
-    from coi.ledger.entry import decode_canonical
-
+@given(profile_values, st.integers(0, 2**32))
+def test_decode_agrees_with_the_reference(value: Any, seed: int) -> None:
+    """The one reader (``jcs.decode``) accepts exactly what the reference accepts, with the
+    same value, for canonical bytes and for mutations of them."""
     data = jcs.encode(value)
-    assert _typed(decode_canonical(data)) == _typed(jcs.decode(data))
+    assert _typed(_jcs_or_none(data)) == _typed(_reference_decode(data)) == _typed(value)
+    for m in _mutations(data, seed):
+        assert _typed(_jcs_or_none(m)) == _typed(_reference_decode(m)), m
 
 
-def _signature_variants(e: SignedEntry) -> list[bytes]:
-    good = e.signatures_bytes
-    sigs = json.loads(good)
-    out = [good, good.replace(b'"sig"', b'"sig" ', 1), good.replace(b"},{", b"}, {", 1),
-           good[:-1] + b",{}]", b"[" + good[1:].split(b"},", 1)[1]]
-    last = sigs[0]["sig"]
-    for ch in "ABCDEFGHIJKLMNOP+/":  # the same 64 bytes or not, canonical or not
-        s = [dict(sigs[0], sig=last[:-3] + ch + "=="), *sigs[1:]]
-        out.append(json.dumps(s, separators=(",", ":")).encode())
-    out.append(json.dumps([dict(sigs[0], keyid=sigs[0]["keyid"].upper()), *sigs[1:]],
-                          separators=(",", ":")).encode())
-    out.append(json.dumps([{"sig": sigs[0]["sig"], "keyid": sigs[0]["keyid"]}, *sigs[1:]],
-                          separators=(",", ":")).encode())
-    out.append(json.dumps([dict(sigs[0], sig=last[:-2] + "=")], separators=(",", ":")).encode())
-    return out
-
-
-def test_signatures_fast_path_agrees_with_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The stored signatures column, read with and without the pattern for its usual form."""
-    import re
-
-    from coi.ledger import entry
-
-    e = sign(_statement(), [ALICE, BOB])
-
-    def outcome(sigs: bytes) -> Any:
+@given(st.dictionaries(_key, profile_values, max_size=6), _text, st.integers(0, 2**60))
+def test_statement_reader_agrees_with_the_reference(data: dict[str, Any], subject: str,
+                                                    n: int) -> None:
+    """Whole statements, and statements with one byte changed: ``read_statement`` accepts only
+    bytes the reference decoder accepts, and gives the statement they hold."""
+    base = _statement(data=data)
+    s = replace(base, time_ms=min(n, jcs.MAX_INT))
+    body = sign(s, [ALICE, BOB]).statement_bytes
+    assert read_statement(body) == s
+    for m in _mutations(body, n) + [body.replace(b'"subject":"CHA99992600001A"',
+                                                 jcs.encode({"s": subject})[5:-1], 1)]:
+        ref = _reference_decode(m)
         try:
-            return check_entry(_row(e.statement_bytes, sigs, e.statement), ORIGIN).entry_hash
-        except VerificationError as err:
-            return err.index, str(err)
+            got: Any = read_statement(m)
+        except ProfileError:
+            got = None
+        if got is not None:
+            assert ref is not None and got == Statement.from_json(ref)
 
-    variants = _signature_variants(e)
-    fast = [outcome(v) for v in variants]
-    monkeypatch.setattr(entry, "_SIGNATURES_RE", re.compile(rb"(?!)"))
-    assert [outcome(v) for v in variants] == fast
-    assert fast[0] == e.entry_hash and len(set(map(str, fast))) > 3
 
+def test_decode_refuses_duplicates_found_only_by_the_comparison() -> None:
+    """A repeated key is refused (the last value wins in the parse, and the value's encoding is
+    then shorter than the bytes) and named."""
+    for data in (b'{"a":1,"a":1}', b'{"a":{"b":1,"b":1}}', b'[{"a":[],"a":[]}]'):
+        with pytest.raises(ProfileError, match="duplicate object key"):
+            jcs.decode(data)
+
+
+def test_decode_depth_counts_the_outermost_array_as_level_one() -> None:
+    sixteen = b"[" * 16 + b"]" * 16
+    assert jcs.decode(sixteen) is not None
+    with pytest.raises(ProfileError, match="deeper than 16"):
+        jcs.decode(b"[" * 17 + b"]" * 17)  # even empty at the 17th level
+    deep: Any = []
+    for _ in range(16):
+        deep = [deep]
+    with pytest.raises(ProfileError, match="deeper than 16"):
+        jcs.encode(deep)
+
+
+# -- the statement's own rules: every identifier matched whole -------------------------------
 
 def _statement_outcome(body: bytes, sigs: bytes, st_: Statement) -> Any:
     """What ``check_entry`` says of a row with this statement's bytes (signatures and hash
@@ -522,31 +558,6 @@ def _deep(levels: int) -> Any:
     for _ in range(levels):
         v = {"d": v}
     return v
-
-
-# Edits of a statement in its usual form: each value replaces the key's bytes (one variant each).
-STATEMENT_EDITS: dict[bytes, list[bytes]] = {
-    b'"v":1': [b'"v":2', b'"v":true'],
-    b'"index":5': [b'"index":05', b'"index":-5', b'"index":9007199254740992', b'"index":5.0',
-                   b'"index":"5"'],
-    b'"time":': [b'"time": '],
-    b'"n":1': [b'"n":1.0', b'"n":1e0', b'"n":01', b'"n":9007199254740992'],
-    b'"n":1,"text"': [b'"text":"x","n":1,"text"'],
-    b'"n":1,': [b'"n":1,"n":1,', b'"":1,"n":1,', b'"m":1,"n":1,', b'"n":[],'],
-    b'"data":{"n":1,"text":"note"}': [b'"data":[1]', b'"data":{}',
-                                      b'"data":{"n":{"a":1},"index":2}'],
-    b'"type":"test.note"': [b'"type":"Test.note"', b'"type":"test..note"',
-                            b'"type":"test.note."'],
-    b'"prev":"11': [b'"prev":"AA', b'"prev":"1'],
-    b'"tz":"Europe/Paris"': [b'"tz":"Europe/Par\\u0069s"', b'"tz":"Europe\\/Paris"',
-                             b'"tz":"Europe/Paris\x7f"', b'"tz":"Europe/Paris\x01"'],
-    b'"subject":"': [b'"subject":"\xff'],
-    b'"signers":[': [b'"signers":[ '],
-    b'},{"key"': [b'}, {"key"'],
-    b'"meaning":"witnessed"': [b'"meaning":"authored"', b'"meaning":"watched"',
-                               b'"meaning":"witnessed","x":[{}]'],
-    b'"user":"bob"': [b'"user":"Bob"'],
-}
 
 
 def _statement_variants() -> list[tuple[bytes, bytes, Statement]]:
@@ -595,36 +606,83 @@ def _statement_variants() -> list[tuple[bytes, bytes, Statement]]:
     return [*out, *sig2, (e.statement_bytes, e.signatures_bytes, e.statement)]
 
 
-def test_statement_fast_path_agrees_with_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The statement read with and without the fast path for its usual form: the same entry,
-    or the same first error."""
-    from coi.ledger import entry
 
-    variants = _statement_variants()
-    fast = [_statement_outcome(*v) for v in variants]
-    taken = sum(entry._plain_statement(b) is not None for b, _s, _st in variants)
-    monkeypatch.setattr(entry, "_plain_statement", lambda _body: None)
-    entry._signer_list.cache_clear()
-    assert [_statement_outcome(*v) for v in variants] == fast
-    ok = [f for f in fast if len(f) == 3]
-    assert len(ok) >= 15 and len(fast) - len(ok) >= 30  # both kinds are exercised
-    assert taken >= 15  # and the fast path was taken for most of the good ones
+STATEMENT_EDITS: dict[bytes, list[bytes]] = {
+    b'"v":1': [b'"v":2', b'"v":true'],
+    b'"index":5': [b'"index":05', b'"index":-5', b'"index":9007199254740992', b'"index":5.0',
+                   b'"index":"5"'],
+    b'"time":': [b'"time": '],
+    b'"n":1': [b'"n":1.0', b'"n":1e0', b'"n":01', b'"n":9007199254740992'],
+    b'"n":1,': [b'"n":1,"n":1,', b'"":1,"n":1,'],
+    b'"data":{"n":1,"text":"note"}': [b'"data":[1]'],
+    b'"type":"test.note"': [b'"type":"Test.note"', b'"type":"test..note"',
+                            b'"type":"test.note."', b'"type":"test.note\\n"',
+                            b'"type":"test.note\\u0000"'],
+    b'"prev":"11': [b'"prev":"AA', b'"prev":"1'],
+    b'"tz":"Europe/Paris"': [b'"tz":"Europe/Par\\u0069s"', b'"tz":"Europe\\/Paris"',
+                             b'"tz":"Europe/Paris\x7f"', b'"tz":"Europe/Paris\\n"',
+                             b'"tz":"Mars/Olympus"', b'"tz":"europe/paris"', b'"tz":""'],
+    b'"subject":"CHA99992600001A"': [b'"subject":"\xff"', b'"subject":"CHA\\n"',
+                                     b'"subject":""', b'"subject":"Zo\xc3\xab"',
+                                     b'"subject":"' + b"x" * 129 + b'"'],
+    b'"signers":[': [b'"signers":[ '],
+    b'},{"key"': [b'}, {"key"'],
+    b'"meaning":"witnessed"': [b'"meaning":"watched"', b'"meaning":["witnessed"]',
+                               b'"meaning":"witnessed","x":[{}]'],
+    b'"user":"bob"': [b'"user":"Bob"', b'"user":"bob\\n"', b'"user":"bob\\u0000"'],
+    b'"name":"Bob Builder"': [b'"name":"Bob\\nBuilder"', b'"name":" Bob"', b'"name":""',
+                              b'"name":"Bob\\u0085"'],
+}
 
 
-@given(st.dictionaries(_key, profile_values, max_size=6), _text, st.integers(0, 2**60))
-def test_statement_fast_path_agrees_on_any_content(data: dict[str, Any], subject: str,
-                                                   n: int) -> None:
-    from coi.ledger import entry
+def test_every_statement_edit_is_refused_naming_the_entry() -> None:
+    """Each edit leaves the statement's rules (its signatures recomputed over the edited bytes
+    where they parse, so that only the statement's own checks can refuse it)."""
+    body, sigs, s = _statement_variants()[0]
+    for old, news in STATEMENT_EDITS.items():
+        assert old in body, old
+        for new in news:
+            edited = body.replace(old, new)
+            out = _statement_outcome(edited, sigs, s)
+            assert out[0] == s.index and "statement" in out[1], (new, out)
 
-    base = _statement(data=data)
-    s = replace(base, subject=subject, time_ms=min(n, jcs.MAX_INT))
+
+@pytest.mark.parametrize(("field", "value", "why"), [
+    ("type", "step.qa_release\n", "type"), ("type", "step.qa_release\t", "type"),
+    ("subject", "CHA99992600001A\n", "subject"), ("subject", "Zo\u00eb", "subject"),
+    ("subject", "", "subject"), ("subject", "x" * 129, "subject"),
+    ("tz", "Europe/Paris\n", "tz"), ("tz", "Mars/Olympus", "tz"),
+])
+def test_signed_statement_with_a_bad_field_is_refused(field: str, value: str, why: str) -> None:
+    """Properly signed, yet outside the statement's rules: refused, naming the entry."""
+    s = replace(_statement(), **{field: value})
     e = sign(s, [ALICE, BOB])
-    body = e.statement_bytes
-    fast = entry._plain_statement(body)
-    assert fast is None or fast == Statement.from_json(jcs.decode(body))
-    mutated = body[: n % len(body)] + bytes([n % 251]) + body[n % len(body) + 1:]
-    try:
-        exact: Any = Statement.from_json(jcs.decode(mutated))
-    except ProfileError:
-        exact = None
-    assert entry._plain_statement(mutated) in (None, exact)
+    with pytest.raises(VerificationError, match=f"statement.*{why}") as info:
+        check_entry(_stored(e), ORIGIN)
+    assert info.value.index == s.index
+
+
+@pytest.mark.parametrize(("user", "name"), [
+    ("bob\n", "Bob Builder"), ("bob\t", "Bob Builder"), ("Bob", "Bob Builder"),
+    ("bob", "Bob\nBuilder"), ("bob", "Bob Builder "), ("bob", "x" * 129), ("bob", "\t"),
+])
+def test_signed_statement_with_a_bad_signer_is_refused(user: str, name: str) -> None:
+    s = _statement()
+    s = replace(s, signers=(s.signers[0], replace(s.signers[1], user=user, name=name)))
+    e = sign(s, [ALICE, BOB])
+    with pytest.raises(VerificationError, match=r"statement: statement\.signers\[1\]"):
+        check_entry(_stored(e), ORIGIN)
+
+
+def test_statement_variants_check_out_or_are_refused_cleanly() -> None:
+    """Statements at the edges of the rules, signed: each one checks out as written or is
+    refused with a VerificationError naming it (never another exception)."""
+    ok = 0
+    for body, sigs, s in _statement_variants():
+        out = _statement_outcome(body, sigs, s)
+        if len(out) == 3:
+            assert out[2] == read_statement(body)
+            ok += 1
+        else:
+            assert out[0] == s.index
+    assert ok >= 15

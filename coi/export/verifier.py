@@ -23,7 +23,8 @@ the entries in index order, and a manifest last. Steps, cited where they happen:
 6. every signer's key is valid at that position: the key events (all of them up to the last
    exported index are in every bundle) and the exported entries are replayed in index order
    through the ledger's ``KeyRegistry``, which accepts gaps between indices;
-7. an entry outside the scope is a key event, and an entry in it matches the scope;
+7. an entry is marked in scope exactly when it matches the scope, and one outside it is a key
+   event;
 8. the entries are in the checkpoint's tree: each inclusion proof leads to its root, or, for a
    whole-log bundle, the tree rebuilt from all the entries has that root;
 9. the process definition, when bundled, has the SHA-256 the genesis names;
@@ -37,42 +38,52 @@ raises ``VerificationError`` naming the line, and the entry where there is one.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
-import json
-import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from coi.export.records import (
+    FIELDS,
+    FORMAT,
+    KINDS,
+    MANIFEST_NOTE_HEADER,
+    MAX_LINE,
+    SCOPE_FIELDS,
+    VERSION,
+    encode_line,
+    hex64,
+    manifest_note_text,
+    nonempty_str,
+    nonneg_int,
+    parse_line,
+    same_key,
+    unb64,
+)
 from coi.ledger.entry import GENESIS_PREV, Statement, check_envelope
 from coi.ledger.errors import LedgerError, VerificationError
 from coi.ledger.merkle import TreeBuilder, verify_inclusion
 from coi.ledger.note import NoteVerifier, open_checkpoint, open_note, parse_verifier_key
 from coi.ledger.registry import KEY_EVENT_TYPES, KeyRegistry
 
-FORMAT = "coi-bundle"
-VERSION = 1
-MAX_LINE = 256 * 1024
-MANIFEST_NOTE_HEADER = "coi-bundle/v1"
-
-FIELDS: Mapping[str, tuple[str, ...]] = {
-    "header": ("kind", "format", "version", "origin", "log_key", "scope", "tree_size",
-               "created_ms"),
-    "checkpoint": ("kind", "note"),
-    "process": ("kind", "sha256", "toml"),
-    "entry": ("kind", "index", "in_scope", "hash", "statement", "signatures", "proof"),
-    "manifest": ("kind", "counts", "sha256", "bundle_sha256", "signature"),
-}
-KINDS = ("header", "checkpoint", "process", "entry")
-_HEX64 = re.compile(r"[0-9a-f]{64}")
-SCOPE_FIELDS: Mapping[str, tuple[str, ...]] = {
-    "all": ("mode",),
-    "coi": ("mode", "coi"),
-    "period": ("mode", "since_ms", "until_ms"),
-}
+__all__ = [  # the record format's names are kept importable from here, the verifier's home
+    "FIELDS",
+    "FORMAT",
+    "KINDS",
+    "MANIFEST_NOTE_HEADER",
+    "MAX_LINE",
+    "VERSION",
+    "BundleReport",
+    "BundleVerifier",
+    "encode_line",
+    "manifest_note_text",
+    "parse_line",
+    "same_key",
+    "verify_bundle",
+    "verify_bytes",
+    "verify_lines",
+]
 
 
 @dataclass(frozen=True)
@@ -94,102 +105,6 @@ class BundleReport:
     subjects: int
     bundle_sha256: str
     process_sha256: str | None
-
-
-_LINE_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True)
-
-
-def encode_line(obj: Mapping[str, Any]) -> bytes:
-    """The one encoding of a record: compact JSON, ASCII only, keys as given, then LF."""
-    return _LINE_ENCODER.encode(obj).encode("ascii") + b"\n"
-
-
-def manifest_note_text(origin: str, bundle_sha256: str) -> str:
-    """The signed-note text the log key signs in the manifest."""
-    return f"{MANIFEST_NOTE_HEADER}\n{origin}\n{bundle_sha256}\n"
-
-
-def _no_float(text: str) -> Any:
-    raise ValueError(f"float {text} is not allowed")
-
-
-def _no_constant(text: str) -> Any:
-    raise ValueError(f"{text} is not JSON")
-
-
-def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in pairs:
-        if k in out:
-            raise ValueError(f"duplicate key {k!r}")
-        out[k] = v
-    return out
-
-
-def _unb64(s: Any, what: str) -> bytes:
-    if not isinstance(s, str):
-        raise VerificationError(f"{what} is not a string")
-    try:
-        out = base64.b64decode(s.encode("ascii"), validate=True)
-    except (binascii.Error, ValueError, UnicodeEncodeError):
-        raise VerificationError(f"{what} is not base64") from None
-    if base64.b64encode(out).decode("ascii") != s:
-        raise VerificationError(f"{what} is not canonical base64")
-    return out
-
-
-def _int(v: Any, what: str) -> int:
-    if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-        raise VerificationError(f"{what} is not a non-negative integer")
-    return v
-
-
-def _str(v: Any, what: str) -> str:
-    if not isinstance(v, str) or not v:
-        raise VerificationError(f"{what} is not a non-empty string")
-    return v
-
-
-def _hex(v: Any, what: str) -> str:
-    s = _str(v, what)
-    if not _HEX64.fullmatch(s):
-        raise VerificationError(f"{what} is not 64 lowercase hex digits")
-    return s
-
-
-_LINE_DECODER = json.JSONDecoder(object_pairs_hook=_pairs, parse_float=_no_float,
-                                 parse_constant=_no_constant)
-
-
-def parse_line(line: bytes) -> dict[str, Any]:
-    """Step 1 for one line: the record it holds, or VerificationError (no line number)."""
-    if len(line) > MAX_LINE:
-        raise VerificationError(f"line longer than {MAX_LINE} bytes")
-    if not line.endswith(b"\n"):
-        raise VerificationError("the last line does not end in a newline (truncated file?)")
-    try:
-        text = line.decode("ascii")
-        obj = _LINE_DECODER.decode(text)
-    except (UnicodeDecodeError, ValueError, RecursionError) as e:
-        raise VerificationError(f"not a JSON record ({e.__class__.__name__})") from None
-    if not isinstance(obj, dict):
-        raise VerificationError("the record is not a JSON object")
-    kind = obj.get("kind")
-    if not isinstance(kind, str) or kind not in FIELDS:
-        raise VerificationError(f"unknown record kind {kind!r}")
-    if tuple(obj) != FIELDS[kind]:
-        raise VerificationError(f"a {kind} record must have exactly the fields "
-                                f"{', '.join(FIELDS[kind])} in that order")
-    if encode_line(obj) != line:
-        raise VerificationError(f"the {kind} record is not in the bundle's one encoding")
-    return obj
-
-
-def same_key(a: str, b: str) -> bool:
-    """Whether two note verifier key strings name the same key (name, type and public key)."""
-    ka, kb = parse_verifier_key(a), parse_verifier_key(b)
-    return (ka.name, ka.key_id, ka.algorithm, ka.public_key) == (
-        kb.name, kb.key_id, kb.algorithm, kb.public_key)
 
 
 @dataclass
@@ -278,8 +193,8 @@ class BundleVerifier:
     def _header(self, obj: dict[str, Any]) -> None:
         if obj["format"] != FORMAT or obj["version"] != VERSION:
             raise VerificationError(f"not a {FORMAT} version {VERSION} file")
-        self.origin = _str(obj["origin"], "header origin")
-        self.log_key = _str(obj["log_key"], "header log_key")
+        self.origin = nonempty_str(obj["origin"], "header origin")
+        self.log_key = nonempty_str(obj["log_key"], "header log_key")
         self.verifier = parse_verifier_key(self.log_key)
         if self.verifier.name != self.origin:
             raise VerificationError("the log key is named for another log than the origin")
@@ -291,19 +206,20 @@ class BundleVerifier:
                 tuple(scope) != SCOPE_FIELDS[scope["mode"]]:
             raise VerificationError("header scope is not one of all, coi, period")
         if scope["mode"] == "coi":
-            _str(scope["coi"], "scope coi")
+            nonempty_str(scope["coi"], "scope coi")
         if scope["mode"] == "period":
-            if _int(scope["since_ms"], "since_ms") >= _int(scope["until_ms"], "until_ms"):
+            since = nonneg_int(scope["since_ms"], "since_ms")
+            if since >= nonneg_int(scope["until_ms"], "until_ms"):
                 raise VerificationError("scope period ends before it starts")
         self.scope = scope
-        self.tree_size = _int(obj["tree_size"], "header tree_size")
+        self.tree_size = nonneg_int(obj["tree_size"], "header tree_size")
         if self.tree_size == 0:
             raise VerificationError("the bundle is for an empty log")
-        _int(obj["created_ms"], "header created_ms")
+        nonneg_int(obj["created_ms"], "header created_ms")
 
     # -- step 3 ----------------------------------------------------------------------------------
     def _checkpoint(self, obj: dict[str, Any]) -> None:
-        note_text = _str(obj["note"], "checkpoint note")
+        note_text = nonempty_str(obj["note"], "checkpoint note")
         assert self.verifier is not None
         cp, opened = open_checkpoint(note_text, self.verifier, origin=self.origin)
         if cp.size != self.tree_size:
@@ -313,21 +229,21 @@ class BundleVerifier:
         self.cosigner_lines = opened.unknown_lines
 
     def _process(self, obj: dict[str, Any]) -> None:
-        sha = _hex(obj["sha256"], "process sha256")
-        raw = _unb64(obj["toml"], "process toml")
+        sha = hex64(obj["sha256"], "process sha256")
+        raw = unb64(obj["toml"], "process toml")
         if hashlib.sha256(raw).hexdigest() != sha:
             raise VerificationError("the process definition does not have the SHA-256 given")
         self.process_sha256 = sha
 
     # -- steps 4 to 8 for one entry ----------------------------------------------------------------
     def _entry(self, obj: dict[str, Any]) -> None:
-        i = _int(obj["index"], "entry index")
+        i = nonneg_int(obj["index"], "entry index")
         in_scope = obj["in_scope"]
         if not isinstance(in_scope, bool):
             raise VerificationError("entry in_scope is not true or false", index=i)
-        h = _hex(obj["hash"], "entry hash")
-        body = _unb64(obj["statement"], "entry statement")
-        sigs = _unb64(obj["signatures"], "entry signatures")
+        h = hex64(obj["hash"], "entry hash")
+        body = unb64(obj["statement"], "entry statement")
+        sigs = unb64(obj["signatures"], "entry signatures")
         proof_in = obj["proof"]
         if not isinstance(proof_in, list):
             raise VerificationError("entry proof is not a list", index=i)
@@ -352,17 +268,21 @@ class BundleVerifier:
             raise VerificationError("time goes backwards", index=i)
         # Step 6: keys valid by position; gaps between indices are allowed.
         self.registry.admit(st)
-        # Step 7: scope.
+        # Step 7: scope. An entry is in scope exactly when it matches the scope.
         is_key = st.type in KEY_EVENT_TYPES
-        if in_scope:
-            if not self._matches(st):
-                raise VerificationError("entry marked in scope does not match the bundle's "
-                                        "scope", index=i)
-            self.in_scope += 1
-            self.subjects.add(st.subject)
-        elif not is_key:
+        matches = self._matches(st)
+        if in_scope and not matches:
+            raise VerificationError("entry marked in scope does not match the bundle's "
+                                    "scope", index=i)
+        if matches and not in_scope:
+            raise VerificationError("entry marked out of scope matches the bundle's scope",
+                                    index=i)
+        if not in_scope and not is_key:
             raise VerificationError("an entry outside the scope that is not a key event",
                                     index=i)
+        if in_scope:
+            self.in_scope += 1
+            self.subjects.add(st.subject)
         self.key_events += is_key
         # Step 8: the tree.
         if self.scope["mode"] == "all":
@@ -373,7 +293,7 @@ class BundleVerifier:
                                         "a whole-log bundle", index=self.tree.size)
             self.tree.append(checked.entry_hash)
         else:
-            proof = [_unb64(p, f"proof hash {n}") for n, p in enumerate(proof_in)]
+            proof = [unb64(p, f"proof hash {n}") for n, p in enumerate(proof_in)]
             try:
                 verify_inclusion(checked.entry_hash, i, self.tree_size, proof, self.root)
             except VerificationError as e:
@@ -409,7 +329,7 @@ class BundleVerifier:
         if obj["bundle_sha256"] != whole:
             raise VerificationError("the bundle's bytes do not have the SHA-256 in the manifest")
         assert self.verifier is not None
-        opened = open_note(_str(obj["signature"], "manifest signature"), [self.verifier])
+        opened = open_note(nonempty_str(obj["signature"], "manifest signature"), [self.verifier])
         if opened.text != manifest_note_text(self.origin, whole):
             raise VerificationError("the manifest's signed note is not over this bundle")
         self.manifest = obj

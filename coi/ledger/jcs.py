@@ -21,57 +21,96 @@ from coi.ledger.errors import ProfileError
 MAX_INT = 2**53 - 1
 MAX_BYTES = 16 * 1024
 MAX_DEPTH = 16
-_ALLOWED_CONTROLS = frozenset("\t\n")
 
 
 # Anything a profile string may not hold: C0 controls but TAB and LF, DEL and C1, surrogates.
 _FORBIDDEN = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
-def _check_string(s: str, path: str) -> None:
-    if s.isascii() and s.isprintable():  # printable ASCII is NFC and holds no control: done
-        return
+_CONTAINERS = (list, tuple, dict)  # (a tuple: isinstance is slower with list | tuple | dict)
+
+
+class _Outside(Exception):
+    """Why a value is outside the profile, and where: ``at`` collects the path from the
+    inside out as the exception rises (built only for a value that is refused)."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        self.at: list[str] = []
+
+
+def _check_string(s: str) -> None:
     if not unicodedata.is_normalized("NFC", s):
-        raise ProfileError(f"{path}: string is not in Unicode NFC form")
+        raise _Outside("string is not in Unicode NFC form")
     bad = _FORBIDDEN.search(s)
     if bad is None:
         return
-    for ch in bad.group():  # the same messages as always
-        o = ord(ch)
-        if (o < 0x20 or 0x7F <= o < 0xA0) and ch not in _ALLOWED_CONTROLS:
-            raise ProfileError(f"{path}: string holds control character U+{o:04X}")
-        if 0xD800 <= o <= 0xDFFF:
-            raise ProfileError(f"{path}: string holds a lone surrogate U+{o:04X}")
+    o = ord(bad.group())
+    if 0xD800 <= o <= 0xDFFF:
+        raise _Outside(f"string holds a lone surrogate U+{o:04X}")
+    raise _Outside(f"string holds control character U+{o:04X}")
 
 
-def check(value: Any, path: str = "$", depth: int = 0) -> None:
-    """Raise ProfileError naming the first place where ``value`` leaves the profile."""
-    if depth > MAX_DEPTH:
-        raise ProfileError(f"{path}: nested deeper than {MAX_DEPTH} levels")
-    if value is None or isinstance(value, bool):
-        return
-    if isinstance(value, int):
-        if not -MAX_INT <= value <= MAX_INT:
-            raise ProfileError(f"{path}: integer {value} is outside ±(2**53 - 1)")
-        return
-    if isinstance(value, float):
-        raise ProfileError(f"{path}: floats are not allowed; use an integer or a decimal string")
+def _check_scalar(value: Any) -> None:
     if isinstance(value, str):
-        _check_string(value, path)
+        if not (value.isascii() and value.isprintable()):  # printable ASCII: NFC, no control
+            _check_string(value)
+    elif value is None or isinstance(value, bool):
+        pass
+    elif isinstance(value, int):
+        if not -MAX_INT <= value <= MAX_INT:
+            raise _Outside(f"integer {value} is outside ±(2**53 - 1)")
+    elif isinstance(value, float):
+        raise _Outside("floats are not allowed; use an integer or a decimal string")
+    else:
+        raise _Outside(f"{type(value).__name__} is not a JSON profile value")
+
+
+def _check(value: Any, depth: int) -> None:
+    """Raise ``_Outside`` unless ``value``, inside ``depth`` arrays or objects, is in the
+    profile."""
+    if not isinstance(value, _CONTAINERS):
+        _check_scalar(value)
         return
-    if isinstance(value, list | tuple):
-        for i, item in enumerate(value):
-            check(item, f"{path}[{i}]", depth + 1)
-        return
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise ProfileError(f"{path}: object key {key!r} is not a string")
-            if not key or not key.isascii() or not key.isprintable():
-                raise ProfileError(f"{path}: object key {key!r} must be printable ASCII")
-            check(item, f"{path}.{key}", depth + 1)
-        return
-    raise ProfileError(f"{path}: {type(value).__name__} is not a JSON profile value")
+    if depth >= MAX_DEPTH:
+        raise _Outside(f"nested deeper than {MAX_DEPTH} levels")
+    is_object = isinstance(value, dict)
+    items: Any = value.items() if isinstance(value, dict) else enumerate(value)
+    for at, item in items:
+        if is_object and not (type(at) is str and at and at.isascii() and at.isprintable()):
+            if not isinstance(at, str):
+                raise _Outside(f"object key {at!r} is not a string")
+            if not at or not at.isascii() or not at.isprintable():
+                raise _Outside(f"object key {at!r} must be printable ASCII")
+        t = type(item)  # the common cases first, without a call
+        if t is str:
+            if item.isascii() and item.isprintable():  # printable ASCII: NFC, no control
+                continue
+        elif t is int:
+            if -MAX_INT <= item <= MAX_INT:
+                continue
+        elif item is None or t is bool:
+            continue
+        try:
+            if isinstance(item, _CONTAINERS):
+                _check(item, depth + 1)
+            else:
+                _check_scalar(item)
+        except _Outside as e:
+            e.at.append(f".{at}" if is_object else f"[{at}]")
+            raise
+
+
+def check(value: Any, path: str = "$") -> None:
+    """Raise ProfileError naming the first place where ``value`` leaves the profile.
+
+    Nesting: the value itself is level 1 if it is an array or an object, and each array or
+    object inside another is one level deeper; none may be deeper than ``MAX_DEPTH``.
+    """
+    try:
+        _check(value, 0)
+    except _Outside as e:
+        raise ProfileError(f"{path}{''.join(reversed(e.at))}: {e.reason}") from None
 
 
 def normalise(value: Any) -> Any:
@@ -132,8 +171,17 @@ def _no_constant(text: str) -> Any:
     raise ProfileError(f"{text} is not JSON")
 
 
+_DECODER = json.JSONDecoder(parse_float=_no_float, parse_constant=_no_constant)
+
+
 def decode(data: bytes) -> Any:
-    """Parse canonical bytes; raise ProfileError unless re-encoding gives the same bytes."""
+    """Parse canonical bytes; raise ProfileError unless the value is in the profile and its
+    canonical encoding is the very same bytes.
+
+    The one reader of signed bytes. A repeated key is refused by the comparison (parsed, the
+    last one wins, and the value's encoding then has one member fewer than the bytes); it is
+    named in the error by parsing the refused bytes again, this time keeping every key.
+    """
     if len(data) > MAX_BYTES:
         raise ProfileError(f"$: {len(data)} bytes exceeds the {MAX_BYTES}-byte cap")
     try:
@@ -141,16 +189,15 @@ def decode(data: bytes) -> Any:
     except UnicodeDecodeError as e:
         raise ProfileError(f"not UTF-8 at byte {e.start}") from None
     try:
-        value = json.loads(
-            text,
-            object_pairs_hook=_no_duplicates,
-            parse_float=_no_float,
-            parse_constant=_no_constant,
-        )
+        value, end = _DECODER.raw_decode(text)  # one value, from the first character
     except json.JSONDecodeError as e:
         raise ProfileError(f"not JSON: {e.msg} at character {e.pos}") from None
     except RecursionError:
         raise ProfileError("nested too deeply") from None
-    if encode(value) != data:
+    if end != len(text):
+        raise ProfileError(f"not JSON: extra data at character {end}")
+    check(value)
+    if canonical_text(value) != text:
+        json.loads(text, object_pairs_hook=_no_duplicates)  # raises, naming a repeated key
         raise ProfileError("bytes are not the RFC 8785 canonical form of their own value")
     return value

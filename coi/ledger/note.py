@@ -3,10 +3,9 @@
 This module owns the text formats an auditor checks with standard tools:
 
 * **signed-note** (c2sp.org/signed-note): a text ending in a newline, a blank line, then
-  signature lines ``— <key name> base64(4-byte key id ‖ signature)``. Key ids are
-  ``SHA-256(name ‖ "\\n" ‖ type ‖ public key)[:4]``; verifier keys are written
-  ``<name>+<8 hex key id>+base64(type ‖ public key)``. Signature type 0x01 is Ed25519 over the
-  note text.
+  signature lines ``— <key name> base64(4-byte key id ‖ signature)``. Signature type 0x01 is
+  Ed25519 over the note text. The keys (names, key ids, verifier key strings) are
+  ``coi.ledger.note_keys``'s; their names are also importable from here.
 * **tlog-checkpoint** (c2sp.org/tlog-checkpoint): the note text ``<origin>\\n<size>\\n<base64
   root>\\n`` plus optional extension lines.
 * **tlog-cosignature/v1** (c2sp.org/tlog-cosignature), signature type 0x04: a witness's
@@ -23,8 +22,6 @@ time as arguments: the module never reads a clock or a key file.
 from __future__ import annotations
 
 import base64
-import binascii
-import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -34,6 +31,18 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from coi.ledger.errors import VerificationError
+from coi.ledger.note_keys import (
+    ALG_COSIGNATURE_V1,
+    ALG_ED25519,
+    NoteVerifier,
+    b64decode_canonical,
+    check_name,
+    cosigner_key,
+    key_id,
+    name_problem,
+    parse_verifier_key,
+    verifier_key,
+)
 
 __all__ = [
     "ALG_COSIGNATURE_V1",
@@ -58,12 +67,6 @@ __all__ = [
     "verify_cosignature",
 ]
 
-ALG_ED25519 = 0x01
-"""signed-note signature type: Ed25519 over the note text."""
-
-ALG_COSIGNATURE_V1 = 0x04
-"""signed-note signature type: timestamped Ed25519 witness cosignature (tlog-cosignature/v1)."""
-
 MAX_SIGNATURES = 100
 """Signature lines accepted in one note (the spec demands at least 16; Go's x/mod uses 100)."""
 
@@ -75,159 +78,12 @@ MAX_TIMESTAMP = 2**63 - 1
 
 _EM_DASH = "\u2014"
 _SIG_PREFIX = _EM_DASH + " "
-_PUBLIC_KEY_SIZE = 32
 _ED25519_SIG_SIZE = 64
 _TIMESTAMP_SIZE = 8
 _ROOT_SIZE = 32
 _KEY_ID_SIZE = 4
-_HEX_KEY_ID = re.compile(r"[0-9a-fA-F]{8}")
 _DECIMAL = re.compile(r"0|[1-9][0-9]*")
 _MAX_TREE_SIZE = 2**64 - 1
-_ALGORITHMS = {ALG_ED25519: "Ed25519", ALG_COSIGNATURE_V1: "Ed25519 cosignature/v1"}
-
-
-# --- Keys ---------------------------------------------------------------------------------------
-
-
-def _name_problem(name: str) -> str | None:
-    """Why ``name`` is not a valid key name, or None (signed-note, Format)."""
-    if not isinstance(name, str) or name == "":
-        return "a key name must not be empty"
-    if any(c.isspace() for c in name):
-        return f"key name {name!r} contains a space"
-    if "+" in name:
-        return f"key name {name!r} contains '+'"
-    if any(ord(c) < 0x20 for c in name):
-        return f"key name {name!r} contains a control character"
-    return None
-
-
-def _check_name(name: str) -> None:
-    problem = _name_problem(name)
-    if problem is not None:
-        raise ValueError(problem)
-
-
-def _raw_public_key(key: Ed25519PublicKey | bytes) -> bytes:
-    raw = key if isinstance(key, bytes) else key.public_bytes(Encoding.Raw, PublicFormat.Raw)
-    if len(raw) != _PUBLIC_KEY_SIZE:
-        raise ValueError(f"an Ed25519 public key is {_PUBLIC_KEY_SIZE} bytes, got {len(raw)}")
-    return raw
-
-
-def key_id(name: str, public_key_raw: bytes, algorithm: int = ALG_ED25519) -> bytes:
-    """The 4-byte key id: SHA-256(name ‖ "\\n" ‖ algorithm ‖ public key)[:4]."""
-    _check_name(name)
-    if algorithm not in _ALGORITHMS:
-        raise ValueError(f"unknown signature type 0x{algorithm:02x}")
-    raw = _raw_public_key(public_key_raw)
-    return hashlib.sha256(name.encode() + b"\n" + bytes([algorithm]) + raw).digest()[:4]
-
-
-def _vkey(name: str, public_key: Ed25519PublicKey | bytes, algorithm: int) -> str:
-    raw = _raw_public_key(public_key)
-    kid = key_id(name, raw, algorithm)
-    return f"{name}+{kid.hex()}+{base64.b64encode(bytes([algorithm]) + raw).decode()}"
-
-
-def verifier_key(name: str, public_key: Ed25519PublicKey | bytes) -> str:
-    """The signed-note verifier key string ``<name>+<8 hex>+base64(0x01 ‖ public key)``."""
-    return _vkey(name, public_key, ALG_ED25519)
-
-
-def cosigner_key(name: str, public_key: Ed25519PublicKey | bytes) -> str:
-    """A witness's verifier key string ``<name>+<8 hex>+base64(0x04 ‖ public key)``."""
-    return _vkey(name, public_key, ALG_COSIGNATURE_V1)
-
-
-@dataclass(frozen=True)
-class NoteVerifier:
-    """A trusted key: its name, 4-byte key id, raw 32-byte Ed25519 public key and signature type.
-
-    Construction checks that the key id is the one the name, type and key give.
-    """
-
-    name: str
-    key_id: bytes
-    public_key: bytes
-    algorithm: int = ALG_ED25519
-
-    def __post_init__(self) -> None:
-        expected = key_id(self.name, self.public_key, self.algorithm)
-        if self.key_id != expected:
-            raise ValueError(f"key id {self.key_id.hex()} is not {expected.hex()} for {self.name}")
-
-    @classmethod
-    def from_public_key(
-        cls, name: str, public_key: Ed25519PublicKey | bytes, algorithm: int = ALG_ED25519
-    ) -> NoteVerifier:
-        """The verifier for ``public_key`` under ``name`` (type 0x01, or 0x04 for a cosigner)."""
-        raw = _raw_public_key(public_key)
-        return cls(name, key_id(name, raw, algorithm), raw, algorithm)
-
-    @property
-    def vkey(self) -> str:
-        """The verifier key string for this key (what ``parse_verifier_key`` reads)."""
-        return _vkey(self.name, self.public_key, self.algorithm)
-
-    def __str__(self) -> str:
-        return f"{self.name}+{self.key_id.hex()}"
-
-
-def _b64decode_canonical(text: str) -> bytes:
-    """Standard base64 (RFC 4648 §4) that re-encodes to exactly ``text``; raises ValueError."""
-    try:
-        raw = base64.b64decode(text.encode("ascii"), validate=True)
-    except (binascii.Error, UnicodeEncodeError) as exc:
-        raise ValueError("not standard base64") from exc
-    if base64.b64encode(raw).decode("ascii") != text:
-        raise ValueError("not canonical base64")
-    return raw
-
-
-def parse_verifier_key(vkey: str) -> NoteVerifier:
-    """Parse ``<name>+<8 hex key id>+base64(type ‖ public key)`` (signed-note verifier keys).
-
-    Accepts signature types 0x01 (Ed25519) and 0x04 (Ed25519 cosignature/v1). The string is
-    split on '+' at most twice, so the base64 part may contain '+'.
-    """
-    parts = vkey.split("+", 2)
-    if len(parts) != 3:
-        raise VerificationError(f"verifier key {vkey!r} is not <name>+<key id>+<key>")
-    name, hex_id, key64 = parts
-    problem = _name_problem(name)
-    if problem is not None:
-        raise VerificationError(f"verifier key: {problem}")
-    if not _HEX_KEY_ID.fullmatch(hex_id):
-        raise VerificationError(f"verifier key {name}: key id {hex_id!r} is not 8 hex digits")
-    try:
-        key = _b64decode_canonical(key64)
-    except ValueError as exc:
-        raise VerificationError(f"verifier key {name}: the key is {exc}") from None
-    if not key:
-        raise VerificationError(f"verifier key {name}: the key is empty")
-    algorithm, raw = key[0], key[1:]
-    if algorithm not in _ALGORITHMS:
-        raise VerificationError(
-            f"verifier key {name}: unknown signature type 0x{algorithm:02x} "
-            "(supported: 0x01 Ed25519, 0x04 Ed25519 cosignature/v1)"
-        )
-    if len(raw) != _PUBLIC_KEY_SIZE:
-        raise VerificationError(
-            f"verifier key {name}: an Ed25519 public key is {_PUBLIC_KEY_SIZE} bytes, "
-            f"got {len(raw)}"
-        )
-    expected = key_id(name, raw, algorithm)
-    if bytes.fromhex(hex_id) != expected:
-        raise VerificationError(
-            f"verifier key {name}: key id {hex_id.lower()} does not match the key "
-            f"(expected {expected.hex()})"
-        )
-    try:
-        Ed25519PublicKey.from_public_bytes(raw)
-    except ValueError:
-        raise VerificationError(f"verifier key {name}: not a valid Ed25519 public key") from None
-    return NoteVerifier(name, expected, raw, algorithm)
 
 
 # --- Notes --------------------------------------------------------------------------------------
@@ -287,11 +143,11 @@ def _parse_signature_line(line: str) -> _SignatureLine:
     if not line.startswith(_SIG_PREFIX):
         raise _malformed(f"line {line[:40]!r} is not a signature line ('— <name> <signature>')")
     name, _, sig64 = line[len(_SIG_PREFIX) :].partition(" ")
-    problem = _name_problem(name)
+    problem = name_problem(name)
     if problem is not None:
         raise _malformed(f"signature line: {problem}")
     try:
-        sig = _b64decode_canonical(sig64)
+        sig = b64decode_canonical(sig64)
     except ValueError as exc:
         raise _malformed(f"signature of {name} is {exc}") from None
     if len(sig) < _KEY_ID_SIZE + 1:
@@ -322,7 +178,7 @@ def _public_raw(private_key: Ed25519PrivateKey) -> bytes:
 def sign_note(text: str, name: str, private_key: Ed25519PrivateKey) -> str:
     """Sign ``text`` (ending in "\\n") as ``name`` with Ed25519: ``text + "\\n" + sig line``."""
     message = _check_text(text)
-    _check_name(name)
+    check_name(name)
     kid = key_id(name, _public_raw(private_key))
     return text + "\n" + _signature_line(name, kid, private_key.sign(message))
 
@@ -340,7 +196,7 @@ def add_signature(note: str, name: str, private_key: Ed25519PrivateKey) -> str:
     Existing signature lines are kept in order (they are not checked here); a line from the same
     key is replaced, so signing twice does not add a duplicate.
     """
-    _check_name(name)
+    check_name(name)
     text, _ = _split_note(note)
     kid = key_id(name, _public_raw(private_key))
     return _add_line(note, name, kid, private_key.sign(_check_text(text)))
@@ -513,7 +369,7 @@ def parse_checkpoint(text: str) -> Checkpoint:
     if size > _MAX_TREE_SIZE:
         raise VerificationError(f"checkpoint: tree size {size_line} does not fit in 64 bits")
     try:
-        root = _b64decode_canonical(root_line)
+        root = b64decode_canonical(root_line)
     except ValueError as exc:
         raise VerificationError(f"checkpoint: the root hash is {exc}") from None
     if len(root) != _ROOT_SIZE:
@@ -561,7 +417,7 @@ def cosign(checkpoint_note: str, name: str, private_key: Ed25519PrivateKey, time
     The checkpoint's own signatures are not checked here: a witness verifies the log's
     signature and consistency before it cosigns.
     """
-    _check_name(name)
+    check_name(name)
     text, _ = _split_note(checkpoint_note)
     try:
         parse_checkpoint(text)

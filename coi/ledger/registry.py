@@ -11,7 +11,10 @@ administrators, the site and the process in force), ``key.enrol`` (an administra
 user's key; the new key co-signs as proof of possession), ``key.revoke`` (the key is invalid for
 every later index), ``key.rotate`` (a new key replaces the old one at that index: routine
 rotation signed with the old key, or a password reset signed by an administrator) and
-``user.update`` (printed name or roles change from that index on).
+``user.update`` (printed name or roles change from that index on); ``user.unlock`` (an
+administrator lifts a lockout: it changes nothing here, but only an administrator signs it).
+The other types under the reserved prefixes (``ledger.``, ``key.``, ``user.``) do not exist and
+are refused; ``system.*`` entries are the site's own records, signed by ``@site`` alone.
 """
 
 from __future__ import annotations
@@ -22,15 +25,31 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from coi.ledger.entry import SITE_USER, SignerRef, Statement, unb64, valid_user
+from coi.ledger.entry import (
+    SITE_NAME,
+    SITE_USER,
+    SignerRef,
+    Statement,
+    name_problem,
+    unb64,
+    valid_user,
+)
 from coi.ledger.errors import ProfileError, VerificationError
+from coi.ledger.note_keys import parse_verifier_key
+from coi.ledger.tzdb import ZONES
 
 ADMIN = "admin"
 KEY_EVENT_TYPES = frozenset(
     {"ledger.genesis", "key.enrol", "key.revoke", "key.rotate", "user.update"}
 )
+RESERVED_TYPES = KEY_EVENT_TYPES | {"user.unlock"}
+"""Every type under ``ledger.``, ``key.`` and ``user.`` that exists (``system.*`` is open)."""
 RESERVED_PREFIXES = ("ledger.", "key.", "user.", "system.")
-_ROLE_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+_CLOSED_PREFIXES = ("ledger.", "key.", "user.")
+"""The reserved prefixes under which only ``RESERVED_TYPES`` exist."""
+ROLE_RE = re.compile(r"[a-z][a-z0-9_]{0,31}")
+ORIGIN_RE = re.compile(r"[!-*,-~]+")
+"""A log's origin: printable ASCII without space or ``+`` (matched whole)."""
 
 
 @dataclass
@@ -71,10 +90,18 @@ def _str(data: Mapping[str, Any], k: str, where: str) -> str:
     return v
 
 
+def _name(data: Mapping[str, Any], where: str) -> str:
+    name = _str(data, "name", where)
+    problem = name_problem(name)
+    if problem is not None:
+        raise ProfileError(f"{where}: data.name {problem}")
+    return name
+
+
 def _roles(data: Mapping[str, Any], where: str) -> frozenset[str]:
     v = data.get("roles")
-    if not isinstance(v, list) or not v or not all(isinstance(r, str) and _ROLE_RE.match(r)
-                                                     for r in v):
+    if not isinstance(v, list) or not v or not all(
+            isinstance(r, str) and ROLE_RE.fullmatch(r) for r in v):
         raise ProfileError(f"{where}: data.roles must be a non-empty list of role names")
     if sorted(set(v)) != v:
         raise ProfileError(f"{where}: data.roles must be sorted and without repeats")
@@ -164,22 +191,35 @@ class KeyRegistry:
             return
         if st.type == "ledger.genesis":
             raise self._fail(st, "a second genesis entry")
+        if st.type.startswith(_CLOSED_PREFIXES) and st.type not in RESERVED_TYPES:
+            raise self._fail(st, f"{st.type} is not a type of coi's (the prefixes "
+                                 f"{', '.join(RESERVED_PREFIXES)} are reserved)")
         if author.user == SITE_USER or st.type.startswith("system."):
-            assert self.genesis is not None
-            if not (author.user == SITE_USER and st.type.startswith("system.")):
-                raise self._fail(st, "system.* entries are signed by the site (@site), "
-                                     "and only they are")
-            if author.key != self.genesis.log_public_key:
-                raise self._fail(st, "@site signed with a key that is not the log key")
-            rest = st.signers[1:]
-        else:
-            rest = st.signers
-        for ref in rest[:1] if st.type in KEY_EVENT_TYPES else rest:
-            self._check_signer(st, ref)
-        if st.type in KEY_EVENT_TYPES:
-            getattr(self, "_" + st.type.replace(".", "_"))(st)
-        elif any(r.user == SITE_USER for r in rest):
+            self._system(st)
+            return
+        if any(r.user == SITE_USER for r in st.signers):
             raise self._fail(st, "@site may only sign system.* entries and the genesis")
+        if st.type in RESERVED_TYPES:
+            self._check_signer(st, author)
+            getattr(self, "_" + st.type.replace(".", "_"))(st)
+            return
+        for ref in st.signers:
+            self._check_signer(st, ref)
+
+    def _system(self, st: Statement) -> None:
+        """A ``system.*`` entry: the site alone signs it, with the log key, as ``recorded``."""
+        assert self.genesis is not None
+        author = st.author
+        if not (author.user == SITE_USER and st.type.startswith("system.")):
+            raise self._fail(st, "system.* entries are signed by the site (@site), "
+                                 "and only they are")
+        if author.key != self.genesis.log_public_key:
+            raise self._fail(st, "@site signed with a key that is not the log key")
+        if len(st.signers) != 1:
+            raise self._fail(st, "a system.* entry has one signer, the site (@site)")
+        if author.meaning != "recorded" or author.name != SITE_NAME:
+            raise self._fail(st, f"the site signs a system.* entry as {SITE_NAME!r}, "
+                                 "meaning 'recorded'")
 
     def _genesis(self, st: Statement) -> None:
         d = st.data
@@ -187,10 +227,9 @@ class KeyRegistry:
         origin = _str(d, "origin", where)
         if origin != st.log:
             raise self._fail(st, "genesis origin differs from the statement's log")
+        if ORIGIN_RE.fullmatch(origin) is None:
+            raise self._fail(st, "the origin must be printable ASCII without spaces or '+'")
         log_key = _str(d, "log_key", where)
-        # (imported here: a verify worker imports this module for plain_signers alone)
-        from coi.ledger.note import parse_verifier_key
-
         try:
             verifier = parse_verifier_key(log_key)
         except VerificationError as e:
@@ -206,6 +245,10 @@ class KeyRegistry:
         process = d.get("process")
         if not isinstance(site, dict):
             raise self._fail(st, "genesis data.site must be an object")
+        tz = site.get("tz")
+        if not isinstance(tz, str) or tz not in ZONES or tz != st.tz:
+            raise self._fail(st, "genesis data.site.tz must be the statement's tz, a time zone "
+                                 "of the IANA database")
         if process is not None and not isinstance(process, dict):
             raise self._fail(st, "genesis data.process must be an object or null")
         for n, (a, ref) in enumerate(zip(admins, st.signers, strict=False)):
@@ -219,14 +262,15 @@ class KeyRegistry:
             if ADMIN not in roles:
                 raise self._fail(st, f"genesis admins[{n}] lacks the admin role")
             meaning = "approved" if n == 0 else "possession"
-            if ref.user != user or ref.key != key or ref.meaning != meaning or ref.name != a.get(
-                    "name"):
+            name = _name(a, f"genesis admins[{n}]")
+            if ref.user != user or ref.key != key or ref.meaning != meaning or ref.name != name:
                 raise self._fail(st, f"genesis signer {n} must be admins[{n}] ({meaning})")
-            self._enrol(st, user, _str(a, "name", where), roles, key)
+            self._enrol(st, user, name, roles, key)
         log_ref = st.signers[-1]
         if (log_ref.user != SITE_USER or log_ref.key != verifier.public_key
-                or log_ref.meaning != "possession"):
-            raise self._fail(st, "genesis must be co-signed by the log key as @site (possession)")
+                or log_ref.meaning != "possession" or log_ref.name != SITE_NAME):
+            raise self._fail(st, "genesis must be co-signed by the log key as @site "
+                                 f"({SITE_NAME!r}, possession)")
         self.genesis = Genesis(origin=origin, log_key=log_key, log_public_key=verifier.public_key,
                                site=site, process=process)
 
@@ -249,7 +293,7 @@ class KeyRegistry:
         key = unb64(_str(d, "key", where), "key.enrol data.key", length=32)
         if len(st.signers) != 2:
             raise self._fail(st, "key.enrol is signed by an administrator and the new key")
-        name = _str(d, "name", where)
+        name = _name(d, where)
         self._need_possession(st, st.signers[1], user, key)
         if st.signers[1].name != name:
             raise self._fail(st, "the new key's signer name differs from the enrolled name")
@@ -262,7 +306,9 @@ class KeyRegistry:
         reason = _str(d, "reason", where)
         if len(st.signers) != 1:
             raise self._fail(st, "key.revoke is signed by one person")
-        if st.author.user != user:
+        if st.author.user != user or st.author.meaning != "authored":
+            # Not the user revoking a key of their own ('authored', with any key of theirs
+            # valid here, the one revoked included): an administrator's approval.
             self._need_admin(st, st.author)
         rec = self.keys.get(key)
         if rec is None or rec.user != user:
@@ -305,14 +351,29 @@ class KeyRegistry:
 
     def _user_update(self, st: Statement) -> None:
         d, where = st.data, "user.update"
+        if len(st.signers) != 1:
+            raise self._fail(st, "user.update is signed by one administrator")
         self._need_admin(st, st.author)
         user = _str(d, "user", where)
         u = self.users.get(user)
         if u is None:
             raise self._fail(st, f"user {user} is not enrolled")
+        if st.author.user == user:
+            raise self._fail(st, "user.update is signed by an administrator other than the "
+                                 "user it changes")
         _str(d, "reason", where)
-        u.name = _str(d, "name", where)
+        u.name = _name(d, where)
         u.roles = _roles(d, where)
+
+    def _user_unlock(self, st: Statement) -> None:
+        d, where = st.data, "user.unlock"
+        if len(st.signers) != 1:
+            raise self._fail(st, "user.unlock is signed by one administrator")
+        self._need_admin(st, st.author)
+        user = _str(d, "user", where)
+        if user not in self.users:
+            raise self._fail(st, f"user {user} is not enrolled")
+        _str(d, "reason", where)
 
 
 PlainSigners = tuple[tuple[str, bytes, str], ...]
@@ -323,14 +384,15 @@ def plain_signers(st: Statement) -> PlainSigners | None:
     """The signers of a *plain* entry, or None for any other.
 
     A plain entry is one whose admission checks nothing but its signers' keys and names
-    (``_check_signer`` for each): not at index 0, not a key event, not ``system.*``, not signed
-    by ``@site``, and no one signing twice. Its outcome depends only on these signers and on the
-    registry, and the registry changes only at non-plain entries; keys enrolled or revoked at
-    an index before ``i`` are valid or not alike for every index after the last key event. So
+    (``_check_signer`` for each): not at index 0, not of a reserved type (``ledger.``, ``key.``,
+    ``user.``, ``system.``), not signed by ``@site``, and no one signing twice. Its outcome
+    depends only on these signers and on the registry, and the registry changes only at
+    non-plain entries; keys enrolled or revoked at an index before ``i`` are valid or not alike
+    for every index after the last key event. So
     between two non-plain entries, plain entries with the same signers are all admitted or all
     refused: a verifier may admit the first and only count the others.
     """
-    if st.index == 0 or st.type in KEY_EVENT_TYPES or st.type.startswith("system."):
+    if st.index == 0 or st.type.startswith(RESERVED_PREFIXES):
         return None
     return _plain(st.signers)
 

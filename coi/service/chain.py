@@ -33,11 +33,11 @@ from coi.service.chain_core import (
     AUTHOR_MEANING,
     ChainCore,
     Recorded,
-    clip,
     definition_in_force,
     fact_of,
     process_in_force,
     signer_of,
+    subject_of,
 )
 from coi.service.chain_views import SOON_MS, ChainViews
 from coi.service.enrolment import FIN, PATIENT_KEYS_MAX, Enrolment
@@ -83,7 +83,7 @@ def refuse_process_types(svc: LedgerService, type_: str, *, subject: str = "",
     if type_ in p.entry_types:
         reason = (f"{type_!r} belongs to the process {p.name} {p.version}: record it with "
                   "`coi record`, which checks the process rules")
-        idx = svc.record_system("system.refusal", clip(subject) or "(none)",
+        idx = svc.record_system("system.refusal", subject_of(subject),
                                 {"attempted": type_, "by": by, "reasons": [reason],
                                  "via": "coi append"})
         raise Refused(reason, recorded_index=idx)

@@ -267,7 +267,7 @@ class ChainCore:
             data["item"] = clip(item)
         if deviations:
             data["deviations_opened"] = list(deviations)
-        return self.ledger.record_system("system.refusal", clip(coi) or "(none)", data)
+        return self.ledger.record_system("system.refusal", subject_of(coi), data)
 
     def record_scan_refusal(self, *, station: str, by: str, raw: str, reason: str,
                             expected: str | None = None) -> int:
@@ -276,7 +276,7 @@ class ChainCore:
                                 "reasons": [clip(reason, 500)]}
         if expected:
             data["expected"] = clip(expected)
-        return self.ledger.record_system("system.scan_refused", clip(expected or "(scan)"),
+        return self.ledger.record_system("system.scan_refused", subject_of(expected or "(scan)"),
                                          data)
 
     def _wristband_commitment(self, coi: str, scanned: str) -> str:
@@ -301,6 +301,12 @@ def norm_id(s: str) -> str:
 def clip(s: str, n: int = 128) -> str:
     out = "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in str(s))
     return out[:n]
+
+
+def subject_of(s: str) -> str:
+    """What was typed or scanned, as a statement subject: printable ASCII (other characters
+    escaped), at most 128, ``(none)`` for nothing (docs/ledger-format.md section 3)."""
+    return clip(s).encode("ascii", "backslashreplace").decode("ascii")[:128] or "(none)"
 
 
 def safe_scan(raw: str) -> str:

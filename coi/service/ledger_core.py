@@ -35,8 +35,9 @@ from coi.ledger.entry import (
     SignerRef,
     Statement,
     b64,
-    decode_canonical,
+    read_statement,
     sign,
+    valid_subject,
     valid_user,
 )
 from coi.ledger.errors import ProfileError, VerificationError
@@ -197,7 +198,7 @@ class LedgerCore:
             return reg
         for row in self.store.rows_of_types(KEY_EVENT_TYPES, start=reg.size, tx=tx):
             try:
-                st = Statement.from_json(jcs.decode(row.statement))
+                st = read_statement(row.statement)
             except ProfileError as e:
                 raise VerificationError(f"stored key event is damaged: {e}",
                                         index=row.index) from None
@@ -257,9 +258,8 @@ class LedgerCore:
             jcs.check(data)
         except ProfileError as e:
             raise Refused(f"data: {e}") from None
-        subject = unicodedata.normalize("NFC", subject)
-        if not subject or len(subject) > 128 or not subject.isprintable():
-            raise Refused("subject must be 1–128 printable characters")
+        if not valid_subject(subject):
+            raise Refused("subject must be 1–128 printable ASCII characters")
         users = [p.who.user for p in parties]
         if len(set(users)) != len(users):
             raise Refused("a witness must be a different person from the author")
@@ -328,7 +328,7 @@ class LedgerCore:
         try:
             entry = sign(st, keys)
             # What is written must read back as exactly this statement (as verify will read it).
-            if Statement.from_json(decode_canonical(entry.statement_bytes)) != st:
+            if read_statement(entry.statement_bytes) != st:
                 raise ProfileError("the statement does not read back as written")
         except ProfileError as e:
             raise Refused(f"entry: {e}") from None

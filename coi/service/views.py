@@ -25,7 +25,8 @@ from coi.service.errors import Refused
 
 FILTERS = WINDOW_FILTERS
 ORDERS = ("coi", "state", "deadline", "deviations", "recent")
-_FIELD_REASON = re.compile(r"^(Field |'[^']*' (needs the field|has no field|needs a witness))")
+_FIELD_REASON = re.compile(r"(Field |'[^']*' (needs the field|has no field|needs a witness)).*",
+                           re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -118,7 +119,7 @@ def precheck(svc: CoiService, step: str, coi: str, *, user: str, item: str | Non
     attempt = Attempt(step=step, subject=coi, item=item, fields={}, actor=actor, witness=None,
                       now_ms=svc.clock.now_ms())
     decision = check(process, svc.chain(), attempt)
-    return [r for r in decision.reasons if not _FIELD_REASON.match(r)]
+    return [r for r in decision.reasons if not _FIELD_REASON.fullmatch(r)]
 
 
 def scanned_values(spec: StepSpec, target: ScanTarget, *, paperwork: str | None,
@@ -161,7 +162,7 @@ def compare_second(first: ScanTarget, kind: str, scan: Scan) -> str | None:
 def wristband_text(raw: str) -> str:
     """The patient identifier a wristband scan carries: suffix and AIM prefix removed."""
     text = raw.rstrip("\r\n\t").strip(" ")
-    if re.match(r"^\][A-Za-z][0-9A-Za-z]", text):
+    if re.fullmatch(r"\][A-Za-z][0-9A-Za-z].*", text, re.DOTALL):
         text = text[3:]
     return text
 

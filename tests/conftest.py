@@ -20,11 +20,23 @@ from hypothesis import HealthCheck, settings
 
 from coi.ledger.clock import FixedClock
 from coi.service.ledger import LedgerService, Party, Unlocked
+from coi.validation.trace import load_requirements
 
 settings.register_profile("ci", deadline=None, print_blob=True,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("dev", deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A test that names an unknown requirement stops the run before anything runs."""
+    known = {r.id for r in load_requirements()}
+    unknown = sorted({f"{item.nodeid} names {rid!r}" for item in items
+                      for mark in item.iter_markers("req") for rid in mark.args
+                      if rid not in known})
+    if unknown:
+        raise pytest.UsageError("unknown requirement ids (see coi/validation/requirements.toml):\n"
+                                + "\n".join(unknown))
 
 PG_ENV = "COI_TEST_POSTGRES_URL"
 ORIGIN = "coi.test/a9999"

@@ -121,6 +121,7 @@ def ledger_bytes(site: ChainSite) -> list[bytes]:
 # ------------------------------------------------------------------------------- end to end
 
 
+@pytest.mark.req("TRACKING")
 def test_one_product_end_to_end(site: ChainSite) -> None:
     """Enrolment to infusion of three bags, a temperature excursion closed by QA, a correction."""
     w = new_walk(site, excursion=True, bags=3, start_ms=T0 + H)
@@ -217,6 +218,7 @@ RECEIPT = {"outcome": "accept", "logger": "in_range", "temperature_c": "5.0"}
                  "Thaw needs", id="thaw-before-anything"),
     pytest.param("maya", None, "no_such_step", {}, None, "unknown step", id="unknown-step"),
 ])
+@pytest.mark.req("AUDIT-REFUSALS")
 def test_refused_attempts_are_recorded_and_change_nothing(
         in_transit: tuple[ChainSite, PWalk], who: str, witness: str | None, step: str,
         fields: dict[str, str], item: str | None, contains: str) -> None:
@@ -257,6 +259,7 @@ def test_unenrolled_product_is_refused_and_recorded(site: ChainSite) -> None:
     assert site.state_row("CHA999926999999") is None
 
 
+@pytest.mark.req("DEVIATIONS")
 def test_expired_window_is_refused_and_opens_a_deviation(
         in_transit: tuple[ChainSite, PWalk]) -> None:
     site, w = in_transit
@@ -368,6 +371,7 @@ def test_release_blocked_by_a_failed_qc_result_and_its_deviation(
     site.svc.verify()
 
 
+@pytest.mark.req("RELEASE-QA")
 def test_a_qa_user_who_did_manufacturing_may_not_release(site: ChainSite) -> None:
     """hana holds both qa and manufacturing: after recording a harvest she cannot release."""
     w = new_walk(site, start_ms=T0 + H)
@@ -399,6 +403,7 @@ def test_a_qa_user_who_witnessed_manufacturing_may_not_release(site: ChainSite) 
 # ---------------------------------------------------------------------------- who may sign
 
 
+@pytest.mark.req("LOCKOUT")
 def test_lockout_after_five_failures_is_recorded_and_stops_signing(
         in_transit: tuple[ChainSite, PWalk]) -> None:
     site, w = in_transit
@@ -429,6 +434,7 @@ def test_lockout_after_five_failures_is_recorded_and_stops_signing(
     site.svc.verify()
 
 
+@pytest.mark.req("KEY-PROTECTION")
 def test_a_revoked_user_cannot_sign(in_transit: tuple[ChainSite, PWalk]) -> None:
     site, w = in_transit
     site.svc.ledger.revoke(site.people["admin"], user="maya", reason="Left the company")
@@ -453,6 +459,7 @@ def test_a_revoked_user_cannot_sign(in_transit: tuple[ChainSite, PWalk]) -> None
     site.svc.verify()
 
 
+@pytest.mark.req("SIG-UNIQUE")
 def test_a_password_reset_enrols_a_new_key_and_retires_the_old(
         in_transit: tuple[ChainSite, PWalk]) -> None:
     site, w = in_transit
@@ -501,6 +508,7 @@ def test_generic_append_refuses_the_process_entry_types(site: ChainSite, tmp_pat
     assert res.exit_code == 0, res.output
 
 
+@pytest.mark.req("SEQUENCE")
 def test_a_process_entry_slipped_in_below_the_service_fails_verify(site: ChainSite) -> None:
     """The ledger's own append does not check the process: verify's replay catches it."""
     w = new_walk(site, start_ms=T0 + H)
@@ -523,6 +531,7 @@ PATIENT = {"patient_id": "MRN-778899-Q", "name": "Jeanne Testpatient",
            "date_of_birth": "1961-02-03", "record_number": "RN-55443322"}
 
 
+@pytest.mark.req("PHI")
 def test_patient_identifiers_never_enter_the_ledger(site: ChainSite) -> None:
     site.at(T0 + H)
     coi, rec = site.svc.enrol(actor=site.people["alice"], patient=PATIENT,
@@ -540,6 +549,7 @@ def test_patient_identifiers_never_enter_the_ledger(site: ChainSite) -> None:
     assert rec.entry.statement.data["patient_commitment"] != PATIENT["patient_id"]
 
 
+@pytest.mark.req("PHI")
 def test_erasing_a_patient_leaves_the_ledger_verifiable(site: ChainSite) -> None:
     w = new_walk(site, start_ms=T0 + H, patient_id="MRN-ERASE-ME")
     walk(site, w, until="activation")
@@ -567,6 +577,7 @@ def bedside(site: ChainSite, w: PWalk, wristband: str) -> Any:
                   scanned_coi=w.coi, scanned_bag="F00001", wristband=wristband)
 
 
+@pytest.mark.req("BEDSIDE")
 def test_bedside_with_the_wrong_wristband_is_refused(thawed: tuple[ChainSite, PWalk]) -> None:
     site, w = thawed
     site.advance(5 * MIN)
@@ -594,6 +605,7 @@ def test_bedside_after_erasure_cannot_match_electronically(
     assert entry["data"]["attempted"] == "bedside_verification"
 
 
+@pytest.mark.req("BEDSIDE")
 def test_bedside_with_the_right_wristband_passes(thawed: tuple[ChainSite, PWalk]) -> None:
     site, w = thawed
     site.advance(5 * MIN)
@@ -606,6 +618,7 @@ def test_bedside_with_the_right_wristband_passes(thawed: tuple[ChainSite, PWalk]
 # ----------------------------------------------------------------------------- Part 11 session
 
 
+@pytest.mark.req("SIG-COMPONENTS")
 def test_signing_session_rules(in_transit: tuple[ChainSite, PWalk]) -> None:
     site, w = in_transit
     session = SigningSession(site.svc.ledger, site.clock, idle_timeout_s=15 * 60)
@@ -641,6 +654,7 @@ def test_signing_session_rules(in_transit: tuple[ChainSite, PWalk]) -> None:
 # ---------------------------------------------------------------------------- signatures, show
 
 
+@pytest.mark.req("SIG-MANIFEST")
 def test_show_gives_each_signature_name_time_and_meaning(site: ChainSite) -> None:
     w = new_walk(site, start_ms=T0 + H)
     walk(site, w, until="packaging")
@@ -668,6 +682,7 @@ def test_show_gives_each_signature_name_time_and_meaning(site: ChainSite) -> Non
         in res.stdout
 
 
+@pytest.mark.req("SIG-MANIFEST")
 def test_release_and_qa_signatures_carry_their_meaning(at_qc: tuple[ChainSite, PWalk]) -> None:
     site, w = at_qc
     for test, value in PASSING.items():

@@ -115,6 +115,7 @@ def test_a_patient_file_without_patient_id_is_refused(site: ChainSite, pw: Any,
     assert site.entry_count() == size
 
 
+@pytest.mark.req("AUTHORITY")
 def test_enrol_by_a_wrong_role_is_refused_and_recorded(site: ChainSite, pw: Any,
                                                         tmp_path: Path) -> None:
     res = coi(site, *enrol_args(patient_file(tmp_path, '{"patient_id": "MRN-9"}'), pw, "colin"))
@@ -305,6 +306,7 @@ def test_every_chain_command_has_help(command: str) -> None:
     assert "Usage:" in res.stdout
 
 
+@pytest.mark.req("TRACKING")
 def test_walk_from_the_command_line_then_verify(site: ChainSite, pw: Any, tmp_path: Path
                                                 ) -> None:
     """A newcomer's first steps: enrol, collect, label with a witness, verify."""

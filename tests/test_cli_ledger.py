@@ -71,6 +71,7 @@ def pw(led: Ledger, user: str) -> str:
     return str(Path(led.db).parent / f"{user}.pw")
 
 
+@pytest.mark.req("AUDIT-TRAIL")
 def test_append_and_verify(cli: Ledger) -> None:
     r = coi(cli, "append", "test.cli", "--subject", "CHA99992600001A", "--data",
             '{"note": "hello"}', "--as", "alice", "--password-file", pw(cli, "alice"),

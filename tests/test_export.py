@@ -70,6 +70,7 @@ def test_nothing_in_scope_leaves_no_file(sqlite_ledger: Ledger, tmp_path: Path) 
     assert list(d.iterdir()) == []
 
 
+@pytest.mark.req("COPIES")
 def test_every_single_bit_flip_is_detected(small: tuple[Ledger, Path], tmp_path: Path) -> None:
     led, out = small
     data = out.read_bytes()
@@ -148,6 +149,7 @@ def test_another_log_key_is_refused_with_trust(small: tuple[Ledger, Path]) -> No
         verify_bundle(out, other)
 
 
+@pytest.mark.req("COPIES")
 def test_cli_export_verify_report(sqlite_ledger: Ledger, tmp_path: Path) -> None:
     sqlite_ledger.svc.engine.dispose()
     runner = CliRunner()
@@ -171,6 +173,7 @@ def test_cli_export_verify_report(sqlite_ledger: Ledger, tmp_path: Path) -> None
     assert runner.invoke(app, ["export", "--all", "--coi", "X", "-o", str(out)]).exit_code == 2
 
 
+@pytest.mark.req("SIG-MANIFEST")
 def test_report_lists_every_signature_with_name_time_and_meaning(sqlite_ledger: Ledger,
                                                                  tmp_path: Path) -> None:
     led = sqlite_ledger

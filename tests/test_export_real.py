@@ -99,11 +99,13 @@ def _row(html: str, index: int) -> str:
     return m.group(1)
 
 
+@pytest.mark.req("COPIES")
 def test_the_real_bundle_verifies_with_the_site_key(real: Real) -> None:
     r = verify_bundle(real.bundle, real.trust)
     assert r.subjects == 1 and r.in_scope >= _plan("formulation") + 5
 
 
+@pytest.mark.req("AUDIT-CORRECTIONS")
 def test_correction_is_shown_beside_the_original_which_stays_visible(real: Real) -> None:
     original = _row(real.html, real.formulation)
     # The original value is still what the formulation row records ...
@@ -119,6 +121,7 @@ def test_correction_is_shown_beside_the_original_which_stays_visible(real: Real)
     assert "Reason for the correction" in corr  # the process's field titles are used
 
 
+@pytest.mark.req("DEVIATIONS")
 def test_deviation_with_its_disposition_and_closure(real: Real) -> None:
     m = re.search(r"<h3>Deviations and their disposition</h3><table>(.*?)</table>", real.html,
                   re.S)
@@ -133,6 +136,7 @@ def test_deviation_with_its_disposition_and_closure(real: Real) -> None:
     assert "has no disposition" not in real.html
 
 
+@pytest.mark.req("SIG-MANIFEST")
 def test_every_signer_with_printed_name_time_zone_meaning_and_witness(real: Real) -> None:
     entries = _entries(real.bundle)
     witnessed = 0

@@ -105,6 +105,7 @@ def test_din_wrong_check_flags_refused() -> None:
         din.barcode("64")
 
 
+@pytest.mark.req("DEVICE-CHECKS")
 @given(TEST_FINS, YEARS, SEQUENCES, st.data())
 def test_din_one_changed_digit_is_caught(
     fin: str, year: str, seq: str, data: st.DataObject

@@ -329,6 +329,7 @@ CHANGES: dict[str, Any] = {
 }
 
 
+@pytest.mark.req("SIG-LINK")
 @pytest.mark.parametrize("field", list(CHANGES))
 def test_signatures_bind_every_field(field: str) -> None:
     """Change one field (columns and entry hash kept consistent): the signatures fail."""
@@ -355,6 +356,7 @@ def test_signer_key_swapped_is_caught() -> None:
         check_entry(_row(changed.encode(), jcs.encode(sigs), changed), ORIGIN)
 
 
+@pytest.mark.req("SIG-LINK")
 def test_signature_moved_to_another_entry() -> None:
     a = sign(_statement(index=5), [ALICE, BOB])
     b = sign(_statement(index=6, prev=a.entry_hash, data={"n": 2, "text": "other"}),
@@ -376,6 +378,7 @@ def test_witness_signature_cannot_be_dropped_or_duplicated() -> None:
             check_entry(_row(e.statement_bytes, jcs.encode(bad), e.statement), ORIGIN)
 
 
+@pytest.mark.req("SIG-LINK")
 def test_signature_moved_to_another_ledger() -> None:
     """An entry signed for one log is refused by another, even with its log field rewritten."""
     e = sign(_statement(log="coi.test/one"), [ALICE, BOB])

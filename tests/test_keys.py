@@ -54,6 +54,7 @@ def test_wrap_unwrap_round_trip(wrapped: WrappedKey) -> None:
     assert key.private_bytes_raw() == KEY.private_bytes_raw()
 
 
+@pytest.mark.req("KEY-PROTECTION")
 def test_stored_form_names_strong_parameters_and_hides_the_key(wrapped: WrappedKey) -> None:
     obj = json.loads(wrapped.to_json())
     assert obj["format"] == WRAP_FORMAT

@@ -71,6 +71,7 @@ def test_label_codes_round_trip_and_the_first_is_the_item_id() -> None:
     assert L.label_id("CHA999926000001", "F00001", 3) == "L-CHA999926000001-F00001-3"
 
 
+@pytest.mark.req("LABEL-CONTROL")
 def test_issue_print_apply_by_scan(site: demo.Site, tmp_path: Path) -> None:
     w = walk_to(site)
     alice = site.people["alice"]
@@ -103,6 +104,7 @@ def test_issue_print_apply_by_scan(site: demo.Site, tmp_path: Path) -> None:
                           tmp_path / "again.png")
 
 
+@pytest.mark.req("AUDIT-REFUSALS")
 def test_void_then_scan_is_refused_and_recorded(site: demo.Site, tmp_path: Path) -> None:
     w = walk_to(site)
     alice = site.people["alice"]
@@ -129,6 +131,7 @@ def test_void_then_scan_is_refused_and_recorded(site: demo.Site, tmp_path: Path)
         L.void(site.svc, alice, w.coi, lid, "  \n ")
 
 
+@pytest.mark.req("LABEL-CONTROL")
 def test_reprint_voids_the_old_label_and_refuses_its_scan(site: demo.Site,
                                                           tmp_path: Path) -> None:
     w = walk_to(site)
@@ -163,6 +166,7 @@ def test_reprint_voids_the_old_label_and_refuses_its_scan(site: demo.Site,
                   tmp_path / "third.zpl")
 
 
+@pytest.mark.req("DEVICE-CHECKS")
 def test_isbt_scans_are_accepted_only_for_the_right_product(site: demo.Site) -> None:
     from coi.domain import isbt
 
@@ -241,6 +245,7 @@ def test_isbt_label_needs_a_collection(site: demo.Site, tmp_path: Path) -> None:
                           True, tmp_path / "x.png")
 
 
+@pytest.mark.req("LABEL-RECONCILIATION")
 def test_an_unreconciled_product_cannot_be_released(site: demo.Site, tmp_path: Path) -> None:
     w = walk_to(site, "qc_result")
     while len([s for s in w.done if s == "qc_result"]) < len(demo.QC_VALUES):

@@ -2,11 +2,14 @@
 
 from pathlib import Path
 
+import pytest
+
 from coi.ledger import example
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "ledger-format.md"
 
 
+@pytest.mark.req("OFFLINE-VERIFY")
 def test_worked_example_matches_the_code() -> None:
     doc = DOC.read_text(encoding="utf-8")
     block = example.build()
@@ -16,6 +19,7 @@ def test_worked_example_matches_the_code() -> None:
     )
 
 
+@pytest.mark.req("OFFLINE-VERIFY")
 def test_worked_example_hashes_are_independently_reproducible() -> None:
     """Recompute entry 1's hash from the document's own bytes with nothing but hashlib."""
     import base64

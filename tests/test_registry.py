@@ -164,6 +164,7 @@ def test_new_key_cannot_author_its_own_enrolment_entry() -> None:
     (enrol(2, "bob", BOB, "Bob Builder", roles=("b", "a")), "sorted"),
     (enrol(2, "bob", BOB, "Bob Builder", roles=()), "roles"),
 ], ids=lambda v: v if isinstance(v, str) else "")
+@pytest.mark.req("SIG-UNIQUE")
 def test_enrolment_rules(st: Statement, why: str) -> None:
     refused(registry(), st, why)
 
@@ -198,6 +199,7 @@ def revoke(index: int, user: str, key: Any, by: SignerRef, **kw: Any) -> Stateme
 ADMIN_APPROVES = ref("admin", ADMIN, "Ada Admin", "approved")
 
 
+@pytest.mark.req("KEY-PROTECTION")
 def test_revocation_takes_effect_at_its_index() -> None:
     reg = registry(note_by(2, ALICE_REF), revoke(3, "alice", ALICE, ADMIN_APPROVES))
     assert reg.keys[pk(ALICE)].valid_at(2) and not reg.keys[pk(ALICE)].valid_at(4)
@@ -310,6 +312,7 @@ def test_wrong_printed_name_forced_in_is_flagged_by_verify(sqlite_ledger: Ledger
     assert info.value.index == e.index
 
 
+@pytest.mark.req("AUTHORITY")
 def test_non_admin_cannot_enrol(sqlite_ledger: Ledger) -> None:
     led = sqlite_ledger
     size = led.svc.store.head().size  # type: ignore[union-attr]

@@ -142,6 +142,7 @@ def test_refusals_name_the_problem(raw: str, match: str) -> None:
         parse_scan(raw)
 
 
+@pytest.mark.req("DEVICE-CHECKS")
 def test_tampered_check_characters_refused() -> None:
     bad_label = PLAIN[:-1] + ("A" if PLAIN[-1] != "A" else "B")
     with pytest.raises(ScanError, match="check character"):

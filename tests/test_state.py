@@ -368,6 +368,7 @@ def test_happy_path_reaches_every_state_but_the_side_ones() -> None:
 STEP_NAMES = list(PROCESS.steps)
 
 
+@pytest.mark.req("SEQUENCE")
 @pytest.mark.parametrize("state", PROCESS.states)
 @pytest.mark.parametrize("name", STEP_NAMES)
 def test_step_state_matrix(name: str, state: str) -> None:
@@ -382,6 +383,7 @@ def test_step_state_matrix(name: str, state: str) -> None:
         assert not decision.auto_deviations
 
 
+@pytest.mark.req("SEQUENCE")
 def test_order_refusals_read_well() -> None:
     d = driver_at("labelled")
     _, decision = d.attempt("receipt_at_manufacturing")
@@ -408,6 +410,7 @@ def first_state(name: str) -> str:
     return next(s for s in PROCESS.states if s in spec.from_states)
 
 
+@pytest.mark.req("AUTHORITY")
 @pytest.mark.parametrize("role", sorted(PROCESS.roles))
 @pytest.mark.parametrize("name", STEP_NAMES)
 def test_role_step_matrix(name: str, role: str) -> None:
@@ -438,12 +441,14 @@ def test_role_refusal_names_the_roles() -> None:
 # ---------------------------------------------------------------------------------- witnesses
 
 
+@pytest.mark.req("TWO-PERSON")
 def test_witness_required() -> None:
     d = driver_at("collected")
     _, decision = d.attempt("labelling", auto_witness=False)
     assert decision.reasons == ("'Labelling' needs a witness (a second person co-signs)",)
 
 
+@pytest.mark.req("TWO-PERSON")
 def test_witness_must_be_another_person() -> None:
     d = driver_at("collected")
     _, decision = d.attempt("labelling", witness=user_for("apheresis", 1))
@@ -573,6 +578,7 @@ def test_durations_read_as_configured() -> None:
 # --------------------------------------------------------------------------------- release gate
 
 
+@pytest.mark.req("RELEASE-QA")
 def test_release_blocked_by_missing_qc_and_open_deviation() -> None:
     d = driver_at("cryopreserved")
     d.record("qc_result")  # sterility passes
@@ -611,6 +617,7 @@ def test_failed_qc_opens_oos_deviation_and_blocks_release() -> None:
     d.record("qa_release")
 
 
+@pytest.mark.req("FIELD-CHECKS")
 def test_result_must_agree_with_the_specification() -> None:
     d = driver_at("cryopreserved")
     _, decision = d.attempt("qc_result", {"test": "viability", "result": "pass", "value": "50"})
@@ -644,6 +651,7 @@ def test_rejected_deviation_blocks_release_even_when_closed() -> None:
     assert {i.status for i in product.items.values()} == {"rejected"}
 
 
+@pytest.mark.req("LABEL-RECONCILIATION")
 def test_unreconciled_label_blocks_release() -> None:
     d = driver_at("qc_testing")
     d.record("label_issue")
@@ -659,6 +667,7 @@ def test_unreconciled_label_blocks_release() -> None:
 # --------------------------------------------------------------------------- separation of duty
 
 
+@pytest.mark.req("RELEASE-QA")
 def test_who_recorded_manufacturing_may_not_release() -> None:
     d = driver_at("formulated")
     bob = person("bob", "manufacturing", "qa")
@@ -686,6 +695,7 @@ def test_who_recorded_manufacturing_may_not_release() -> None:
 # --------------------------------------------------------------------------------- corrections
 
 
+@pytest.mark.req("AUDIT-CORRECTIONS")
 def test_correction_keeps_the_original_and_updates_qc() -> None:
     d = driver_at("cryopreserved")
     original = d.record("qc_result", {"test": "viability", "result": "pass", "value": "91.5"})
@@ -764,6 +774,7 @@ def test_correction_to_an_excursion_opens_a_deviation() -> None:
 # ---------------------------------------------------------------------------------- deviations
 
 
+@pytest.mark.req("DEVIATIONS")
 def test_deviation_lifecycle_and_refusals() -> None:
     d = driver_at("received")
     dev = d.record("deviation_open", {"kind": "late_shipment", "description": "Courier late"})
@@ -792,6 +803,7 @@ def test_deviation_lifecycle_and_refusals() -> None:
     assert product is not None and product.open_deviations() == []
 
 
+@pytest.mark.req("DEVIATIONS")
 def test_temperature_excursion_opens_a_deviation() -> None:
     d = driver_at("shipped")
     _, decision = d.attempt("receipt_at_treatment", {"logger": "EXCURSION"})
@@ -802,6 +814,7 @@ def test_temperature_excursion_opens_a_deviation() -> None:
 # ------------------------------------------------------------------------------------- labels
 
 
+@pytest.mark.req("LABEL-CONTROL")
 def test_label_lifecycle() -> None:
     d = driver_at("cryopreserved")
     d.record("label_issue", {"label": "l1"}, item="f00002")
@@ -823,6 +836,7 @@ def test_label_lifecycle() -> None:
 # ------------------------------------------------------------------------------ field checks
 
 
+@pytest.mark.req("FIELD-CHECKS")
 def test_field_validation_messages() -> None:
     d = driver_at("enrolled")
     _, decision = d.attempt(
@@ -887,6 +901,7 @@ def test_item_rules() -> None:
 # ------------------------------------------------------------------------------------- bedside
 
 
+@pytest.mark.req("BEDSIDE")
 def test_bedside_mismatch_refuses_and_opens_label_mismatch() -> None:
     d = driver_at("thawed")
     other = patient_commitment(SECRET, "TEST-PATIENT-0002")
@@ -916,6 +931,7 @@ def test_patient_commitment_is_keyed_hmac() -> None:
 # ---------------------------------------------------------------------------------- end to end
 
 
+@pytest.mark.req("TRACKING")
 def test_enrolment_to_infusion_with_three_bags() -> None:
     d = Driver()
     for name, wait in HAPPY_PATH[:5]:

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -406,6 +407,7 @@ def _foreign_row(led: Ledger, tmp_path: Path) -> dict[str, Any]:
     return row
 
 
+@pytest.mark.req("AUDIT-TRAIL")
 @pytest.mark.parametrize("index", [0, 1, 7, 16, SQLITE_SIZE - 1])
 def test_row_deleted(sample: Ledger, index: int) -> None:
     execute(sample.svc.engine, f"DELETE FROM ledger_entry WHERE idx = {index}")
@@ -434,6 +436,7 @@ def test_row_stored_beyond_the_head(sample: Ledger, tmp_path: Path, at: int) -> 
     assert info.value.index is not None and info.value.index >= SQLITE_SIZE
 
 
+@pytest.mark.req("TAMPER-DETECTION")
 @pytest.mark.parametrize("index", [1, 12, SQLITE_SIZE - 1])
 def test_row_inserted_in_the_middle(sample: Ledger, tmp_path: Path, index: int) -> None:
     """Later rows shifted up by one and a signed entry put in the gap: caught at the gap."""
@@ -445,6 +448,7 @@ def test_row_inserted_in_the_middle(sample: Ledger, tmp_path: Path, index: int) 
     expect_failure(sample.svc, "ledger_entry", {"idx": index})
 
 
+@pytest.mark.req("TAMPER-DETECTION")
 @pytest.mark.parametrize(("i", "j"), [(0, 1), (4, 5), (6, 17), (22, 23)])
 def test_rows_swapped(sample: Ledger, i: int, j: int) -> None:
     """Two rows' contents exchanged (reordered): caught at the first of them."""
@@ -501,6 +505,7 @@ def test_tail_truncated(sample: Ledger, size: int) -> None:
     assert info.value.index == size
 
 
+@pytest.mark.req("TAMPER-DETECTION")
 def test_tail_truncation_caught_by_a_stored_checkpoint_left_behind(sample: Ledger) -> None:
     kept = table_rows(sample.svc.engine, "checkpoint")[-1]
     assert kept["size"] == SQLITE_SIZE
@@ -511,6 +516,7 @@ def test_tail_truncation_caught_by_a_stored_checkpoint_left_behind(sample: Ledge
         sample.svc.verify()
 
 
+@pytest.mark.req("TAMPER-DETECTION")
 def test_old_copy_restored(sqlite_ledger: Ledger, tmp_path: Path) -> None:
     led = sqlite_ledger
     led.svc.engine.dispose()
@@ -575,6 +581,7 @@ GUARDED = [("ledger_entry", "subject = 'x'"), ("tree_node", "hash = hash"),
            ("checkpoint", "note = note"), ("user_key", "created_ms = 0")]
 
 
+@pytest.mark.req("AUDIT-TRAIL")
 @pytest.mark.parametrize(("table", "assignment"), GUARDED)
 def test_triggers_refuse_update_and_delete(guarded: Ledger, table: str, assignment: str) -> None:
     engine = guarded.svc.engine
@@ -786,3 +793,18 @@ def test_a_damaged_stored_node_is_reported_not_a_crash(sample: Ledger, value: by
     with pytest.raises(ExportError, match=f"stored Merkle tree is damaged.*{fault}"):
         exporting.export(svc, Scope("coi", coi="CHA99992600001A"), out)
     assert list(folder.iterdir()) == []
+
+
+def test_a_statement_stored_as_text_is_reported_not_a_crash(sqlite_ledger: Ledger) -> None:
+    """A damaged row whose blob column holds text is named by verify, with every reader."""
+    sqlite_ledger.svc.engine.dispose()
+    con = sqlite3.connect(sqlite_ledger.db)
+    for (name,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall():
+        con.execute(f'DROP TRIGGER "{name}"')
+    con.execute("UPDATE ledger_entry SET statement = CAST(statement AS TEXT) WHERE idx = 7")
+    con.commit()
+    con.close()
+    for jobs in (1, 2):
+        with pytest.raises(VerificationError) as e:
+            sqlite_ledger.reopen().verify(jobs=jobs)
+        assert e.value.index == 7 and "not bytes" in e.value.reason

@@ -77,6 +77,7 @@ async def test_login_then_home_with_role_aware_menu(db: Path) -> None:
         assert isinstance(app.screen, HomeScreen)
 
 
+@pytest.mark.req("AUDIT-REFUSALS")
 async def test_wrong_password_is_refused_and_recorded(db: Path) -> None:
     app = make_app(db)
     async with app.run_test(size=(100, 30)) as pilot:
@@ -92,6 +93,7 @@ async def test_wrong_password_is_refused_and_recorded(db: Path) -> None:
         assert last_entry(app.svc)["type"] == "system.login_failed"
 
 
+@pytest.mark.req("SIG-COMPONENTS")
 async def test_idle_lock_needs_user_and_password_again(db: Path) -> None:
     app = make_app(db, user="maya", idle_timeout_s=60)
     clock = app.svc.clock
@@ -150,6 +152,7 @@ async def test_product_not_at_this_step_raises_alert_and_is_recorded(db: Path) -
         await settle(pilot, lambda: isinstance(app.screen, StationScreen))
 
 
+@pytest.mark.req("DEVICE-CHECKS")
 async def test_wrong_paperwork_at_receipt_raises_alert_and_is_recorded(db: Path) -> None:
     app = make_app(db, user="nina", station="receipt_at_treatment")
     async with app.run_test(size=(100, 30)) as pilot:
@@ -165,6 +168,7 @@ async def test_wrong_paperwork_at_receipt_raises_alert_and_is_recorded(db: Path)
         assert app.svc.chain().product(SHIPPED).state == "shipped"  # type: ignore[union-attr]
 
 
+@pytest.mark.req("RECEIPT")
 async def test_matching_paperwork_at_receipt_records_receipt(db: Path) -> None:
     app = make_app(db, user="nina", station="receipt_at_treatment")
     async with app.run_test(size=(100, 30)) as pilot:
@@ -180,6 +184,7 @@ async def test_matching_paperwork_at_receipt_records_receipt(db: Path) -> None:
         assert last_entry(app.svc)["type"] == "step.receipt_at_treatment"
 
 
+@pytest.mark.req("DEVICE-CHECKS")
 async def test_unreadable_scan_is_refused_and_recorded_inertly(db: Path) -> None:
     app = make_app(db, user="maya", station="harvest")
     evil = "[bold red]x[/]\x1b]0;pwn\x07\x1b[31mCOI1"
@@ -201,6 +206,7 @@ async def test_unreadable_scan_is_refused_and_recorded_inertly(db: Path) -> None
         assert "\x1b" not in entry["data"]["scan"]
 
 
+@pytest.mark.req("RELEASE-QA")
 async def test_non_qa_cannot_release_even_when_the_screen_is_pushed(db: Path) -> None:
     app = make_app(db, user="maya")
     async with app.run_test(size=(100, 30)) as pilot:

@@ -60,6 +60,7 @@ def fill_enrolment(screen: EnrolScreen, patient: str, site: str, slot: str) -> N
     screen.query_one("#enrol-password", Input).value = demo_password("alice")
 
 
+@pytest.mark.req("PHI")
 async def test_enrolment_form_assigns_a_coi_and_keeps_the_patient_out_of_the_ledger(
         db: Path) -> None:
     app = make_app(db, user="alice")
@@ -110,6 +111,7 @@ async def test_enrolment_is_not_offered_to_roles_that_may_not_enrol(db: Path) ->
 
 
 # ----------------------------------------------------------------------------- correction
+@pytest.mark.req("AUDIT-CORRECTIONS")
 async def test_correction_records_a_new_entry_and_the_original_stays(db: Path) -> None:
     app = make_app(db, user="maya")
     async with app.run_test(size=(100, 32)) as pilot:

@@ -104,6 +104,7 @@ async def test_bedside_match_with_witness_records_both_signatures(db: Path) -> N
         assert product is not None and product.state == "verified"
 
 
+@pytest.mark.req("BEDSIDE")
 async def test_bedside_wrong_wristband_is_refused_recorded_and_opens_a_deviation(
         db: Path) -> None:
     app = thawed_app(db)
@@ -139,6 +140,7 @@ async def test_bedside_typed_wristband_is_refused_and_recorded(db: Path) -> None
         assert "must be scanned, not typed" in entry["data"]["reasons"][0]
 
 
+@pytest.mark.req("TWO-PERSON")
 async def test_witness_is_required_and_a_wrong_witness_password_records_nothing(
         db: Path) -> None:
     app = thawed_app(db)
@@ -176,6 +178,7 @@ async def test_a_person_cannot_witness_their_own_step(db: Path) -> None:
         assert product is not None and product.state == "thawed"
 
 
+@pytest.mark.req("RECEIPT")
 async def test_receipt_records_the_paperwork_scanned(db: Path) -> None:
     app = make_app(db, user="nina", station="receipt_at_treatment")
     async with app.run_test(size=(100, 30)) as pilot:

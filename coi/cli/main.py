@@ -15,6 +15,7 @@ from __future__ import annotations
 import typer
 
 from coi.cli import (
+    backup_cmd,
     chain_cmd,
     export_cmd,
     label_cmd,
@@ -36,12 +37,14 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 # Merged into `coi` (no name): init, migrate, append, verify, checkpoint, log-key; label,
-# parse; enrol, record, steps, show, status; export, verify-export, report; tui, demo.
+# parse; enrol, record, steps, show, status; export, verify-export, report; tui, demo;
+# backup, restore.
 app.add_typer(ledger_cmd.app)
 app.add_typer(label_cmd.app)
 app.add_typer(chain_cmd.app)
 app.add_typer(export_cmd.app)
 app.add_typer(tui_cmd.app)
+app.add_typer(backup_cmd.app)
 # Groups: coi user …, coi prove …, coi labels …, coi witness ….
 app.add_typer(user_cmd.app, name="user")
 app.add_typer(prove_cmd.app, name="prove")

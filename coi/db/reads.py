@@ -38,8 +38,13 @@ def stored_tuple(idx: Any, prev_hash: Any, entry_hash: Any, time_ms: Any, type_:
     """A positional row of ``ENTRY_COLUMNS`` as the core's ``StoredEntry``."""
     return StoredEntry(index=idx, prev_hash=prev_hash, entry_hash=entry_hash, time_ms=time_ms,
                        type=type_, subject=subject, signer=signer,
-                       statement=bytes(statement) if statement is not None else None,  # type: ignore[arg-type]
-                       signatures=bytes(signatures) if signatures is not None else None)  # type: ignore[arg-type]
+                       statement=_blob(statement), signatures=_blob(signatures))
+
+
+def _blob(value: Any) -> Any:
+    """A driver's blob as bytes; anything else (a damaged row: text, a number, NULL) as it is,
+    for the core's row check to refuse naming the entry."""
+    return bytes(value) if isinstance(value, bytes | bytearray | memoryview) else value
 
 
 def fetch_all(dbapi_conn: Any, sql: str, params: Sequence[Any] = ()) -> list[Any]:

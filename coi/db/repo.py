@@ -234,7 +234,10 @@ class LedgerStore:
 
     # -- checkpoints --------------------------------------------------------------------------
     def save_checkpoint(self, size: int, note: str) -> None:
-        with self.engine.begin() as c:
+        # A writer's transaction (BEGIN IMMEDIATE on SQLite): a deferred one that reads first
+        # fails with "database is locked" when a station appends meanwhile.
+        with write(self.engine) as tx:
+            c = tx.connection
             if c.execute(select(C.c.size).where(C.c.size == size)).first() is None:
                 c.execute(insert(C).values(size=size, note=note))
 

@@ -102,6 +102,15 @@ class DatabaseUrl:
                    driver_url=u.render_as_string(hide_password=False), database=u.database,
                    connect_params=tuple((k, str(v)) for k, v in params.items() if v is not None))
 
+    def with_database(self, name: str) -> DatabaseUrl:
+        """The same PostgreSQL server and credentials, another database (a scratch copy)."""
+        from sqlalchemy.engine import make_url
+
+        if self.backend != "postgresql":
+            raise ConfigError("only a PostgreSQL URL names a database on a server")
+        return DatabaseUrl.parse(make_url(self.driver_url).set(database=name)
+                                 .render_as_string(hide_password=False))
+
     def __str__(self) -> str:
         return self.display
 

@@ -24,6 +24,7 @@ from coi.cli import (
     prove_cmd,
     tui_cmd,
     user_cmd,
+    validate_cmd,
     witness_cmd,
 )
 
@@ -38,13 +39,14 @@ app = typer.Typer(
 )
 # Merged into `coi` (no name): init, migrate, append, verify, checkpoint, log-key; label,
 # parse; enrol, record, steps, show, status; export, verify-export, report; tui, demo;
-# backup, restore.
+# backup, restore; validate.
 app.add_typer(ledger_cmd.app)
 app.add_typer(label_cmd.app)
 app.add_typer(chain_cmd.app)
 app.add_typer(export_cmd.app)
 app.add_typer(tui_cmd.app)
 app.add_typer(backup_cmd.app)
+app.add_typer(validate_cmd.app)
 # Groups: coi user …, coi prove …, coi labels …, coi witness ….
 app.add_typer(user_cmd.app, name="user")
 app.add_typer(prove_cmd.app, name="prove")

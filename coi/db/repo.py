@@ -17,7 +17,7 @@ from contextlib import closing
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, func, insert, select, update
+from sqlalchemy import Connection, Engine, and_, func, insert, select, text, update
 
 from coi.db.models import Account, Checkpoint, LedgerEntry, LedgerHead, TreeNode, UserKey
 from coi.db.reads import entries_sql, fetch_all, stored_tuple
@@ -84,6 +84,13 @@ class LedgerStore:
         self._tree_cache: merkle.TreeBuilder | None = None
 
     # -- reads --------------------------------------------------------------------------------
+    def server_version(self) -> str:
+        """The database engine's own version (for the installation qualification)."""
+        with self.engine.connect() as c:
+            if self.engine.dialect.name == "postgresql":
+                return str(c.execute(text("SELECT version()")).scalar())
+            return "SQLite " + str(c.execute(text("SELECT sqlite_version()")).scalar())
+
     def head(self, *, tx: Tx | None = None) -> Head | None:
         with connection(self.engine, tx) as conn:
             rows = _fetch_all(conn, HEAD_SQL)

@@ -2,7 +2,10 @@
 
 Owns running pytest on the test suite's marked tests (``-m req``) in a child process, on scratch
 ledgers under a folder of its own (the site's database and keys are never reached: the
-variables that name them are removed from the child's environment), reading the outcome of each
+variables that name them are removed from the child's environment). The release's ``tests/``
+and ``docs/`` are copied into that folder with the release's pytest settings and run from
+there, so that the code under test is the installed coi, never a source tree beside the tests.
+It also owns reading the outcome of each
 test from the JUnit XML report, and judging each requirement: **passed** when at least one of
 its tests passed and none failed; **failed** when one failed; **not run** when none ran (all
 skipped, e.g. PostgreSQL tests without a server, or left out with ``only``). Skipped tests are
@@ -12,8 +15,10 @@ listed with their reason.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tomllib
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -66,21 +71,48 @@ def read_junit(report: Path, tests_dir: Path) -> dict[str, list[TestOutcome]]:
     return out
 
 
+def _stage(tests_dir: Path, work: Path) -> Path:
+    """Copy the release's tests (and docs) into ``work`` with its pytest settings as pytest.ini;
+    return the copied tests folder."""
+    skip = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache")
+    staged = work / "tests"
+    shutil.copytree(tests_dir, staged, ignore=skip)
+    if (tests_dir.parent / "docs").is_dir():
+        shutil.copytree(tests_dir.parent / "docs", work / "docs", ignore=skip)
+    options: dict[str, object] = {}
+    pyproject = tests_dir.parent / "pyproject.toml"
+    if pyproject.is_file():
+        options = tomllib.loads(pyproject.read_text(encoding="utf-8")).get("tool", {}).get(
+            "pytest", {}).get("ini_options", {})
+    lines = ["[pytest]"]
+    for key, value in options.items():
+        if key == "testpaths":
+            continue
+        if isinstance(value, list):
+            lines.append(f"{key} =")
+            lines += [f"    {v}" for v in value]
+        else:
+            lines.append(f"{key} = {value}")
+    (work / "pytest.ini").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return staged
+
+
 def run_marked_tests(tests_dir: Path, work: Path, *, postgres: str | None = None,
                      only: Sequence[str] = (), timeout_s: int = 3600) -> Path:
     """Run the marked tests (all, or those naming a requirement in ``only``) in a child pytest;
     return the JUnit report's path. The child's temporary folders live under ``work``."""
+    staged = _stage(tests_dir, work)
     env = {k: v for k, v in os.environ.items() if k not in SITE_VARIABLES}
     env.pop("COI_TEST_POSTGRES_URL", None)
     if postgres:
         env["COI_TEST_POSTGRES_URL"] = postgres
     report = work / "oq-junit.xml"
-    args = [sys.executable, "-m", "pytest", str(tests_dir), "-p", "no:cacheprovider", "-q",
+    args = [sys.executable, "-m", "pytest", str(staged), "-p", "no:cacheprovider", "-q",
             "--basetemp", str(work / "oq-scratch"), f"--junitxml={report}",
             "-o", "junit_family=xunit1", "-m", "req"]
     if only:
         args += ["-k", " or ".join(_test_names(tests_dir, only))]
-    done = subprocess.run(args, cwd=tests_dir.parent, env=env, capture_output=True, text=True,
+    done = subprocess.run(args, cwd=work, env=env, capture_output=True, text=True,
                           timeout=timeout_s, check=False)
     (work / "oq-pytest.log").write_text(done.stdout + done.stderr, encoding="utf-8")
     if not report.is_file():

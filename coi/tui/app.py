@@ -24,6 +24,7 @@ from coi.service.session import DEFAULT_IDLE_TIMEOUT_S, SigningSession
 from coi.service.views import may_correct, may_enrol, station_steps
 from coi.tui.commands import CoiCommands
 from coi.tui.host import CoiHost
+from coi.tui.keys import KeyRouter
 from coi.tui.screens.error import ErrorScreen
 from coi.tui.screens.login import LoginScreen
 
@@ -62,6 +63,7 @@ class CoiApp(App[None]):
         self.idle_check_s = idle_check_s
         self.service_lock = threading.RLock()  # see coi.tui.base.serialized
         self._locked = False
+        self.keys = KeyRouter(self)  # every key and paste, one at a time (see coi.tui.keys)
 
     # -- start, login, lock -----------------------------------------------------------------
     def on_mount(self) -> None:
@@ -74,8 +76,16 @@ class CoiApp(App[None]):
         self.set_interval(self.idle_check_s, self.check_idle_lock)
 
     async def on_event(self, event: events.Event) -> None:
+        if self.keys.is_current(event):  # a key handed back by the router, in its turn
+            try:
+                await super().on_event(event)
+            finally:
+                self.keys.handled(event)
+            return
         if isinstance(event, events.Key | events.MouseDown | events.Paste):
             self.session.touch()
+        if self.keys.take(event):  # queued: handled in order, each once the last has settled
+            return
         await super().on_event(event)
 
     @property

@@ -101,6 +101,7 @@ class StationScreen(CoiScreen):
         self.first_raw = ""
         self.wristband: str | None = None
         self.paperwork: str | None = None
+        self.scan_methods: dict[str, str] = {}  # "first"/"second" scan -> how it was entered
         self.timings = Timings()
         self.last_index: int | None = None
         self._t0 = 0.0
@@ -190,6 +191,7 @@ class StationScreen(CoiScreen):
         self.target = None
         self.wristband = None
         self.paperwork = None
+        self.scan_methods = {}
         self.first_raw = ""
         self.query_one("#form").display = False
         for inp in self.query("#form Input").results(Input):
@@ -246,11 +248,13 @@ class StationScreen(CoiScreen):
             return
         self.phase = "busy"
         self.first_raw = event.raw
+        self.scan_methods = {"first": event.method}
         self.load_product(target, event.raw, event.method)
 
     def second_scan(self, raw: str, method: str) -> None:
         assert self.target is not None
         kind = self.spec.second_scan
+        self.scan_methods["second"] = method
         if kind == "wristband":
             if method == "typed":
                 self.refuse_scan(raw, "The wristband must be scanned, not typed: identity at "
@@ -379,6 +383,16 @@ class StationScreen(CoiScreen):
                                          wristband=self.wristband))
         return fields
 
+    def entry_methods(self, fields: dict[str, str]) -> dict[str, str]:
+        """How each scanned field's value was entered: "scanner" (a burst), "pasted" or
+        "typed". The first scan fills the product's fields; the second, the wristband or the
+        paperwork. This is the station's answer to "was it scanned?" for the service."""
+        assert self.target is not None
+        second = {"wristband", "paperwork"}
+        return {name: self.scan_methods.get("second" if name in second else "first", "typed")
+                for name in scanned_values(self.spec, self.target, paperwork=self.paperwork,
+                                           wristband=self.wristband) if name in fields}
+
     def action_sign(self) -> None:
         if self.phase != "fields" or self.target is None:
             return
@@ -399,12 +413,15 @@ class StationScreen(CoiScreen):
             witness = (wu, wp)
         self.phase = "busy"
         self.query_one("#confirm", Static).update(Text("Signing…", style="bold"))
-        self.record(self.target, self.collect(), password, witness)
+        fields = self.collect()
+        self.record(self.target, fields, self.entry_methods(fields), password, witness)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="record")
     @serialized
-    def record(self, target: ScanTarget, fields: dict[str, str], password: str,
-               witness: tuple[str, str] | None) -> None:
+    def record(self, target: ScanTarget, fields: dict[str, str], methods: dict[str, str],
+               password: str, witness: tuple[str, str] | None) -> None:
+        """Sign and record. ``methods`` says how each scanned field was entered (see
+        ``entry_methods``): the one place it meets the service."""
         app = self.coi_app
         svc = app.svc
         t0 = time.perf_counter()
@@ -416,6 +433,7 @@ class StationScreen(CoiScreen):
             return
         t1 = time.perf_counter()
         try:
+            # `methods` goes to the service here once it takes how scanned fields were entered
             rec = svc.record(self.step, target.coi, actor=actor, witness=wkey,
                              item=item_for_step(self.spec, target.item), fields=fields)
         except Refused as e:

@@ -88,8 +88,8 @@ class StationScreen(CoiScreen):
     """Records one step. ``phase`` is "scan", "second", "fields" or "busy"."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("ctrl+s", "sign", "Sign & record", priority=True),
-        Binding("escape", "cancel", "Cancel / back"),
+        Binding("ctrl+s", "sign", "Sign", priority=True),
+        Binding("escape", "cancel", "Cancel"),
         Binding("f6", "focus_scan", "Scan field"),
     ]
 
@@ -105,6 +105,7 @@ class StationScreen(CoiScreen):
         self.timings = Timings()
         self.last_index: int | None = None
         self._t0 = 0.0
+        self._held: ScanInput.Scanned | None = None
 
     @property
     def spec(self) -> StepSpec:
@@ -145,8 +146,9 @@ class StationScreen(CoiScreen):
                                     id="witness-password", compact=True)
                 yield Label(f"Your password (signs as {who})", classes="field-label")
                 yield Input(placeholder="password", password=True, id="password", compact=True)
-                yield Button("Sign and record  (ctrl+s)", id="sign", variant="success")
             yield Static("", id="confirm")
+        with Horizontal(classes="actions", id="station-actions"):  # always in sight at 80x24
+            yield Button("Sign and record  (ctrl+s)", id="sign", variant="success", compact=True)
         yield Footer()
 
     def first_prompt(self) -> str:
@@ -158,13 +160,13 @@ class StationScreen(CoiScreen):
 
     @staticmethod
     def field_label(f: FieldSpec) -> str:
-        unit = f" [{f.unit}]" if f.unit else ""
+        unit = f" [{f.unit}]" if f.unit and f.type != "timestamp" else ""
         return f"{f.title}{unit}{'' if f.required else ' (optional)'}"
 
     @staticmethod
     def hint(f: FieldSpec) -> str:
         if f.type == "timestamp":
-            return "time: 2026-01-31T09:30Z, or milliseconds since 1970"
+            return "local time with its offset, e.g. 2026-01-31T09:30+01:00"
         if f.type in ("int", "decimal", "qc_value"):
             rng = []
             if f.min is not None:
@@ -174,8 +176,12 @@ class StationScreen(CoiScreen):
             return "number" + (f" ({', '.join(rng)})" if rng else "")
         return "required" if f.required else "optional"
 
+    def show_form(self, shown: bool) -> None:
+        self.query_one("#form").display = shown
+        self.query_one("#station-actions").display = shown
+
     def on_mount(self) -> None:
-        self.query_one("#form").display = False
+        self.show_form(False)
         self.query_one("#scan", ScanInput).focus()
 
     def on_screen_resume(self) -> None:
@@ -193,7 +199,7 @@ class StationScreen(CoiScreen):
         self.paperwork = None
         self.scan_methods = {}
         self.first_raw = ""
-        self.query_one("#form").display = False
+        self.show_form(False)
         for inp in self.query("#form Input").results(Input):
             inp.value = ""
         for sel in self.query("#form Select").results(Select):
@@ -211,8 +217,18 @@ class StationScreen(CoiScreen):
         elif self.phase != "busy":
             self.reset_station(keep_confirmation=False)
 
+    def take_held(self) -> None:
+        """A scan that came while the station was busy, now that it is ready for one."""
+        held, self._held = self._held, None
+        if held is not None:
+            self.scanned(held)
+
     def raise_alert(self, title: str, reason: str, *, scanned: str | None = None,
               recorded_index: int | None = None) -> None:
+        if self._held is not None:
+            self.notify("A scan that came while this one was refused was not used: scan it "
+                        "again.", severity="warning")
+            self._held = None
         self.reset_station(keep_confirmation=False)
         self.app.push_screen(AlertScreen(title, reason, scanned=scanned,
                                          recorded_index=recorded_index))
@@ -226,7 +242,8 @@ class StationScreen(CoiScreen):
     @on(ScanInput.Scanned)
     def scanned(self, event: ScanInput.Scanned) -> None:
         event.stop()
-        if self.phase == "busy":
+        if self.phase == "busy":  # e.g. the wristband scanned while the bag is still loading:
+            self._held = event  # taken as soon as the station is ready for it, never dropped
             return
         self._t0 = time.perf_counter()
         if self.phase == "second" and self.target is not None:
@@ -343,6 +360,7 @@ class StationScreen(CoiScreen):
             self.query_one("#scan", ScanInput).focus()
         else:
             self.show_fields()
+        self.take_held()
 
     def show_fields(self) -> None:
         self.phase = "fields"
@@ -350,7 +368,7 @@ class StationScreen(CoiScreen):
             Text("Fill in the fields, then your password; ctrl+s signs and records.",
                  style="bold"))
         form = self.query_one("#form")
-        form.display = True
+        self.show_form(True)
         first = form.query("Input, Select").first()
         first.focus(scroll_visible=False)
         # Once the form is laid out, scroll only as far as its first field: the identity in
@@ -448,6 +466,7 @@ class StationScreen(CoiScreen):
 
     def signature_refused(self, e: Refused) -> None:
         self.phase = "fields"
+        self.take_held()
         pw = self.query_one("#password", Input)
         pw.value = ""
         pw.focus()
@@ -472,3 +491,4 @@ class StationScreen(CoiScreen):
             t.append(f"  Deviation opened automatically: entry {d}\n", style="bold yellow")
         self.reset_station()
         self.query_one("#confirm", Static).update(t)
+        self.take_held()

@@ -67,7 +67,7 @@ class ScanInput(Input):
         Binding("tab", "scan_submit", "Submit scan", show=False),
         Binding("ctrl+j", "scan_submit", "Submit scan", show=False),
         Binding("enter", "scan_submit", "Submit scan", show=False),
-        Binding("escape", "scan_escape", "Cancel / back"),
+        Binding("escape", "scan_escape", "Back"),
     ]
 
     @dataclass

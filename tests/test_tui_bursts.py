@@ -177,3 +177,19 @@ async def test_a_typed_scan_is_told_apart_from_a_burst(db: Path) -> None:
         await settle(pilot, lambda: screen.phase == "fields")
         assert screen.scan_methods == {"first": "typed"}
         assert "Typed by hand" in str(screen.query_one("#product-info").render())
+
+
+async def test_bag_and_wristband_scanned_back_to_back(db: Path) -> None:
+    """The bedside check with both scans in one burst: the wristband arrives while the bag is
+    still being looked up; it is kept and taken as the second scan, not dropped."""
+    from tests.test_tui_station import PATIENT, STORED, thawed_app
+
+    app = thawed_app(db)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot, lambda: isinstance(app.screen, StationScreen))
+        screen = app.screen
+        assert isinstance(screen, StationScreen)
+        await burst(pilot, "]Q1" + encode(STORED, "F00001") + "\r]C0" + PATIENT + "\r")
+        await settle(pilot, lambda: screen.phase == "fields")
+        assert screen.wristband == PATIENT
+        assert screen.scan_methods == {"first": "scanner", "second": "scanner"}

@@ -98,7 +98,7 @@ class ProductScreen(CoiScreen):
         for t in shown["timeline"]:  # times as local time with zone, never epoch milliseconds
             t["data"] = entry_data_shown(svc, t["type"], t["data"])
             when = dt.datetime.fromtimestamp(t["time_ms"] // 1000, tz)
-            t["time_short"] = f"{when:%Y-%m-%d %H:%M:%S %Z}"
+            t["time_short"] = f"{when:%Y-%m-%d %H:%M:%S %Z UTC%z}"
         blockers = release_blockers(svc, self.coi, self.coi_app.session.user or "")
         specs = {k: t.specification() for k, t in svc.process().qc_tests.items()}
         with svc.lock:

@@ -1,8 +1,10 @@
 """Drive the real ``coi demo`` in tmux, as a person would, and read what the screen shows.
 
-A 100x30 tmux session runs ``coi demo --station harvest`` on a new demo ledger; the test types
-the login, sends a label payload as a scanner would (characters, then Enter), fills the step's
-fields, signs, and checks the confirmation on the captured pane and in the ledger.
+A 100x30 tmux session runs ``coi demo --station harvest`` on a new demo ledger; the test sends
+the login as one burst (user id, Tab, password, Enter in a single write to the terminal, what a
+password manager or a scanner with a Tab suffix sends), a label payload as a scanner would
+(characters, then Enter), fills the step's fields, signs, and checks the confirmation on the
+captured pane and in the ledger. The password must never be on screen.
 """
 
 from __future__ import annotations
@@ -61,11 +63,16 @@ def test_scan_and_sign_in_the_real_tui(tmp_path: Path) -> None:
         assert "maya" in shown and demo_password("maya") in shown
         send(session, "Enter")
         wait_for(session, "Log in with your user id")
-        send(session, "maya", literal=True)
-        send(session, "Enter")
-        send(session, demo_password("maya"), literal=True)
-        send(session, "Enter")
-        wait_for(session, "Station: Harvest")
+        password = demo_password("maya")
+        tmux("send-keys", "-t", session, "-l", f"maya\t{password}\r")  # one burst, one write
+        shots = [screen(session)]
+        deadline = time.monotonic() + 60
+        while "Station: Harvest" not in shots[-1]:
+            assert time.monotonic() < deadline, f"no station after the login:\n{shots[-1]}"
+            time.sleep(0.05)
+            shots.append(screen(session))
+        for shot in shots:
+            assert password not in shot, f"the password is on screen:\n{shot}"
 
         svc = CoiService.open(str(db))
         ready = svc.products(state="expanded")

@@ -37,6 +37,7 @@ from coi.ledger.errors import ProfileError, VerificationError
 from coi.ledger.registry import KeyRegistry
 from coi.service.errors import ConfigError, Refused
 from coi.service.ledger import AfterAppend, LedgerService, Party, Unlocked
+from coi.service.windows import live_windows
 
 
 def process_in_force(svc: LedgerService) -> Mapping[str, Any] | None:
@@ -173,7 +174,7 @@ class ChainCore:
             self._put_state(tx, product)
 
     def _put_state(self, tx: Tx, product: Any) -> None:
-        running = [w for w in product.windows.values() if w.ended_index is None]
+        running = live_windows(self.process(), product)  # not those it can no longer be inside
         first = min(running, key=lambda w: w.deadline_ms) if running else None
         self.store.put_state(
             tx=tx, coi=product.coi, state=product.state,

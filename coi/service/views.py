@@ -7,6 +7,7 @@ and the product_state table. The UI shows these; ``CoiService.record`` still dec
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from coi.domain.scan import CoiIdScan, LabelScan, Scan
 from coi.domain.state import ProductState
 from coi.service.chain import SOON_MS, CoiService
 from coi.service.errors import Refused
+from coi.service.windows import live_windows
 
 FILTERS = WINDOW_FILTERS
 ORDERS = ("coi", "state", "deadline", "deviations", "recent")
@@ -82,16 +84,23 @@ def expected_next(process: Process, product: ProductState | None) -> list[str]:
 
 def window_left(svc: CoiService, product: ProductState | None, now_ms: int
                 ) -> tuple[str, int] | None:
-    """The running window closing first: (title, milliseconds left; negative when exceeded)."""
+    """The live window closing first: (title, milliseconds left; negative when exceeded)."""
+    windows = windows_left(svc, product, now_ms)
+    return windows[0] if windows else None
+
+
+def windows_left(svc: CoiService, product: ProductState | None, now_ms: int
+                 ) -> list[tuple[str, int]]:
+    """Every live window (one the product can still be inside: ``coi.service.windows``),
+    closing first first: (title, milliseconds left; negative when exceeded)."""
     if product is None:
-        return None
-    running = [w for w in product.windows.values() if w.ended_index is None]
-    if not running:
-        return None
-    first = min(running, key=lambda w: w.deadline_ms)
-    spec = svc.process().windows[first.name]
-    title = spec.title + (f" ({first.item})" if first.item else "")
-    return title, first.deadline_ms - now_ms
+        return []
+    process = svc.process()
+    out = []
+    for w in sorted(live_windows(process, product), key=lambda w: w.deadline_ms):
+        title = process.windows[w.name].title + (f" ({w.item})" if w.item else "")
+        out.append((title, w.deadline_ms - now_ms))
+    return out
 
 
 def format_left(ms: int) -> str:
@@ -182,6 +191,16 @@ def enrolment_step(process: Process) -> StepSpec:
     return next(s for s in process.steps.values() if process.initial_state in s.from_states)
 
 
+def first_item(process: Process) -> tuple[StepSpec, str] | None:
+    """The step after enrolment that creates the product's first item, and that item's id
+    (``C00001``): what a label can first be printed for."""
+    after = enrolment_step(process).target_states()
+    for s in process.steps.values():
+        if s.creates is not None and s.from_states & after:
+            return s, f"{process.items[s.creates.kind].prefix}{1:05d}"
+    return None
+
+
 def may_enrol(process: Process, roles: Iterable[str]) -> bool:
     return bool(enrolment_step(process).roles & set(roles))
 
@@ -200,6 +219,7 @@ class CorrectionTarget:
     step: StepSpec
     fields: tuple[tuple[FieldSpec, str], ...]  # (field, current value as text)
     corrected_by: tuple[int, ...]
+    shown: tuple[str, ...] = ()  # each field's current value for people (times local, zoned)
 
 
 def correction_target(svc: CoiService, coi: str, index: int) -> CorrectionTarget:
@@ -222,13 +242,50 @@ def correction_target(svc: CoiService, coi: str, index: int) -> CorrectionTarget
     values = dict(entry["data"])
     for later in entry.get("corrected_by") or ():
         values.update(by_index.get(later, {}).get("data", {}).get("values", {}))
-    fields = tuple((f, "" if values.get(f.name) is None else str(values[f.name]))
-                   for f in spec.fields.values() if f.correctable)
+    correctable = [f for f in spec.fields.values() if f.correctable]
+    fields = tuple((f, field_text(svc, f, values.get(f.name))) for f in correctable)
+    readable = tuple(field_shown(svc, f, values.get(f.name)) for f in correctable)
     if not fields:
         raise Refused(f"'{spec.title}' has no field that can be corrected; open a deviation "
                       "instead")
     return CorrectionTarget(coi=shown["coi"], index=index, step=spec, fields=fields,
-                            corrected_by=tuple(entry.get("corrected_by") or ()))
+                            corrected_by=tuple(entry.get("corrected_by") or ()),
+                            shown=readable)
+
+
+def _is_ms(spec: FieldSpec, value: object) -> bool:
+    return spec.type == "timestamp" and isinstance(value, int) and not isinstance(value, bool)
+
+
+def field_text(svc: CoiService, spec: FieldSpec, value: object) -> str:
+    """A recorded value as a person edits it: a timestamp as local ISO time with its UTC
+    offset (``2026-11-24T14:51:43.055+01:00``, read back to the same millisecond), not epoch
+    milliseconds; anything else as its text."""
+    if value is None:
+        return ""
+    if _is_ms(spec, value):
+        assert isinstance(value, int)
+        t = dt.datetime.fromtimestamp(value // 1000, svc.tz()).replace(
+            microsecond=value % 1000 * 1000)
+        return t.isoformat(timespec="milliseconds" if value % 1000 else "seconds")
+    return str(value)
+
+
+def field_shown(svc: CoiService, spec: FieldSpec, value: object) -> str:
+    """A recorded value for people to read: a timestamp as the site's local time with its zone."""
+    if _is_ms(spec, value):
+        assert isinstance(value, int)
+        return svc.local_time(value)
+    return field_text(svc, spec, value)
+
+
+def entry_data_shown(svc: CoiService, entry_type: str, data: dict[str, Any]) -> dict[str, Any]:
+    """An entry's data with every timestamp field as local time with its zone (for timelines)."""
+    spec = svc.process().step_for_entry_type(entry_type)
+    if spec is None:
+        return data
+    return {k: field_shown(svc, spec.fields[k], v) if k in spec.fields else v
+            for k, v in data.items()}
 
 
 def release_blockers(svc: CoiService, coi: str, user: str) -> list[str]:
@@ -239,8 +296,9 @@ def release_blockers(svc: CoiService, coi: str, user: str) -> list[str]:
     return precheck(svc, step.name, coi, user=user, item=None)
 
 
-__all__ = ["FILTERS", "ORDERS", "CorrectionTarget", "ScanTarget", "compare_second",
-           "correction_target", "enrolment_step", "expected_next", "may_correct", "may_enrol",
-           "format_duration", "format_left", "item_for_step", "precheck", "product_page",
+__all__ = ["CorrectionTarget", "FILTERS", "ORDERS", "ScanTarget", "compare_second",
+           "correction_target", "enrolment_step", "entry_data_shown", "expected_next",
+           "field_shown", "field_text", "first_item", "format_duration", "format_left",
+           "item_for_step", "may_correct", "may_enrol", "precheck", "product_page",
            "release_blockers", "scan_target", "scanned_values", "station_steps", "window_left",
-           "wristband_text"]
+           "windows_left", "wristband_text"]

@@ -9,6 +9,7 @@ the Part 11 signing session and the idle lock; what a person may do is the servi
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -24,6 +25,7 @@ from coi.service.session import DEFAULT_IDLE_TIMEOUT_S, SigningSession
 from coi.service.views import may_correct, may_enrol, station_steps
 from coi.tui.commands import CoiCommands
 from coi.tui.host import CoiHost
+from coi.tui.keys import KeyRouter
 from coi.tui.screens.error import ErrorScreen
 from coi.tui.screens.login import LoginScreen
 
@@ -41,15 +43,17 @@ class CoiApp(App[None]):
     SUB_TITLE = "chain of identity"
     COMMANDS = App.COMMANDS | {CoiCommands}
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("f2", "station", "Station"),
-        Binding("f3", "review", "Review"),
-        Binding("f4", "audit", "Audit"),
-        Binding("f5", "admin", "Users"),
-        Binding("f6", "enrol", "Enrol"),
-        Binding("f7", "correct", "Correct"),
+        # The sections' keys are on the home menu and the palette; the footer keeps room (at
+        # 80 columns) for the screen's own keys, Lock and Log out.
+        Binding("f2", "station", "Station", show=False),
+        Binding("f3", "review", "Review", show=False),
+        Binding("f4", "audit", "Audit", show=False),
+        Binding("f5", "admin", "Users", show=False),
+        Binding("f6", "enrol", "Enrol", show=False),
+        Binding("f7", "correct", "Correct", show=False),
         Binding("f9", "lock", "Lock"),
         Binding("f10", "logout", "Log out"),
-        Binding("ctrl+q", "quit", "Quit", priority=True),
+        Binding("ctrl+q", "quit", "Quit", priority=True, show=False),  # in the palette
     ]
 
     def __init__(self, svc: CoiService, *, station: str | None = None,
@@ -62,10 +66,12 @@ class CoiApp(App[None]):
         self.idle_check_s = idle_check_s
         self.service_lock = threading.RLock()  # see coi.tui.base.serialized
         self._locked = False
+        self.keys = KeyRouter(self)  # every key and paste, one at a time (see coi.tui.keys)
 
     # -- start, login, lock -----------------------------------------------------------------
     def on_mount(self) -> None:
         self.theme = "textual-dark"
+        self.show_clock()
         if self.session.user is not None:  # a session opened by the caller (tests, kiosks)
             self.sub_title = self.session_title()
             self.call_later(self.open_start, first=True)
@@ -74,8 +80,16 @@ class CoiApp(App[None]):
         self.set_interval(self.idle_check_s, self.check_idle_lock)
 
     async def on_event(self, event: events.Event) -> None:
+        if self.keys.is_current(event):  # a key handed back by the router, in its turn
+            try:
+                await super().on_event(event)
+            finally:
+                self.keys.handled(event)
+            return
         if isinstance(event, events.Key | events.MouseDown | events.Paste):
             self.session.touch()
+        if self.keys.take(event):  # queued: handled in order, each once the last has settled
+            return
         await super().on_event(event)
 
     @property
@@ -124,7 +138,14 @@ class CoiApp(App[None]):
         while len(self.screen_stack) > 2:
             await self.pop_screen()
 
+    def show_clock(self) -> None:
+        """The site's local date and time with its zone, in the header of every screen (from
+        the service's clock, so tests see a fixed time)."""
+        now = dt.datetime.fromtimestamp(self.svc.clock.now_ms() // 1000, self.svc.tz())
+        self.title = f"coi · {now:%Y-%m-%d %H:%M %Z}"
+
     def check_idle_lock(self) -> None:
+        self.show_clock()
         if self._locked or self.session.user is None:
             return
         if self.session.expired():

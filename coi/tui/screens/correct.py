@@ -24,6 +24,8 @@ from coi.service.views import CorrectionTarget, correction_target
 from coi.tui.base import CoiScreen, serialized
 from coi.tui.text import line, refusal, show
 
+TIME_HINT = "local time with its offset, e.g. 2026-01-31T09:30+01:00"
+
 
 class CorrectionScreen(CoiScreen):
     """``CorrectionScreen(coi=None, index=None)``: Enter on the entry number loads its fields."""
@@ -57,9 +59,10 @@ class CorrectionScreen(CoiScreen):
             yield Label(f"Your password (signs as {self.coi_app.display_name()})",
                         classes="field-label")
             yield Input(password=True, id="correct-password", compact=True)
-            yield Button("Sign and record the correction  (ctrl+s)", id="correct-sign",
-                         variant="warning")
             yield Static("", id="correct-result")
+        with Horizontal(classes="actions"):  # outside the scroll: always in sight at 80x24
+            yield Button("Sign and record the correction  (ctrl+s)", id="correct-sign",
+                         variant="warning", compact=True)
         yield Footer()
 
     def on_mount(self) -> None:
@@ -122,11 +125,14 @@ class CorrectionScreen(CoiScreen):
         box = self.query_one("#correct-fields", Vertical)
         box.remove_children()
         widgets: list[Any] = []
-        for spec, current in target.fields:
-            unit = f" [{spec.unit}]" if spec.unit else ""
-            widgets.append(Label(show(f"{spec.title}{unit} — now: {current or '—'}"),
+        readable = target.shown or tuple(current for _spec, current in target.fields)
+        for (spec, current), now in zip(target.fields, readable, strict=True):
+            timestamp = spec.type == "timestamp"
+            unit = f" [{spec.unit}]" if spec.unit and not timestamp else ""
+            widgets.append(Label(show(f"{spec.title}{unit} — now: {now or '—'}"),
                                  classes="field-label"))
-            widgets.append(Input(current, id=f"fix-{spec.name}", compact=True))
+            widgets.append(Input(current, id=f"fix-{spec.name}", compact=True,
+                                 placeholder=TIME_HINT if timestamp else ""))
         box.mount_all(widgets)
 
     def changes(self) -> dict[str, str]:

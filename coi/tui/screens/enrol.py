@@ -8,16 +8,19 @@ red; the form keeps what was typed so it can be put right.
 
 from __future__ import annotations
 
+import shlex
+from pathlib import Path
 from typing import Any, ClassVar
 
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import VerticalScroll
+from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Button, Footer, Header, Input, Label, Static
 
 from coi.service.errors import ConfigError, Refused
+from coi.service.views import first_item
 from coi.tui.base import CoiScreen, serialized
 from coi.tui.text import line, refusal
 from coi.tui.widgets.big_text import BigText
@@ -53,9 +56,11 @@ class EnrolScreen(CoiScreen):
             who = self.coi_app.display_name()
             yield Label(f"Your password (signs as {who}, authored)", classes="field-label")
             yield Input(password=True, id="enrol-password", compact=True)
-            yield Button("Sign and enrol  (ctrl+s)", id="enrol-sign", variant="success")
             yield Static("", id="enrol-result")
             yield BigText(id="enrol-coi")
+        with Horizontal(classes="actions"):  # outside the scroll: always in sight at 80x24
+            yield Button("Sign and enrol  (ctrl+s)", id="enrol-sign", variant="success",
+                         compact=True)
         yield Footer()
 
     def on_mount(self) -> None:
@@ -117,6 +122,29 @@ class EnrolScreen(CoiScreen):
             self.say(refusal("✗ Not enrolled: ", str(e)))
         self.lock_if_signed_out()
 
+    def label_command(self, coi: str) -> list[str] | None:
+        """The ``coi label`` command that prints the first bag's label once it exists."""
+        first = first_item(self.coi_app.svc.process())
+        if first is None:
+            return None
+        url = self.coi_app.svc.ledger.db.url
+        db = url.display
+        if url.sqlite_path is not None:  # relative to here when it is below here: shorter
+            path = Path(url.sqlite_path).resolve()
+            db = str(path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path)
+        item = first[1]
+        return ["coi", "label", coi, "--item", item, "--format", "pdf",
+                "-o", f"{coi}-{item}.pdf", "--as", self.coi_app.session.user or "", "--db", db]
+
+    def next_steps(self, coi: str) -> list[str]:
+        first = first_item(self.coi_app.svc.process())
+        command = self.label_command(coi)
+        if first is None or command is None:
+            return ["  Next: record the first step of the process for this product."]
+        step, item = first
+        return [f"  Next: record '{step.title}' (it creates the bag {item}),",
+                "  then print its label:", f"    {shlex.join(command)}"]
+
     def done(self, coi: str, index: int, name: str, when: str) -> None:
         self.busy = False
         self.enrolled, self.entry_index = coi, index
@@ -126,8 +154,8 @@ class EnrolScreen(CoiScreen):
         t = Text()
         t.append(f"✔ ENROLLED as entry {index}\n", style="bold green")
         t.append_text(line(f"  authored by {name} at {when}"))
-        t.append_text(line(f"  Next: print the bag labels (coi label {coi} --format pdf) and "
-                           "record the apheresis collection."))
+        for text in self.next_steps(coi):
+            t.append_text(line(text))
         self.say(t)
         big = self.query_one("#enrol-coi", BigText)
         big.show_text(coi, f"{coi}  ·  new chain of identity")

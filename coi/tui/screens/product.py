@@ -7,6 +7,7 @@ the release/reject screen (the service decides whether the signer may).
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any, ClassVar
 
 from rich.text import Text
@@ -15,7 +16,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, TabPane
 
-from coi.service.views import format_left, release_blockers
+from coi.service.views import entry_data_shown, format_left, release_blockers, windows_left
 from coi.tui.base import CoiScreen, serialized
 from coi.tui.text import show
 
@@ -35,7 +36,7 @@ class ProductScreen(CoiScreen):
         Binding("escape", "app.pop_screen", "Back"),
         Binding("r", "release('release')", "Release"),
         Binding("x", "release('reject')", "Reject"),
-        Binding("c", "correct", "Correct entry"),
+        Binding("c", "correct", "Correct"),
     ]
 
     def __init__(self, coi: str) -> None:
@@ -93,15 +94,21 @@ class ProductScreen(CoiScreen):
     def load(self) -> None:
         svc = self.coi_app.svc
         shown = svc.show(self.coi)
+        tz = svc.tz()
+        for t in shown["timeline"]:  # times as local time with zone, never epoch milliseconds
+            t["data"] = entry_data_shown(svc, t["type"], t["data"])
+            when = dt.datetime.fromtimestamp(t["time_ms"] // 1000, tz)
+            t["time_short"] = f"{when:%Y-%m-%d %H:%M:%S %Z UTC%z}"
         blockers = release_blockers(svc, self.coi, self.coi_app.session.user or "")
         specs = {k: t.specification() for k, t in svc.process().qc_tests.items()}
-        windows = {k: w.title for k, w in svc.process().windows.items()}
+        with svc.lock:
+            product = svc.chain().product(self.coi)
+        windows = windows_left(svc, product, shown["now_ms"])
         self.app.call_from_thread(self.show_product, shown, blockers, specs, windows)
 
     def show_product(self, shown: dict[str, Any], blockers: list[str],
-                     specs: dict[str, str], windows: dict[str, str]) -> None:
+                     specs: dict[str, str], windows: list[tuple[str, int]]) -> None:
         state = shown["state"] or {}
-        now = shown["now_ms"]
         head = Text()
         head.append("CoI ", style="bold")
         head.append_text(show(shown["coi"], "bold cyan"))
@@ -114,16 +121,13 @@ class ProductScreen(CoiScreen):
         if items:
             head.append("\nItems ", style="bold")
             head.append_text(show(", ".join(f"{k} {v['status']}" for k, v in items.items())))
-        for w in state.get("windows", {}).values():
-            if w.get("ended_index") is None:
-                left = w["deadline_ms"] - now
-                head.append("\nWindow ", style="bold")
-                head.append_text(show(f"{windows.get(w['name'], w['name'])}"
-                                      f"{' (' + w['item'] + ')' if w.get('item') else ''}: "))
-                head.append_text(show(format_left(left), "bold red" if left < 0 else ""))
+        for title, left in windows:  # only windows the product can still be inside
+            head.append("\nWindow ", style="bold")
+            head.append_text(show(f"{title}: "))
+            head.append_text(show(format_left(left), "bold red" if left < 0 else ""))
         self.query_one("#product-head", Static).update(head)
         gate = Text()
-        if state.get("state") == "qc_testing" or blockers:
+        if state.get("state") == "qc_testing":  # the gate is about releasing: only then
             if blockers:
                 gate.append("Release gate not met for you: ", style="bold red")
                 gate.append_text(show("; ".join(blockers), "red"))
@@ -145,7 +149,7 @@ class ProductScreen(CoiScreen):
             data = summarise(t["data"])
             if t["corrected_by"]:
                 data = f"corrected by {', '.join(map(str, t['corrected_by']))}; " + data
-            table.add_row(str(t["index"]), show(t["time_local"]), show(t["step"]),
+            table.add_row(str(t["index"]), show(t["time_short"]), show(t["step"]),
                           show(signers), mark, show(data), key=str(t["index"]))
 
     def fill_deviations(self, devs: dict[str, dict[str, Any]]) -> None:

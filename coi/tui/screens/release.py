@@ -80,6 +80,8 @@ class ReleaseScreen(CoiScreen):
         self.app.call_from_thread(self.show_gate, reasons)
 
     def show_gate(self, reasons: list[str]) -> None:
+        if self.result_index is not None:  # signed meanwhile: done() shows the new state
+            return
         t = Text()
         if reasons:
             t.append(f"{self.kind.capitalize()} is blocked:\n", style="bold red")
@@ -150,6 +152,12 @@ class ReleaseScreen(CoiScreen):
     def done(self, index: int, when: str) -> None:
         self.result_index = index
         self.query_one("#release-password", Input).value = ""
+        # The gate was about signing; after it, the screen says what the product now is.
+        state = Text(f"{self.coi} is now {KINDS[self.kind][3]} (entry {index}).",
+                     style="bold green" if self.kind == "release" else "bold red")
+        self.query_one("#release-gate", Static).update(state)
+        for field in self.query(Input).results(Input):
+            field.disabled = True
         t = Text(f"✔ {KINDS[self.kind][3].upper()} as entry {index}\n", style="bold green")
         t.append_text(show(f"signed by {self.coi_app.display_name()} at {when}"))
         self.query_one("#release-result", Static).update(t)

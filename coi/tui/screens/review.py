@@ -1,7 +1,8 @@
 """QA review: the products table (filter by state, window, open deviation; sort; search).
 
 One page at a time straight from the product_state table, so the first page shows at once even
-with 100,000 products. Enter opens the product's timeline.
+with 100,000 products. Enter opens the product's timeline; Enter in the search field opens the
+only match (or moves to the table when there are several).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class ReviewScreen(CoiScreen):
         super().__init__()
         self.page_offset = 0
         self.rows: list[dict[str, Any]] = []
+        self.open_only = False  # Enter in the search field: open the one match once loaded
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -77,6 +79,12 @@ class ReviewScreen(CoiScreen):
     def filters_changed(self) -> None:
         self.page_offset = 0
         self.load()
+
+    @on(Input.Submitted, "#f-search")
+    def search_submitted(self) -> None:
+        self.page_offset = 0
+        self.open_only = True
+        self.load()  # the page for exactly what the field holds now, then show_rows decides
 
     def query_args(self) -> dict[str, Any]:
         state = self.query_one("#f-state", Select)
@@ -117,6 +125,20 @@ class ReviewScreen(CoiScreen):
         last = self.page_offset + len(rows)
         self.query_one("#review-count", Static).update(
             f"products {first}–{last}  ·  Enter: open  ·  ctrl+n/ctrl+b: page")
+        if self.open_only:
+            self.open_only = False
+            self.after_search(rows)
+
+    def after_search(self, rows: list[dict[str, Any]]) -> None:
+        from coi.tui.screens.product import ProductScreen
+
+        if len(rows) == 1:
+            self.app.push_screen(ProductScreen(str(rows[0]["coi"])))
+        elif rows:
+            self.query_one("#products", DataTable).focus()
+            self.notify(f"{len(rows)} products match: pick one and press Enter.")
+        else:
+            self.notify("No product matches the search.", severity="warning")
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         from coi.tui.screens.product import ProductScreen

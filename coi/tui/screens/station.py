@@ -88,8 +88,8 @@ class StationScreen(CoiScreen):
     """Records one step. ``phase`` is "scan", "second", "fields" or "busy"."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("ctrl+s", "sign", "Sign & record", priority=True),
-        Binding("escape", "cancel", "Cancel / back"),
+        Binding("ctrl+s", "sign", "Sign", priority=True),
+        Binding("escape", "cancel", "Cancel"),
         Binding("f6", "focus_scan", "Scan field"),
     ]
 
@@ -101,9 +101,11 @@ class StationScreen(CoiScreen):
         self.first_raw = ""
         self.wristband: str | None = None
         self.paperwork: str | None = None
+        self.scan_methods: dict[str, str] = {}  # "first"/"second" scan -> how it was entered
         self.timings = Timings()
         self.last_index: int | None = None
         self._t0 = 0.0
+        self._held: ScanInput.Scanned | None = None
 
     @property
     def spec(self) -> StepSpec:
@@ -144,8 +146,9 @@ class StationScreen(CoiScreen):
                                     id="witness-password", compact=True)
                 yield Label(f"Your password (signs as {who})", classes="field-label")
                 yield Input(placeholder="password", password=True, id="password", compact=True)
-                yield Button("Sign and record  (ctrl+s)", id="sign", variant="success")
             yield Static("", id="confirm")
+        with Horizontal(classes="actions", id="station-actions"):  # always in sight at 80x24
+            yield Button("Sign and record  (ctrl+s)", id="sign", variant="success", compact=True)
         yield Footer()
 
     def first_prompt(self) -> str:
@@ -157,13 +160,13 @@ class StationScreen(CoiScreen):
 
     @staticmethod
     def field_label(f: FieldSpec) -> str:
-        unit = f" [{f.unit}]" if f.unit else ""
+        unit = f" [{f.unit}]" if f.unit and f.type != "timestamp" else ""
         return f"{f.title}{unit}{'' if f.required else ' (optional)'}"
 
     @staticmethod
     def hint(f: FieldSpec) -> str:
         if f.type == "timestamp":
-            return "time: 2026-01-31T09:30Z, or milliseconds since 1970"
+            return "local time with its offset, e.g. 2026-01-31T09:30+01:00"
         if f.type in ("int", "decimal", "qc_value"):
             rng = []
             if f.min is not None:
@@ -173,8 +176,12 @@ class StationScreen(CoiScreen):
             return "number" + (f" ({', '.join(rng)})" if rng else "")
         return "required" if f.required else "optional"
 
+    def show_form(self, shown: bool) -> None:
+        self.query_one("#form").display = shown
+        self.query_one("#station-actions").display = shown
+
     def on_mount(self) -> None:
-        self.query_one("#form").display = False
+        self.show_form(False)
         self.query_one("#scan", ScanInput).focus()
 
     def on_screen_resume(self) -> None:
@@ -190,8 +197,9 @@ class StationScreen(CoiScreen):
         self.target = None
         self.wristband = None
         self.paperwork = None
+        self.scan_methods = {}
         self.first_raw = ""
-        self.query_one("#form").display = False
+        self.show_form(False)
         for inp in self.query("#form Input").results(Input):
             inp.value = ""
         for sel in self.query("#form Select").results(Select):
@@ -209,8 +217,18 @@ class StationScreen(CoiScreen):
         elif self.phase != "busy":
             self.reset_station(keep_confirmation=False)
 
+    def take_held(self) -> None:
+        """A scan that came while the station was busy, now that it is ready for one."""
+        held, self._held = self._held, None
+        if held is not None:
+            self.scanned(held)
+
     def raise_alert(self, title: str, reason: str, *, scanned: str | None = None,
               recorded_index: int | None = None) -> None:
+        if self._held is not None:
+            self.notify("A scan that came while this one was refused was not used: scan it "
+                        "again.", severity="warning")
+            self._held = None
         self.reset_station(keep_confirmation=False)
         self.app.push_screen(AlertScreen(title, reason, scanned=scanned,
                                          recorded_index=recorded_index))
@@ -224,7 +242,8 @@ class StationScreen(CoiScreen):
     @on(ScanInput.Scanned)
     def scanned(self, event: ScanInput.Scanned) -> None:
         event.stop()
-        if self.phase == "busy":
+        if self.phase == "busy":  # e.g. the wristband scanned while the bag is still loading:
+            self._held = event  # taken as soon as the station is ready for it, never dropped
             return
         self._t0 = time.perf_counter()
         if self.phase == "second" and self.target is not None:
@@ -246,11 +265,13 @@ class StationScreen(CoiScreen):
             return
         self.phase = "busy"
         self.first_raw = event.raw
+        self.scan_methods = {"first": event.method}
         self.load_product(target, event.raw, event.method)
 
     def second_scan(self, raw: str, method: str) -> None:
         assert self.target is not None
         kind = self.spec.second_scan
+        self.scan_methods["second"] = method
         if kind == "wristband":
             if method == "typed":
                 self.refuse_scan(raw, "The wristband must be scanned, not typed: identity at "
@@ -339,6 +360,7 @@ class StationScreen(CoiScreen):
             self.query_one("#scan", ScanInput).focus()
         else:
             self.show_fields()
+        self.take_held()
 
     def show_fields(self) -> None:
         self.phase = "fields"
@@ -346,7 +368,7 @@ class StationScreen(CoiScreen):
             Text("Fill in the fields, then your password; ctrl+s signs and records.",
                  style="bold"))
         form = self.query_one("#form")
-        form.display = True
+        self.show_form(True)
         first = form.query("Input, Select").first()
         first.focus(scroll_visible=False)
         # Once the form is laid out, scroll only as far as its first field: the identity in
@@ -379,6 +401,16 @@ class StationScreen(CoiScreen):
                                          wristband=self.wristband))
         return fields
 
+    def entry_methods(self, fields: dict[str, str]) -> dict[str, str]:
+        """How each scanned field's value was entered: "scanner" (a burst), "pasted" or
+        "typed". The first scan fills the product's fields; the second, the wristband or the
+        paperwork. This is the station's answer to "was it scanned?" for the service."""
+        assert self.target is not None
+        second = {"wristband", "paperwork"}
+        return {name: self.scan_methods.get("second" if name in second else "first", "typed")
+                for name in scanned_values(self.spec, self.target, paperwork=self.paperwork,
+                                           wristband=self.wristband) if name in fields}
+
     def action_sign(self) -> None:
         if self.phase != "fields" or self.target is None:
             return
@@ -399,12 +431,15 @@ class StationScreen(CoiScreen):
             witness = (wu, wp)
         self.phase = "busy"
         self.query_one("#confirm", Static).update(Text("Signing…", style="bold"))
-        self.record(self.target, self.collect(), password, witness)
+        fields = self.collect()
+        self.record(self.target, fields, self.entry_methods(fields), password, witness)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="record")
     @serialized
-    def record(self, target: ScanTarget, fields: dict[str, str], password: str,
-               witness: tuple[str, str] | None) -> None:
+    def record(self, target: ScanTarget, fields: dict[str, str], methods: dict[str, str],
+               password: str, witness: tuple[str, str] | None) -> None:
+        """Sign and record. ``methods`` says how each scanned field was entered (see
+        ``entry_methods``): the one place it meets the service."""
         app = self.coi_app
         svc = app.svc
         t0 = time.perf_counter()
@@ -416,6 +451,7 @@ class StationScreen(CoiScreen):
             return
         t1 = time.perf_counter()
         try:
+            # `methods` goes to the service here once it takes how scanned fields were entered
             rec = svc.record(self.step, target.coi, actor=actor, witness=wkey,
                              item=item_for_step(self.spec, target.item), fields=fields)
         except Refused as e:
@@ -430,6 +466,7 @@ class StationScreen(CoiScreen):
 
     def signature_refused(self, e: Refused) -> None:
         self.phase = "fields"
+        self.take_held()
         pw = self.query_one("#password", Input)
         pw.value = ""
         pw.focus()
@@ -454,3 +491,4 @@ class StationScreen(CoiScreen):
             t.append(f"  Deviation opened automatically: entry {d}\n", style="bold yellow")
         self.reset_station()
         self.query_one("#confirm", Static).update(t)
+        self.take_held()

@@ -4,18 +4,21 @@ Traps of a plain ``Input`` it avoids (domain.md, Scanners): the group separator 
 (shown as ␝ while on screen, given back as GS; every control character
 pasted is shown as its control picture), a Tab suffix submits instead of moving focus, LF
 (ctrl+j) submits like Enter, and a pasted scan ending in Enter/Tab submits at once. It tells a
-scanner's burst (key presses well under 35 ms apart) from typing, and says which in its message.
+scanner's burst (key presses well under 35 ms apart, timed when the terminal's bytes were read,
+not when the key is handled) from typing, and says which in its message.
 
 An ESC prefix (some scanners are set to send one) must neither cancel the screen nor eat the
 first character: the terminal merges ESC with the key after it into ``alt+<key>``, which is
 taken here as that key; an ESC that arrives alone is held for ``ESC_WAIT_S`` and dropped as a
 prefix when the scan's keys follow, or passed on as :class:`ScanInput.Escaped` (a person pressed
-Escape) when nothing follows. The prefix is never part of the scan: it is not data.
+Escape) when nothing follows. When ESC and more than 31 characters arrive in one read, Textual
+gives up on the "escape sequence" and turns the ESC into ``^``: a scanner's burst that starts
+with ``^`` (no code coi reads holds one) has it dropped as that prefix. The prefix is never
+part of the scan: it is not data.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -64,7 +67,7 @@ class ScanInput(Input):
         Binding("tab", "scan_submit", "Submit scan", show=False),
         Binding("ctrl+j", "scan_submit", "Submit scan", show=False),
         Binding("enter", "scan_submit", "Submit scan", show=False),
-        Binding("escape", "scan_escape", "Cancel / back"),
+        Binding("escape", "scan_escape", "Back"),
     ]
 
     @dataclass
@@ -107,24 +110,24 @@ class ScanInput(Input):
         if merged is not None:
             event.stop()
             event.prevent_default()
-            self._stamp()
+            self._stamp(event)
             self.insert_text_at_cursor(merged)
             return
         if event.character == GS:
             event.stop()
             event.prevent_default()
-            self._stamp()
+            self._stamp(event)
             self.insert_text_at_cursor(GS_SHOWN)
             return
         if event.is_printable:
-            self._stamp()
+            self._stamp(event)
         # Input._on_key runs next (Textual dispatches handlers along the MRO)
 
-    def _stamp(self) -> None:
+    def _stamp(self, event: events.Key) -> None:
         if not self.value and not self.esc_prefixed:
             self._stamps.clear()
             self._pasted = False
-        self._stamps.append(time.monotonic())
+        self._stamps.append(event.time)  # when the key was read, not when it is handled
 
     def action_scan_escape(self) -> None:
         if self.value or self._esc_timer is not None:
@@ -169,6 +172,8 @@ class ScanInput(Input):
     def action_scan_submit(self) -> None:
         raw = from_shown(self.value)
         method = self.method()
+        if method == "scanner" and raw.startswith("^"):  # Textual's rendering of a long
+            raw = raw[1:]  # scan's ESC prefix (see the module's docstring)
         self.value = ""
         self._stamps.clear()
         self._pasted = False

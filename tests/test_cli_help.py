@@ -45,6 +45,9 @@ COMMANDS: dict[str, str] = {
     "report": "BUNDLE -o/--output --trust",
     "tui": "--db --log-key --station --idle-minutes",
     "demo": "--db --products --station --idle-minutes",
+    "backup": "-o/--output --force/--no-force --db --log-key",
+    "restore": "BACKUP_FILE --checkpoint --db --log-key",
+    "validate": "-o/--output --tests --postgres --only --sign-as --password-file --db --log-key",
     "user add": "USER --name --role --as --db --log-key --password-file --new-password-file",
     "user revoke": "USER --reason --as --db --log-key --password-file",
     "user reset": "USER --reason --as --db --log-key --password-file --new-password-file",
@@ -64,7 +67,7 @@ COMMANDS: dict[str, str] = {
 }
 GROUPS = {"": ["init", "migrate", "append", "verify", "checkpoint", "log-key", "label", "parse",
                "enrol", "record", "steps", "show", "status", "export", "verify-export",
-               "report", "tui", "demo", "user", "prove", "labels", "witness"],
+               "report", "tui", "demo", "backup", "restore", "validate", "user", "prove", "labels", "witness"],
           "user": ["add", "revoke", "reset", "rotate", "unlock", "list"],
           "prove": ["inclusion", "consistency"],
           "labels": ["apply", "void", "reprint", "check", "list"],

@@ -144,3 +144,15 @@ def test_the_checks_see_cycles_hidden_under_type_checking_and_late_imports(
     del graph["pkg.c"]
     graph["pkg.sub.b"] = set()
     assert find_cycle(graph) is None
+
+
+def test_every_package_of_coi_is_shipped_by_a_wheel() -> None:
+    """A package missing from pyproject's list works in an editable install and is absent from a
+    wheel: the installed coi would fail on its first import of it."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    shipped = set(project["tool"]["setuptools"]["packages"])
+    on_disk = {".".join(p.parent.relative_to(ROOT).parts)
+               for p in (ROOT / "coi").rglob("__init__.py")}
+    assert on_disk - shipped == set()

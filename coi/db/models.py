@@ -26,7 +26,9 @@ metadata: MetaData = SQLModel.metadata
 
 class LedgerEntry(SQLModel, table=True):
     __tablename__ = "ledger_entry"
-    idx: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    # INTEGER on SQLite makes idx the row id (migration 0004): a range of indexes is a range read.
+    idx: int = Field(sa_column=Column(BigInteger().with_variant(Integer(), "sqlite"),
+                                      primary_key=True, autoincrement=False))
     prev_hash: str = Field(sa_column=Column(String(64), nullable=False, unique=True))
     entry_hash: str = Field(sa_column=Column(String(64), nullable=False, unique=True))
     time_ms: int = Field(sa_column=Column(BigInteger, nullable=False))

@@ -1,0 +1,107 @@
+"""Reads by ledger index are range reads on both backends (issue 21, item 2).
+
+On SQLite ``ledger_entry.idx`` is the table's row id (migration 0004), so "the entries from index
+N" is a walk of the table from N and "the entries of these types from index N" is one short range
+per type in the type index; neither visits what came before N. The plans are read back with
+``EXPLAIN`` on each backend, and a ledger with the old layout is rebuilt by ``coi migrate`` with
+every entry kept and the ledger still verifying.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from coi.db import migrate
+from coi.db.engine import make_engine
+from coi.db.url import DatabaseUrl
+from tests.conftest import Ledger
+
+RANGE = "SELECT idx, type FROM ledger_entry WHERE idx >= :lo AND idx < :hi ORDER BY idx"
+TYPED = ("SELECT * FROM ledger_entry WHERE idx >= :lo AND type IN ('user.add', 'note') "
+         "ORDER BY idx")
+
+OLD_TABLE = (  # exactly what revision 0001 created
+    "CREATE TABLE ledger_entry (idx BIGINT NOT NULL, prev_hash VARCHAR(64) NOT NULL, "
+    "entry_hash VARCHAR(64) NOT NULL, time_ms BIGINT NOT NULL, type VARCHAR(128) NOT NULL, "
+    "subject VARCHAR(128) NOT NULL, signer VARCHAR(64) NOT NULL, statement BLOB NOT NULL, "
+    "signatures BLOB NOT NULL, CONSTRAINT pk_ledger_entry PRIMARY KEY (idx), "
+    "CONSTRAINT uq_ledger_entry_prev_hash UNIQUE (prev_hash), "
+    "CONSTRAINT uq_ledger_entry_entry_hash UNIQUE (entry_hash))")
+
+
+def _sqlite_plan(db: str, sql: str) -> str:
+    with sqlite3.connect(db) as c:
+        sql = sql.replace(":lo", "?").replace(":hi", "?")
+        args = (5, 10) if sql.count("?") == 2 else (5,)
+        return " | ".join(r[3] for r in c.execute("EXPLAIN QUERY PLAN " + sql, args))
+
+
+def _declared_idx_type(db: str) -> str:
+    with sqlite3.connect(db) as c:
+        return next(str(r[2]).upper() for r in c.execute("PRAGMA table_info(ledger_entry)")
+                    if r[1] == "idx")
+
+
+def test_sqlite_reads_a_range_of_indexes_through_the_row_id(sqlite_ledger: Ledger) -> None:
+    sqlite_ledger.svc.engine.dispose()
+    assert _declared_idx_type(sqlite_ledger.db) == "INTEGER"
+    plan = _sqlite_plan(sqlite_ledger.db, RANGE)
+    assert "INTEGER PRIMARY KEY (rowid>? AND rowid<?)" in plan, plan
+    typed = _sqlite_plan(sqlite_ledger.db, TYPED)
+    # One range per type (the row id sits in the type index): only entries from N are visited
+    # and sorted, never every entry of those types ever written.
+    assert "(type=? AND rowid>?)" in typed, typed
+
+
+@pytest.mark.postgres
+def test_postgres_reads_a_range_of_indexes_through_the_primary_key(pg_url: str) -> None:
+    engine = make_engine(DatabaseUrl.parse(pg_url))
+    try:
+        migrate.upgrade(engine)
+        with engine.begin() as c:
+            c.execute(text("SET enable_seqscan = off"))  # an empty table: ask what it *can* use
+            plan = "\n".join(r[0] for r in c.execute(text("EXPLAIN " + RANGE),
+                                                        {"lo": 5, "hi": 10}))
+        assert "pk_ledger_entry" in plan, plan
+    finally:
+        engine.dispose()
+
+
+def test_migrate_rebuilds_an_old_sqlite_ledger_keeping_every_entry(
+        sqlite_ledger: Ledger, tmp_path: Path) -> None:
+    svc = sqlite_ledger.svc
+    before = svc.verify().size
+    svc.engine.dispose()
+    with sqlite3.connect(sqlite_ledger.db) as c:  # put the table back as revision 0001 made it
+        rows = c.execute("SELECT * FROM ledger_entry ORDER BY idx").fetchall()
+        c.execute("DROP TABLE ledger_entry")
+        c.execute(OLD_TABLE)
+        c.executemany(f"INSERT INTO ledger_entry VALUES ({', '.join('?' * 9)})", rows)
+        for col in ("type", "subject", "signer"):
+            c.execute(f"CREATE INDEX ix_ledger_entry_{col} ON ledger_entry ({col})")
+        for verb in ("UPDATE", "DELETE"):
+            c.execute(f"CREATE TRIGGER ledger_entry_no_{verb.lower()} BEFORE {verb} ON "
+                      f"ledger_entry BEGIN SELECT RAISE(ABORT, 'append-only'); END")
+        c.execute("UPDATE alembic_version SET version_num = '0003'")
+    assert _declared_idx_type(sqlite_ledger.db) == "BIGINT"
+    assert "sqlite_autoindex" in _sqlite_plan(sqlite_ledger.db, RANGE)
+
+    engine = make_engine(DatabaseUrl.parse(sqlite_ledger.db))
+    migrate.upgrade(engine)
+    migrate.check(engine)
+    engine.dispose()
+
+    assert _declared_idx_type(sqlite_ledger.db) == "INTEGER"
+    with sqlite3.connect(sqlite_ledger.db) as c:
+        assert c.execute("SELECT * FROM ledger_entry ORDER BY idx").fetchall() == rows
+        with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+            c.execute("DELETE FROM ledger_entry WHERE idx = 1")
+        with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+            c.execute("UPDATE ledger_entry SET subject = 'x' WHERE idx = 1")
+    reopened = sqlite_ledger.reopen()
+    assert reopened.verify().size == before
+    reopened.engine.dispose()

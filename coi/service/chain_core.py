@@ -144,21 +144,31 @@ class ChainCore:
         return self.ledger.lock
 
     def _chain_locked(self, tx: Tx | None, size: int | None) -> ChainState:
+        """The lazy chain state: each product is built from its own entries when first asked
+        for (``_product_facts``); what other writers appended since is read as one range of
+        indexes and applied to the products held."""
         process = self.process()
         if self._chain is None:
-            self._chain = ChainState(process)
+            if size is None:
+                head = self.ledger.store.head(tx=tx)
+                size = head.size if head is not None else 0
+            self._chain = ChainState(process, load=self._product_facts, last_index=size - 1)
+            return self._chain
         chain = self._chain
         reg = self.ledger.registry(tx, size=size)
-        types = process.entry_types
-        for row in self.ledger.store.rows_of_types(types, start=chain.last_index + 1, tx=tx):
+        for row in self.ledger.store.rows_of_types(process.entry_types,
+                                                   start=chain.last_index + 1, tx=tx):
             if size is not None and row.index >= size:
                 break
-            try:
-                st = Statement.from_json(jcs.decode(row.statement))
-            except ProfileError as e:
-                raise VerificationError(f"stored entry is damaged: {e}", index=row.index) from None
-            chain.apply(fact_of(st, reg))
+            chain.catch_up(fact_of(_statement(row.statement, row.index), reg))
         return chain
+
+    def _product_facts(self, coi: str) -> list[Fact]:
+        """One product's process facts, in ledger order: what its state is built from."""
+        types = self.process().entry_types
+        reg = self.ledger.registry()
+        return [fact_of(_statement(row.statement, row.index), reg)
+                for row in self.ledger.store.rows_for_subject(coi) if row.type in types]
 
     def _on_entry(self, tx: Tx, entry: SignedEntry) -> None:
         """Inside the append's transaction: apply a process entry and update the state table."""
@@ -286,6 +296,13 @@ class ChainCore:
             raise Refused(f"no patient secret is on file for {coi} (erased or never enrolled): "
                           "the wristband cannot be matched electronically")
         return patient_commitment(found[0], scanned.strip())
+
+
+def _statement(raw: bytes, index: int) -> Statement:
+    try:
+        return Statement.from_json(jcs.decode(raw))
+    except ProfileError as e:
+        raise VerificationError(f"stored entry is damaged: {e}", index=index) from None
 
 
 def _signer(reg: KeyRegistry, user: str, meaning: str) -> Signer:

@@ -39,7 +39,7 @@ COMMANDS: dict[str, str] = {
               "--witness-password-file",
     "steps": "--db",
     "show": "COI --db --json",
-    "status": "--db --json",
+    "status": "--db --json --limit",
     "export": "-o/--output --coi --since --until --all --fhir --html --quiet/-q --db --log-key",
     "verify-export": "PATH --trust",
     "report": "BUNDLE -o/--output --trust",

@@ -76,7 +76,7 @@ def test_migrate_rebuilds_an_old_sqlite_ledger_keeping_every_entry(
     svc = sqlite_ledger.svc
     before = svc.verify().size
     svc.engine.dispose()
-    with sqlite3.connect(sqlite_ledger.db) as c:  # put the table back as revision 0001 made it
+    with sqlite3.connect(sqlite_ledger.db) as c:  # put the tables back as revision 0003 left them
         rows = c.execute("SELECT * FROM ledger_entry ORDER BY idx").fetchall()
         c.execute("DROP TABLE ledger_entry")
         c.execute(OLD_TABLE)
@@ -86,6 +86,10 @@ def test_migrate_rebuilds_an_old_sqlite_ledger_keeping_every_entry(
         for verb in ("UPDATE", "DELETE"):
             c.execute(f"CREATE TRIGGER ledger_entry_no_{verb.lower()} BEFORE {verb} ON "
                       f"ledger_entry BEGIN SELECT RAISE(ABORT, 'append-only'); END")
+        for ix in ("state_coi", "deadline_coi", "deviations_coi", "last_index"):
+            c.execute(f"DROP INDEX ix_product_state_{ix}")
+        c.execute("CREATE INDEX ix_product_state_state ON product_state (state)")
+        c.execute("CREATE INDEX ix_product_state_deadline_ms ON product_state (deadline_ms)")
         c.execute("UPDATE alembic_version SET version_num = '0003'")
     assert _declared_idx_type(sqlite_ledger.db) == "BIGINT"
     assert "sqlite_autoindex" in _sqlite_plan(sqlite_ledger.db, RANGE)

@@ -177,22 +177,32 @@ def show(
 def status(
     db: DbOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+    limit: Annotated[int, typer.Option(min=1, max=10_000,
+                                       help="List at most this many windows and products "
+                                            "with open deviations (counts are always whole)")
+                     ] = 50,
 ) -> None:
     """Products by state, windows running out or exceeded, open deviations."""
     svc = open_chain(db)
     with errors():
-        s = svc.status()
+        s = svc.status(limit=limit)
     if as_json:
         echo_json(s)
         return
     typer.echo("products by state:")
     for state, n in s["by_state"].items():
         typer.echo(f"  {inert(state):<30} {n}")
-    typer.echo("windows running out (6 h) or exceeded:")
+    typer.echo(f"windows running out (6 h) or exceeded: {s['windows_total']}"
+               + _more(len(s["windows"]), s["windows_total"]))
     for w in s["windows"]:
         left = w["remaining_ms"] // 60000
         what = f"EXCEEDED {-left} min ago" if w["exceeded"] else f"{left} min left"
         typer.echo(f"  {inert(w['coi'])}  {inert(w['window'])}  {what}  (due {w['deadline']})")
-    typer.echo("open deviations:")
+    typer.echo(f"products with open deviations: {s['open_deviations_total']}"
+               + _more(len(s["open_deviations"]), s["open_deviations_total"]))
     for d in s["open_deviations"]:
         typer.echo(f"  {inert(d['coi'])}  {d['count']} open  ({inert(d['state'])})")
+
+
+def _more(shown: int, total: int) -> str:
+    return f" (the first {shown}; --limit N lists more)" if shown < total else ""

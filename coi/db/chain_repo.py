@@ -9,12 +9,21 @@ dicts here; nothing above builds a query.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Engine, and_, func, insert, select, update
+from sqlalchemy import Engine, and_, func, insert, literal, select, tuple_, update
 
 from coi.db.models import CoiCounter, Patient, ProductStateRow
 from coi.db.tx import Tx, write
+
+PAGE_ORDERS: dict[str, tuple[tuple[str, ...], bool]] = {
+    "coi": (("coi",), False), "state": (("state", "coi"), False),
+    "deadline": (("deadline_ms", "coi"), False),
+    "deviations": (("open_deviations", "coi"), True), "recent": (("last_index",), True)}
+"""``ChainStore.product_rows``'s orders: the columns of the page key (each backed by an index of
+``product_state``) and whether the list runs from the highest key down. A product's last index
+is its own newest entry's, so it is unique and needs no tie-break."""
 
 WINDOW_FILTERS = ("all", "window_soon", "window_exceeded", "deviation")
 """``ChainStore.product_rows``'s ``window`` filters: every product, a running window closing
@@ -84,29 +93,41 @@ class ChainStore:
         with self.engine.connect() as c:
             return [(r.coi, r.state, r.data, r.last_index) for r in c.execute(q)]
 
-    def summary(self, *, soon_ms: int, now_ms: int) -> dict[str, Any]:
-        """Counts by state, windows running out or exceeded, products with open deviations."""
+    def summary(self, *, soon_ms: int, now_ms: int, limit: int = 50) -> dict[str, Any]:
+        """Counts by state; the first ``limit`` windows running out or exceeded (soonest first)
+        and products with open deviations (most first), each with its total count. Every part
+        is an index range or an index count: the cost does not grow with the products listed
+        nowhere."""
+        due = and_(PS.c.deadline_ms.is_not(None), PS.c.deadline_ms <= now_ms + soon_ms)
         with self.engine.connect() as c:
             by_state = {r.state: int(r.n) for r in c.execute(
                 select(PS.c.state, func.count().label("n")).group_by(PS.c.state))}
             windows = [(r.coi, r.state, r.deadline_ms, r.deadline_window) for r in c.execute(
                 select(PS.c.coi, PS.c.state, PS.c.deadline_ms, PS.c.deadline_window)
-                .where(and_(PS.c.deadline_ms.is_not(None), PS.c.deadline_ms <= now_ms + soon_ms))
-                .order_by(PS.c.deadline_ms))]
+                .where(due).order_by(PS.c.deadline_ms, PS.c.coi).limit(limit))]
+            n_windows = int(c.execute(select(func.count()).select_from(PS).where(due)).scalar()
+                            or 0)
             devs = [(r.coi, r.state, int(r.open_deviations)) for r in c.execute(
                 select(PS.c.coi, PS.c.state, PS.c.open_deviations)
-                .where(PS.c.open_deviations > 0).order_by(PS.c.coi))]
-        return {"by_state": by_state, "windows": windows, "deviations": devs}
+                .where(PS.c.open_deviations > 0)
+                .order_by(PS.c.open_deviations.desc(), PS.c.coi.desc()).limit(limit))]
+            n_devs = int(c.execute(select(func.count()).select_from(PS)
+                                   .where(PS.c.open_deviations > 0)).scalar() or 0)
+        return {"by_state": by_state, "windows": windows, "windows_total": n_windows,
+                "deviations": devs, "deviations_total": n_devs}
 
     def product_rows(self, *, state: str | None = None, search: str | None = None,
                      window: str = "all", now_ms: int = 0, soon_ms: int = 0,
-                     limit: int = 100, offset: int = 0, order: str = "coi"
-                     ) -> list[dict[str, Any]]:
+                     limit: int = 100, after: Mapping[str, Any] | None = None,
+                     order: str = "coi") -> list[dict[str, Any]]:
         """One page of products for review screens (no JSON parsing: summary columns only).
 
         ``state``: in that state; ``search``: the CoI contains it; ``window``: one of
-        ``WINDOW_FILTERS``, at ``now_ms`` (``soon_ms`` says how soon is "soon"); ``order``: by
-        ``coi``, ``state``, ``deadline``, most ``deviations`` or most ``recent`` (then CoI).
+        ``WINDOW_FILTERS``, at ``now_ms`` (``soon_ms`` says how soon is "soon"); ``order``: one
+        of ``PAGE_ORDERS``. ``after``: the last row of the previous page: the page starts right
+        after it (keyset pagination: each page is an index range, so page 1,000 costs what
+        page 1 costs; an offset would read and drop every row before it). Products without a
+        running window come after the others when ordered by deadline.
         """
         q = select(PS.c.coi, PS.c.state, PS.c.last_index, PS.c.deadline_ms,
                    PS.c.deadline_window, PS.c.open_deviations)
@@ -123,10 +144,28 @@ class ChainStore:
             q = q.where(PS.c.open_deviations > 0)
         elif window != "all":
             raise ValueError(f"unknown window filter {window!r}")
-        col = {"coi": PS.c.coi, "state": PS.c.state, "deadline": PS.c.deadline_ms,
-               "deviations": PS.c.open_deviations.desc(), "recent": PS.c.last_index.desc()
-               }.get(order, PS.c.coi)
-        q = q.order_by(col, PS.c.coi).limit(limit).offset(offset)
+        if order not in PAGE_ORDERS:
+            raise ValueError(f"unknown order {order!r}")
+        if order == "deadline":  # two runs: with a deadline (soonest first), then without
+            timed = q.where(PS.c.deadline_ms.is_not(None))
+            untimed = q.where(PS.c.deadline_ms.is_(None))
+            rows: list[dict[str, Any]] = []
+            if after is None or after["deadline_ms"] is not None:
+                rows = self._page(timed, ("deadline_ms", "coi"), False, after, limit)
+                after = None
+            if len(rows) < limit:
+                rows += self._page(untimed, ("coi",), False, after, limit - len(rows))
+            return rows
+        keys, descending = PAGE_ORDERS[order]
+        return self._page(q, keys, descending, after, limit)
+
+    def _page(self, q: Any, keys: tuple[str, ...], descending: bool,
+              after: Mapping[str, Any] | None, limit: int) -> list[dict[str, Any]]:
+        cols = [PS.c[k] for k in keys]
+        if after is not None:
+            here, there = tuple_(*cols), tuple_(*[literal(after[k]) for k in keys])
+            q = q.where(here < there if descending else here > there)
+        q = q.order_by(*[c.desc() if descending else c for c in cols]).limit(limit)
         with self.engine.connect() as c:
             return [dict(r._mapping) for r in c.execute(q)]
 

@@ -10,7 +10,7 @@ evidence (failed-login counters).
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Integer, LargeBinary, MetaData, String, Text
+from sqlalchemy import BigInteger, Column, Index, Integer, LargeBinary, MetaData, String, Text
 from sqlmodel import Field, SQLModel
 
 NAMING = {
@@ -112,11 +112,17 @@ class ProductStateRow(SQLModel, table=True):
     """Each product's state as the process replay computes it (rebuildable from the ledger)."""
 
     __tablename__ = "product_state"
+    # One index per page order of the review list (chain_repo.PAGE_ORDERS): keyset pages.
+    __table_args__ = (
+        Index("ix_product_state_state_coi", "state", "coi"),
+        Index("ix_product_state_deadline_coi", "deadline_ms", "coi"),
+        Index("ix_product_state_deviations_coi", "open_deviations", "coi"),
+        Index("ix_product_state_last_index", "last_index"),
+    )
     coi: str = Field(sa_column=Column(String(32), primary_key=True))
-    state: str = Field(sa_column=Column(String(64), nullable=False, index=True))
+    state: str = Field(sa_column=Column(String(64), nullable=False))
     data: str = Field(sa_column=Column(Text, nullable=False))
     last_index: int = Field(sa_column=Column(BigInteger, nullable=False))
-    deadline_ms: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True,
-                                                                   index=True))
+    deadline_ms: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
     deadline_window: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
     open_deviations: int = Field(sa_column=Column(Integer, nullable=False, default=0))

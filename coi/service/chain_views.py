@@ -71,13 +71,15 @@ class ChainViews(ChainCore):
         return {"coi": coi, "state": state,
                 "timeline": timeline, "now_ms": self.clock.now_ms()}
 
-    def status(self) -> dict[str, Any]:
-        """Products by state, windows running out or exceeded, open deviations (from the table)."""
+    def status(self, *, limit: int = 50) -> dict[str, Any]:
+        """Products by state, the first ``limit`` windows running out or exceeded and products
+        with open deviations, with how many there are of each (from the table)."""
         self.process()
         now = self.clock.now_ms()
-        s = self.store.summary(soon_ms=SOON_MS, now_ms=now)
+        s = self.store.summary(soon_ms=SOON_MS, now_ms=now, limit=limit)
         return {
-            "now_ms": now,
+            "now_ms": now, "limit": limit,
+            "windows_total": s["windows_total"], "open_deviations_total": s["deviations_total"],
             "by_state": dict(sorted(s["by_state"].items())),
             "windows": [{"coi": c, "state": st, "window": w, "deadline_ms": d,
                          "deadline": self.local_time(d), "remaining_ms": d - now,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -177,13 +177,14 @@ def wristband_text(raw: str) -> str:
 
 
 def product_page(svc: CoiService, *, state: str | None = None, search: str | None = None,
-                 flt: str = "all", order: str = "coi", limit: int = 100, offset: int = 0
-                 ) -> list[dict[str, Any]]:
-    """One page of the products table, filtered by state, window or open deviation."""
+                 flt: str = "all", order: str = "coi", limit: int = 100,
+                 after: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """One page of the products table, filtered by state, window or open deviation; ``after``
+    is the previous page's last row (the page starts right after it)."""
     svc.process()
     return svc.store.product_rows(state=state, search=search, window=flt,
                                   now_ms=svc.clock.now_ms(), soon_ms=SOON_MS, limit=limit,
-                                  offset=offset, order=order)
+                                  after=after, order=order)
 
 
 def enrolment_step(process: Process) -> StepSpec:

@@ -39,7 +39,8 @@ class ReviewScreen(CoiScreen):
 
     def __init__(self) -> None:
         super().__init__()
-        self.page_offset = 0
+        # Keyset pages: where each page visited so far starts (None: the first page).
+        self.page_starts: list[dict[str, Any] | None] = [None]
         self.rows: list[dict[str, Any]] = []
         self.open_only = False  # Enter in the search field: open the one match once loaded
 
@@ -69,20 +70,25 @@ class ReviewScreen(CoiScreen):
         self.query_one("#f-search", Input).focus()
 
     def action_page(self, step: int) -> None:
-        if step > 0 and len(self.rows) < PAGE:
+        if step > 0:
+            if len(self.rows) < PAGE:
+                return
+            self.page_starts.append(self.rows[-1])
+        elif len(self.page_starts) > 1:
+            self.page_starts.pop()
+        else:
             return
-        self.page_offset = max(0, self.page_offset + step * PAGE)
         self.load()
 
     @on(Select.Changed)
     @on(Input.Changed, "#f-search")
     def filters_changed(self) -> None:
-        self.page_offset = 0
+        self.page_starts = [None]
         self.load()
 
     @on(Input.Submitted, "#f-search")
     def search_submitted(self) -> None:
-        self.page_offset = 0
+        self.page_starts = [None]
         self.open_only = True
         self.load()  # the page for exactly what the field holds now, then show_rows decides
 
@@ -96,13 +102,13 @@ class ReviewScreen(CoiScreen):
         }
 
     def load(self) -> None:
-        self.load_page(self.query_args(), self.page_offset)
+        self.load_page(self.query_args(), self.page_starts[-1])
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="page")
     @serialized
-    def load_page(self, args: dict[str, Any], offset: int) -> None:
+    def load_page(self, args: dict[str, Any], after: dict[str, Any] | None) -> None:
         svc = self.coi_app.svc
-        rows = product_page(svc, limit=PAGE, offset=offset, **args)
+        rows = product_page(svc, limit=PAGE, after=after, **args)
         windows = {k: w.title for k, w in svc.process().windows.items()}
         self.app.call_from_thread(self.show_rows, rows, windows, svc.clock.now_ms())
 
@@ -121,8 +127,9 @@ class ReviewScreen(CoiScreen):
                           show(windows.get(r["deadline_window"] or "", "")), left,
                           show(devs, "bold yellow") if devs else "", str(r["last_index"]),
                           key=r["coi"])
-        first = self.page_offset + 1 if rows else 0
-        last = self.page_offset + len(rows)
+        skipped = (len(self.page_starts) - 1) * PAGE
+        first = skipped + 1 if rows else 0
+        last = skipped + len(rows)
         self.query_one("#review-count", Static).update(
             f"products {first}–{last}  ·  Enter: open  ·  ctrl+n/ctrl+b: page")
         if self.open_only:

@@ -17,7 +17,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 
 from coi.service.chain import CoiService
-from coi.service.errors import ConfigError, Refused, VerificationError
+from coi.service.errors import ConfigError, DatabaseUnreachable, Refused, VerificationError
 from coi.service.ledger import LedgerService, Unlocked
 from coi.service.text import inert
 
@@ -92,19 +92,31 @@ def errors() -> Iterator[None]:
         fail(f"verification FAILED: {e}")
     except ConfigError as e:
         fail(str(e), EXIT_USAGE)
+    except DatabaseUnreachable as e:
+        fail(f"{e}; nothing was recorded by this command (check the server, then run it "
+             "again)" if not e.maybe_committed else
+             f"{e}; the entry may or may not have been recorded: look with `coi show` or "
+             "`coi verify` before running the command again", EXIT_USAGE)
 
 
 def open_ledger(db: str | None, log_key: str | None = None) -> LedgerService:
     """The ledger service for --db/--log-key (configuration errors exit 2)."""
     with errors():
-        return LedgerService.open(db, log_key)
+        svc = LedgerService.open(db, log_key)
+        svc.on_retry = _say_retrying
+        return svc
     raise AssertionError  # pragma: no cover
+
+
+def _say_retrying(message: str) -> None:
+    typer.echo(f"coi: {message}", err=True)
 
 
 def open_chain(db: str | None, log_key: str | None = None) -> CoiService:
     """The chain-of-identity service; the ledger must run the process this coi ships."""
     with errors():
         svc = CoiService.open(db, log_key)
+        svc.ledger.on_retry = _say_retrying
         svc.process()
         return svc
     raise AssertionError  # pragma: no cover

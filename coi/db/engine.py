@@ -8,6 +8,7 @@ The URL comes parsed (``coi.db.url.DatabaseUrl``): nothing here reads it again.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
@@ -15,6 +16,10 @@ from sqlalchemy import Engine, create_engine, event
 from coi.db.url import ConfigError, DatabaseUrl
 
 __all__ = ["ConfigError", "make_engine"]
+
+# The pool logs a lost connection with its traceback; with no handler configured Python prints
+# that on stderr, over a station's screen. coi reports a lost server itself, in one line.
+logging.getLogger("sqlalchemy").addHandler(logging.NullHandler())
 
 
 def make_engine(url: DatabaseUrl) -> Engine:

@@ -18,7 +18,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, func, insert, select, text, update
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
+from coi.db.errors import DatabaseUnreachable
 from coi.db.models import Account, Checkpoint, LedgerEntry, LedgerHead, TreeNode, UserKey
 from coi.db.reads import entries_sql, fetch_all, stored_tuple
 from coi.db.tx import Tx, connection, write
@@ -177,6 +179,43 @@ class LedgerStore:
     def append(self, build: Callable[[AppendContext], SignedEntry], *, origin: str,
                after: Callable[[Tx, SignedEntry], None] | None = None) -> SignedEntry:
         """Append one entry under the write lock; return it once durably committed.
+
+        A PostgreSQL server that cannot be reached, or goes away, is ``DatabaseUnreachable``:
+        ``maybe_committed`` when the entry was built (so it may have reached the server's
+        commit) and the caller must look for it before trying again.
+        """
+        built: list[SignedEntry] = []
+
+        def tracked(ctx: AppendContext) -> SignedEntry:
+            built.append(build(ctx))
+            return built[-1]
+
+        try:
+            return self._append(tracked, origin=origin, after=after)
+        except DBAPIError as e:
+            if not self.is_postgres or not (e.connection_invalidated or isinstance(
+                    e, (OperationalError, InterfaceError))):
+                raise
+            self._tree_cache = None
+            raise DatabaseUnreachable(str(e.orig).strip().splitlines()[0] if e.orig else str(e),
+                                      maybe_committed=bool(built),
+                                      entry=built[-1] if built else None) from None
+
+    def has_entry(self, entry_hash: bytes) -> bool:
+        """Whether an entry with this hash is stored (after a commit that may have failed)."""
+        try:
+            with self.engine.connect() as c:
+                return c.execute(select(E.c.idx).where(E.c.entry_hash == entry_hash.hex())
+                                 ).first() is not None
+        except DBAPIError as e:
+            if not self.is_postgres:
+                raise
+            raise DatabaseUnreachable(str(e.orig).strip().splitlines()[0] if e.orig else str(e),
+                                      maybe_committed=True) from None
+
+    def _append(self, build: Callable[[AppendContext], SignedEntry], *, origin: str,
+                after: Callable[[Tx, SignedEntry], None] | None = None) -> SignedEntry:
+        """One attempt of ``append``.
 
         The hot path speaks the driver's own SQL (made once per dialect) on the driver's own
         cursor, inside the transaction SQLAlchemy began, rather than going through the

@@ -88,6 +88,7 @@ class ChainCore:
         self._process_source: bytes | None = None
         self._tz: zoneinfo.ZoneInfo | None = None
         ledger.entry_hooks.append(self._on_entry)
+        ledger.reset_hooks.append(self._forget_chain)
 
     @classmethod
     def open(cls, db: str | None = None, log_key: str | None = None, *,
@@ -169,6 +170,9 @@ class ChainCore:
         reg = self.ledger.registry()
         return [fact_of(_statement(row.statement, row.index), reg)
                 for row in self.ledger.store.rows_for_subject(coi) if row.type in types]
+
+    def _forget_chain(self) -> None:
+        self._chain = None  # it may have applied what was not committed
 
     def _on_entry(self, tx: Tx, entry: SignedEntry) -> None:
         """Inside the append's transaction: apply a process entry and update the state table."""

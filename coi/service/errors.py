@@ -2,11 +2,13 @@
 
 ``Refused`` (exit 1): the action is not allowed and nothing was changed (the refusal itself may
 have been recorded). ``ConfigError`` (exit 2): the site, database or an argument is unusable.
-``VerificationError`` (exit 1) comes from the ledger core unchanged.
+``VerificationError`` (exit 1) comes from the ledger core unchanged. ``DatabaseUnreachable``
+(exit 2): the database server could not be reached (appends wait for it a bounded time first).
 """
 
 from __future__ import annotations
 
+from coi.db.errors import DatabaseUnreachable
 from coi.db.url import ConfigError
 from coi.ledger.errors import VerificationError
 
@@ -20,4 +22,4 @@ class Refused(Exception):
         super().__init__(reason)
 
 
-__all__ = ["ConfigError", "Refused", "VerificationError"]
+__all__ = ["ConfigError", "DatabaseUnreachable", "Refused", "VerificationError"]

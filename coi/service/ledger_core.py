@@ -16,15 +16,17 @@ from __future__ import annotations
 
 import functools
 import threading
+import time
 import unicodedata
 import zoneinfo
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Self
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from coi.db.database import Database
+from coi.db.errors import DatabaseUnreachable
 from coi.db.repo import AppendContext, Head, LedgerStore
 from coi.db.tx import Tx
 from coi.ledger import jcs, note
@@ -48,6 +50,20 @@ from coi.service.site import Site, read_log_key, write_log_key
 
 AfterAppend = Callable[[Tx, SignedEntry], None]
 """Called in the append's transaction once the entry is stored (writes there commit with it)."""
+
+RETRY_FOR_S = 30.0
+"""How long an append waits for an unreachable database (tries after 0.25, 0.5, 1, then every
+2 s); then the error goes to the caller, with nothing recorded."""
+
+
+def retry_delays(clock: Callable[[], float] = time.monotonic) -> Iterator[float | None]:
+    """The waits between tries, then ``None`` once ``RETRY_FOR_S`` has run out."""
+    end, delay = clock() + RETRY_FOR_S, 0.25
+    while clock() + delay < end:
+        yield delay
+        delay = min(2 * delay, 2.0)
+    yield None
+
 
 @dataclass(frozen=True)
 class Unlocked:
@@ -86,6 +102,10 @@ class LedgerCore:
         self._origin: str | None = None
         self._schema_ok = False
         self.entry_hooks: list[AfterAppend] = []
+        # Called when an append did not commit: caches built from it are dropped.
+        self.reset_hooks: list[Callable[[], None]] = []
+        # Told, in one line, when the database is unreachable and an append waits for it.
+        self.on_retry: Callable[[str], None] = lambda _message: None
 
     @classmethod
     def open(cls, db: str | None = None, log_key: str | None = None, *,
@@ -301,12 +321,45 @@ class LedgerCore:
 
     def _append(self, build: Callable[[AppendContext], SignedEntry],
                 after: AfterAppend | None) -> SignedEntry:
+        """Append under the lock. A database server that went away is waited for, a bounded
+        time (``RETRY_FOR_S``, saying so through ``on_retry``): what was not
+        committed is built again from the state stored then; what may have been committed is
+        looked up by its hash first, so an entry is never written twice."""
         with self.lock:
+            for delay in retry_delays():
+                try:
+                    return self.store.append(build, origin=self.origin(),
+                                             after=self._after(after))
+                except DatabaseUnreachable as e:
+                    self._forget_unsaved()
+                    if delay is None:
+                        raise
+                    self.on_retry(f"database unreachable, retrying in {delay:g} s ({e.detail})")
+                    time.sleep(delay)
+                    entry = e.entry
+                    if e.maybe_committed and entry is not None and self._stored(entry):
+                        return entry
+                except BaseException:
+                    self._forget_unsaved()
+                    raise
+            raise AssertionError  # pragma: no cover  (the last delay re-raises)
+
+    def _stored(self, entry: SignedEntry) -> bool:
+        """Whether ``entry`` reached the ledger (waiting for the server, within the bound)."""
+        for delay in retry_delays():
             try:
-                return self.store.append(build, origin=self.origin(), after=self._after(after))
-            except BaseException:
-                self._registry = KeyRegistry()  # it may have admitted what was not committed
-                raise
+                return self.store.has_entry(entry.entry_hash)
+            except DatabaseUnreachable:
+                if delay is None:
+                    raise
+                time.sleep(delay)
+        raise AssertionError  # pragma: no cover
+
+    def _forget_unsaved(self) -> None:
+        """Caches that may hold what was not committed are rebuilt from the ledger."""
+        self._registry = KeyRegistry()
+        for reset in self.reset_hooks:
+            reset()
 
     def _after(self, after: AfterAppend | None) -> AfterAppend:
         def run(tx: Tx, e: SignedEntry) -> None:

@@ -1,0 +1,165 @@
+"""The PostgreSQL server goes away and comes back (issue 21, item 6).
+
+A cluster of the test's own (``initdb`` in a temporary folder, its own port) is killed hard
+(``pg_ctl stop -m immediate``) and started again, several times, while writers append. Each writer
+keeps its service: appends wait for the server (a bounded number of tries, each announced in one
+line), rebuild what was not committed, and never write an entry twice when the connection broke
+during a commit. Afterwards every acknowledged entry is in the ledger exactly once, the ledger
+verifies, and no traceback reached stderr.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from coi.ledger.clock import FixedClock
+from coi.service.ledger import LedgerService, Party
+from tests.conftest import NAMES, ORIGIN, PASSWORDS, postgres_server
+
+pytestmark = [pytest.mark.postgres, pytest.mark.xdist_group("pg-cluster")]
+
+BIN = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
+WRITERS = 4
+RESTARTS = 3
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Cluster:
+    def __init__(self, root: Path) -> None:
+        self.dir = root / "pgdata"
+        self.port = _free_port()
+        self.log = root / "pg.log"
+        as_root = os.geteuid() == 0
+        self.prefix = ["runuser", "-u", "postgres", "--"] if as_root else []
+        if as_root:
+            shutil.chown(root, "postgres")
+        self.run("initdb", "-D", str(self.dir), "-A", "trust", "-U", "postgres", "-N")
+
+    def run(self, tool: str, *args: str) -> None:
+        subprocess.run([*self.prefix, f"{BIN[-1]}/{tool}", *args], check=True,
+                       capture_output=True, timeout=120)
+
+    def start(self) -> None:
+        self.run("pg_ctl", "-D", str(self.dir), "-l", str(self.log), "-w", "-o",
+                 f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=on",
+                 "start")
+
+    def kill(self) -> None:
+        self.run("pg_ctl", "-D", str(self.dir), "-m", "immediate", "-w", "stop")
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/coi"
+
+
+@pytest.fixture
+def cluster() -> Iterator[Cluster]:
+    if not postgres_server():
+        pytest.skip("PostgreSQL tests need COI_TEST_POSTGRES_URL; .ci/run sets it")
+    if not BIN:
+        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) are not installed")
+    # Its own folder under the system temp dir: the server's user must reach it (pytest's
+    # folders are private to the user running the tests).
+    root = Path(tempfile.mkdtemp(prefix="coi-pg-"))
+    c = Cluster(root)
+    c.start()
+    import psycopg
+
+    with psycopg.connect(f"postgresql://postgres@127.0.0.1:{c.port}/postgres",
+                         autocommit=True) as conn:
+        conn.execute("CREATE DATABASE coi")
+    try:
+        yield c
+    finally:
+        try:
+            c.kill()
+        except subprocess.CalledProcessError:
+            pass
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_writers_ride_out_hard_restarts_losing_and_doubling_nothing(
+        cluster: Cluster, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    key = tmp_path / "coi.logkey"
+    clock = FixedClock()
+    svc = LedgerService.open(cluster.url, str(key), clock=clock)
+    svc.init(origin=ORIGIN, admin="admin", admin_name=NAMES["admin"],
+             admin_password=PASSWORDS["admin"], tz="Europe/Paris", site_data={"fin": "A9999"},
+             process=None)
+    admin = svc.unlock("admin", PASSWORDS["admin"])
+    svc.enrol(admin, user="alice", name=NAMES["alice"], roles=["apheresis"],
+              password=PASSWORDS["alice"])
+
+    acked: list[list[bytes]] = [[] for _ in range(WRITERS)]
+    failures: list[BaseException] = []
+    retries: list[str] = []
+    stop = threading.Event()
+    ready = threading.Barrier(WRITERS + 1)
+
+    def writer(n: int) -> None:
+        mine = LedgerService.open(cluster.url, str(key), clock=clock)
+        mine.on_retry = retries.append
+        alice = mine.unlock("alice", PASSWORDS["alice"])
+        ready.wait(timeout=120)
+        i = 0
+        try:
+            while not stop.is_set():
+                e = mine.append("test.note", "CHA99992600001A", {"writer": n, "n": i},
+                                [Party(alice, "authored")])
+                acked[n].append(e.entry_hash)
+                i += 1
+        except BaseException as exc:  # noqa: BLE001  (any escape is the failure under test)
+            failures.append(exc)
+        finally:
+            mine.engine.dispose()
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(WRITERS)]
+    for t in threads:
+        t.start()
+    ready.wait(timeout=120)  # the writers have unlocked their keys: now the server goes away
+    before_last: list[int] = []
+    for _ in range(RESTARTS):
+        time.sleep(1.0)
+        cluster.kill()
+        time.sleep(0.5)
+        cluster.start()
+        before_last = [len(a) for a in acked]
+    time.sleep(2.0)
+    stop.set()
+    for t in threads:
+        t.join(timeout=120)
+
+    import traceback
+    assert failures == [], "".join(traceback.format_exception(failures[0]))
+    assert retries and all(r.startswith("database unreachable, retrying") for r in retries)
+    assert all(len(a) > b for a, b in zip(acked, before_last, strict=True)), \
+        "every writer went on appending after the last restart"
+    every = [h for a in acked for h in a]
+    svc = LedgerService.open(cluster.url, str(key), clock=clock)
+    stored = {r.entry_hash: r.index for r in svc.store.rows()}
+    assert all(h.hex() in stored for h in every), "an acknowledged entry is missing"
+    assert len(set(every)) == len(every)
+    notes = [json.loads(r.statement)["data"] for r in svc.store.rows() if r.type == "test.note"]
+    pairs = [(d["writer"], d["n"]) for d in notes]
+    assert len(pairs) == len(set(pairs)), "a note was written twice"
+    assert svc.verify().size == len(stored)
+    svc.engine.dispose()
+    err = capfd.readouterr().err
+    assert "Traceback" not in err, err

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -154,6 +155,19 @@ def backend_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple
     else:
         url = request.getfixturevalue("pg_url")
         yield url, tmp_path / "pg.logkey"
+
+
+@pytest.fixture
+def own_cluster() -> Iterator[Any]:
+    """A PostgreSQL cluster of the test's own (``tests.pg_cluster``), removed afterwards."""
+    from tests.pg_cluster import new_cluster, stop_quietly
+
+    c, root = new_cluster()
+    try:
+        yield c
+    finally:
+        stop_quietly(c)
+        shutil.rmtree(root, ignore_errors=True)
 
 
 LedgerFactory = Callable[..., Ledger]

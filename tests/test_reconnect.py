@@ -10,93 +10,27 @@ verifies, and no traceback reached stderr.
 
 from __future__ import annotations
 
-import glob
 import json
-import os
-import shutil
-import socket
-import subprocess
-import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from coi.ledger.clock import FixedClock
 from coi.service.ledger import LedgerService, Party
-from tests.conftest import NAMES, ORIGIN, PASSWORDS, postgres_server
+from tests.conftest import NAMES, ORIGIN, PASSWORDS
+from tests.pg_cluster import Cluster
 
 pytestmark = [pytest.mark.postgres, pytest.mark.xdist_group("pg-cluster")]
 
-BIN = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
 WRITERS = 4
 RESTARTS = 3
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Cluster:
-    def __init__(self, root: Path) -> None:
-        self.dir = root / "pgdata"
-        self.port = _free_port()
-        self.log = root / "pg.log"
-        as_root = os.geteuid() == 0
-        self.prefix = ["runuser", "-u", "postgres", "--"] if as_root else []
-        if as_root:
-            shutil.chown(root, "postgres")
-        self.run("initdb", "-D", str(self.dir), "-A", "trust", "-U", "postgres", "-N")
-
-    def run(self, tool: str, *args: str) -> None:
-        subprocess.run([*self.prefix, f"{BIN[-1]}/{tool}", *args], check=True,
-                       capture_output=True, timeout=120)
-
-    def start(self) -> None:
-        self.run("pg_ctl", "-D", str(self.dir), "-l", str(self.log), "-w", "-o",
-                 f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=on",
-                 "start")
-
-    def kill(self) -> None:
-        self.run("pg_ctl", "-D", str(self.dir), "-m", "immediate", "-w", "stop")
-
-    @property
-    def url(self) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/coi"
-
-
-@pytest.fixture
-def cluster() -> Iterator[Cluster]:
-    if not postgres_server():
-        pytest.skip("PostgreSQL tests need COI_TEST_POSTGRES_URL; .ci/run sets it")
-    if not BIN:
-        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) are not installed")
-    # Its own folder under the system temp dir: the server's user must reach it (pytest's
-    # folders are private to the user running the tests).
-    root = Path(tempfile.mkdtemp(prefix="coi-pg-"))
-    c = Cluster(root)
-    c.start()
-    import psycopg
-
-    with psycopg.connect(f"postgresql://postgres@127.0.0.1:{c.port}/postgres",
-                         autocommit=True) as conn:
-        conn.execute("CREATE DATABASE coi")
-    try:
-        yield c
-    finally:
-        try:
-            c.kill()
-        except subprocess.CalledProcessError:
-            pass
-        shutil.rmtree(root, ignore_errors=True)
-
-
 def test_writers_ride_out_hard_restarts_losing_and_doubling_nothing(
-        cluster: Cluster, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+        own_cluster: Cluster, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    cluster = own_cluster
     key = tmp_path / "coi.logkey"
     clock = FixedClock()
     svc = LedgerService.open(cluster.url, str(key), clock=clock)

@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import Engine, and_, func, insert, literal, select, tuple_, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from coi.db.models import CoiCounter, Patient, ProductStateRow
 from coi.db.tx import Tx, write
@@ -37,8 +39,9 @@ PS = ProductStateRow.__table__  # type: ignore[attr-defined]
 class ChainStore:
     """Repository functions for the chain-of-identity tables."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, reader: Engine | None = None) -> None:
         self.engine = engine
+        self.reader = reader if reader is not None else engine  # lists, counts: no decisions
 
     def next_coi_sequence(self, fin: str, year: int) -> int:
         """Take the next sequence number for (FIN, year) in its own committed transaction.
@@ -47,16 +50,19 @@ class ChainStore:
         """
         with write(self.engine) as tx:
             conn = tx.connection
+            # The row is made if missing without a race: two first enrolments of a year at
+            # once would otherwise both insert it (PostgreSQL locks no row that is not there).
+            is_pg = self.engine.dialect.name == "postgresql"
+            new_row = (pg_insert if is_pg else sqlite_insert)(CC).values(
+                fin=fin, year=year, next_seq=1).on_conflict_do_nothing()
+            conn.execute(new_row)
             q = select(CC.c.next_seq).where(and_(CC.c.fin == fin, CC.c.year == year))
-            if self.engine.dialect.name == "postgresql":
+            if is_pg:
                 q = q.with_for_update()
-            row = conn.execute(q).first()
-            if row is None:
-                conn.execute(insert(CC).values(fin=fin, year=year, next_seq=2))
-                return 1
+            seq = int(conn.execute(q).scalar_one())
             conn.execute(update(CC).where(and_(CC.c.fin == fin, CC.c.year == year))
-                         .values(next_seq=row.next_seq + 1))
-            return int(row.next_seq)
+                         .values(next_seq=seq + 1))
+            return seq
 
     def put_patient(self, *, tx: Tx, coi: str, secret: bytes, identifiers: str,
                     enrolled_index: int) -> None:
@@ -99,7 +105,7 @@ class ChainStore:
         is an index range or an index count: the cost does not grow with the products listed
         nowhere."""
         due = and_(PS.c.deadline_ms.is_not(None), PS.c.deadline_ms <= now_ms + soon_ms)
-        with self.engine.connect() as c:
+        with self.reader.connect() as c:
             by_state = {r.state: int(r.n) for r in c.execute(
                 select(PS.c.state, func.count().label("n")).group_by(PS.c.state))}
             windows = [(r.coi, r.state, r.deadline_ms, r.deadline_window) for r in c.execute(
@@ -166,11 +172,11 @@ class ChainStore:
             here, there = tuple_(*cols), tuple_(*[literal(after[k]) for k in keys])
             q = q.where(here < there if descending else here > there)
         q = q.order_by(*[c.desc() if descending else c for c in cols]).limit(limit)
-        with self.engine.connect() as c:
+        with self.reader.connect() as c:
             return [dict(r._mapping) for r in c.execute(q)]
 
     def count_products(self) -> int:
-        with self.engine.connect() as c:
+        with self.reader.connect() as c:
             return int(c.execute(select(func.count()).select_from(PS)).scalar() or 0)
 
     def state_of(self, coi: str) -> tuple[str, str, int] | None:

@@ -8,7 +8,8 @@ questions (is there a ledger, is the schema current, upgrade it) are answered he
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
 from sqlalchemy import Engine, inspect
@@ -19,20 +20,30 @@ from coi.db.engine import make_engine
 from coi.db.reads import DriverSource
 from coi.db.repo import LedgerStore
 from coi.db.tx import Tx, write
-from coi.db.url import DatabaseUrl
+from coi.db.url import READ_ENV_VAR, ConfigError, DatabaseUrl
 
 
 class Database:
-    def __init__(self, url: DatabaseUrl, engine: Engine) -> None:
+    def __init__(self, url: DatabaseUrl, engine: Engine, reader: Engine | None = None) -> None:
         self.url = url
         self.engine = engine
-        self.ledger = LedgerStore(engine)
-        self.chain = ChainStore(engine)
+        self.reader = reader if reader is not None else engine
+        self.ledger = LedgerStore(engine, reader=self.reader)
+        self.chain = ChainStore(engine, reader=self.reader)
 
     @classmethod
-    def open(cls, url: DatabaseUrl) -> Database:
-        """The engine for ``url`` (no connection is made yet)."""
-        return cls(url, make_engine(url))
+    def open(cls, url: DatabaseUrl, *, env: Mapping[str, str] | None = None) -> Database:
+        """The engine for ``url`` (no connection is made yet), and one for the read replica
+        ``COI_READ_DATABASE_URL`` names, if any (PostgreSQL only)."""
+        replica = (os.environ if env is None else env).get(READ_ENV_VAR)
+        if not replica:
+            return cls(url, make_engine(url))
+        read_url = DatabaseUrl.parse(replica)
+        if url.backend != "postgresql" or read_url.backend != "postgresql":
+            raise ConfigError(f"{READ_ENV_VAR} names a read replica of a PostgreSQL primary; "
+                              f"here the database is {url.display} and the replica "
+                              f"{read_url.display}: unset {READ_ENV_VAR}")
+        return cls(url, make_engine(url), make_engine(read_url))
 
     def has_table(self, name: str) -> bool:
         return inspect(self.engine).has_table(name)
@@ -59,3 +70,5 @@ class Database:
     def dispose(self) -> None:
         """Close the pooled connections (another process may then use the file alone)."""
         self.engine.dispose()
+        if self.reader is not self.engine:
+            self.reader.dispose()

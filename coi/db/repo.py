@@ -18,12 +18,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, func, insert, select, text, update
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError
 
 from coi.db.errors import DatabaseUnreachable
 from coi.db.models import Account, Checkpoint, LedgerEntry, LedgerHead, TreeNode, UserKey
 from coi.db.reads import entries_sql, fetch_all, stored_tuple
 from coi.db.tx import Tx, connection, write
+from coi.db.url import ConfigError
 from coi.ledger import merkle
 from coi.ledger.entry import GENESIS_PREV, SignedEntry, StoredEntry
 
@@ -79,9 +80,13 @@ def _stored(r: Any) -> StoredEntry:
                        signatures=bytes(r.signatures) if r.signatures is not None else None)  # type: ignore[arg-type]
 
 
+READ_ONLY_SQLSTATE = "25006"  # PostgreSQL: read_only_sql_transaction (a hot standby)
+
+
 class LedgerStore:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, reader: Engine | None = None) -> None:
         self.engine = engine
+        self.reader = reader if reader is not None else engine  # reads that decide no move
         self.is_postgres = engine.dialect.name == "postgresql"
         self._tree_cache: merkle.TreeBuilder | None = None
 
@@ -132,8 +137,10 @@ class LedgerStore:
             r = c.execute(select(E).where(E.c.idx == index)).first()
         return _stored(r) if r else None
 
-    def rows_for_subject(self, subject: str) -> list[StoredEntry]:
-        with self.engine.connect() as c:
+    def rows_for_subject(self, subject: str, *, replica: bool = False) -> list[StoredEntry]:
+        """Every entry on ``subject`` in index order (``replica``: from the read replica, for
+        what is only shown)."""
+        with (self.reader if replica else self.engine).connect() as c:
             return [_stored(r) for r in c.execute(
                 select(E).where(E.c.subject == subject).order_by(E.c.idx))]
 
@@ -192,14 +199,25 @@ class LedgerStore:
 
         try:
             return self._append(tracked, origin=origin, after=after)
-        except DBAPIError as e:
-            if not self.is_postgres or not (e.connection_invalidated or isinstance(
-                    e, (OperationalError, InterfaceError))):
-                raise
-            self._tree_cache = None
-            raise DatabaseUnreachable(str(e.orig).strip().splitlines()[0] if e.orig else str(e),
-                                      maybe_committed=bool(built),
-                                      entry=built[-1] if built else None) from None
+        except Exception as e:  # the driver's own errors too: the hot path uses its cursor
+            raise self._storage_error(e, built[-1] if built else None) from None
+
+    def _storage_error(self, e: Exception, entry: SignedEntry | None) -> Exception:
+        """What a database error means to the caller: a replica that refuses writes
+        (``ConfigError``), a server gone (``DatabaseUnreachable``), or itself."""
+        orig = e.orig if isinstance(e, DBAPIError) else e
+        dbapi = self.engine.dialect.dbapi
+        if getattr(orig, "sqlstate", None) == READ_ONLY_SQLSTATE:
+            return ConfigError("this database is a read-only replica: entries are written to "
+                               "the primary (--db / COI_DATABASE_URL names it)")
+        gone = (isinstance(e, DBAPIError) and e.connection_invalidated) or (
+            dbapi is not None and isinstance(orig, (dbapi.OperationalError,
+                                                    dbapi.InterfaceError)))
+        if not self.is_postgres or not gone:
+            return e
+        self._tree_cache = None
+        detail = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+        return DatabaseUnreachable(detail, maybe_committed=entry is not None, entry=entry)
 
     def has_entry(self, entry_hash: bytes) -> bool:
         """Whether an entry with this hash is stored (after a commit that may have failed)."""
@@ -207,11 +225,8 @@ class LedgerStore:
             with self.engine.connect() as c:
                 return c.execute(select(E.c.idx).where(E.c.entry_hash == entry_hash.hex())
                                  ).first() is not None
-        except DBAPIError as e:
-            if not self.is_postgres:
-                raise
-            raise DatabaseUnreachable(str(e.orig).strip().splitlines()[0] if e.orig else str(e),
-                                      maybe_committed=True) from None
+        except Exception as e:
+            raise self._storage_error(e, None) from None
 
     def _append(self, build: Callable[[AppendContext], SignedEntry], *, origin: str,
                 after: Callable[[Tx, SignedEntry], None] | None = None) -> SignedEntry:
@@ -362,10 +377,16 @@ class LedgerStore:
         cols = (E.c.idx, E.c.prev_hash, E.c.entry_hash, E.c.time_ms, E.c.type, E.c.subject,
                 E.c.signer, E.c.statement, E.c.signatures)
         after = -1
+        source = self.engine
+        if self.reader is not self.engine:  # the replica, if it holds what is asked for
+            with self.reader.connect() as c:
+                there = c.execute(select(H.c.size)).scalar()
+            if below is not None and there is not None and int(there) >= below:
+                source = self.reader
         while True:
             q = (select(*cols).where(and_(E.c.idx > after, *cond)).order_by(E.c.idx)
                  .limit(batch))
-            with self.engine.connect() as c:
+            with source.connect() as c:
                 got = [stored_tuple(*r) for r in c.execute(q)]
             yield from got
             if len(got) < batch:

@@ -24,6 +24,9 @@ from pathlib import Path
 
 DEFAULT_SQLITE = "coi.db"
 ENV_VAR = "COI_DATABASE_URL"
+READ_ENV_VAR = "COI_READ_DATABASE_URL"
+"""A streaming replica of the PostgreSQL primary, for reads that decide no move (review
+lists, status, the timeline shown, exports)."""
 _EXAMPLES = "give a SQLite file path (e.g. ./coi.db) or postgresql://user@host/dbname"
 _PASSWORD = re.compile(r"(?P<head>://[^/@:]*:)[^/]*(?P<tail>@)")
 

@@ -33,7 +33,7 @@ class ChainViews(ChainCore):
         with self.lock:
             product = self.chain().product(coi)
             state = product.to_json() if product else None
-        rows = self.ledger.store.rows_for_subject(coi)
+        rows = self.ledger.store.rows_for_subject(coi, replica=True)
         if product is None and not rows:
             raise Refused(f"no product {coi} in this ledger")
         origin = self.ledger.origin()

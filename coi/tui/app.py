@@ -67,6 +67,16 @@ class CoiApp(App[None]):
         self.service_lock = threading.RLock()  # see coi.tui.base.serialized
         self._locked = False
         self.keys = KeyRouter(self)  # every key and paste, one at a time (see coi.tui.keys)
+        svc.ledger.on_retry = self.say_retrying
+
+    def say_retrying(self, message: str) -> None:
+        """The database went away and an append waits for it: one line on the screen, from
+        whichever thread the append runs in."""
+        if threading.get_ident() == getattr(self, "_thread_id", None):
+            self.notify(message, severity="warning", timeout=3, markup=False)
+        else:
+            self.call_from_thread(self.notify, message, severity="warning", timeout=3,
+                                  markup=False)
 
     # -- start, login, lock -----------------------------------------------------------------
     def on_mount(self) -> None:

@@ -33,7 +33,7 @@ from typing import Any, Literal, NamedTuple
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from coi.service.errors import ConfigError
+from coi.service.errors import ConfigError, VerificationError
 from coi.service.site import owner_only_problem
 
 PHI_KEY_FORMAT = "coi-phi-key/v1"
@@ -84,7 +84,8 @@ class PhiKey:
                       sealed=_encrypt(patient_key, body, _aad("seal", coi)))
 
     def open(self, coi: str, stored: Sealed) -> Opened:
-        """The secret and identifiers of ``stored``; ConfigError if they do not open."""
+        """The secret and identifiers of ``stored``: ConfigError if it was sealed under another
+        PHI key, VerificationError if it was altered or moved to another CoI's row."""
         if stored.key_id != self.key_id:
             raise ConfigError(f"the patient record of {coi} was sealed under PHI key "
                               f"{stored.key_id}, not under this site's PHI key file "
@@ -98,8 +99,8 @@ class PhiKey:
                 raise ValueError
             return Opened(secret=secret, identifiers={str(k): str(v) for k, v in ids.items()})
         except (InvalidTag, ValueError, KeyError, TypeError, binascii.Error):
-            raise ConfigError(f"the sealed patient record of {coi} does not open: it was "
-                              "altered or moved from another patient's row") from None
+            raise VerificationError(f"the sealed patient record of {coi} does not open: it was "
+                                    "altered, or moved from another patient's row") from None
 
 
 def _aad(what: str, coi: str) -> bytes:

@@ -19,11 +19,12 @@ import pytest
 from typer.testing import CliRunner
 
 from coi.cli.main import app
+from coi.service.chain import CoiService
 from coi.service.demo import demo_password
 from coi.service.errors import ConfigError, Refused, VerificationError
 from coi.service.phi import PHI_KEY_FORMAT, Identity, new_phi_key
 from coi.service.phi_store import open_patient
-from tests.chain_site import T0, ChainSite, H, copy_site
+from tests.chain_site import T0, ChainSite, H, copy_site, new_site
 
 runner = CliRunner()
 
@@ -86,7 +87,7 @@ def phi_key_path(site: ChainSite) -> Path:
 # ------------------------------------------------------------------------------- at rest
 
 
-@pytest.mark.req("PHI")
+@pytest.mark.req("PHI-AT-REST")
 def test_no_patient_identifier_in_clear_in_database_wal_backup_or_export(
         site: ChainSite, tmp_path: Path) -> None:
     control = tmp_path / "control.json"
@@ -123,7 +124,7 @@ def test_coi_init_creates_a_private_phi_key_beside_the_log_key(site: ChainSite) 
     assert obj["format"] == PHI_KEY_FORMAT and obj["origin"] == site.svc.ledger.origin()
 
 
-@pytest.mark.req("PHI")
+@pytest.mark.req("PHI-AT-REST")
 def test_a_phi_key_readable_by_group_or_others_is_refused_and_consumes_nothing(
         site: ChainSite, pw: Any, tmp_path: Path) -> None:
     path = phi_key_path(site)
@@ -203,7 +204,7 @@ def test_identity_needs_name_and_date_of_birth_and_dates_are_checked(site: Chain
 # -------------------------------------------------------------------------------- erasure
 
 
-@pytest.mark.req("PHI")
+@pytest.mark.req("PHI-AT-REST")
 def test_coi_patient_erase_destroys_the_key_and_the_ledger_still_verifies(
         site: ChainSite, pw: Any, tmp_path: Path) -> None:
     coi_id = enrol(site)
@@ -298,7 +299,7 @@ def make_plain(site: ChainSite) -> dict[str, tuple[bytes, dict[str, str]]]:
     return plain
 
 
-@pytest.mark.req("PHI")
+@pytest.mark.req("PHI-AT-REST")
 def test_coi_migrate_seals_plain_rows_and_leaves_no_identifier_in_the_files(
         site: ChainSite) -> None:
     coi_id = enrol(site)
@@ -343,3 +344,28 @@ def test_coi_migrate_refuses_a_readable_phi_key_and_changes_nothing(site: ChainS
     assert r.exit_code == 2 and "chmod 600" in r.stderr
     assert site.sql("SELECT version_num FROM alembic_version") == [("0003",)]
     assert found_in(Path(site.db))
+
+
+# ------------------------------------------------------------------------- on each backend
+
+
+@pytest.mark.req("PHI-AT-REST")
+def test_sealing_and_erasure_on_each_backend(backend_db: tuple[str, Path]) -> None:
+    """SQLite and PostgreSQL: the patient table holds no identifier in clear, the identity opens,
+    an erasure destroys the key and the ledger verifies."""
+    url, log_key = backend_db
+    site = new_site(url, log_key)
+    site.at(T0 + H)
+    assert site.svc.ledger.site.phi_key_path == log_key.with_name(
+        log_key.name.removesuffix(".logkey") + ".phikey")
+    coi_id = enrol(site)
+    rows = site.sql("SELECT * FROM patient")
+    dump = repr(rows).encode() + b"".join(v for r in rows for v in r if isinstance(v, bytes))
+    assert not any(n.encode() in dump for n in NEEDLES)
+    assert site.svc.patient_identity(coi_id) == Identity(PATIENT["name"], PATIENT["date_of_birth"])
+    site.svc.erase_patient(site.people["admin"], coi_id, "Request 12", witness=site.people["pat"])
+    assert site.svc.patient_identity(coi_id) == "erased"
+    assert site.sql("SELECT wrapped_key, sealed FROM patient WHERE coi = :c", c=coi_id) == [
+        (None, None)]
+    assert CoiService.open(url, str(log_key)).verify().size == site.entry_count()
+    site.svc.ledger.engine.dispose()

@@ -8,7 +8,8 @@ each owning its methods in its own module over the core:
   refusals, and refused scans, recorded as signed site entries; deviations opened
   automatically when a window is exceeded);
 - ``enrolment``: ``enrol`` (CoI identifier assignment, the patient kept outside the ledger as a
-  keyed commitment) and ``erase_patient``;
+  keyed commitment, their identifiers sealed in the PHI store), ``patient_identity`` (name and
+  date of birth for the person comparing bag and patient) and ``erase_patient``;
 - ``chain_views``: ``show`` (the timeline), ``status``, ``products``, ``local_time``.
 
 This module adds the replay of every process entry during ``coi verify`` (``CoiService.verify``,

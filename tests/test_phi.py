@@ -19,9 +19,11 @@ import pytest
 from typer.testing import CliRunner
 
 from coi.cli.main import app
+from coi.service.admin import upgrade_schema
 from coi.service.chain import CoiService
 from coi.service.demo import demo_password
 from coi.service.errors import ConfigError, Refused, VerificationError
+from coi.service.ledger import LedgerService
 from coi.service.phi import PHI_KEY_FORMAT, Identity, new_phi_key
 from coi.service.phi_store import open_patient
 from tests.chain_site import T0, ChainSite, H, copy_site, new_site
@@ -283,18 +285,20 @@ def make_plain(site: ChainSite) -> dict[str, tuple[bytes, dict[str, str]]]:
         opened = open_patient(site.svc.ledger, site.svc.store, coi_id)
         assert opened is not None and not isinstance(opened, str)
         plain[coi_id] = (opened.secret, opened.identifiers)
-    site.svc.ledger.engine.dispose()
-    con = sqlite3.connect(site.db, isolation_level=None)
-    con.execute("ALTER TABLE patient ADD COLUMN secret BLOB")
-    con.execute("ALTER TABLE patient ADD COLUMN identifiers TEXT")
+    blob = "BYTEA" if site.svc.ledger.engine.dialect.name == "postgresql" else "BLOB"
+    site.sql(f"ALTER TABLE patient ADD COLUMN secret {blob}")
+    site.sql("ALTER TABLE patient ADD COLUMN identifiers TEXT")
     for coi_id, (secret, ids) in plain.items():
-        con.execute("UPDATE patient SET secret = ?, identifiers = ? WHERE coi = ?",
-                    (secret, json.dumps(ids, sort_keys=True), coi_id))
+        site.sql("UPDATE patient SET secret = :s, identifiers = :i WHERE coi = :c",
+                 s=secret, i=json.dumps(ids, sort_keys=True), c=coi_id)
     for col in ("phi_key_id", "wrapped_key", "sealed"):
-        con.execute(f"ALTER TABLE patient DROP COLUMN {col}")
-    con.execute("UPDATE alembic_version SET version_num = '0003'")
-    con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    con.close()
+        site.sql(f"ALTER TABLE patient DROP COLUMN {col}")
+    site.sql("UPDATE alembic_version SET version_num = '0003'")
+    site.svc.ledger.engine.dispose()
+    if site.svc.ledger.engine.dialect.name == "sqlite":
+        con = sqlite3.connect(site.db, isolation_level=None)
+        con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        con.close()
     phi_key_path(site).unlink()
     return plain
 
@@ -368,4 +372,24 @@ def test_sealing_and_erasure_on_each_backend(backend_db: tuple[str, Path]) -> No
     assert site.sql("SELECT wrapped_key, sealed FROM patient WHERE coi = :c", c=coi_id) == [
         (None, None)]
     assert CoiService.open(url, str(log_key)).verify().size == site.entry_count()
+    site.svc.ledger.engine.dispose()
+
+
+@pytest.mark.postgres
+@pytest.mark.req("PHI-AT-REST")
+def test_migrate_seals_plain_rows_on_postgresql(pg_url: str, tmp_path: Path) -> None:
+    site = new_site(pg_url, tmp_path / "pg.logkey")
+    site.at(T0 + H)
+    coi_id = enrol(site)
+    plain = make_plain(site)
+    up = upgrade_schema(LedgerService.open(pg_url, str(tmp_path / "pg.logkey")))
+    assert (up.revision, up.sealed_patients) == ("w4phi_sealed", len(plain))
+    assert up.phi_key_created == tmp_path / "pg.phikey"
+    rows = site.sql("SELECT * FROM patient")
+    dump = repr(rows).encode() + b"".join(bytes(v) for r in rows for v in r
+                                          if isinstance(v, bytes | memoryview))
+    assert not any(n.encode() in dump for n in NEEDLES)
+    assert site.svc.patient_identity(coi_id) == Identity(PATIENT["name"], PATIENT["date_of_birth"])
+    assert site.svc.patient_secret(coi_id) == plain[coi_id][0]
+    CoiService.open(pg_url, str(tmp_path / "pg.logkey")).verify()
     site.svc.ledger.engine.dispose()

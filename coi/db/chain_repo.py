@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from sqlalchemy import Engine, and_, func, insert, select, update
+from sqlalchemy.exc import DBAPIError
 
 from coi.db.models import CoiCounter, Patient, ProductStateRow
 from coi.db.tx import Tx, write
@@ -84,10 +85,23 @@ class ChainStore:
         return bool(res.rowcount)
 
     def scrub_log(self) -> bool:
-        """SQLite: copy the WAL into the database and truncate it, so no page image from before
-        an erasure stays in the ``-wal`` file. False if a reader kept it from completing."""
-        if self.engine.dialect.name != "sqlite":
-            return True
+        """After an erasure, leave no copy of the destroyed key behind the live row.
+
+        SQLite: copy the WAL into the database and truncate it, so no page image from before the
+        erasure stays in the ``-wal`` file. PostgreSQL: ``VACUUM FULL patient`` rewrites the
+        table without the old row versions (waiting at most 5 s for its lock). False if that
+        could not be done now (a reader held the WAL, or the table's lock); the next checkpoint
+        or VACUUM does it."""
+        if self.engine.dialect.name == "postgresql":
+            with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
+                try:
+                    c.exec_driver_sql("SET lock_timeout = '5s'")
+                    c.exec_driver_sql("VACUUM FULL patient")
+                    return True
+                except DBAPIError:
+                    return False
+                finally:
+                    c.exec_driver_sql("RESET lock_timeout")
         raw = self.engine.raw_connection()  # outside any transaction (no BEGIN)
         try:
             cur = raw.cursor()

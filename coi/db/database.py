@@ -63,11 +63,11 @@ class Database:
         return DriverSource(self.url)
 
     def compact(self) -> bool:
-        """SQLite: rebuild the file (VACUUM) and truncate the WAL, so no page image of deleted
-        data stays behind (after plain patient rows were sealed). False if a reader kept the WAL
-        from being truncated. PostgreSQL: nothing to do here (run VACUUM FULL patient)."""
+        """After plain patient rows were sealed, leave no copy of them behind. SQLite: rebuild
+        the file (VACUUM) and truncate the WAL. PostgreSQL: ``VACUUM FULL patient``
+        (``ChainStore.scrub_log``). False if a reader or a lock kept it from completing."""
         if self.url.backend != "sqlite":
-            return True
+            return self.chain.scrub_log()
         raw = self.engine.raw_connection()  # outside any transaction (no BEGIN)
         try:
             cur = raw.cursor()

@@ -23,7 +23,7 @@ from coi.service.admin import upgrade_schema
 from coi.service.chain import CoiService
 from coi.service.demo import demo_password
 from coi.service.errors import ConfigError, Refused, VerificationError
-from coi.service.ledger import LedgerService
+from coi.service.ledger import LedgerService, Party
 from coi.service.phi import PHI_KEY_FORMAT, Identity, new_phi_key
 from coi.service.phi_store import open_patient
 from tests.chain_site import T0, ChainSite, H, copy_site, new_site
@@ -393,3 +393,19 @@ def test_migrate_seals_plain_rows_on_postgresql(pg_url: str, tmp_path: Path) -> 
     assert site.svc.patient_secret(coi_id) == plain[coi_id][0]
     CoiService.open(pg_url, str(tmp_path / "pg.logkey")).verify()
     site.svc.ledger.engine.dispose()
+
+
+def test_an_erasure_entry_made_any_other_way_is_refused_or_fails_verification(
+        site: ChainSite, pw: Any) -> None:
+    coi_id = enrol(site)
+    r = coi(site, "append", "patient.erased", "--subject", coi_id, "--data",
+            '{"reason": "x"}', "--as", "admin", "--password-file", pw("admin"))
+    assert r.exit_code == 1 and "only by `coi patient erase`" in r.stderr
+    assert site.last_entry()["type"] == "system.refusal"
+    assert site.svc.patient_identity(coi_id) != "erased"
+    # written below the service's checks (as a forger with a user's key could): verify fails
+    site.svc.ledger.append("patient.erased", coi_id, {"reason": "x"},
+                           [Party(site.people["alice"], "authored"),
+                            Party(site.people["nina"], "witnessed")])
+    with pytest.raises(VerificationError, match="authored by an administrator"):
+        site.svc.verify()

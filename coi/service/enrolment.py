@@ -23,10 +23,10 @@ from coi.db.repo import AppendContext
 from coi.db.tx import Tx
 from coi.domain import isbt
 from coi.domain.facts import patient_commitment
-from coi.ledger.entry import SignedEntry
+from coi.ledger.entry import SignedEntry, Statement
 from coi.ledger.registry import KeyRegistry
 from coi.service.chain_core import ChainCore, Recorded, norm_id
-from coi.service.errors import ConfigError, Refused
+from coi.service.errors import ConfigError, Refused, VerificationError
 from coi.service.ledger import Party, Unlocked
 from coi.service.phi import ERASED, Identity
 from coi.service.phi_store import open_patient, phi_key
@@ -163,3 +163,14 @@ def _check_birth_date(text: str, now_ms: int) -> None:
                       "as YYYY-MM-DD, e.g. 1961-02-03") from None
     if born > dt.datetime.fromtimestamp(now_ms / 1000, dt.UTC).date():
         raise Refused("patient field \"date_of_birth\" is in the future")
+
+
+def check_erasure(st: Statement, reg: KeyRegistry) -> None:
+    """``coi verify``: a ``patient.erased`` entry was authored by an administrator (at its
+    index) and witnessed by someone else, and says why."""
+    who = [(s.user, s.meaning) for s in st.signers]
+    if (len(who) != 2 or who[0][1] != "authored" or who[1][1] != "witnessed"
+            or who[0][0] == who[1][0] or not reg.is_admin(who[0][0])
+            or not isinstance(st.data.get("reason"), str)):
+        raise VerificationError("a patient erasure must be authored by an administrator, "
+                                "witnessed by another person and give a reason", index=st.index)

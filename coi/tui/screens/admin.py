@@ -98,7 +98,7 @@ class AdminScreen(CoiScreen):
         Binding("k", "form('reset')", "Reset key"),
         Binding("r", "form('revoke')", "Revoke"),
         Binding("u", "form('unlock')", "Unlock"),
-        Binding("x", "form('erase')", "Erase patient"),
+        Binding("x", "form('erase')", "Erase PHI"),
     ]
 
     def compose(self) -> ComposeResult:

@@ -68,38 +68,43 @@ async def test_the_bedside_shows_name_and_birth_date_from_the_phi_store_then_era
         assert "Demo Patient 6" not in info
 
 
+async def erase_form(pilot: Any, admin: AdminScreen, coi: str, reason: str,
+                     until: str) -> str:
+    """Fill the users screen's erase form (x) and sign; what the screen then says."""
+    app = pilot.app
+    await pilot.press("x")
+    await settle(pilot, lambda: isinstance(app.screen, AdminForm))
+    form = app.screen
+    for name, value in (("coi", coi), ("reason", reason), ("witness", "grace"),
+                        ("witness_password", demo_password("grace")),
+                        ("password", demo_password("admin"))):
+        form.query_one(f"#af-{name}", Input).value = value
+    form.query_one("#af-password", Input).focus()
+    await pilot.press("enter")
+    await settle(pilot, lambda: until in str(admin.query_one("#admin-result").render()))
+    return str(admin.query_one("#admin-result").render())
+
+
 async def test_an_administrator_erases_a_patient_from_the_users_screen(db: Path) -> None:
     app = make_app(db, user="admin")
+    phi_key = Path(str(db) + ".phikey")
     async with app.run_test(size=(110, 34)) as pilot:
         await settle(pilot, lambda: isinstance(app.screen, HomeScreen))
         await pilot.press("f5")
         await settle(pilot, lambda: isinstance(app.screen, AdminScreen))
         admin = app.screen
-        await pilot.press("x")
-        await settle(pilot, lambda: isinstance(app.screen, AdminForm))
-        form = app.screen
-        for name, value in (("coi", STORED.lower()), ("reason", "Request REQ-2026-3"),
-                            ("witness", "grace"), ("witness_password", demo_password("grace")),
-                            ("password", demo_password("admin"))):
-            form.query_one(f"#af-{name}", Input).value = value
-        form.query_one("#af-password", Input).focus()
-        await pilot.press("enter")
-        await settle(pilot, lambda: "erased" in str(admin.query_one("#admin-result").render()))
-        assert f"entry {last_entry(app.svc)['index']}" in str(
-            admin.query_one("#admin-result").render())
+        assert isinstance(admin, AdminScreen)
+        # a PHI key file others may read: said on the screen, nothing erased
+        phi_key.chmod(0o644)
+        said = await erase_form(pilot, admin, STORED, "Request REQ-2026-3", "Not done")
+        assert "chmod 600" in said and last_entry(app.svc)["type"] != "patient.erased"
+        phi_key.chmod(0o600)
+        said = await erase_form(pilot, admin, STORED.lower(), "Request REQ-2026-3", "erased")
         entry = last_entry(app.svc)
+        assert f"entry {entry['index']}" in said
         assert entry["type"] == "patient.erased" and entry["subject"] == STORED
         assert app.svc.patient_identity(STORED) == "erased"
         # a second time: refused, said on the screen
-        await pilot.press("x")
-        await settle(pilot, lambda: isinstance(app.screen, AdminForm))
-        form = app.screen
-        for name, value in (("coi", STORED), ("reason", "again"), ("witness", "grace"),
-                            ("witness_password", demo_password("grace")),
-                            ("password", demo_password("admin"))):
-            form.query_one(f"#af-{name}", Input).value = value
-        form.query_one("#af-password", Input).focus()
-        await pilot.press("enter")
-        await settle(pilot, lambda: "Refused" in str(admin.query_one("#admin-result").render()))
-        assert "already erased" in str(admin.query_one("#admin-result").render())
+        said = await erase_form(pilot, admin, STORED, "again", "Refused")
+        assert "already erased" in said
     app.svc.verify()

@@ -17,7 +17,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Static
 
 from coi.service.chain import check_roles
-from coi.service.errors import Refused
+from coi.service.errors import ConfigError, Refused, VerificationError
 from coi.tui.base import CoiModal, CoiScreen, serialized
 from coi.tui.text import show
 
@@ -176,6 +176,9 @@ class AdminScreen(CoiScreen):
                 e = ledger.unlock_account(admin, user=user, reason=v.get("reason", ""))
         except Refused as r:
             app.call_from_thread(self.result, show("Refused: " + r.reason, "bold red"))
+            return
+        except (ConfigError, VerificationError) as err:  # the PHI key, or a damaged record
+            app.call_from_thread(self.result, show(f"Not done: {err}", "bold red"))
             return
         app.call_from_thread(self.result, show(f"✔ {kind} {user}: entry {e.index}",
                                                "bold green"))

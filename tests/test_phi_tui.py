@@ -14,6 +14,7 @@ from textual.widgets import Input, Static
 from coi.domain.payload import encode
 from coi.service.demo import demo_password
 from coi.tui.screens.admin import AdminForm, AdminScreen
+from coi.tui.screens.enrol import EnrolScreen
 from coi.tui.screens.home import HomeScreen
 from coi.tui.screens.station import StationScreen
 from coi.tui.widgets.scan_input import ScanInput
@@ -108,3 +109,31 @@ async def test_an_administrator_erases_a_patient_from_the_users_screen(db: Path)
         said = await erase_form(pilot, admin, STORED, "again", "Refused")
         assert "already erased" in said
     app.svc.verify()
+
+
+@pytest.mark.req("PHI-AT-REST")
+async def test_the_enrolment_form_seals_name_and_birth_date_for_the_bedside(db: Path) -> None:
+    app = make_app(db, user="alice")
+    async with app.run_test(size=(100, 34)) as pilot:
+        await settle(pilot, lambda: isinstance(app.screen, HomeScreen))
+        await pilot.press("f6")
+        await settle(pilot, lambda: isinstance(app.screen, EnrolScreen))
+        screen = app.screen
+        assert isinstance(screen, EnrolScreen)
+
+        async def enrol(dob: str, until: str) -> str:
+            for key, value in (("patient", "MRN-TUI-1"), ("name", "Odile Tuiform"),
+                               ("dob", dob), ("site", "A9999-HEMATOLOGY"), ("slot", "SLOT-9"),
+                               ("password", demo_password("alice"))):
+                screen.query_one(f"#enrol-{key}", Input).value = value
+            await pilot.press("ctrl+s")
+            await settle(pilot, lambda: until in str(screen.query_one("#enrol-result").render()))
+            return str(screen.query_one("#enrol-result").render())
+
+        said = await enrol("1975-13-40", "Not enrolled")
+        assert "YYYY-MM-DD" in said and screen.enrolled is None
+        await enrol("1975-11-30", "ENROLLED")
+        assert screen.enrolled is not None
+        assert app.svc.patient_identity(screen.enrolled) == ("Odile Tuiform", "1975-11-30")
+        for key in ("patient", "name", "dob"):  # the identifiers leave the screen
+            assert screen.query_one(f"#enrol-{key}", Input).value == ""

@@ -216,6 +216,10 @@ def test_coi_patient_erase_destroys_the_key_and_the_ledger_still_verifies(
     r = coi(site, "patient", "show", coi_id, "--as", "nina", "--password-file", pw("nina"))
     assert r.exit_code == 0, r.output
     assert r.stdout == "name: Hortense Quillfeather\ndate of birth: 1957-08-19\n"
+    for who in ("colin", "grace"):  # a courier, QA: no need to see who the patient is
+        r = coi(site, "patient", "show", coi_id, "--as", who, "--password-file", pw(who))
+        assert r.exit_code == 1 and "only staff who compare a bag with the patient" in r.stderr
+        assert r.stdout == "" and site.last_entry()["type"] == "system.refusal"
     # not an administrator: refused, and the refusal is recorded
     before = site.entry_count()
     r = coi(site, "patient", "erase", coi_id, "--reason", "Request REQ-2026-17", "--as", "grace",

@@ -38,11 +38,12 @@ def patient_show(
     log_key: LogKeyOpt = None,
     password_file: PasswordFileOpt = None,
 ) -> None:
-    """Name and date of birth of the patient, from the PHI store ("erased" once erased)."""
+    """Name and date of birth of the patient, from the PHI store ("erased" once erased); for
+    apheresis, manufacturing, treatment and physician staff only."""
     svc = open_chain(db, log_key)
-    unlock_user(svc, as_, password_file)
+    viewer = unlock_user(svc, as_, password_file)
     with errors():
-        found = svc.patient_identity(patient)
+        found = svc.show_patient(viewer, patient)
         if isinstance(found, str):
             typer.echo("name: erased")
             typer.echo("date of birth: erased")

@@ -36,6 +36,9 @@ FIN = re.compile(r"[A-NP-Z1-9][0-9]{4}")
 PATIENT_KEYS_MAX = 20
 DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 ERASED_TYPE = "patient.erased"
+PHI_VIEWERS = frozenset({"apheresis", "manufacturing", "treatment", "physician"})
+"""Roles whose work compares a bag with the patient (labels, bedside): they may see a patient's
+name and date of birth on request (``show_patient``); couriers and auditors may not."""
 
 
 class Enrolment(ChainCore):
@@ -85,6 +88,18 @@ class Enrolment(ChainCore):
                           "name and date of birth; check the wristband against the hospital's "
                           "record")
         return Identity(name=name, date_of_birth=dob)
+
+    def show_patient(self, viewer: Unlocked, coi: str) -> Identity | Literal["erased"]:
+        """``patient_identity`` on request of a signed-in person (``coi patient show``): only
+        for the roles in ``PHI_VIEWERS``; a refusal is recorded."""
+        if not self.ledger.registry().roles_of(viewer.user) & PHI_VIEWERS:
+            why = ("only staff who compare a bag with the patient ("
+                   + ", ".join(sorted(PHI_VIEWERS)) + ") may see a patient's name and date "
+                   "of birth")
+            idx = self._record_refusal("patient_identity", norm_id(coi), viewer, None, None,
+                                       [why])
+            raise Refused(why, recorded_index=idx)
+        return self.patient_identity(coi)
 
     def patient_secret(self, coi: str) -> bytes | None:
         """The secret behind the ledger's commitment (None when erased or never enrolled)."""

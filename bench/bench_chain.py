@@ -205,6 +205,7 @@ def cached(kind: str, n_products: int, depth: list[int], *, progress: bool = Tru
         CoiService.open(str(tmp / "coi.db"), str(tmp / "coi.db.logkey")).verify()
     (tmp / "coi.db").rename(db)
     (tmp / "coi.db.logkey").rename(key)
+    (tmp / "coi.db.phikey").rename(d / f"{name}.db.phikey")  # patients' identifiers open with it
     shutil.rmtree(tmp, ignore_errors=True)
     return Built(db, key, size, n_products)
 

@@ -122,6 +122,7 @@ def copy_site(root: Path, dest: Path) -> ChainSite:
         if Path(str(src) + suffix).exists():
             shutil.copy(str(src) + suffix, str(db) + suffix)
     shutil.copy(key, dest / "coi.db.logkey")
+    shutil.copy(str(src) + ".phikey", dest / "coi.db.phikey")
     clock = MovableClock(now)
     svc = CoiService.open(str(db), str(dest / "coi.db.logkey"), clock=clock)
     return ChainSite(svc=svc, clock=clock, people=dict(people), db=str(db),

@@ -114,6 +114,7 @@ def sqlite_ledger(_template_ledger: Ledger, tmp_path: Path) -> Ledger:
         if Path(str(src) + suffix).exists():
             shutil.copy(str(src) + suffix, str(tmp_path / "coi.db") + suffix)
     shutil.copy(_template_ledger.log_key, tmp_path / "coi.db.logkey")  # type: ignore[arg-type]
+    shutil.copy(str(src) + ".phikey", tmp_path / "coi.db.phikey")
     clock = FixedClock(_template_ledger.clock.now_ms())
     svc = LedgerService.open(str(tmp_path / "coi.db"), str(tmp_path / "coi.db.logkey"),
                              clock=clock)

@@ -543,9 +543,9 @@ def test_patient_identifiers_never_enter_the_ledger(site: ChainSite) -> None:
             assert not any(needle in r for r in rows), value
     state_rows = [r[2] for r in site.svc.store.states()]
     assert not any(v in s for v in PATIENT.values() for s in state_rows)
-    # the patient is in their own table, linked by a keyed commitment
-    secret, identifiers = site.svc.store.patient(coi)  # type: ignore[misc]
-    assert secret is not None and json.loads(identifiers) == PATIENT  # type: ignore[arg-type]
+    # the patient is in their own table, sealed, linked by a keyed commitment
+    assert site.svc.patient_identity(coi) == ("Jeanne Testpatient", "1961-02-03")
+    assert site.svc.patient_secret(coi) is not None
     assert rec.entry.statement.data["patient_commitment"] != PATIENT["patient_id"]
 
 
@@ -554,15 +554,19 @@ def test_erasing_a_patient_leaves_the_ledger_verifiable(site: ChainSite) -> None
     w = new_walk(site, start_ms=T0 + H, patient_id="MRN-ERASE-ME")
     walk(site, w, until="activation")
     with pytest.raises(Refused, match="only an administrator"):
-        site.svc.erase_patient(site.people["grace"], w.coi, "Patient asked")
-    idx = site.svc.erase_patient(site.people["admin"], w.coi, "Patient withdrew consent")
-    assert site.entry(idx)["type"] == "system.patient_erased"
-    assert site.svc.store.patient(w.coi) == (None, None)
+        site.svc.erase_patient(site.people["grace"], w.coi, "Patient asked",
+                               witness=site.people["alice"])
+    idx = site.svc.erase_patient(site.people["admin"], w.coi, "Patient withdrew consent",
+                                 witness=site.people["alice"])
+    assert site.entry(idx)["type"] == "patient.erased"
+    assert site.svc.patient_identity(w.coi) == "erased"
+    assert site.svc.patient_secret(w.coi) is None
     site.svc.verify()
     site.svc.ledger.engine.dispose()
     assert cli_verify(site.db).exit_code == 0
     with pytest.raises(Refused, match="no patient record"):
-        site.svc.erase_patient(site.people["admin"], "CHA999926999999", "typo")
+        site.svc.erase_patient(site.people["admin"], "CHA999926999999", "typo",
+                               witness=site.people["alice"])
 
 
 @pytest.fixture
@@ -598,7 +602,8 @@ def test_bedside_with_the_wrong_wristband_is_refused(thawed: tuple[ChainSite, PW
 def test_bedside_after_erasure_cannot_match_electronically(
         thawed: tuple[ChainSite, PWalk]) -> None:
     site, w = thawed
-    site.svc.erase_patient(site.people["admin"], w.coi, "Erasure request")
+    site.svc.erase_patient(site.people["admin"], w.coi, "Erasure request",
+                           witness=site.people["nina"])
     site.advance(5 * MIN)
     entry = refused(site, w.coi, lambda: bedside(site, w, w.patient_id),
                     contains="no patient secret is on file")

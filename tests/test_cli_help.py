@@ -64,15 +64,19 @@ COMMANDS: dict[str, str] = {
     "labels list": "ID --db --json",
     "witness init": "--name -o/--output",
     "witness cosign": "CHECKPOINT --key --state --log-key -o/--output --proof",
+    "patient show": "PATIENT --as --db --log-key --password-file",
+    "patient erase": "PATIENT --reason --as --witness --db --log-key --password-file "
+                     "--witness-password-file",
 }
 GROUPS = {"": ["init", "migrate", "append", "verify", "checkpoint", "log-key", "label", "parse",
                "enrol", "record", "steps", "show", "status", "export", "verify-export",
                "report", "tui", "demo", "backup", "restore", "validate", "user", "prove",
-               "labels", "witness"],
+               "labels", "witness", "patient"],
           "user": ["add", "revoke", "reset", "rotate", "unlock", "list"],
           "prove": ["inclusion", "consistency"],
           "labels": ["apply", "void", "reprint", "check", "list"],
-          "witness": ["init", "cosign"]}
+          "witness": ["init", "cosign"],
+          "patient": ["show", "erase"]}
 
 
 def _tree(cmd: Any, path: list[str]) -> dict[str, Any]:

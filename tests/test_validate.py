@@ -50,7 +50,8 @@ def test_validate_writes_the_evidence_and_signs_it(sqlite_ledger: Ledger, tmp_pa
     assert len({t["node"] for t in by_id["SIG-LINK"]["tests"]}) == 3
     assert by_id["AUDIT-TRAIL"]["outcome"] == "not in scope"
     checks = {c["name"]: c["status"] for c in report["installation"]}
-    assert checks["database schema"] == checks["log key file"] == "passed"
+    assert checks["database schema"] == checks["log key file"] == checks["PHI key file"] \
+        == "passed"
     assert checks["installed files"] in ("passed", "deviation")
     text = _pdf_text(out / "validation.pdf")
     for needed in ("coi validation report", "PARTIAL", "LOCKOUT (11.300(d), 21 CFR Part 11)",
@@ -77,6 +78,23 @@ def test_a_world_readable_key_fails_the_installation_check(sqlite_ledger: Ledger
     assert v.result == "FAILED"
     check = next(c for c in v.report["installation"] if c["name"] == "log key file")
     assert check["status"] == "failed" and "chmod 600" in check["detail"]
+
+
+def test_a_group_readable_or_missing_phi_key_fails_the_installation_check(
+        sqlite_ledger: Ledger, tmp_path: Path) -> None:
+    phi_key = Path(sqlite_ledger.db + ".phikey")
+    os.chmod(phi_key, 0o640)
+    v = validate(tmp_path / "ev", db=sqlite_ledger.db, log_key=str(sqlite_ledger.log_key),
+                 only=["SIG-LINK"])
+    assert v.result == "FAILED"
+    check = next(c for c in v.report["installation"] if c["name"] == "PHI key file")
+    assert check["status"] == "failed" and "mode 0640" in check["detail"]
+    assert "chmod 600" in check["detail"]
+    phi_key.unlink()
+    v = validate(tmp_path / "ev2", db=sqlite_ledger.db, log_key=str(sqlite_ledger.log_key),
+                 only=["SIG-LINK"])
+    check = next(c for c in v.report["installation"] if c["name"] == "PHI key file")
+    assert v.result == "FAILED" and check["status"] == "failed" and "missing" in check["detail"]
 
 
 def test_usage_errors_write_nothing(tmp_path: Path) -> None:

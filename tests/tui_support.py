@@ -41,6 +41,7 @@ def copy_demo(template: Path, dest: Path) -> Path:
     db = dest / "coi.db"
     shutil.copy(template, db)
     shutil.copy(str(template) + ".logkey", str(db) + ".logkey")
+    shutil.copy(str(template) + ".phikey", str(db) + ".phikey")
     for extra in ("-wal", "-shm"):
         if Path(str(template) + extra).exists():
             shutil.copy(str(template) + extra, str(db) + extra)

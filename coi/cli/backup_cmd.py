@@ -85,4 +85,5 @@ def restore(
         else:
             typer.echo("no kept checkpoint given: pass --checkpoint FILE to learn what the "
                        "backup may lack")
-        typer.echo("put the site's log key file in place before the site writes again")
+        typer.echo("put the site's log key file (and its PHI key file, without which the "
+                   "patients cannot be named) in place before the site writes again")

@@ -57,17 +57,27 @@ def init(
         typer.echo(f"initialised ledger {inert(origin)} at {inert(svc.site.db_url)}")
         typer.echo(f"genesis entry {e.index}, hash {e.entry_hash.hex()}")
         typer.echo(f"log key file: {svc.site.log_key_path} (keep it private; back it up)")
+        typer.echo(f"PHI key file: {svc.site.phi_key_path} (keep it private; back it up apart "
+                   "from the database)")
         typer.echo(f"log verifier key: {svc.log_verifier_key()}")
 
 
 @app.command()
 def migrate(db: DbOpt = None) -> None:
-    """Bring the database schema up to date (Alembic migrations shipped in the package)."""
+    """Bring the database schema up to date (Alembic migrations shipped in the package); seal
+    patient identifiers still in clear under the PHI key (created beside the log key if none)."""
     svc = open_ledger(db)
     with errors():
         from coi.service.admin import upgrade_schema
 
-        typer.echo(f"schema at revision {upgrade_schema(svc)}")
+        up = upgrade_schema(svc)
+        if up.phi_key_created is not None:
+            typer.echo(f"PHI key file: {up.phi_key_created} created (keep it private; back it "
+                       "up apart from the database)")
+        if up.sealed_patients:
+            typer.echo(f"sealed the identifiers of {up.sealed_patients} patients under the "
+                       "PHI key")
+        typer.echo(f"schema at revision {up.revision}")
 
 
 @app.command()

@@ -21,6 +21,7 @@ from coi.cli import (
     label_cmd,
     labels_cmd,
     ledger_cmd,
+    patient_cmd,
     prove_cmd,
     tui_cmd,
     user_cmd,
@@ -47,11 +48,12 @@ app.add_typer(export_cmd.app)
 app.add_typer(tui_cmd.app)
 app.add_typer(backup_cmd.app)
 app.add_typer(validate_cmd.app)
-# Groups: coi user …, coi prove …, coi labels …, coi witness ….
+# Groups: coi user …, coi prove …, coi labels …, coi witness …, coi patient ….
 app.add_typer(user_cmd.app, name="user")
 app.add_typer(prove_cmd.app, name="prove")
 app.add_typer(labels_cmd.app, name="labels")
 app.add_typer(witness_cmd.app, name="witness")
+app.add_typer(patient_cmd.app, name="patient")
 
 
 def run() -> None:

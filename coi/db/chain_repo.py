@@ -1,20 +1,21 @@
 """Repository functions over the chain-of-identity tables: patients, CoI counters, product state.
 
-``patient`` holds who a CoI identifier is about (outside the ledger, erasable); ``coi_counter``
-hands out CoI sequence numbers, each once; ``product_state`` is each product's state as the
-process replay computes it, written in the append's transaction (``Tx``) so that it moves with
-the ledger, and read by the status, review and station views. Rows become plain tuples and
-dicts here; nothing above builds a query.
+``patient`` holds who a CoI identifier is about (outside the ledger, sealed, erasable);
+``coi_counter`` hands out CoI sequence numbers, each once; ``product_state`` is each product's
+state as the process replay computes it, written in the append's transaction (``Tx``) so that
+it moves with the ledger, and read by the status, review and station views. Rows become plain
+tuples and dicts here; nothing above builds a query.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Engine, and_, func, insert, literal, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import DBAPIError
 
 from coi.db.models import CoiCounter, Patient, ProductStateRow
 from coi.db.tx import Tx, write
@@ -30,6 +31,13 @@ is its own newest entry's, so it is unique and needs no tie-break."""
 WINDOW_FILTERS = ("all", "window_soon", "window_exceeded", "deviation")
 """``ChainStore.product_rows``'s ``window`` filters: every product, a running window closing
 within ``soon_ms``, one already exceeded, or open deviations."""
+
+class PatientRow(NamedTuple):
+    phi_key_id: str | None
+    wrapped_key: bytes | None
+    sealed: bytes | None
+    erased_ms: int | None
+
 
 P = Patient.__table__  # type: ignore[attr-defined]
 CC = CoiCounter.__table__  # type: ignore[attr-defined]
@@ -64,21 +72,59 @@ class ChainStore:
                          .values(next_seq=seq + 1))
             return seq
 
-    def put_patient(self, *, tx: Tx, coi: str, secret: bytes, identifiers: str,
-                    enrolled_index: int) -> None:
-        tx.connection.execute(insert(P).values(coi=coi, secret=secret, identifiers=identifiers,
+    def put_patient(self, *, tx: Tx, coi: str, phi_key_id: str, wrapped_key: bytes,
+                    sealed: bytes, enrolled_index: int) -> None:
+        tx.connection.execute(insert(P).values(coi=coi, phi_key_id=phi_key_id,
+                                               wrapped_key=wrapped_key, sealed=sealed,
                                                enrolled_index=enrolled_index))
 
-    def patient(self, coi: str) -> tuple[bytes | None, str | None] | None:
+    def patient(self, coi: str) -> PatientRow | None:
+        """The patient's sealed record (``wrapped_key`` and ``sealed`` None once erased)."""
         with self.engine.connect() as c:
-            r = c.execute(select(P.c.secret, P.c.identifiers).where(P.c.coi == coi)).first()
-        return (bytes(r.secret) if r.secret is not None else None, r.identifiers) if r else None
+            r = c.execute(select(P.c.phi_key_id, P.c.wrapped_key, P.c.sealed, P.c.erased_ms)
+                          .where(P.c.coi == coi)).first()
+        if r is None:
+            return None
+        return PatientRow(phi_key_id=r.phi_key_id, erased_ms=r.erased_ms,
+                          wrapped_key=bytes(r.wrapped_key) if r.wrapped_key is not None else None,
+                          sealed=bytes(r.sealed) if r.sealed is not None else None)
 
-    def erase_patient(self, coi: str, now_ms: int) -> bool:
-        with write(self.engine) as tx:
-            res = tx.connection.execute(update(P).where(P.c.coi == coi)
-                            .values(secret=None, identifiers=None, erased_ms=now_ms))
-            return bool(res.rowcount)
+    def erase_patient(self, *, tx: Tx, coi: str, now_ms: int) -> bool:
+        """Destroy the patient's wrapped key and sealed record (in the erasure entry's
+        transaction). On SQLite, ``secure_delete`` overwrites the old cells in the file."""
+        conn = tx.connection
+        if self.engine.dialect.name == "sqlite":
+            conn.exec_driver_sql("PRAGMA secure_delete = ON")
+        res = conn.execute(update(P).where(and_(P.c.coi == coi, P.c.wrapped_key.is_not(None)))
+                           .values(wrapped_key=None, sealed=None, erased_ms=now_ms))
+        return bool(res.rowcount)
+
+    def scrub_log(self) -> bool:
+        """After an erasure, leave no copy of the destroyed key behind the live row.
+
+        SQLite: copy the WAL into the database and truncate it, so no page image from before the
+        erasure stays in the ``-wal`` file. PostgreSQL: ``VACUUM FULL patient`` rewrites the
+        table without the old row versions (waiting at most 5 s for its lock). False if that
+        could not be done now (a reader held the WAL, or the table's lock); the next checkpoint
+        or VACUUM does it."""
+        if self.engine.dialect.name == "postgresql":
+            with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
+                try:
+                    c.exec_driver_sql("SET lock_timeout = '5s'")
+                    c.exec_driver_sql("VACUUM FULL patient")
+                    return True
+                except DBAPIError:
+                    return False
+                finally:
+                    c.exec_driver_sql("RESET lock_timeout")
+        raw = self.engine.raw_connection()  # outside any transaction (no BEGIN)
+        try:
+            cur = raw.cursor()
+            row = cur.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            cur.close()
+        finally:
+            raw.close()
+        return row is not None and int(row[0]) == 0
 
     def put_state(self, *, tx: Tx, coi: str, state: str, data: str, last_index: int,
                   deadline_ms: int | None, deadline_window: str | None,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from typing import Any
 
 from sqlalchemy import Engine, inspect
 
@@ -48,13 +49,18 @@ class Database:
     def has_table(self, name: str) -> bool:
         return inspect(self.engine).has_table(name)
 
+    def has_column(self, table: str, column: str) -> bool:
+        insp = inspect(self.engine)
+        return insp.has_table(table) and column in {c["name"] for c in insp.get_columns(table)}
+
     def schema_is_current(self) -> bool:
         """The schema is at the newest migration this coi ships."""
         return migrate.current_revision(self.engine) == migrate.head_revision(self.engine)
 
-    def upgrade(self) -> str:
-        """Bring the schema to the newest revision; return that revision."""
-        migrate.upgrade(self.engine)
+    def upgrade(self, attributes: dict[str, Any] | None = None) -> str:
+        """Bring the schema to the newest revision; return that revision. ``attributes`` go to
+        the migration scripts (see ``migrate.upgrade``)."""
+        migrate.upgrade(self.engine, attributes)
         return migrate.current_revision(self.engine) or "none"
 
     @contextmanager
@@ -66,6 +72,22 @@ class Database:
     def reader_source(self) -> DriverSource:
         """What a verify worker, or this process, opens to read rows and tree nodes."""
         return DriverSource(self.url)
+
+    def compact(self) -> bool:
+        """After plain patient rows were sealed, leave no copy of them behind. SQLite: rebuild
+        the file (VACUUM) and truncate the WAL. PostgreSQL: ``VACUUM FULL patient``
+        (``ChainStore.scrub_log``). False if a reader or a lock kept it from completing."""
+        if self.url.backend != "sqlite":
+            return self.chain.scrub_log()
+        raw = self.engine.raw_connection()  # outside any transaction (no BEGIN)
+        try:
+            cur = raw.cursor()
+            cur.execute("VACUUM")
+            row = cur.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            cur.close()
+        finally:
+            raw.close()
+        return row is not None and int(row[0]) == 0
 
     def dispose(self) -> None:
         """Close the pooled connections (another process may then use the file alone)."""

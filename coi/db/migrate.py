@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from importlib.resources import files
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -18,13 +19,17 @@ def alembic_config(engine: Engine) -> Config:
     return cfg
 
 
-def upgrade(engine: Engine) -> None:
-    """Bring the schema to the newest revision."""
+def upgrade(engine: Engine, attributes: dict[str, Any] | None = None) -> None:
+    """Bring the schema to the newest revision. ``attributes`` reach the migration scripts
+    (``coi_phi_seal``: what seals plain patient rows; they set ``coi_phi_sealed``)."""
     cfg = alembic_config(engine)
+    cfg.attributes.update(attributes or {})
     with engine.connect() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
         conn.commit()
+    if attributes is not None:
+        attributes.update((k, v) for k, v in cfg.attributes.items() if k != "connection")
 
 
 def current_revision(engine: Engine) -> str | None:

@@ -87,14 +87,19 @@ APPEND_ONLY_TABLES = ("ledger_entry", "tree_node", "checkpoint", "user_key")
 
 
 class Patient(SQLModel, table=True):
-    """Patient identifiers, outside the ledger (21 CFR 1271.290). The ledger holds only
-    HMAC-SHA256(secret, patient id); erasing ``secret`` and ``identifiers`` leaves the ledger
-    fully verifiable while no-one can link it to the person any more."""
+    """Patient identifiers, outside the ledger (21 CFR 1271.290) and sealed (``coi.service.phi``).
+
+    The ledger holds only HMAC-SHA256(secret, patient id). ``sealed`` is the secret and the
+    identifiers under AES-GCM with the patient's own key; ``wrapped_key`` is that key wrapped
+    by the site's PHI key (a file, never in the database), whose id is ``phi_key_id``. Erasure
+    destroys ``wrapped_key`` (and ``sealed``): the ledger stays fully verifiable while no-one
+    can link it to the person any more. No column holds an identifier in clear."""
 
     __tablename__ = "patient"
     coi: str = Field(sa_column=Column(String(32), primary_key=True))
-    secret: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
-    identifiers: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    phi_key_id: str | None = Field(default=None, sa_column=Column(String(16), nullable=True))
+    wrapped_key: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+    sealed: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
     enrolled_index: int = Field(sa_column=Column(BigInteger, nullable=False))
     erased_ms: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
 

@@ -8,7 +8,8 @@ each owning its methods in its own module over the core:
   refusals, and refused scans, recorded as signed site entries; deviations opened
   automatically when a window is exceeded);
 - ``enrolment``: ``enrol`` (CoI identifier assignment, the patient kept outside the ledger as a
-  keyed commitment) and ``erase_patient``;
+  keyed commitment, their identifiers sealed in the PHI store), ``patient_identity`` (name and
+  date of birth for the person comparing bag and patient) and ``erase_patient``;
 - ``chain_views``: ``show`` (the timeline), ``status``, ``products``, ``local_time``.
 
 This module adds the replay of every process entry during ``coi verify`` (``CoiService.verify``,
@@ -40,7 +41,7 @@ from coi.service.chain_core import (
     subject_of,
 )
 from coi.service.chain_views import SOON_MS, ChainViews
-from coi.service.enrolment import FIN, PATIENT_KEYS_MAX, Enrolment
+from coi.service.enrolment import ERASED_TYPE, FIN, PATIENT_KEYS_MAX, Enrolment, check_erasure
 from coi.service.errors import ConfigError, Refused
 from coi.service.ledger import LedgerService
 
@@ -75,7 +76,15 @@ def genesis_extras(fin: str) -> tuple[dict[str, Any], dict[str, Any]]:
 
 def refuse_process_types(svc: LedgerService, type_: str, *, subject: str = "",
                          by: str = "") -> None:
-    """Once a process is in force, its own entry types go only through `coi record`."""
+    """Once a process is in force, its own entry types go only through `coi record`; a
+    patient's erasure goes only through `coi patient erase`."""
+    if type_ == ERASED_TYPE:
+        reason = ("a patient's erasure is recorded only by `coi patient erase`, which destroys "
+                  "the patient's key")
+        idx = svc.record_system("system.refusal", subject_of(subject),
+                                {"attempted": type_, "by": by, "reasons": [reason],
+                                 "via": "coi append"})
+        raise Refused(reason, recorded_index=idx)
     if process_in_force(svc) is None:
         return
     found = definition_in_force(svc)
@@ -112,6 +121,8 @@ class CoiService(Enrolment, ChainViews):
             """The domain's replay, fed each process entry (a ReplayError names the entry)."""
             if replayer.owns(c.statement.type):
                 replayer.feed(fact_of(c.statement, reg))
+            elif c.statement.type == ERASED_TYPE:
+                check_erasure(c.statement, reg)
 
         result = self.ledger.verify(jobs=jobs, checkpoints=checkpoints, hook=hook,
                                     progress=progress)

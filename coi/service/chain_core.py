@@ -295,11 +295,15 @@ class ChainCore:
                                          data)
 
     def _wristband_commitment(self, coi: str, scanned: str) -> str:
-        found = self.store.patient(coi)
-        if found is None or found[0] is None:
+        secret = self.patient_secret(coi)
+        if secret is None:
             raise Refused(f"no patient secret is on file for {coi} (erased or never enrolled): "
                           "the wristband cannot be matched electronically")
-        return patient_commitment(found[0], scanned.strip())
+        return patient_commitment(secret, scanned.strip())
+
+    def patient_secret(self, coi: str) -> bytes | None:
+        """The secret behind the patient commitment, from the sealed PHI store (``enrolment``)."""
+        raise NotImplementedError
 
 
 def _statement(raw: bytes, index: int) -> Statement:

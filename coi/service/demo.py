@@ -155,8 +155,9 @@ def create_site(db: str, log_key: str | None = None, *, clock: Clock,
 def enrol(site: Site, walk: Walk, *, by: str = "alice") -> None:
     svc = site.svc
     walk.patient_id = walk.patient_id or f"MRN{walk.seq:06d}"
-    coi, _ = svc.enrol(actor=site.people[by], patient={"patient_id": walk.patient_id,
-                                                        "name": f"Demo Patient {walk.seq}"},
+    coi, _ = svc.enrol(actor=site.people[by], patient={
+        "patient_id": walk.patient_id, "name": f"Demo Patient {walk.seq}",
+        "date_of_birth": f"19{50 + walk.seq % 40}-{1 + walk.seq % 12:02d}-{1 + walk.seq % 28:02d}"},
                        treatment_site="A9999-HEMATOLOGY", manufacturing_slot=f"SLOT-{walk.seq}")
     walk.coi = coi
     cid = isbt.coi_id_from_text(coi)

@@ -46,6 +46,7 @@ from coi.ledger.errors import ProfileError, VerificationError
 from coi.ledger.keys import generate, key_id, public_bytes, wrap
 from coi.ledger.registry import ADMIN, KEY_EVENT_TYPES, RESERVED_PREFIXES, KeyRegistry
 from coi.service.errors import ConfigError, Refused
+from coi.service.phi import new_phi_key, write_phi_key
 from coi.service.site import Site, read_log_key, write_log_key
 
 AfterAppend = Callable[[Tx, SignedEntry], None]
@@ -150,7 +151,8 @@ class LedgerCore:
     def init(self, *, origin: str, admin: str, admin_name: str, admin_password: str,
              tz: str = "UTC", site_data: Mapping[str, Any] | None = None,
              process: Mapping[str, Any] | None = None) -> SignedEntry:
-        """Create the schema, the log key and the genesis entry with the first administrator."""
+        """Create the schema, the log key, the PHI key and the genesis entry with the first
+        administrator."""
         if not origin or not all(c.isascii() and c.isprintable() and c not in " +" for c in origin):
             raise ConfigError("--origin must be printable ASCII without spaces or '+', "
                               "e.g. coi.example-hospital.org/ledger")
@@ -166,7 +168,15 @@ class LedgerCore:
         log_key = generate()
         admin_key = generate()
         wrapped = wrap(admin_key, admin_password)
+        if self.site.phi_key_path.exists():
+            raise ConfigError(f"PHI key file {self.site.phi_key_path} already exists; refusing "
+                              "to overwrite it")
         write_log_key(self.site.log_key_path, origin, log_key)
+        try:
+            write_phi_key(self.site.phi_key_path, new_phi_key(origin))
+        except BaseException:
+            self.site.log_key_path.unlink(missing_ok=True)
+            raise
         self._log_key = log_key
         data = {
             "origin": origin,
@@ -196,6 +206,7 @@ class LedgerCore:
             return self.store.append(build, origin=origin)
         except Exception:
             self.site.log_key_path.unlink(missing_ok=True)
+            self.site.phi_key_path.unlink(missing_ok=True)
             raise
 
 

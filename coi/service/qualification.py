@@ -24,6 +24,7 @@ from pathlib import Path
 from coi.db.url import DatabaseUrl
 from coi.service.errors import ConfigError
 from coi.service.ledger import LedgerService
+from coi.service.site import owner_only_problem
 
 PACKAGES = ("coi", "cryptography", "sqlalchemy", "sqlmodel", "alembic", "psycopg", "typer",
             "textual", "rich", "qrcode", "zxing-cpp", "reportlab", "pillow", "python-stdnum",
@@ -81,11 +82,10 @@ def installed_files() -> Check:
 def _private(path: Path, what: str) -> Check:
     if not path.is_file():
         return Check(what, "failed", f"{path} is missing")
-    mode = stat.S_IMODE(path.stat().st_mode)
-    if mode & 0o077:
-        return Check(what, "failed", f"{path} has mode {mode:04o}: make it readable by its "
-                                     "owner only (chmod 600)")
-    return Check(what, "passed", f"{path} present, mode {mode:04o}")
+    problem = owner_only_problem(path)
+    if problem is not None:
+        return Check(what, "failed", problem)
+    return Check(what, "passed", f"{path} present, mode {stat.S_IMODE(path.stat().st_mode):04o}")
 
 
 def time_zones(site_tz: str | None) -> Check:
@@ -122,7 +122,8 @@ def site_checks(db: str | None, log_key: str | None) -> list[Check]:
             return [Check("database schema", "failed", str(e))]
         checks = [Check("database schema", "passed",
                         f"{url.display} is at the newest migration this coi ships"),
-                  _private(svc.site.log_key_path, "log key file")]
+                  _private(svc.site.log_key_path, "log key file"),
+                  _private(svc.site.phi_key_path, "PHI key file")]
         genesis = svc.registry().genesis
         tz = str(genesis.site.get("tz", "")) if genesis is not None else ""
         checks.append(time_zones(tz or None))

@@ -1,4 +1,5 @@
-"""Users and roles: enrol, revoke, reset a key (a new key under a new password), unlock.
+"""Users and roles: enrol, revoke, reset a key (a new key under a new password), unlock; and
+erasing a patient's identifiers (their key in the PHI store destroyed, witnessed).
 
 Each action is signed by the administrator (password again) and is a ledger entry; the ledger
 service refuses what an administrator may not do.
@@ -16,7 +17,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Static
 
 from coi.service.chain import check_roles
-from coi.service.errors import Refused
+from coi.service.errors import ConfigError, Refused, VerificationError
 from coi.tui.base import CoiModal, CoiScreen, serialized
 from coi.tui.text import show
 
@@ -33,6 +34,11 @@ FORMS: dict[str, tuple[str, tuple[tuple[str, str, bool], ...]]] = {
                                     ("reason", "reason", False))),
     "unlock": ("Unlock an account", (("user", "user id", False),
                                     ("reason", "reason", False))),
+    "erase": ("Erase a patient's identifiers (destroys their key; cannot be undone)",
+              (("coi", "the patient's CoI identifier", False),
+               ("reason", "reason: the request's reference, never the patient's data", False),
+               ("witness", "witness user id", False),
+               ("witness_password", "witness password", True))),
 }
 
 
@@ -84,7 +90,7 @@ class AdminForm(CoiModal):
 
 
 class AdminScreen(CoiScreen):
-    """The users table and the four actions (e, k, r, u)."""
+    """The users table and the four actions (e, k, r, u); x erases a patient's identifiers."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "app.pop_screen", "Back"),
@@ -92,6 +98,7 @@ class AdminScreen(CoiScreen):
         Binding("k", "form('reset')", "Reset key"),
         Binding("r", "form('revoke')", "Revoke"),
         Binding("u", "form('unlock')", "Unlock"),
+        Binding("x", "form('erase')", "Erase PHI"),
     ]
 
     def compose(self) -> ComposeResult:
@@ -130,7 +137,7 @@ class AdminScreen(CoiScreen):
         return str(key or "")
 
     def action_form(self, kind: str) -> None:
-        user = "" if kind == "enrol" else self.selected_user()
+        user = "" if kind in ("enrol", "erase") else self.selected_user()
 
         def done(values: dict[str, str] | None) -> None:
             if values:
@@ -146,6 +153,15 @@ class AdminScreen(CoiScreen):
         try:
             admin = app.session.sign(v.get("password", ""))
             user = v.get("user", "").strip()
+            if kind == "erase":
+                witness = ledger.unlock(v.get("witness", "").strip(),
+                                        v.get("witness_password", ""))
+                idx = app.svc.erase_patient(admin, v.get("coi", ""), v.get("reason", ""),
+                                            witness=witness)
+                app.call_from_thread(self.result, show(
+                    f"✔ erased the patient identifiers of {v.get('coi', '').strip().upper()}: "
+                    f"entry {idx}", "bold green"))
+                return
             if kind == "enrol":
                 roles = [r.strip() for r in v.get("roles", "").split(",") if r.strip()]
                 check_roles(roles)
@@ -160,6 +176,9 @@ class AdminScreen(CoiScreen):
                 e = ledger.unlock_account(admin, user=user, reason=v.get("reason", ""))
         except Refused as r:
             app.call_from_thread(self.result, show("Refused: " + r.reason, "bold red"))
+            return
+        except (ConfigError, VerificationError) as err:  # the PHI key, or a damaged record
+            app.call_from_thread(self.result, show(f"Not done: {err}", "bold red"))
             return
         app.call_from_thread(self.result, show(f"✔ {kind} {user}: entry {e.index}",
                                                "bold green"))

@@ -1,7 +1,8 @@
 """Enrol a patient: a new Chain of Identity identifier, with only a keyed commitment in the ledger.
 
-The patient identifier (typed, or scanned from the wristband) goes to the patient table, never
-to the ledger (21 CFR 1271.290); the service assigns the CoI identifier from the site's FIN and
+The patient identifier (typed, or scanned from the wristband), and the name and date of birth
+that the bedside and the final label show, go sealed to the PHI store, never to the ledger
+(21 CFR 1271.290); the service assigns the CoI identifier from the site's FIN and
 records the enrolment signed by this person. Refusals are recorded by the service and shown in
 red; the form keeps what was typed so it can be put right.
 """
@@ -27,9 +28,12 @@ from coi.tui.widgets.big_text import BigText
 
 FIELDS = (
     ("patient", "Patient identifier (medical record number; scan the wristband or type it)"),
+    ("name", "Patient's name (optional; sealed, shown at the bedside and on labels)"),
+    ("dob", "Date of birth (optional; YYYY-MM-DD)"),
     ("site", "Treatment centre (e.g. A9999-HEMATOLOGY)"),
     ("slot", "Manufacturing slot booked"),
 )
+OPTIONAL = frozenset({"name", "dob"})
 
 
 class EnrolScreen(CoiScreen):
@@ -82,7 +86,8 @@ class EnrolScreen(CoiScreen):
     def action_sign(self) -> None:
         if self.busy:
             return
-        missing = [title.split(" (")[0] for key, title in FIELDS if not self.value(key)]
+        missing = [title.split(" (")[0] for key, title in FIELDS
+                   if key not in OPTIONAL and not self.value(key)]
         password = self.query_one("#enrol-password", Input).value
         if missing or not password:
             self.say(Text("Fill in: " + ", ".join(missing + ([] if password else
@@ -91,19 +96,22 @@ class EnrolScreen(CoiScreen):
             return
         self.busy = True
         self.say(Text("Signing…", style="bold"))
-        self.enrol(self.value("patient"), self.value("site"), self.value("slot"), password)
+        patient = {"patient_id": self.value("patient"), "name": self.value("name"),
+                   "date_of_birth": self.value("dob")}
+        self.enrol({k: v for k, v in patient.items() if v}, self.value("site"),
+                   self.value("slot"), password)
 
     def say(self, text: Text) -> None:
         self.query_one("#enrol-result", Static).update(text)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="enrol")
     @serialized
-    def enrol(self, patient: str, site: str, slot: str, password: str) -> None:
+    def enrol(self, patient: dict[str, str], site: str, slot: str, password: str) -> None:
         app = self.coi_app
         svc = app.svc
         try:
             actor = app.session.sign(password)
-            coi, rec = svc.enrol(actor=actor, patient={"patient_id": patient},
+            coi, rec = svc.enrol(actor=actor, patient=patient,
                                  treatment_site=site, manufacturing_slot=slot)
         except (Refused, ConfigError) as e:
             app.call_from_thread(self.refused, e)

@@ -23,6 +23,7 @@ from textual.widgets import Button, Footer, Header, Input, Label, OptionList, Se
 from textual.widgets.option_list import Option
 
 from coi.service.errors import Refused
+from coi.service.phi_views import identity_line
 from coi.service.scans import LabelScan, ScanRefused, read_scan
 from coi.service.steps import FieldSpec, StepSpec
 from coi.service.views import (
@@ -320,6 +321,7 @@ class StationScreen(CoiScreen):
             "next": expected_next(svc.process(), product) if product else [],
             "window": window_left(svc, product, svc.clock.now_ms()),
             "custodian": product.custodian if product else None,
+            "patient": identity_line(svc, target.coi) if spec.second_scan == "wristband" else None,
         }
         if reasons:
             reason = (f"'{spec.title}' cannot be recorded for {target.coi}"
@@ -349,6 +351,9 @@ class StationScreen(CoiScreen):
         if info["custodian"]:
             t.append("   Custodian: ", style="bold")
             t.append_text(show(info["custodian"]))
+        if info["patient"] is not None:  # the bedside: compare with the patient (PHI store)
+            t.append("\nPatient: ", style="bold")
+            t.append_text(show(info["patient"][0], "bold" if info["patient"][1] else "yellow"))
         if method == "typed":
             t.append("\nTyped by hand: check the label by eye.", style="yellow")
         self.query_one("#product-info", Static).update(t)

@@ -9,10 +9,12 @@ every entry kept and the ledger still verifying.
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 from pathlib import Path
 
 import pytest
+from alembic import command
 from sqlalchemy import text
 
 from coi.db import migrate
@@ -24,13 +26,6 @@ RANGE = "SELECT idx, type FROM ledger_entry WHERE idx >= :lo AND idx < :hi ORDER
 TYPED = ("SELECT * FROM ledger_entry WHERE idx >= :lo AND type IN ('user.add', 'note') "
          "ORDER BY idx")
 
-OLD_TABLE = (  # exactly what revision 0001 created
-    "CREATE TABLE ledger_entry (idx BIGINT NOT NULL, prev_hash VARCHAR(64) NOT NULL, "
-    "entry_hash VARCHAR(64) NOT NULL, time_ms BIGINT NOT NULL, type VARCHAR(128) NOT NULL, "
-    "subject VARCHAR(128) NOT NULL, signer VARCHAR(64) NOT NULL, statement BLOB NOT NULL, "
-    "signatures BLOB NOT NULL, CONSTRAINT pk_ledger_entry PRIMARY KEY (idx), "
-    "CONSTRAINT uq_ledger_entry_prev_hash UNIQUE (prev_hash), "
-    "CONSTRAINT uq_ledger_entry_entry_hash UNIQUE (entry_hash))")
 
 
 def _sqlite_plan(db: str, sql: str) -> str:
@@ -76,21 +71,22 @@ def test_migrate_rebuilds_an_old_sqlite_ledger_keeping_every_entry(
     svc = sqlite_ledger.svc
     before = svc.verify().size
     svc.engine.dispose()
-    with sqlite3.connect(sqlite_ledger.db) as c:  # put the tables back as revision 0003 left them
-        rows = c.execute("SELECT * FROM ledger_entry ORDER BY idx").fetchall()
-        c.execute("DROP TABLE ledger_entry")
-        c.execute(OLD_TABLE)
-        c.executemany(f"INSERT INTO ledger_entry VALUES ({', '.join('?' * 9)})", rows)
-        for col in ("type", "subject", "signer"):
-            c.execute(f"CREATE INDEX ix_ledger_entry_{col} ON ledger_entry ({col})")
-        for verb in ("UPDATE", "DELETE"):
-            c.execute(f"CREATE TRIGGER ledger_entry_no_{verb.lower()} BEFORE {verb} ON "
-                      f"ledger_entry BEGIN SELECT RAISE(ABORT, 'append-only'); END")
-        for ix in ("state_coi", "deadline_coi", "deviations_coi", "last_index"):
-            c.execute(f"DROP INDEX ix_product_state_{ix}")
-        c.execute("CREATE INDEX ix_product_state_state ON product_state (state)")
-        c.execute("CREATE INDEX ix_product_state_deadline_ms ON product_state (deadline_ms)")
-        c.execute("UPDATE alembic_version SET version_num = '0003'")
+    # A ledger as revision 0003 left it: the schema migrated that far, then this ledger's rows.
+    old = tmp_path / "old.db"
+    engine = make_engine(DatabaseUrl.parse(str(old)))
+    command.upgrade(migrate.alembic_config(engine), "0003")
+    engine.dispose()
+    with sqlite3.connect(old) as c:
+        c.execute("ATTACH DATABASE ? AS new", (sqlite_ledger.db,))
+        for table in ("ledger_entry", "tree_node", "ledger_head", "checkpoint", "user_key",
+                      "account"):
+            c.execute(f"INSERT INTO main.{table} SELECT * FROM new.{table}")
+        rows = c.execute("SELECT * FROM main.ledger_entry ORDER BY idx").fetchall()
+        c.commit()
+        c.execute("DETACH DATABASE new")
+    shutil.copy(old, sqlite_ledger.db)
+    for suffix in ("-wal", "-shm"):
+        Path(sqlite_ledger.db + suffix).unlink(missing_ok=True)
     assert _declared_idx_type(sqlite_ledger.db) == "BIGINT"
     assert "sqlite_autoindex" in _sqlite_plan(sqlite_ledger.db, RANGE)
 

@@ -282,7 +282,7 @@ def test_erasure_needs_a_witness_who_is_someone_else(site: ChainSite) -> None:
 
 
 def make_plain(site: ChainSite) -> dict[str, tuple[bytes, dict[str, str]]]:
-    """Turn the site's database back into the schema before sealing (revision 0003), with every
+    """Turn the site's database back into the schema before sealing (revision 0005), with every
     patient's secret and identifiers in clear, as a ledger from before sealing holds them."""
     plain: dict[str, tuple[bytes, dict[str, str]]] = {}
     for (coi_id,) in site.sql("SELECT coi FROM patient"):
@@ -297,7 +297,7 @@ def make_plain(site: ChainSite) -> dict[str, tuple[bytes, dict[str, str]]]:
                  s=secret, i=json.dumps(ids, sort_keys=True), c=coi_id)
     for col in ("phi_key_id", "wrapped_key", "sealed"):
         site.sql(f"ALTER TABLE patient DROP COLUMN {col}")
-    site.sql("UPDATE alembic_version SET version_num = '0003'")
+    site.sql("UPDATE alembic_version SET version_num = '0005'")
     site.svc.ledger.engine.dispose()
     if site.svc.ledger.engine.dialect.name == "sqlite":
         con = sqlite3.connect(site.db, isolation_level=None)
@@ -317,7 +317,7 @@ def test_coi_migrate_seals_plain_rows_and_leaves_no_identifier_in_the_files(
     with pytest.raises(RuntimeError, match="hold identifiers in clear: run `coi migrate`"):
         site.svc.ledger.db.upgrade()
     site.svc.ledger.engine.dispose()
-    assert site.sql("SELECT version_num FROM alembic_version") == [("0003",)]
+    assert site.sql("SELECT version_num FROM alembic_version") == [("0005",)]
     site.svc.ledger.engine.dispose()
     r = coi(site, "migrate")
     assert r.exit_code == 0, r.output
@@ -350,7 +350,7 @@ def test_coi_migrate_refuses_a_readable_phi_key_and_changes_nothing(site: ChainS
     os.chmod(path, 0o644)
     r = coi(site, "migrate")
     assert r.exit_code == 2 and "chmod 600" in r.stderr
-    assert site.sql("SELECT version_num FROM alembic_version") == [("0003",)]
+    assert site.sql("SELECT version_num FROM alembic_version") == [("0005",)]
     assert found_in(Path(site.db))
 
 

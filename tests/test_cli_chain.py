@@ -81,13 +81,15 @@ def test_enrol_prints_the_new_coi_identifier(site: ChainSite, pw: Any, tmp_path:
 
 
 @pytest.mark.parametrize(("body", "message"), [
-    (b"{not json", "is not UTF-8 JSON"),
-    (b"\xff\xfe\x00{", "is not UTF-8 JSON"),
-    (b'["MRN-1"]', "must hold a JSON object"),
-    (b'"MRN-1"', "must hold a JSON object"),
-    (b"null", "must hold a JSON object"),
+    (b"{not json", "is not usable JSON"),
+    (b"\xff\xfe\x00{", "is not UTF-8 text"),
+    (b'["MRN-1"]', "must be a JSON object"),
+    (b'"MRN-1"', "must be a JSON object"),
+    (b"null", "must be a JSON object"),
+    (b'{"patient_id": "MRN-1", "patient_id": "MRN-2"}', "the key 'patient_id' appears twice"),
+    (b"[" * 2000 + b"]" * 2000, "nested deeper than 16 levels"),
     (json.dumps({"patient_id": "MRN-1", "notes": "x" * 70_000}).encode(),
-     "is larger than 65536 bytes"),
+     "is larger than 65,536 bytes"),
 ])
 def test_a_bad_patient_file_is_a_usage_error(site: ChainSite, pw: Any, tmp_path: Path,
                                               body: bytes, message: str) -> None:
@@ -175,6 +177,24 @@ def test_record_bad_field_syntax_exit_2(site: ChainSite, pw: Any, field: str,
     assert site.entry_count() == size  # a usage error is not an attempt
 
 
+@pytest.mark.parametrize(("step", "field", "message"), [
+    ("apheresis_collection", "volume_ml=two hundred", "is not a whole number"),
+    ("packaging", "temperature_range=hot", "is not one of 2_8c, 15_25c"),
+    ("packaging", "colour=red", "step packaging has no field 'colour'"),
+])
+def test_record_a_typed_mistake_is_a_usage_error_not_a_refusal(
+        site: ChainSite, pw: Any, step: str, field: str, message: str) -> None:
+    """A value not of its field's form is a typo: exit 2, not recorded (a refusal is exit 1)."""
+    w = new_walk(site)
+    size = site.entry_count()
+    res = coi(site, "record", step, "--coi", w.coi, "--as", "alice", "--password-file",
+              pw("alice"), "--field", field)
+    assert res.exit_code == 2, res.output
+    assert message in res.stderr and "nothing was recorded" in res.stderr
+    assert len(res.stderr.splitlines()) == 1
+    assert site.entry_count() == size
+
+
 def test_record_a_field_given_twice_exit_2(site: ChainSite, pw: Any) -> None:
     w = new_walk(site)
     res = coi(site, "record", "packaging", "--coi", w.coi, "--as", "alice", "--password-file",
@@ -205,16 +225,21 @@ def test_record_a_wrong_password_exit_1_and_recorded(site: ChainSite, tmp_path: 
     res = coi(site, "record", "packaging", "--coi", w.coi, "--as", "alice", "--password-file",
               str(bad), "--field", "container_id=A", "--field", "temperature_range=2_8c")
     assert res.exit_code == 1
-    assert "unknown user or wrong password (attempt 1 of 5)" in res.stderr
+    assert res.stderr.startswith("coi: refused: unknown user or wrong password (recorded")
     assert site.entry(size)["type"] == "system.login_failed"
 
 
-def test_record_unknown_step_is_refused_listing_the_steps(site: ChainSite, pw: Any) -> None:
+def test_record_unknown_step_is_a_usage_error_listing_the_steps(site: ChainSite, pw: Any
+                                                                ) -> None:
+    """A typo is not a refused move: exit 2, nothing recorded (not even a login)."""
     w = new_walk(site)
+    size = site.entry_count()
     res = coi(site, "record", "teleport", "--coi", w.coi, "--as", "alice", "--password-file",
               pw("alice"))
-    assert res.exit_code == 1
+    assert res.exit_code == 2
     assert "unknown step 'teleport'; steps are: enrolment, apheresis_collection" in res.stderr
+    assert "nothing was recorded" in res.stderr
+    assert site.entry_count() == size
 
 
 def test_record_without_a_ledger_exit_2(tmp_path: Path, pw: Any) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -22,10 +22,11 @@ from coi.cli.common import (
     open_chain,
     unlock_user,
 )
-from coi.cli.labels_cmd import echo_reconciliation
-from coi.service.scans import printed_coi
-from coi.service.steps import shipped_process
+from coi.cli.inputs import decode_utf8, json_object, read_bounded
 from coi.service.text import inert
+
+if TYPE_CHECKING:
+    from coi.service.chain import CoiService
 
 app = typer.Typer()
 
@@ -47,23 +48,15 @@ def enrol(
     witness_password_file: WitnessPasswordFileOpt = None,
 ) -> None:
     """Enrol a patient and print the new Chain of Identity identifier (ISBT 128 with K)."""
-    try:
-        raw = patient_file.read_bytes()
-    except OSError as e:
-        fail(f"cannot read patient file {patient_file}: {e.strerror}", EXIT_USAGE)
-    if len(raw) > MAX_PATIENT_FILE:
-        fail(f"patient file {patient_file} is larger than {MAX_PATIENT_FILE} bytes", EXIT_USAGE)
-    try:
-        patient = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        fail(f"patient file {patient_file} is not UTF-8 JSON ({e})", EXIT_USAGE)
-    if not isinstance(patient, dict):
-        fail("the patient file must hold a JSON object such as {\"patient_id\": \"MRN123\"}",
-             EXIT_USAGE)
+    raw = read_bounded(patient_file, MAX_PATIENT_FILE, "patient file")
+    patient = json_object(decode_utf8(raw, f"patient file {patient_file}"),
+                          f"patient file {patient_file}", '{"patient_id": "MRN123"}')
     svc = open_chain(db, log_key)
     actor = unlock_user(svc, as_, password_file)
     wit = unlock_user(svc, witness, witness_password_file, "witness password") if witness else None
     with errors():
+        from coi.service.scans import printed_coi
+
         coi, rec = svc.enrol(actor=actor, patient=patient, treatment_site=treatment_site,
                              manufacturing_slot=slot, witness=wit)
         typer.echo(coi)
@@ -80,6 +73,30 @@ def _fields(raw: list[str]) -> dict[str, str]:
             fail(f"--field {name.strip()} is given twice", EXIT_USAGE)
         out[name.strip()] = value
     return out
+
+
+def _check_typed(svc: CoiService, step: str, fields: dict[str, str]) -> None:
+    """Typing mistakes are usage errors that record nothing (docs/cli.md): an unknown step,
+    an unknown field, a value not of the field's form (not a number, not one of the allowed
+    values). What the rules refuse (a wrong move, role, value out of range) is the service's
+    to refuse and record."""
+    from coi.service.steps import form_error
+
+    with errors():
+        process = svc.process()
+    spec = process.step(step.strip())
+    if spec is None:
+        fail(f"unknown step {step!r}; steps are: {', '.join(process.steps)} (see `coi steps`); "
+             "nothing was recorded", EXIT_USAGE)
+    for name, raw in fields.items():
+        f = spec.fields.get(name)
+        if f is None:
+            fail(f"step {spec.name} has no field {name!r}; its fields are: "
+                 f"{', '.join(spec.fields) or 'none'} (see `coi steps`); nothing was recorded",
+                 EXIT_USAGE)
+        wrong = form_error(f, raw)  # the form only: bounds and the clock are the rules' to judge
+        if wrong is not None:
+            fail(f"{wrong} (see `coi steps`); nothing was recorded", EXIT_USAGE)
 
 
 @app.command()
@@ -100,6 +117,7 @@ def record(
     """Record a process step; a wrong move is refused with the reason, and the refusal recorded."""
     fields = _fields(field or [])
     svc = open_chain(db, log_key)
+    _check_typed(svc, step, fields)
     actor = unlock_user(svc, as_, password_file)
     wit = unlock_user(svc, witness, witness_password_file, "witness password") if witness else None
     with errors():
@@ -120,6 +138,8 @@ def steps(db: DbOpt = None) -> None:
         with errors():
             p = open_chain(db).process()
     else:
+        from coi.service.steps import shipped_process
+
         p = shipped_process()
     typer.echo(f"{p.name} {p.version} (sha256 {p.sha256})")
     for name, s in p.steps.items():
@@ -170,6 +190,8 @@ def show(
     if labels:
         typer.echo("  labels: " + ", ".join(f"{inert(k)}={inert(v['status'])}"
                                            for k, v in labels.items()))
+    from coi.cli.labels_cmd import echo_reconciliation
+
     echo_reconciliation(svc, view["coi"])
 
 

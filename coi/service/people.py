@@ -61,8 +61,8 @@ class People(LedgerCore):
                                          {"user": user, "attempts": failed})
                 raise Refused(f"wrong password: {user} is now locked after {failed} failed "
                               "attempts", recorded_index=idx)
-            raise Refused(f"unknown user or wrong password (attempt {failed} of "
-                          f"{MAX_FAILED_LOGINS})", recorded_index=idx)
+            # The same words as for an unknown user: a count would tell who exists.
+            raise Refused("unknown user or wrong password", recorded_index=idx)
         if failed:
             self.store.set_account(user, failed=0, locked=False)
         return Unlocked(user=user, key=key)

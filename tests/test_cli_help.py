@@ -45,7 +45,7 @@ COMMANDS: dict[str, str] = {
     "verify-export": "PATH --trust --trust-bundle-key",
     "report": "BUNDLE -o/--output --trust --force",
     "tui": "--db --log-key --station --idle-minutes",
-    "demo": "--db --products --station --idle-minutes",
+    "demo": "--db --products --station --idle-minutes --no-tui",
     "backup": "-o/--output --force/--no-force --db --log-key",
     "restore": "BACKUP_FILE --checkpoint --db --log-key",
     "validate": "-o/--output --tests --postgres --only --sign-as --password-file --db --log-key",

@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from coi.db.tx import Tx
 from coi.ledger.entry import SITE_USER, SignedEntry, b64, valid_user
 from coi.ledger.errors import KeyError_
@@ -68,12 +70,14 @@ class People(LedgerCore):
         return Unlocked(user=user, key=key)
 
     def enrol(self, admin: Unlocked, *, user: str, name: str, roles: Sequence[str],
-              password: str) -> SignedEntry:
+              password: str, key: Ed25519PrivateKey | None = None) -> SignedEntry:
+        """Enrol ``user`` with a new key (``key``, when the caller generated it and keeps it
+        unlocked, as the demo builder does: unlocking it again costs a second scrypt)."""
         if not valid_user(user) or user == SITE_USER:
             raise Refused(f"{user!r} is not a valid user id (lowercase letters, digits, '.', '_', "
                           "'-'; starting with a letter)")
         name = printed_name(name)
-        new = generate()
+        new = key if key is not None else generate()
         wrapped = wrap(new, password)
         data = {"user": user, "name": name, "key": b64(public_bytes(new)),
                 "roles": sorted(set(roles))}

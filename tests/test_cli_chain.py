@@ -8,6 +8,7 @@ private copy of a real site.
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -73,7 +74,8 @@ def test_enrol_prints_the_new_coi_identifier(site: ChainSite, pw: Any, tmp_path:
     printed = res.stdout.strip()
     assert printed.startswith("CHA9999")  # ISBT 128 data structure 040 text, FIN A9999
     cid = isbt.coi_id_from_text(printed)
-    assert f"enrolled as {cid.printed()} at entry" in res.stderr
+    assert f"printed for people as {cid.printed()} — '{cid.check}' is the ISBT 128 check " \
+        "character (K): it catches a mistyped identifier" in res.stderr
     assert site.svc.store.state_of(printed)[0] == "enrolled"  # type: ignore[index]
     res2 = coi(site, *enrol_args(path, pw))
     assert res2.exit_code == 0
@@ -258,9 +260,14 @@ def test_show_text_and_json(site: ChainSite) -> None:
     res = coi(site, "show", w.coi)
     assert res.exit_code == 0, res.output
     lines = res.stdout.splitlines()
-    assert lines[0] == f"{w.coi}  state: received"
-    assert any("Receipt at manufacturing  ✓" in ln for ln in lines)
-    assert "signed: Maya Manufacturing (maya, authored)" in res.stdout
+    assert lines[0] == f"{w.coi}  state: received  (times in Europe/Paris)"
+    assert lines[1].split() == ["Entry", "Local", "time", "Step", "Sig", "Signed", "by",
+                                "(user,", "meaning)"]
+    row = next(ln for ln in lines if "Receipt at manufacturing" in ln)
+    assert " ✓ " in row and "Maya Manufacturing (maya, authored)" in row
+    assert re.search(r"#\d+ +20\d\d-\d\d-\d\d \d\d:\d\d:\d\d CES?T \(UTC\+0[12]00\)", row)
+    assert "Collected volume: 250 mL" in res.stdout  # titles and units, not raw JSON
+    assert re.search(r"Collection started: 20\d\d-\d\d-\d\d \d\d:\d\d:\d\d CES?T", res.stdout)
     assert "deviation " in res.stdout and "temperature_excursion" in res.stdout
     assert "[OPEN; disposition -]" in res.stdout
     assert "items: C00001=at_manufacturing" in res.stdout
@@ -311,6 +318,10 @@ def test_steps_lists_the_process(site: ChainSite) -> None:
     assert res.stdout.startswith("autologous-car-t 1.1.0 (sha256 ")
     assert any(ln.split()[0] == "labelling" and "+witness" in ln
                for ln in res.stdout.splitlines()[1:])
+    out = res.stdout
+    assert "    volume_ml                  whole number, 1 to 2000 mL  [required]" in out
+    assert "    temperature_range          one of: 2_8c, 15_25c  [required]" in out
+    assert "date-time with its zone, e.g. 2026-11-24T08:00Z" in out
 
 
 def test_steps_without_a_ledger_lists_the_shipped_process(monkeypatch: pytest.MonkeyPatch
@@ -321,7 +332,7 @@ def test_steps_without_a_ledger_lists_the_shipped_process(monkeypatch: pytest.Mo
     assert res.exit_code == 0, res.output
     lines = res.stdout.splitlines()
     assert lines[0] == f"{shipped.name} {shipped.version} (sha256 {shipped.sha256})"
-    assert [ln.split()[0] for ln in lines[1:]] == list(shipped.steps)
+    assert [ln.split()[0] for ln in lines[1:] if not ln.startswith(" ")] == list(shipped.steps)
 
 
 @pytest.mark.parametrize("command", ["enrol", "record", "show", "status", "steps"])

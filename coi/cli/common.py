@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from coi.service.ledger import LedgerService, Unlocked
 
 __all__ = ["EXIT_BAD", "EXIT_UNPINNED", "EXIT_USAGE", "DbOpt", "ForceOpt", "LogKeyOpt",
-           "PasswordFileOpt", "WitnessPasswordFileOpt", "echo_json", "errors", "fail",
+           "PasswordFileOpt", "WitnessPasswordFileOpt", "b64", "echo_json", "errors", "fail",
            "open_chain", "open_ledger", "read_password", "refuse_existing", "require_existing",
            "run_guarded", "unlock_user"]
 
@@ -110,6 +110,13 @@ def unlock_user(svc: LedgerService | CoiService, user: str, password_file: Path 
     with errors():
         return ledger.unlock(user, password)
     raise AssertionError  # pragma: no cover
+
+
+def b64(raw: bytes) -> str:
+    """A hash as checkpoints and proofs show it (standard base64)."""
+    import base64
+
+    return base64.b64encode(raw).decode("ascii")
 
 
 def echo_json(obj: Any) -> None:

@@ -26,6 +26,7 @@ from coi.cli.common import (
     DbOpt,
     ForceOpt,
     LogKeyOpt,
+    b64,
     errors,
     fail,
     open_ledger,
@@ -163,13 +164,6 @@ def verify_export(
                    "with --trust", err=True)
         raise typer.Exit(EXIT_UNPINNED)
     typer.echo(f"log key pinned: {inert(trust)}")
-
-
-def b64(raw: bytes) -> str:
-    """A hash as checkpoints show it (standard base64)."""
-    import base64
-
-    return base64.b64encode(raw).decode("ascii")
 
 
 def _report(bundle: Path, output: Path, trust: str | None, *, force: bool) -> None:

@@ -19,6 +19,7 @@ from coi.cli.common import (
     LogKeyOpt,
     PasswordFileOpt,
     WitnessPasswordFileOpt,
+    b64,
     errors,
     open_ledger,
     read_password,
@@ -108,7 +109,8 @@ def verify(
     jobs: Annotated[int, typer.Option(
         min=1, max=64, help="Processes that check the ledger: this one and N-1 workers")] = 1,
 ) -> None:
-    """Check everything: bytes, signatures, keys by position, chain, tree, head, checkpoints."""
+    """Check everything: bytes, signatures, keys by position, chain, tree, head, checkpoints;
+    say whether a checkpoint kept elsewhere pinned the history."""
     notes = [decode_utf8(read_bounded(p, MAX_CHECKPOINT_BYTES, "checkpoint"), f"checkpoint {p}")
              for p in checkpoint or []]
     svc = open_ledger(db)
@@ -116,7 +118,16 @@ def verify(
         from coi.service.chain import verify_all
 
         result = verify_all(svc, jobs=jobs, checkpoints=notes)
-        typer.echo(f"OK: {result.size} entries verified; root {result.root.hex()}")
+        typer.echo(f"OK: {result.size} entries verified; root {b64(result.root)} (base64, as "
+                   "a checkpoint writes it)")
+        for path, text in zip(checkpoint or [], notes, strict=True):
+            head = text.split("\n")
+            typer.echo(f"pinned: consistent with the checkpoint {inert(path)} of "
+                       f"{inert(head[1])} entries (root {inert(head[2])})")
+        if not notes:
+            typer.echo("NOT pinned: no checkpoint was given, so a ledger rewritten as a whole "
+                       "would verify too; pass --checkpoint FILE (saved earlier with `coi "
+                       "checkpoint -o`, kept apart from the database)")
         typer.echo(f"log verifier key: {svc.log_verifier_key()}")
 
 

@@ -167,25 +167,30 @@ def verify_export(
 
 
 def _report(bundle: Path, output: Path, trust: str | None, *, force: bool) -> None:
-    from coi.service.audit import write_report
+    from coi.service.audit import write_report, write_report_pdf
 
     refuse_existing(force, output)
+    pdf = output.suffix.lower() == ".pdf"
     try:
-        ok = write_report(bundle, output, trust)
+        ok = (write_report_pdf(bundle, output, trust, overwrite=force) if pdf
+              else write_report(bundle, output, trust))
     except OSError as e:
         fail(f"cannot read {bundle} or write {output}: {e.strerror or e}", EXIT_USAGE)
     if not ok:
         fail(f"verification FAILED; the report at {output} says why")
-    typer.echo(f"human-readable copy written to {output}")
+    typer.echo(f"human-readable copy ({'PDF' if pdf else 'HTML'}) written to {output}")
 
 
 @app.command("report")
 def report(
     bundle: Annotated[Path, typer.Argument(help="The bundle file")],
-    output: OutOpt,
+    output: Annotated[Path, typer.Option("-o", "--output",
+                                         help="File to write: report.pdf (PDF) or report.html")],
     trust: TrustOpt = None,
     force: ForceOpt = False,
 ) -> None:
-    """Render the human-readable copy (HTML) of a bundle, from the bundle alone."""
+    """Render the human-readable copy of a bundle, from the bundle alone: a PDF when the
+    output ends in .pdf, else HTML (local times, signatures with names and meanings,
+    deviations with their disposition)."""
     _check_trust(trust)
     _report(bundle, output, trust, force=force)

@@ -84,6 +84,7 @@ def test_a_truncated_database(led: Ledger, tmp_path: Path) -> None:
 @pytest.mark.parametrize("cmd", [["verify"], ["show", SUBJECT], ["status"], ["log-key"],
                                  ["steps"], ["user", "list"], ["prove", "inclusion", "0"],
                                  ["checkpoint"], ["export", "--all", "-o", "x.jsonl"],
+                                 ["tui"], ["migrate"],
                                  ["append", "t.x", "--subject", "S", "--data", "{}", "--as",
                                   "alice", "--password-file", "-"]])
 def test_commands_never_create_a_database(tmp_path: Path, cmd: list[str]) -> None:
@@ -110,6 +111,9 @@ def test_dev_zero_as_an_input_file_is_refused_quickly(led: Ledger) -> None:
     assert "larger than" in line
     line = one_coi_line(run("verify", "--checkpoint", "/dev/zero", "--db", led.db))
     assert "larger than" in line
+    line = one_coi_line(run("enrol", "--patient-file", "/dev/zero", "--treatment-site", "T",
+                            "--slot", "S", "--as", "alice", "--db", led.db))
+    assert "patient file /dev/zero is larger than 65,536 bytes" in line
 
 
 @pytest.mark.parametrize(("data", "message"), [
@@ -230,7 +234,8 @@ def test_a_full_disk_says_nothing_was_recorded(led: Ledger, small_disk: Path) ->
     assert "Traceback" not in r.stderr
     lines = r.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("coi: "), r.stderr
-    assert "nothing was recorded" in lines[0]
+    assert "the disk is full" in lines[0] and "nothing was recorded" in lines[0]
+    assert "free space" in lines[0]
     filler.unlink()
     after = run("verify", "--db", str(db))
     assert after.exit_code == 0, after.output

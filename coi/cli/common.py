@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from coi.cli.failsafe import EXIT_BAD, EXIT_UNPINNED, EXIT_USAGE, errors, fail
+from coi.cli.failsafe import EXIT_BAD, EXIT_UNPINNED, EXIT_USAGE, errors, fail, note_database
 from coi.cli.inputs import read_password
 
 if TYPE_CHECKING:
@@ -63,14 +63,15 @@ def refuse_existing(force: bool, *paths: Path | None) -> None:
                  "replace it", EXIT_USAGE)
 
 
-def require_existing(db: str | None) -> None:
+def require_existing(db: str | None, *, must_exist: bool = True) -> None:
     """Refuse a SQLite file that is not there: only ``coi init`` creates a ledger (a read
     command, or a typo in --db, must not leave an empty database behind)."""
     from coi.service.site import Site
 
     with errors():
         url = Site.resolve(db).db
-    if url.sqlite_path is not None and not url.sqlite_path.exists():
+    note_database(url.sqlite_path)
+    if must_exist and url.sqlite_path is not None and not url.sqlite_path.exists():
         fail(f"no ledger at {url.sqlite_path}: the file does not exist; check --db (or "
              "COI_DATABASE_URL), or run `coi init` first to create a ledger", EXIT_USAGE)
 
@@ -81,8 +82,7 @@ def open_ledger(db: str | None, log_key: str | None = None, *, create: bool = Fa
     must exist unless ``create``."""
     from coi.service.ledger import LedgerService
 
-    if not create:
-        require_existing(db)
+    require_existing(db, must_exist=not create)
     with errors():
         return LedgerService.open(db, log_key)
     raise AssertionError  # pragma: no cover

@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, NoReturn
 
 import typer
@@ -38,6 +40,24 @@ _NOT_RECORDED = "nothing was recorded"
 _FULL = ("database or disk is full", "no space left", "disk quota")
 _IO = ("disk i/o error", "input/output error", "readonly database", "read-only file system")
 _DAMAGED = ("file is not a database", "malformed", "not a database", "file is encrypted")
+
+
+_database_file: list[Path] = []  # the SQLite file this command opened (for a fault's message)
+
+
+def note_database(path: Path | None) -> None:
+    """Remember the SQLite file the command works on: an I/O error there is told as a full
+    disk when its file system has no space left (SQLite reports both as a disk I/O error)."""
+    _database_file[:] = [path] if path is not None else []
+
+
+def _disk_full() -> bool:
+    for path in _database_file:
+        try:
+            return shutil.disk_usage(path.parent).free < 256 * 1024
+        except OSError:
+            return False
+    return False
 
 
 def fail(message: str, code: int = EXIT_BAD) -> NoReturn:
@@ -107,7 +127,7 @@ def explain(exc: BaseException) -> tuple[str, int]:
 
 def _fault(detail: str) -> str:
     low = detail.lower()
-    if any(s in low for s in _FULL):
+    if any(s in low for s in _FULL) or _disk_full():
         return (f"the disk is full ({detail}): {_NOT_RECORDED}; free space on the disk that "
                 "holds the database (and its -wal file), then try again")
     return (f"input/output error ({detail}): {_NOT_RECORDED}; check the disk and its mount, "

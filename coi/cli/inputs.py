@@ -75,17 +75,20 @@ def json_object(text: str, what: str, example: str) -> dict[str, Any]:
         fail(f"{what} is longer than {MAX_JSON_TEXT:,} characters", EXIT_USAGE)
     # Before parsing: the parser recurses once per bracket.
     if _nesting(text) > MAX_JSON_DEPTH:
-        fail(f"{what} is nested deeper than {MAX_JSON_DEPTH} levels", EXIT_USAGE)
+        fail(f"{what} is nested deeper than {MAX_JSON_DEPTH} levels: give a flatter JSON object",
+             EXIT_USAGE)
     try:
         obj = json.loads(text, object_pairs_hook=_no_duplicates, parse_float=_no_float)
     except RecursionError:
-        fail(f"{what} is nested deeper than {MAX_JSON_DEPTH} levels", EXIT_USAGE)
+        fail(f"{what} is nested deeper than {MAX_JSON_DEPTH} levels: give a flatter JSON object",
+             EXIT_USAGE)
     except ValueError as e:
         fail(f"{what} is not usable JSON ({e}); write it like {example}", EXIT_USAGE)
     if not isinstance(obj, dict):
         fail(f"{what} must be a JSON object, e.g. {example}", EXIT_USAGE)
     if _depth(obj) > MAX_JSON_DEPTH:
-        fail(f"{what} is nested deeper than {MAX_JSON_DEPTH} levels", EXIT_USAGE)
+        fail(f"{what} is nested deeper than {MAX_JSON_DEPTH} levels: give a flatter JSON object",
+             EXIT_USAGE)
     return obj
 
 

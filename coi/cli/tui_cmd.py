@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from coi.cli.common import EXIT_USAGE, DbOpt, LogKeyOpt, errors, fail
+from coi.cli.common import EXIT_USAGE, DbOpt, LogKeyOpt, errors, fail, require_existing
 
 app = typer.Typer()
 
@@ -30,6 +30,7 @@ IdleOpt = Annotated[
 def _run(db: str | None, log_key: str | None, station: str | None, idle_minutes: float) -> None:
     from coi.service.chain import CoiService
 
+    require_existing(db)
     with errors():
         svc = CoiService.open(db, log_key)
         process = svc.process()

@@ -114,6 +114,9 @@ def test_dev_zero_as_an_input_file_is_refused_quickly(led: Ledger) -> None:
     line = one_coi_line(run("enrol", "--patient-file", "/dev/zero", "--treatment-site", "T",
                             "--slot", "S", "--as", "alice", "--db", led.db))
     assert "patient file /dev/zero is larger than 65,536 bytes" in line
+    line = one_coi_line(run("witness", "cosign", "/dev/zero", "--key", "/dev/zero", "--state",
+                            "/dev/zero", "--log-key", "k", "-o", str(Path(led.db).parent / "o")))
+    assert "witness key file /dev/zero is larger than" in line
 
 
 @pytest.mark.parametrize(("data", "message"), [

@@ -67,6 +67,10 @@ def witness_cosign(
     )
     from coi.service.files import write_atomically
 
+    # Bounded first: a key or state file is small; /dev/zero or a huge file is refused at once.
+    read_bounded(key, MAX_JSON_TEXT, "witness key file")
+    if state.exists():
+        read_bounded(state, MAX_JSON_TEXT, "witness state file")
     try:
         check_verifier_key(log_key)
         wk = load_witness_key(key)

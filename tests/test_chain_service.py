@@ -10,6 +10,7 @@ sessions time out, signatures carry name, time and meaning, and ``coi verify`` r
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -409,8 +410,8 @@ def test_lockout_after_five_failures_is_recorded_and_stops_signing(
     site, w = in_transit
     ledger = site.svc.ledger
     start = site.entry_count()
-    for n in range(1, 5):
-        with pytest.raises(Refused, match=f"attempt {n} of 5"):
+    for _ in range(1, 5):  # the count is recorded, not told (it would tell who exists)
+        with pytest.raises(Refused, match="^unknown user or wrong password$"):
             ledger.unlock("maya", "not-her-password")
     with pytest.raises(Refused, match="maya is now locked after 5 failed attempts"):
         ledger.unlock("maya", "not-her-password")
@@ -682,9 +683,9 @@ def test_show_gives_each_signature_name_time_and_meaning(site: ChainSite) -> Non
     res = runner.invoke(app, ["show", w.coi, "--db", site.db])
     assert res.exit_code == 0, res.output
     assert f"{w.coi}  state: labelled" in res.stdout
-    assert "2026-09-22 17:23:20 CEST (UTC+0200)  Labelling  ✓" in res.stdout
-    assert "signed: Alice Apheresis (alice, authored); Amir Apheresis (amir, witnessed)" \
-        in res.stdout
+    row = next(ln for ln in res.stdout.splitlines() if "Labelling" in ln)
+    assert re.search(r"2026-09-22 17:23:20 CEST \(UTC\+0200\) +Labelling +✓ +Alice Apheresis "
+                     r"\(alice, authored\); Amir Apheresis \(amir, witnessed\)$", row), row
 
 
 @pytest.mark.req("SIG-MANIFEST")

@@ -8,6 +8,7 @@ private copy of a real site.
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -73,7 +74,8 @@ def test_enrol_prints_the_new_coi_identifier(site: ChainSite, pw: Any, tmp_path:
     printed = res.stdout.strip()
     assert printed.startswith("CHA9999")  # ISBT 128 data structure 040 text, FIN A9999
     cid = isbt.coi_id_from_text(printed)
-    assert f"enrolled as {cid.printed()} at entry" in res.stderr
+    assert f"printed for people as {cid.printed()} — '{cid.check}' is the ISBT 128 check " \
+        "character (K): it catches a mistyped identifier" in res.stderr
     assert site.svc.store.state_of(printed)[0] == "enrolled"  # type: ignore[index]
     res2 = coi(site, *enrol_args(path, pw))
     assert res2.exit_code == 0
@@ -81,13 +83,15 @@ def test_enrol_prints_the_new_coi_identifier(site: ChainSite, pw: Any, tmp_path:
 
 
 @pytest.mark.parametrize(("body", "message"), [
-    (b"{not json", "is not UTF-8 JSON"),
-    (b"\xff\xfe\x00{", "is not UTF-8 JSON"),
-    (b'["MRN-1"]', "must hold a JSON object"),
-    (b'"MRN-1"', "must hold a JSON object"),
-    (b"null", "must hold a JSON object"),
+    (b"{not json", "is not usable JSON"),
+    (b"\xff\xfe\x00{", "is not UTF-8 text"),
+    (b'["MRN-1"]', "must be a JSON object"),
+    (b'"MRN-1"', "must be a JSON object"),
+    (b"null", "must be a JSON object"),
+    (b'{"patient_id": "MRN-1", "patient_id": "MRN-2"}', "the key 'patient_id' appears twice"),
+    (b"[" * 2000 + b"]" * 2000, "nested deeper than 16 levels"),
     (json.dumps({"patient_id": "MRN-1", "notes": "x" * 70_000}).encode(),
-     "is larger than 65536 bytes"),
+     "is larger than 65,536 bytes"),
 ])
 def test_a_bad_patient_file_is_a_usage_error(site: ChainSite, pw: Any, tmp_path: Path,
                                               body: bytes, message: str) -> None:
@@ -175,6 +179,24 @@ def test_record_bad_field_syntax_exit_2(site: ChainSite, pw: Any, field: str,
     assert site.entry_count() == size  # a usage error is not an attempt
 
 
+@pytest.mark.parametrize(("step", "field", "message"), [
+    ("apheresis_collection", "volume_ml=two hundred", "is not a whole number"),
+    ("packaging", "temperature_range=hot", "is not one of 2_8c, 15_25c"),
+    ("packaging", "colour=red", "step packaging has no field 'colour'"),
+])
+def test_record_a_typed_mistake_is_a_usage_error_not_a_refusal(
+        site: ChainSite, pw: Any, step: str, field: str, message: str) -> None:
+    """A value not of its field's form is a typo: exit 2, not recorded (a refusal is exit 1)."""
+    w = new_walk(site)
+    size = site.entry_count()
+    res = coi(site, "record", step, "--coi", w.coi, "--as", "alice", "--password-file",
+              pw("alice"), "--field", field)
+    assert res.exit_code == 2, res.output
+    assert message in res.stderr and "nothing was recorded" in res.stderr
+    assert len(res.stderr.splitlines()) == 1
+    assert site.entry_count() == size
+
+
 def test_record_a_field_given_twice_exit_2(site: ChainSite, pw: Any) -> None:
     w = new_walk(site)
     res = coi(site, "record", "packaging", "--coi", w.coi, "--as", "alice", "--password-file",
@@ -205,16 +227,21 @@ def test_record_a_wrong_password_exit_1_and_recorded(site: ChainSite, tmp_path: 
     res = coi(site, "record", "packaging", "--coi", w.coi, "--as", "alice", "--password-file",
               str(bad), "--field", "container_id=A", "--field", "temperature_range=2_8c")
     assert res.exit_code == 1
-    assert "unknown user or wrong password (attempt 1 of 5)" in res.stderr
+    assert res.stderr.startswith("coi: refused: unknown user or wrong password (recorded")
     assert site.entry(size)["type"] == "system.login_failed"
 
 
-def test_record_unknown_step_is_refused_listing_the_steps(site: ChainSite, pw: Any) -> None:
+def test_record_unknown_step_is_a_usage_error_listing_the_steps(site: ChainSite, pw: Any
+                                                                ) -> None:
+    """A typo is not a refused move: exit 2, nothing recorded (not even a login)."""
     w = new_walk(site)
+    size = site.entry_count()
     res = coi(site, "record", "teleport", "--coi", w.coi, "--as", "alice", "--password-file",
               pw("alice"))
-    assert res.exit_code == 1
+    assert res.exit_code == 2
     assert "unknown step 'teleport'; steps are: enrolment, apheresis_collection" in res.stderr
+    assert "nothing was recorded" in res.stderr
+    assert site.entry_count() == size
 
 
 def test_record_without_a_ledger_exit_2(tmp_path: Path, pw: Any) -> None:
@@ -233,9 +260,14 @@ def test_show_text_and_json(site: ChainSite) -> None:
     res = coi(site, "show", w.coi)
     assert res.exit_code == 0, res.output
     lines = res.stdout.splitlines()
-    assert lines[0] == f"{w.coi}  state: received"
-    assert any("Receipt at manufacturing  ✓" in ln for ln in lines)
-    assert "signed: Maya Manufacturing (maya, authored)" in res.stdout
+    assert lines[0] == f"{w.coi}  state: received  (times in Europe/Paris)"
+    assert lines[1].split() == ["Entry", "Local", "time", "Step", "Sig", "Signed", "by",
+                                "(user,", "meaning)"]
+    row = next(ln for ln in lines if "Receipt at manufacturing" in ln)
+    assert " ✓ " in row and "Maya Manufacturing (maya, authored)" in row
+    assert re.search(r"#\d+ +20\d\d-\d\d-\d\d \d\d:\d\d:\d\d CES?T \(UTC\+0[12]00\)", row)
+    assert "Collected volume: 250 mL" in res.stdout  # titles and units, not raw JSON
+    assert re.search(r"Collection started: 20\d\d-\d\d-\d\d \d\d:\d\d:\d\d CES?T", res.stdout)
     assert "deviation " in res.stdout and "temperature_excursion" in res.stdout
     assert "[OPEN; disposition -]" in res.stdout
     assert "items: C00001=at_manufacturing" in res.stdout
@@ -286,6 +318,10 @@ def test_steps_lists_the_process(site: ChainSite) -> None:
     assert res.stdout.startswith("autologous-car-t 1.1.0 (sha256 ")
     assert any(ln.split()[0] == "labelling" and "+witness" in ln
                for ln in res.stdout.splitlines()[1:])
+    out = res.stdout
+    assert "    volume_ml                  whole number, 1 to 2000 mL  [required]" in out
+    assert "    temperature_range          one of: 2_8c, 15_25c  [required]" in out
+    assert "date-time with its zone, e.g. 2026-11-24T08:00Z" in out
 
 
 def test_steps_without_a_ledger_lists_the_shipped_process(monkeypatch: pytest.MonkeyPatch
@@ -296,7 +332,7 @@ def test_steps_without_a_ledger_lists_the_shipped_process(monkeypatch: pytest.Mo
     assert res.exit_code == 0, res.output
     lines = res.stdout.splitlines()
     assert lines[0] == f"{shipped.name} {shipped.version} (sha256 {shipped.sha256})"
-    assert [ln.split()[0] for ln in lines[1:]] == list(shipped.steps)
+    assert [ln.split()[0] for ln in lines[1:] if not ln.startswith(" ")] == list(shipped.steps)
 
 
 @pytest.mark.parametrize("command", ["enrol", "record", "show", "status", "steps"])

@@ -28,7 +28,7 @@ COMMANDS: dict[str, str] = {
     "append": "TYPE --subject --data --as --witness --db --log-key --password-file "
               "--witness-password-file",
     "verify": "--db --checkpoint --jobs",
-    "checkpoint": "-o/--output --db --log-key",
+    "checkpoint": "-o/--output --force --db --log-key",
     "log-key": "--db",
     "label": "ID --format/-f -o/--output --as --size --dpi --isbt --item --product-code "
              "--printer --db --log-key --password-file",
@@ -40,11 +40,12 @@ COMMANDS: dict[str, str] = {
     "steps": "--db",
     "show": "COI --db --json",
     "status": "--db --json --limit",
-    "export": "-o/--output --coi --since --until --all --fhir --html --quiet/-q --db --log-key",
-    "verify-export": "PATH --trust",
-    "report": "BUNDLE -o/--output --trust",
+    "export": "-o/--output --coi --since --until --all --fhir --html --quiet/-q --force --db "
+              "--log-key",
+    "verify-export": "PATH --trust --trust-bundle-key",
+    "report": "BUNDLE -o/--output --trust --force",
     "tui": "--db --log-key --station --idle-minutes",
-    "demo": "--db --products --station --idle-minutes",
+    "demo": "--db --products --station --idle-minutes --no-tui",
     "backup": "-o/--output --force/--no-force --db --log-key",
     "restore": "BACKUP_FILE --checkpoint --db --log-key",
     "validate": "-o/--output --tests --postgres --only --sign-as --password-file --db --log-key",
@@ -63,7 +64,7 @@ COMMANDS: dict[str, str] = {
     "labels check": "--scan --as --coi --item --station --db --log-key --password-file",
     "labels list": "ID --db --json",
     "witness init": "--name -o/--output",
-    "witness cosign": "CHECKPOINT --key --state --log-key -o/--output --proof",
+    "witness cosign": "CHECKPOINT --key --state --log-key -o/--output --proof --force",
     "patient show": "PATIENT --as --db --log-key --password-file",
     "patient erase": "PATIENT --reason --as --witness --db --log-key --password-file "
                      "--witness-password-file",

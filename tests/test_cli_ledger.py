@@ -162,6 +162,12 @@ def test_checkpoint_file_then_verify_against_it(cli: Ledger, tmp_path: Path) -> 
     shutil.copy(str(cli.log_key), str(backup) + ".logkey")
     r = coi(cli, "verify", "--checkpoint", str(cp))
     assert r.exit_code == 0, r.stderr
+    root = text.split("\n")[2]  # base64, as the checkpoint has it
+    assert f"OK: 24 entries verified; root {root} (base64" in r.stdout
+    assert f"pinned: consistent with the checkpoint {cp} of 24 entries (root {root})" in r.stdout
+    bare = coi(cli, "verify")
+    assert "NOT pinned: no checkpoint was given" in bare.stdout and "pinned:" not in \
+        bare.stdout.replace("NOT pinned:", "")
     # append, keep the new checkpoint, then restore the old copy: verify must fail
     coi(cli, "append", "test.cli", "--subject", "S", "--data", "{}", "--as", "alice",
         "--password-file", pw(cli, "alice"))

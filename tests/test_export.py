@@ -165,10 +165,12 @@ def test_cli_export_verify_report(sqlite_ledger: Ledger, tmp_path: Path) -> None
     assert runner.invoke(app, ["verify-export", str(tmp_path / "missing")]).exit_code == 2
     damaged = tmp_path / "d.jsonl"
     damaged.write_bytes(out.read_bytes()[:-10])
-    r = runner.invoke(app, ["verify-export", str(damaged)])
+    r = runner.invoke(app, ["verify-export", str(damaged), "--trust", key])
     assert r.exit_code == 1 and "Traceback" not in r.output
     html = tmp_path / "r.html"
     assert runner.invoke(app, ["report", str(out), "-o", str(html)]).exit_code == 0
+    assert runner.invoke(app, ["report", str(out), "-o", str(html)]).exit_code == 2  # exists
+    html.unlink()
     assert runner.invoke(app, ["report", str(damaged), "-o", str(html)]).exit_code == 1
     assert runner.invoke(app, ["export", "--all", "--coi", "X", "-o", str(out)]).exit_code == 2
 

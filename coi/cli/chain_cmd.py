@@ -4,9 +4,8 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -22,10 +21,11 @@ from coi.cli.common import (
     open_chain,
     unlock_user,
 )
-from coi.cli.labels_cmd import echo_reconciliation
-from coi.service.scans import printed_coi
-from coi.service.steps import shipped_process
+from coi.cli.inputs import decode_utf8, json_object, read_bounded
 from coi.service.text import inert
+
+if TYPE_CHECKING:
+    from coi.service.chain import CoiService
 
 app = typer.Typer()
 
@@ -47,27 +47,22 @@ def enrol(
     witness_password_file: WitnessPasswordFileOpt = None,
 ) -> None:
     """Enrol a patient and print the new Chain of Identity identifier (ISBT 128 with K)."""
-    try:
-        raw = patient_file.read_bytes()
-    except OSError as e:
-        fail(f"cannot read patient file {patient_file}: {e.strerror}", EXIT_USAGE)
-    if len(raw) > MAX_PATIENT_FILE:
-        fail(f"patient file {patient_file} is larger than {MAX_PATIENT_FILE} bytes", EXIT_USAGE)
-    try:
-        patient = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        fail(f"patient file {patient_file} is not UTF-8 JSON ({e})", EXIT_USAGE)
-    if not isinstance(patient, dict):
-        fail("the patient file must hold a JSON object such as {\"patient_id\": \"MRN123\"}",
-             EXIT_USAGE)
+    raw = read_bounded(patient_file, MAX_PATIENT_FILE, "patient file")
+    patient = json_object(decode_utf8(raw, f"patient file {patient_file}"),
+                          f"patient file {patient_file}", '{"patient_id": "MRN123"}')
     svc = open_chain(db, log_key)
     actor = unlock_user(svc, as_, password_file)
     wit = unlock_user(svc, witness, witness_password_file, "witness password") if witness else None
     with errors():
+        from coi.service.scans import printed_coi
+
         coi, rec = svc.enrol(actor=actor, patient=patient, treatment_site=treatment_site,
                              manufacturing_slot=slot, witness=wit)
         typer.echo(coi)
-        typer.echo(f"enrolled as {printed_coi(coi)} at entry {rec.entry.index}", err=True)
+        check = printed_coi(coi).rsplit(" ", 1)[1]
+        typer.echo(f"enrolled at entry {rec.entry.index}; printed for people as {coi} "
+                   f"{check} — '{check}' is the ISBT 128 check character (K): it catches a "
+                   "mistyped identifier and is not part of it", err=True)
 
 
 def _fields(raw: list[str]) -> dict[str, str]:
@@ -80,6 +75,30 @@ def _fields(raw: list[str]) -> dict[str, str]:
             fail(f"--field {name.strip()} is given twice", EXIT_USAGE)
         out[name.strip()] = value
     return out
+
+
+def _check_typed(svc: CoiService, step: str, fields: dict[str, str]) -> None:
+    """Typing mistakes are usage errors that record nothing (docs/cli.md): an unknown step,
+    an unknown field, a value not of the field's form (not a number, not one of the allowed
+    values). What the rules refuse (a wrong move, role, value out of range) is the service's
+    to refuse and record."""
+    from coi.service.steps import form_error
+
+    with errors():
+        process = svc.process()
+    spec = process.step(step.strip())
+    if spec is None:
+        fail(f"unknown step {step!r}; steps are: {', '.join(process.steps)} (see `coi steps`); "
+             "nothing was recorded", EXIT_USAGE)
+    for name, raw in fields.items():
+        f = spec.fields.get(name)
+        if f is None:
+            fail(f"step {spec.name} has no field {name!r}; its fields are: "
+                 f"{', '.join(spec.fields) or 'none'} (see `coi steps`); nothing was recorded",
+                 EXIT_USAGE)
+        wrong = form_error(f, raw)  # the form only: bounds and the clock are the rules' to judge
+        if wrong is not None:
+            fail(f"{wrong} (see `coi steps`); nothing was recorded", EXIT_USAGE)
 
 
 @app.command()
@@ -100,6 +119,7 @@ def record(
     """Record a process step; a wrong move is refused with the reason, and the refusal recorded."""
     fields = _fields(field or [])
     svc = open_chain(db, log_key)
+    _check_typed(svc, step, fields)
     actor = unlock_user(svc, as_, password_file)
     wit = unlock_user(svc, witness, witness_password_file, "witness password") if witness else None
     with errors():
@@ -111,27 +131,23 @@ def record(
 
 @app.command()
 def steps(db: DbOpt = None) -> None:
-    """List the process steps with their roles, witness rule and fields.
+    """List the process steps: who records each, its witness rule, and each field's form,
+    allowed values and unit.
 
     With --db, the definition in force on that ledger; otherwise the one this coi ships for new
-    ledgers. A field marked ? is optional; * is filled by the scan station from its scans.
+    ledgers. Each field says whether it is required, and which are filled from the scans at a
+    station.
     """
+    from coi.cli.readable import steps_lines
+
     if db is not None:
-        with errors():
-            p = open_chain(db).process()
+        p = open_chain(db).process()
     else:
+        from coi.service.steps import shipped_process
+
         p = shipped_process()
-    typer.echo(f"{p.name} {p.version} (sha256 {p.sha256})")
-    for name, s in p.steps.items():
-        fields = ", ".join(f"{k}{'' if v.required else '?'}{'*' if v.scanned else ''}"
-                           for k, v in s.fields.items())
-        w = " +witness" if s.witness else ""
-        w += f" +{s.second_scan} scan" if s.second_scan else ""
-        typer.echo(f"  {name:<26} {','.join(sorted(s.roles)):<30}{w}  {fields}")
-
-
-def _signers(sigs: list[dict[str, Any]]) -> str:
-    return "; ".join(f"{inert(s['name'])} ({inert(s['user'])}, {s['meaning']})" for s in sigs)
+    for line in steps_lines(p):
+        typer.echo(line)
 
 
 @app.command()
@@ -140,36 +156,21 @@ def show(
     db: DbOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
 ) -> None:
-    """A product's timeline and state, with every signature's printed name, time and meaning."""
+    """A product's timeline and state as a table: local time with its zone, step, every
+    signature's printed name and meaning, each field with its title and unit (--json for
+    machines: times there are epoch milliseconds beside the local time)."""
     svc = open_chain(db)
     with errors():
         view = svc.show(coi)
     if as_json:
         echo_json(view)
         return
-    st = view["state"] or {}
-    typer.echo(f"{inert(view['coi'])}  state: {inert(st.get('state', '?'))}")
-    for t in view["timeline"]:
-        mark = "✓" if t["signature_ok"] else "✗ SIGNATURE INVALID"
-        corr = f"  [corrected by {', '.join(map(str, t['corrected_by']))}]" if t["corrected_by"] \
-            else ""
-        typer.echo(f"  #{t['index']:<6} {t['time_local']}  {inert(t['step'])}  {mark}{corr}")
-        typer.echo(f"          signed: {_signers(t['signers'])}")
-        data = {k: v for k, v in t["data"].items() if k != "patient_commitment"}
-        if data:
-            typer.echo(f"          {inert(json.dumps(data, ensure_ascii=False, sort_keys=True))}")
-    if st.get("items"):
-        typer.echo("  items: " + ", ".join(f"{inert(k)}={inert(v['status'])}"
-                                          for k, v in st["items"].items()))
-    devs = st.get("deviations", {})
-    for idx, d in devs.items():
-        state = "OPEN" if d["closed_index"] is None else f"closed at {d['closed_index']}"
-        typer.echo(f"  deviation {idx}: {inert(d['kind'])} — {inert(d['description'])} "
-                   f"[{state}; disposition {inert(d['disposition'] or '-')}]")
-    labels = st.get("labels", {})
-    if labels:
-        typer.echo("  labels: " + ", ".join(f"{inert(k)}={inert(v['status'])}"
-                                           for k, v in labels.items()))
+    from coi.cli.readable import show_lines
+
+    for line in show_lines(svc, view):
+        typer.echo(line)
+    from coi.cli.labels_cmd import echo_reconciliation
+
     echo_reconciliation(svc, view["coi"])
 
 

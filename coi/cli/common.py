@@ -1,28 +1,35 @@
-"""Shared pieces of the command line: options, password input, output escaping, exit codes.
+"""Shared pieces of the command line: options, opening the site, unlocking a signer.
 
-Exit codes: 0 success; 1 the thing checked is bad or the action was refused; 2 usage or
-configuration error. Diagnostics go to stderr. Everything that came from the database or from
-a scan passes through ``inert`` before it reaches the terminal.
+Exit codes (:mod:`coi.cli.failsafe`, which turns every failure into one ``coi:`` line): 0
+success; 1 the thing checked is bad or the action was refused; 2 usage, configuration or a fault
+of the machine; 3 a bundle verified only against its own key (``--trust-bundle-key``).
+Diagnostics go to stderr. Everything that came from the database or from a scan passes through
+``inert`` before it reaches the terminal. Input files are read by :mod:`coi.cli.inputs`.
+
+Nothing here imports a database, crypto or UI library at import time: ``coi --help`` must stay
+fast, so each command imports the service it uses when it runs.
 """
 
 from __future__ import annotations
 
 import json
-import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from coi.service.chain import CoiService
-from coi.service.errors import ConfigError, DatabaseUnreachable, Refused, VerificationError
-from coi.service.ledger import LedgerService, Unlocked
-from coi.service.text import inert
+from coi.cli.failsafe import EXIT_BAD, EXIT_UNPINNED, EXIT_USAGE, errors, fail, note_database
+from coi.cli.inputs import read_password
 
-EXIT_BAD = 1
-EXIT_USAGE = 2
+if TYPE_CHECKING:
+    from coi.service.chain import CoiService
+    from coi.service.ledger import LedgerService, Unlocked
+
+__all__ = ["EXIT_BAD", "EXIT_UNPINNED", "EXIT_USAGE", "DbOpt", "ForceOpt", "LogKeyOpt",
+           "PasswordFileOpt", "WitnessPasswordFileOpt", "b64", "echo_json", "errors", "fail",
+           "open_chain", "open_ledger", "read_password", "refuse_existing", "require_existing",
+           "run_guarded", "unlock_user"]
 
 DbOpt = Annotated[
     str | None,
@@ -45,62 +52,37 @@ WitnessPasswordFileOpt = Annotated[
                  help="Read the witness's password from this file ('-' = stdin)"),
 ]
 
-
-def fail(message: str, code: int = EXIT_BAD) -> NoReturn:
-    typer.echo(f"coi: {inert(message)}", err=True)
-    raise typer.Exit(code)
+ForceOpt = Annotated[bool, typer.Option("--force", help="Replace the file if it exists")]
 
 
-_stdin: tuple[object, list[str]] | None = None  # (the stream read, its unread lines)
+def refuse_existing(force: bool, *paths: Path | None) -> None:
+    """An output file that exists is replaced only with --force (usage error otherwise)."""
+    for p in paths:
+        if p is not None and not force and (p.exists() or p.is_symlink()):
+            fail(f"{p} exists; nothing was written: choose another file, or add --force to "
+                 "replace it", EXIT_USAGE)
 
 
-def read_password(path: Path | None, prompt: str) -> str:
-    """A password from a file, from stdin ('-', one line per password asked), or a prompt."""
-    global _stdin
-    if path is None:
-        if not sys.stdin.isatty():
-            fail(f"{prompt}: no terminal to prompt on; use --password-file", EXIT_USAGE)
-        return str(typer.prompt(prompt, hide_input=True))
-    if str(path) == "-":
-        # One password per line, in the order asked; read once per input stream (a second
-        # invocation in the same process, e.g. from a test runner, gets its own stream).
-        if _stdin is None or _stdin[0] is not sys.stdin:
-            _stdin = (sys.stdin, sys.stdin.read().splitlines())
-        lines = _stdin[1]
-        if not lines:
-            fail(f"{prompt}: standard input has no more password lines", EXIT_USAGE)
-        return lines.pop(0)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as e:
-        fail(f"cannot read password file {path}: {e.strerror}", EXIT_USAGE)
-    lines = text.splitlines()
-    if not lines or not lines[0]:
-        fail(f"password file {path} is empty", EXIT_USAGE)
-    return lines[0]
+def require_existing(db: str | None, *, must_exist: bool = True) -> None:
+    """Refuse a SQLite file that is not there: only ``coi init`` creates a ledger (a read
+    command, or a typo in --db, must not leave an empty database behind)."""
+    from coi.service.site import Site
+
+    with errors():
+        url = Site.resolve(db).db
+    note_database(url.sqlite_path)
+    if must_exist and url.sqlite_path is not None and not url.sqlite_path.exists():
+        fail(f"no ledger at {url.sqlite_path}: the file does not exist; check --db (or "
+             "COI_DATABASE_URL), or run `coi init` first to create a ledger", EXIT_USAGE)
 
 
-@contextmanager
-def errors() -> Iterator[None]:
-    """Turn the service layer's errors into a message on stderr and an exit code."""
-    try:
-        yield
-    except Refused as e:
-        extra = f" (recorded as entry {e.recorded_index})" if e.recorded_index is not None else ""
-        fail(f"refused: {e.reason}{extra}")
-    except VerificationError as e:
-        fail(f"verification FAILED: {e}")
-    except ConfigError as e:
-        fail(str(e), EXIT_USAGE)
-    except DatabaseUnreachable as e:
-        fail(f"{e}; nothing was recorded by this command (check the server, then run it "
-             "again)" if not e.maybe_committed else
-             f"{e}; the entry may or may not have been recorded: look with `coi show` or "
-             "`coi verify` before running the command again", EXIT_USAGE)
+def open_ledger(db: str | None, log_key: str | None = None, *, create: bool = False
+                ) -> LedgerService:
+    """The ledger service for --db/--log-key (configuration errors exit 2); the SQLite file
+    must exist unless ``create``."""
+    from coi.service.ledger import LedgerService
 
-
-def open_ledger(db: str | None, log_key: str | None = None) -> LedgerService:
-    """The ledger service for --db/--log-key (configuration errors exit 2)."""
+    require_existing(db, must_exist=not create)
     with errors():
         svc = LedgerService.open(db, log_key)
         svc.on_retry = _say_retrying
@@ -114,6 +96,9 @@ def _say_retrying(message: str) -> None:
 
 def open_chain(db: str | None, log_key: str | None = None) -> CoiService:
     """The chain-of-identity service; the ledger must run the process this coi ships."""
+    from coi.service.chain import CoiService
+
+    require_existing(db)
     with errors():
         svc = CoiService.open(db, log_key)
         svc.ledger.on_retry = _say_retrying
@@ -125,11 +110,20 @@ def open_chain(db: str | None, log_key: str | None = None) -> CoiService:
 def unlock_user(svc: LedgerService | CoiService, user: str, password_file: Path | None,
                 what: str = "password") -> Unlocked:
     """A user's key, unlocked with their password (prompted, or from --password-file)."""
+    from coi.service.chain import CoiService
+
     ledger = svc.ledger if isinstance(svc, CoiService) else svc
     password = read_password(password_file, f"{what} for {user}")
     with errors():
         return ledger.unlock(user, password)
     raise AssertionError  # pragma: no cover
+
+
+def b64(raw: bytes) -> str:
+    """A hash as checkpoints and proofs show it (standard base64)."""
+    import base64
+
+    return base64.b64encode(raw).decode("ascii")
 
 
 def echo_json(obj: Any) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -25,10 +25,11 @@ from coi.cli.common import (
     open_chain,
     unlock_user,
 )
-from coi.service import labels as label_svc
-from coi.service.chain import CoiService
-from coi.service.scans import MAX_SCAN_LENGTH, LabelScan, ProductCode, ScanRefused, read_scan
 from coi.service.text import inert
+
+if TYPE_CHECKING:
+    from coi.service.chain import CoiService
+    from coi.service.scans import ProductCode
 
 app = typer.Typer()
 
@@ -55,6 +56,7 @@ ScanOpt = Annotated[str, typer.Option(
 def scan_text(raw: str) -> str:
     """A scan given on the command line or stdin: ``-`` reads stdin; GS spellings become GS."""
     if raw == "-":
+        from coi.service.scans import MAX_SCAN_LENGTH
         raw = sys.stdin.readline(MAX_SCAN_LENGTH + 3)
     return _GS_SPELLINGS.sub("\x1d", raw)
 
@@ -62,6 +64,8 @@ def scan_text(raw: str) -> str:
 def chosen_product_code(svc: CoiService | None, given: str | None, with_isbt: bool
                         ) -> ProductCode | None:
     """The product code for an ISBT 128 label: ``--product-code``, else the site's setting."""
+    from coi.service import labels as label_svc
+
     with errors():
         if given is not None:
             if not with_isbt:
@@ -112,6 +116,7 @@ def label(
     actor = unlock_user(svc, as_, password_file)
     chosen = item if item is not None else _default_item(svc, coi)
     with errors():
+        from coi.service import labels as label_svc
         new, path = label_svc.issue_and_print(svc, actor, coi, chosen, fmt.strip().lower(),
                                               size.strip().lower(), dpi, with_isbt, output,
                                               product_code=code, printer=printer)
@@ -130,11 +135,13 @@ def parse(
     """Print what a scan means as JSON; exit 1 with the reason when it is not valid."""
     raw = scan_text(text)
     try:
+        from coi.service.scans import LabelScan, ScanRefused, read_scan
         scan = read_scan(raw)
     except ScanRefused as e:
         fail(f"not a valid scan: {e.reason}")
     out = scan.to_json()
     if isinstance(scan, LabelScan):
+        from coi.service import labels as label_svc
         code = label_svc.parse_label_code(scan.label.item)
         out["label_code"] = ({"item": code.item, "generation": code.generation}
                              if code is not None else None)

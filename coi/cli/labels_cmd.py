@@ -4,7 +4,7 @@ from the ledger is shown through ``inert``."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -29,10 +29,10 @@ from coi.cli.label_cmd import (
     chosen_product_code,
     scan_text,
 )
-from coi.service import labels as label_svc
-from coi.service.chain import CoiService
-from coi.service.scans import LabelScan
 from coi.service.text import inert
+
+if TYPE_CHECKING:
+    from coi.service.chain import CoiService
 
 app = typer.Typer(help="Label control: apply (by scan), void, reprint, check a scan, "
                        "list with reconciliation.",
@@ -56,6 +56,7 @@ def labels_apply(
     svc = open_chain(db, log_key)
     actor = unlock_user(svc, as_, password_file)
     with errors():
+        from coi.service import labels as label_svc
         idx = label_svc.apply(svc, actor, coi, label_id, raw, station=station)
         typer.echo(f"label {inert(label_id.strip().upper())} applied at entry {idx}")
 
@@ -74,6 +75,7 @@ def labels_void(
     svc = open_chain(db, log_key)
     actor = unlock_user(svc, as_, password_file)
     with errors():
+        from coi.service import labels as label_svc
         idx = label_svc.void(svc, actor, coi, label_id, grounds)
         typer.echo(f"label {inert(label_id.strip().upper())} voided at entry {idx}")
 
@@ -100,6 +102,7 @@ def labels_reprint(
     code = chosen_product_code(svc, product_code, with_isbt)
     actor = unlock_user(svc, as_, password_file)
     with errors():
+        from coi.service import labels as label_svc
         new, path = label_svc.reprint(svc, actor, coi, label_id, grounds, fmt.strip().lower(),
                                       size.strip().lower(), dpi, with_isbt, output,
                                       product_code=code)
@@ -123,8 +126,10 @@ def labels_check(
     svc = open_chain(db, log_key)
     actor = unlock_user(svc, as_, password_file)
     with errors():
+        from coi.service import labels as label_svc
         result = label_svc.check_scan(svc, raw, coi, item, station=station, by=actor.user)
         out: dict[str, Any] = {"accepted": True, "scan": result.to_json()}
+        from coi.service.scans import LabelScan
         if isinstance(result, LabelScan):
             out["label"] = label_svc.label_of(svc, result)
         echo_json(out)
@@ -139,6 +144,7 @@ def labels_list(
     """Every label of a product and what became of it (label reconciliation)."""
     svc = open_chain(db)
     with errors():
+        from coi.service import labels as label_svc
         rows = label_svc.reconciliation(svc, coi)
     if as_json:
         echo_json(rows)
@@ -171,5 +177,6 @@ def _echo_rows(rows: list[dict[str, Any]], coi: str) -> None:
 def echo_reconciliation(svc: CoiService, coi: str) -> None:
     """Print a product's label reconciliation (for ``coi show``)."""
     with errors():
+        from coi.service import labels as label_svc
         rows = label_svc.reconciliation(svc, coi)
     _echo_rows(rows, coi)

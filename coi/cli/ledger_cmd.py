@@ -7,7 +7,6 @@ Their Typer app is merged into ``coi`` itself (registered without a name in
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -15,18 +14,19 @@ from typing import Annotated
 import typer
 
 from coi.cli.common import (
-    EXIT_USAGE,
     DbOpt,
+    ForceOpt,
     LogKeyOpt,
     PasswordFileOpt,
     WitnessPasswordFileOpt,
+    b64,
     errors,
-    fail,
     open_ledger,
     read_password,
+    refuse_existing,
     unlock_user,
 )
-from coi.service.ledger import Party
+from coi.cli.inputs import MAX_CHECKPOINT_BYTES, decode_utf8, json_object, read_bounded
 from coi.service.text import inert
 
 app = typer.Typer()
@@ -46,8 +46,8 @@ def init(
     password_file: PasswordFileOpt = None,
 ) -> None:
     """Create a ledger: schema (migrations), the site's log key, genesis and first administrator."""
-    svc = open_ledger(db, log_key)
-    password = read_password(password_file, f"new password for {admin}")
+    svc = open_ledger(db, log_key, create=True)
+    password = read_password(password_file, f"new password for {admin}", confirm=True)
     with errors():
         from coi.service.chain import genesis_extras
 
@@ -93,15 +93,11 @@ def append(
     witness_password_file: WitnessPasswordFileOpt = None,
 ) -> None:
     """Append a generic signed entry (for scripts and tests; process steps use `coi record`)."""
-    try:
-        obj = json.loads(data, parse_float=lambda s: (_ for _ in ()).throw(ValueError(s)))
-    except ValueError as e:
-        fail(f"--data is not usable JSON ({e}); floats are not allowed, use integers or "
-             "decimal strings", EXIT_USAGE)
-    if not isinstance(obj, dict):
-        fail("--data must be a JSON object, e.g. '{\"note\": \"text\"}'", EXIT_USAGE)
+    obj = json_object(data, "--data", "'{\"note\": \"text\"}'")
     svc = open_ledger(db, log_key)
     author = unlock_user(svc, as_, password_file)
+    from coi.service.ledger import Party
+
     parties = [Party(author, "authored")]
     if witness:
         parties.append(Party(unlock_user(svc, witness, witness_password_file, "witness password"),
@@ -123,19 +119,25 @@ def verify(
     jobs: Annotated[int, typer.Option(
         min=1, max=64, help="Processes that check the ledger: this one and N-1 workers")] = 1,
 ) -> None:
-    """Check everything: bytes, signatures, keys by position, chain, tree, head, checkpoints."""
-    notes = []
-    for p in checkpoint or []:
-        try:
-            notes.append(p.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError) as e:
-            fail(f"cannot read checkpoint {p}: {e}", EXIT_USAGE)
+    """Check everything: bytes, signatures, keys by position, chain, tree, head, checkpoints;
+    say whether a checkpoint kept elsewhere pinned the history."""
+    notes = [decode_utf8(read_bounded(p, MAX_CHECKPOINT_BYTES, "checkpoint"), f"checkpoint {p}")
+             for p in checkpoint or []]
     svc = open_ledger(db)
     with errors():
         from coi.service.chain import verify_all
 
         result = verify_all(svc, jobs=jobs, checkpoints=notes)
-        typer.echo(f"OK: {result.size} entries verified; root {result.root.hex()}")
+        typer.echo(f"OK: {result.size} entries verified; root {b64(result.root)} (base64, as "
+                   "a checkpoint writes it)")
+        for path, text in zip(checkpoint or [], notes, strict=True):
+            head = text.split("\n")
+            typer.echo(f"pinned: consistent with the checkpoint {inert(path)} of "
+                       f"{inert(head[1])} entries (root {inert(head[2])})")
+        if not notes:
+            typer.echo("NOT pinned: no checkpoint was given, so a ledger rewritten as a whole "
+                       "would verify too; pass --checkpoint FILE (saved earlier with `coi "
+                       "checkpoint -o`, kept apart from the database)")
         typer.echo(f"log verifier key: {svc.log_verifier_key()}")
 
 
@@ -143,10 +145,12 @@ def verify(
 def checkpoint(
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Write it to this file")
                       ] = None,
+    force: ForceOpt = False,
     db: DbOpt = None,
     log_key: LogKeyOpt = None,
 ) -> None:
     """Print (or save) the latest signed checkpoint (C2SP tlog-checkpoint)."""
+    refuse_existing(force, output)
     svc = open_ledger(db, log_key)
     with errors():
         text = svc.checkpoint()
@@ -156,7 +160,7 @@ def checkpoint(
     from coi.service.files import write_atomically
 
     with errors():
-        write_atomically(output, text.encode("utf-8"))
+        write_atomically(output, text.encode("utf-8"), overwrite=force)
     typer.echo(f"checkpoint written to {output}")
 
 

@@ -7,10 +7,15 @@ from here: the groups without a name are merged into ``coi`` itself (``coi init`
 the order ``coi --help`` lists them in.
 
 Every command has ``--help``. Exit codes: 0 success, 1 the thing checked is bad or the action
-was refused (reason on stderr), 2 usage or configuration error.
+was refused (reason on stderr), 2 usage, configuration or a fault of the machine, 3 a bundle
+checked only against its own key. Every failure is one ``coi:`` line, never a traceback: the
+root group is :class:`coi.cli.failsafe.FailSafeGroup`. The command modules import the service
+(and with it SQLAlchemy, cryptography, Textual, reportlab) only when a command runs.
 """
 
 from __future__ import annotations
+
+from typing import Annotated
 
 import typer
 
@@ -28,9 +33,11 @@ from coi.cli import (
     validate_cmd,
     witness_cmd,
 )
+from coi.cli.failsafe import FailSafeGroup
 
 app = typer.Typer(
     name="coi",
+    cls=FailSafeGroup,
     help="coi — chain-of-identity tracker for autologous cell therapy, on a signed, "
          "append-only, independently verifiable ledger.",
     no_args_is_help=True,
@@ -38,6 +45,29 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"coi {version('coi')}")
+        except PackageNotFoundError:  # pragma: no cover - run from a source tree
+            typer.echo("coi (not installed)")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    _show_version: Annotated[bool, typer.Option(
+        "--version", callback=_version, is_eager=True, help="Print coi's version and exit")
+    ] = False,
+) -> None:
+    """coi — chain-of-identity tracker for autologous cell therapy, on a signed, append-only,
+    independently verifiable ledger."""
+
+
 # Merged into `coi` (no name): init, migrate, append, verify, checkpoint, log-key; label,
 # parse; enrol, record, steps, show, status; export, verify-export, report; tui, demo;
 # backup, restore; validate.

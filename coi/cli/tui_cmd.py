@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from coi.cli.common import EXIT_USAGE, DbOpt, LogKeyOpt, errors, fail
+from coi.cli.common import EXIT_USAGE, DbOpt, LogKeyOpt, errors, fail, require_existing
 
 app = typer.Typer()
 
@@ -30,6 +30,7 @@ IdleOpt = Annotated[
 def _run(db: str | None, log_key: str | None, station: str | None, idle_minutes: float) -> None:
     from coi.service.chain import CoiService
 
+    require_existing(db)
     with errors():
         svc = CoiService.open(db, log_key)
         process = svc.process()
@@ -65,6 +66,33 @@ def tui(db: DbOpt = None, log_key: LogKeyOpt = None, station: StationOpt = None,
     _run(db, log_key, station, idle_minutes)
 
 
+def _build_demo(db: Path, products: int) -> None:
+    """Build the demo ledger, saying what takes the time and how far it got (on stderr)."""
+    import time
+
+    from coi.service.demo import DEMO_STAFF
+    from coi.service.tour import build_now
+
+    started = time.monotonic()
+    enrolled = 0
+
+    def progress(_message: str) -> None:
+        nonlocal enrolled
+        enrolled += 1
+        if enrolled == 1:
+            typer.echo(f"  site and users ready after {time.monotonic() - started:.0f} s; "
+                       f"walking {products} products along the chain…", err=True)
+        typer.echo(f"  product {enrolled} of {products} enrolled "
+                   f"({time.monotonic() - started:.0f} s)", err=True)
+
+    typer.echo(f"building the demo ledger {db}: site A9999 and {len(DEMO_STAFF)} demo users "
+               "first (each password is stretched with scrypt, about 1 s each on purpose)…",
+               err=True)
+    with errors():
+        build_now(str(db), products=products, progress=progress)
+    typer.echo(f"built in {time.monotonic() - started:.1f} s", err=True)
+
+
 @app.command("demo")
 def demo(
     db: Annotated[Path, typer.Option("--db", help="The demo SQLite file (built if absent)")] =
@@ -72,21 +100,27 @@ def demo(
     products: Annotated[int, typer.Option(min=1, max=200, help="Products in a new demo")] = 20,
     station: StationOpt = None,
     idle_minutes: IdleOpt = 15.0,
+    no_tui: Annotated[bool, typer.Option(
+        "--no-tui", help="Build the demo ledger (if absent) and print its users, without "
+                         "opening the terminal UI")] = False,
 ) -> None:
     """Build a demo ledger (site A9999, demo staff, ~20 products) if absent, then open the TUI."""
     from coi.service.demo import DEMO_STAFF, demo_password
-    from coi.service.tour import build_now
 
+    if db.is_dir():
+        fail(f"--db {db} is a folder: give the demo database's file path", EXIT_USAGE)
     if not db.exists():
-        typer.echo(f"building the demo ledger {db} (a few seconds: every password is "
-                   "stretched with scrypt)…", err=True)
-        with errors():
-            build_now(str(db), products=products)
+        _build_demo(db, products)
         typer.echo("Demo users (user id / password / roles) — shown once:")
         for user, name, roles in DEMO_STAFF:
             typer.echo(f"  {user:<7} {demo_password(user):<20} {', '.join(roles):<14} {name}")
         with errors():
             _print_demo_scans(str(db))
+        if no_tui:
+            return
         if sys.stdin.isatty():  # let them read the passwords before the UI takes the screen
             typer.prompt("Press Enter to open the terminal UI", default="", show_default=False)
+    elif no_tui:
+        typer.echo(f"the demo ledger {db} exists already; open it with: coi tui --db {db}")
+        return
     _run(str(db), None, station, idle_minutes)

@@ -4,14 +4,20 @@ configuration error."""
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from coi.cli.common import EXIT_USAGE, errors, fail
+from coi.cli.common import EXIT_USAGE, ForceOpt, errors, fail, refuse_existing
+from coi.cli.inputs import (
+    MAX_CHECKPOINT_BYTES,
+    MAX_JSON_TEXT,
+    decode_utf8,
+    json_object,
+    read_bounded,
+)
 from coi.service.errors import VerificationError
 from coi.service.text import inert
 
@@ -47,8 +53,10 @@ def witness_cosign(
     proof: Annotated[Path | None, typer.Option(
         help="Consistency proof JSON from the accepted size (`coi prove consistency OLD NEW`)")
     ] = None,
+    force: ForceOpt = False,
 ) -> None:
     """Cosign a checkpoint if it extends the last one accepted; refuse (exit 1) a rewrite."""
+    refuse_existing(force, output)
     from coi.service.audit import (
         LedgerError,
         WitnessError,
@@ -59,11 +67,18 @@ def witness_cosign(
     )
     from coi.service.files import write_atomically
 
+    # Bounded first: a key or state file is small; /dev/zero or a huge file is refused at once.
+    read_bounded(key, MAX_JSON_TEXT, "witness key file")
+    if state.exists():
+        read_bounded(state, MAX_JSON_TEXT, "witness state file")
     try:
         check_verifier_key(log_key)
         wk = load_witness_key(key)
-        offered = checkpoint.read_text(encoding="utf-8")
-        proof_obj = json.loads(proof.read_text(encoding="utf-8")) if proof else None
+        offered = decode_utf8(read_bounded(checkpoint, MAX_CHECKPOINT_BYTES, "checkpoint"),
+                              f"checkpoint {checkpoint}")
+        proof_obj = (json_object(decode_utf8(read_bounded(proof, MAX_JSON_TEXT, "proof"),
+                                             f"proof {proof}"), f"proof {proof}", "{...}")
+                     if proof else None)
     except VerificationError as e:
         fail(f"--log-key: {e.reason}", EXIT_USAGE)
     except (OSError, UnicodeDecodeError, ValueError, WitnessError) as e:
@@ -77,5 +92,5 @@ def witness_cosign(
     except (VerificationError, LedgerError, ValueError) as e:
         fail(f"not cosigned: {e}")
     with errors():
-        write_atomically(output, cosigned.encode("utf-8"))
+        write_atomically(output, cosigned.encode("utf-8"), overwrite=force)
     typer.echo(f"cosigned the checkpoint of {cp.size} entries as {inert(wk.name)}: {output}")

@@ -235,7 +235,8 @@ def render(path: Path, trust: str | None = None) -> tuple[str, bool]:
         f"<code>{esc(result.log_key)}</code>. Bundle SHA-256: "
         f"<code>{esc(result.bundle_sha256)}</code></p>"
         f"<h2>Checkpoint</h2><p>Tree of {result.tree_size} entries, root "
-        f"<code>{esc(result.root.hex())}</code>; {len(result.cosigner_lines)} other signature "
+        f"<code>{esc(base64.b64encode(result.root).decode())}</code> (base64, as in the "
+        f"checkpoint); {len(result.cosigner_lines)} other signature "
         f"line(s) (witness cosignatures).</p><pre>{esc(result.checkpoint)}</pre>")
     try:
         rows, process = load_entries(path)

@@ -1,8 +1,9 @@
 """What an auditor or a witness runs, for the front ends: no database, no site, only files.
 
-The calls behind ``coi verify-export``, ``coi report`` and ``coi witness init|cosign``: check a
-log verifier key string, verify an audit bundle offline, render its human-readable copy, make
-or load a witness key and cosign a checkpoint that extends what the witness accepted before.
+The calls behind ``coi verify-export``, ``coi report`` (HTML or PDF) and ``coi witness
+init|cosign``: check a log verifier key string, verify an audit bundle offline, render its
+human-readable copy, make or load a witness key and cosign a checkpoint that extends what the
+witness accepted before.
 The work is done by :mod:`coi.export.verifier`, :mod:`coi.export.report` and
 :mod:`coi.export.witness`; this module is the service's door to them, so that a front end
 imports only ``coi.service``. The errors the front ends tell apart are re-exported here.
@@ -37,6 +38,7 @@ __all__ = [
     "new_witness_key",
     "verify_bundle",
     "write_report",
+    "write_report_pdf",
 ]
 
 
@@ -58,6 +60,15 @@ def write_report(bundle: Path, output: Path, trust: str | None) -> bool:
     return whether the bundle verified (the copy says why when it did not). ``OSError`` when a
     file cannot be read or written."""
     return _write_report(bundle, output, trust)
+
+
+def write_report_pdf(bundle: Path, output: Path, trust: str | None, *, overwrite: bool = False
+                     ) -> bool:
+    """Write the bundle's human-readable copy as a PDF to ``output`` (atomically; replaced only
+    with ``overwrite``), from the bundle alone; return whether the bundle verified."""
+    from coi.export.report_pdf import write_report_pdf as _write_pdf  # reportlab: only here
+
+    return _write_pdf(bundle, output, trust, overwrite=overwrite)
 
 
 def new_witness_key(name: str, path: Path) -> WitnessKey:

@@ -13,6 +13,7 @@ from typing import Any
 
 from coi.domain import isbt
 from coi.ledger.clock import Clock
+from coi.ledger.keys import generate
 from coi.service.chain import CoiService, genesis_extras
 from coi.service.errors import Refused
 from coi.service.ledger import LedgerService, Unlocked
@@ -146,9 +147,10 @@ def create_site(db: str, log_key: str | None = None, *, clock: Clock,
                 process=process)
     people = {admin[0]: ledger.unlock(admin[0], password(admin[0]))}
     for user, name, roles in staff[1:]:
+        key = generate()  # kept unlocked: unlocking it again would cost a second scrypt
         ledger.enrol(people[admin[0]], user=user, name=name, roles=list(roles),
-                     password=password(user))
-        people[user] = ledger.unlock(user, password(user))
+                     password=password(user), key=key)
+        people[user] = Unlocked(user, key)
     return Site(svc=CoiService(ledger), people=people)
 
 

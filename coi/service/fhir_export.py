@@ -22,8 +22,10 @@ from coi.service.files import write_atomically
 from coi.service.ledger import LedgerService
 
 
-def export_fhir(svc: LedgerService, scope: Scope, output: Path) -> int:
+def export_fhir(svc: LedgerService, scope: Scope, output: Path, *, overwrite: bool = True
+                ) -> int:
     """Write the FHIR R5 Bundle of ``scope`` to ``output``; return how many resources it holds.
+    An existing ``output`` is replaced only with ``overwrite``.
 
     Raises ``ConfigError`` when the ledger is not initialised or the file cannot be written.
     """
@@ -39,5 +41,5 @@ def export_fhir(svc: LedgerService, scope: Scope, output: Path) -> int:
     process = found[0] if found is not None else load_process()
     bundle = fhir_bundle(statements(), process, origin=head.origin, signatures=sigs)
     write_atomically(output, (json.dumps(bundle, indent=2, ensure_ascii=False) + "\n")
-                     .encode("utf-8"))
+                     .encode("utf-8"), overwrite=overwrite)
     return len(bundle["entry"])

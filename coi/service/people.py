@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from coi.db.tx import Tx
 from coi.ledger.entry import SITE_USER, SignedEntry, b64, valid_user
 from coi.ledger.errors import KeyError_
@@ -61,19 +63,21 @@ class People(LedgerCore):
                                          {"user": user, "attempts": failed})
                 raise Refused(f"wrong password: {user} is now locked after {failed} failed "
                               "attempts", recorded_index=idx)
-            raise Refused(f"unknown user or wrong password (attempt {failed} of "
-                          f"{MAX_FAILED_LOGINS})", recorded_index=idx)
+            # The same words as for an unknown user: a count would tell who exists.
+            raise Refused("unknown user or wrong password", recorded_index=idx)
         if failed:
             self.store.set_account(user, failed=0, locked=False)
         return Unlocked(user=user, key=key)
 
     def enrol(self, admin: Unlocked, *, user: str, name: str, roles: Sequence[str],
-              password: str) -> SignedEntry:
+              password: str, key: Ed25519PrivateKey | None = None) -> SignedEntry:
+        """Enrol ``user`` with a new key (``key``, when the caller generated it and keeps it
+        unlocked, as the demo builder does: unlocking it again costs a second scrypt)."""
         if not valid_user(user) or user == SITE_USER:
             raise Refused(f"{user!r} is not a valid user id (lowercase letters, digits, '.', '_', "
                           "'-'; starting with a letter)")
         name = printed_name(name)
-        new = generate()
+        new = key if key is not None else generate()
         wrapped = wrap(new, password)
         data = {"user": user, "name": name, "key": b64(public_bytes(new)),
                 "roles": sorted(set(roles))}

@@ -8,6 +8,7 @@ words and prints them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from coi.ledger.clock import SystemClock
@@ -42,9 +43,11 @@ class Tour:
     release: str | None = None  # a product in QC testing that the releaser may release
 
 
-def build_now(db: str, *, products: int) -> None:
-    """Build the demo ledger at ``db`` with its events up to the current time."""
-    build_demo(db, None, products=products, now_ms=SystemClock().now_ms())
+def build_now(db: str, *, products: int, progress: Callable[[str], None] | None = None
+              ) -> None:
+    """Build the demo ledger at ``db`` with its events up to the current time (``progress`` is
+    told of each product enrolled)."""
+    build_demo(db, None, products=products, now_ms=SystemClock().now_ms(), progress=progress)
 
 
 def tour(db: str) -> Tour:

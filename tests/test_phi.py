@@ -265,7 +265,8 @@ def test_coi_patient_erase_destroys_the_key_and_the_ledger_still_verifies(
     assert coi(site, "verify").exit_code == 0
     bundle = tmp_path / "after.coi"
     assert coi(site, "export", "-o", str(bundle), "--all").exit_code == 0
-    r = runner.invoke(app, ["verify-export", str(bundle)])
+    key = coi(site, "log-key").stdout.strip()
+    r = runner.invoke(app, ["verify-export", str(bundle), "--trust", key])
     assert r.exit_code == 0, r.output
     assert found_in(bundle) == []
 

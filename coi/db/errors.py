@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from coi.ledger.entry import SignedEntry
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # (no import at run time: coi --help reads this module and stays light)
+    from coi.ledger.entry import SignedEntry
 
 
 class DatabaseUnreachable(Exception):

@@ -113,7 +113,7 @@ def verify_export(
     trust: TrustOpt = None,
 ) -> None:
     """Verify an audit bundle offline: manifest, signatures, keys, proofs, checkpoint."""
-    from coi.service.audit import verify_bundle
+    from coi.service.audit import completeness_text, verify_bundle
 
     _check_trust(trust)
     try:
@@ -126,6 +126,8 @@ def verify_export(
                f"{r.subjects} subjects) of {inert(r.origin)} verified against the checkpoint "
                f"of {r.tree_size} entries (root {r.root.hex()}), "
                f"{len(r.cosigner_lines)} cosignature line(s)")
+    if r.scope.get("mode") in ("coi", "handoff"):
+        typer.echo(inert(completeness_text(r)))
     if trust is None:
         typer.echo(f"log key (compare it with the site's): {inert(r.log_key)}")
 

@@ -10,7 +10,7 @@ evidence (failed-login counters).
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Integer, LargeBinary, MetaData, String, Text
+from sqlalchemy import BigInteger, Column, Index, Integer, LargeBinary, MetaData, String, Text
 from sqlmodel import Field, SQLModel
 
 NAMING = {
@@ -26,6 +26,8 @@ metadata: MetaData = SQLModel.metadata
 
 class LedgerEntry(SQLModel, table=True):
     __tablename__ = "ledger_entry"
+    # the previous entry on a subject (a new statement's ``subject_prev``) in one lookup
+    __table_args__ = (Index("ix_ledger_entry_subject_idx", "subject", "idx"),)
     idx: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
     prev_hash: str = Field(sa_column=Column(String(64), nullable=False, unique=True))
     entry_hash: str = Field(sa_column=Column(String(64), nullable=False, unique=True))

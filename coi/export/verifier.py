@@ -63,6 +63,7 @@ from coi.export.records import (
 )
 from coi.ledger.entry import GENESIS_PREV, Statement, check_envelope
 from coi.ledger.errors import LedgerError, VerificationError
+from coi.ledger.links import LastOnSubject, bundle_link_problem, link_problem
 from coi.ledger.merkle import TreeBuilder, verify_inclusion
 from coi.ledger.note import NoteVerifier, open_checkpoint, open_note, parse_verifier_key
 from coi.ledger.registry import KEY_EVENT_TYPES, KeyRegistry
@@ -105,6 +106,8 @@ class BundleReport:
     subjects: int
     bundle_sha256: str
     process_sha256: str | None
+    complete_from: int | None = None  # a product bundle: its back-link chain is whole from here
+    complete: bool = False  # ... down to the product's first entry (``subject_prev`` null)
 
 
 @dataclass
@@ -140,6 +143,9 @@ class BundleVerifier:
         self.in_scope = 0
         self.key_events = 0
         self.subjects: set[str] = set()
+        self.on_subject: dict[str, LastOnSubject] = {}  # the last entry in scope per subject
+        self.complete_from: int | None = None
+        self.complete = False
         self.manifest: dict[str, Any] | None = None
 
     # -- steps 1 and the dispatch ------------------------------------------------------------------
@@ -283,6 +289,7 @@ class BundleVerifier:
         if in_scope:
             self.in_scope += 1
             self.subjects.add(st.subject)
+            self._link(i, st, checked.entry_hash)
         self.key_events += is_key
         # Step 8: the tree.
         if self.scope["mode"] == "all":
@@ -299,6 +306,23 @@ class BundleVerifier:
             except VerificationError as e:
                 raise VerificationError(e.reason, index=i) from None
         self.last_index, self.last_hash, self.last_time = i, checked.entry_hash, st.time_ms
+
+    def _link(self, i: int, st: Statement, entry_hash: bytes) -> None:
+        """Step 5b: the back-links of the entries in scope (docs/export.md)."""
+        mode = self.scope["mode"]
+        before = self.on_subject.get(st.subject)
+        if mode == "all":
+            problem = link_problem(st, before)
+        elif mode == "period":  # a period holds no product whole: only the version rule
+            problem = link_problem(st, before) if st.version < 2 else None
+        else:
+            problem = bundle_link_problem(st, i, before, f"product {st.subject}")
+        if problem is not None:
+            raise VerificationError(problem, index=i)
+        if st.version >= 2 and self.complete_from is None:
+            self.complete_from = i
+            self.complete = st.subject_prev is None
+        self.on_subject[st.subject] = LastOnSubject(i, entry_hash, st.version)
 
     def _matches(self, st: Statement) -> bool:
         mode = self.scope["mode"]
@@ -366,7 +390,8 @@ class BundleVerifier:
             cosigner_lines=self.cosigner_lines, entries=self.kinds["entry"].count,
             in_scope=self.in_scope, key_events=self.key_events, first_index=0,
             last_index=self.last_index, subjects=len(self.subjects),
-            bundle_sha256=self.whole.hexdigest(), process_sha256=self.process_sha256)
+            bundle_sha256=self.whole.hexdigest(), process_sha256=self.process_sha256,
+            complete_from=self.complete_from, complete=self.complete)
 
 
 def verify_lines(lines: Iterable[bytes], trust: str | None = None) -> BundleReport:

@@ -32,6 +32,7 @@ __all__ = [
     "WitnessKey",
     "WitnessRefusal",
     "check_verifier_key",
+    "completeness_text",
     "cosign",
     "load_witness_key",
     "new_witness_key",
@@ -81,3 +82,17 @@ def cosign(state: Path, key: WitnessKey, offered: str, log_key: str,
     the checkpoint or the proof cannot be checked.
     """
     return witness(state, key, offered, log_key, proof, time_s)
+
+
+def completeness_text(r: BundleReport) -> str:
+    """What a product bundle proves about holding every entry of the product (its back-links,
+    docs/ledger-format.md §3), in one line for the terminal; control characters made inert."""
+    coi = "".join(c if c.isprintable() else "?" for c in str(r.scope.get("coi", "")))
+    if r.complete:
+        return (f"complete: every entry of {coi} up to entry {r.last_index} is here, each "
+                "linked to the one before it by what its author signed")
+    if r.complete_from is not None:
+        return (f"complete from index {r.complete_from}: entries of {coi} before it were "
+                "written before back-links (ledger format version 1) and cannot be proven whole")
+    return (f"completeness not provable: every entry of {coi} here predates back-links "
+            "(ledger format version 1)")

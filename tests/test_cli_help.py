@@ -64,14 +64,19 @@ COMMANDS: dict[str, str] = {
     "labels list": "ID --db --json",
     "witness init": "--name -o/--output",
     "witness cosign": "CHECKPOINT --key --state --log-key -o/--output --proof",
+    "partner add": "NAME --log-key --fin --role --as --db --site-log-key --password-file",
+    "partner list": "--db --log-key --json",
+    "partner remove": "NAME --reason --as --db --log-key --password-file",
 }
 GROUPS = {"": ["init", "migrate", "append", "verify", "checkpoint", "log-key", "label", "parse",
                "enrol", "record", "steps", "show", "status", "export", "verify-export",
-               "report", "tui", "demo", "backup", "restore", "validate", "user", "prove", "labels", "witness"],
+               "report", "tui", "demo", "backup", "restore", "validate", "user", "prove", "labels",
+               "witness", "partner"],
           "user": ["add", "revoke", "reset", "rotate", "unlock", "list"],
           "prove": ["inclusion", "consistency"],
           "labels": ["apply", "void", "reprint", "check", "list"],
-          "witness": ["init", "cosign"]}
+          "witness": ["init", "cosign"],
+          "partner": ["add", "list", "remove"]}
 
 
 def _tree(cmd: Any, path: list[str]) -> dict[str, Any]:

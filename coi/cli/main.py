@@ -21,6 +21,7 @@ from coi.cli import (
     label_cmd,
     labels_cmd,
     ledger_cmd,
+    partner_cmd,
     prove_cmd,
     tui_cmd,
     user_cmd,
@@ -52,6 +53,7 @@ app.add_typer(user_cmd.app, name="user")
 app.add_typer(prove_cmd.app, name="prove")
 app.add_typer(labels_cmd.app, name="labels")
 app.add_typer(witness_cmd.app, name="witness")
+app.add_typer(partner_cmd.app, name="partner")
 
 
 def run() -> None:

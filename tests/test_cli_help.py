@@ -67,16 +67,19 @@ COMMANDS: dict[str, str] = {
     "partner add": "NAME --log-key --fin --role --as --db --site-log-key --password-file",
     "partner list": "--db --log-key --json",
     "partner remove": "NAME --reason --as --db --log-key --password-file",
+    "handoff export": "--coi --to -o/--output --as --force --db --log-key --password-file",
+    "handoff receive": "PATH --as --db --log-key --password-file",
 }
 GROUPS = {"": ["init", "migrate", "append", "verify", "checkpoint", "log-key", "label", "parse",
                "enrol", "record", "steps", "show", "status", "export", "verify-export",
                "report", "tui", "demo", "backup", "restore", "validate", "user", "prove", "labels",
-               "witness", "partner"],
+               "witness", "partner", "handoff"],
           "user": ["add", "revoke", "reset", "rotate", "unlock", "list"],
           "prove": ["inclusion", "consistency"],
           "labels": ["apply", "void", "reprint", "check", "list"],
           "witness": ["init", "cosign"],
-          "partner": ["add", "list", "remove"]}
+          "partner": ["add", "list", "remove"],
+          "handoff": ["export", "receive"]}
 
 
 def _tree(cmd: Any, path: list[str]) -> dict[str, Any]:

@@ -148,7 +148,13 @@ def show(
         echo_json(view)
         return
     st = view["state"] or {}
-    typer.echo(f"{inert(view['coi'])}  state: {inert(st.get('state', '?'))}")
+    arriving = view.get("expected")
+    if not st and arriving:
+        typer.echo(f"{inert(view['coi'])}  state: expected (hand-off from "
+                   f"{inert(arriving['from'])} received at entry {arriving['index']}; items "
+                   f"{', '.join(map(inert, arriving['items'] or []))})")
+    else:
+        typer.echo(f"{inert(view['coi'])}  state: {inert(st.get('state', '?'))}")
     for t in view["timeline"]:
         mark = "✓" if t["signature_ok"] else "✗ SIGNATURE INVALID"
         corr = f"  [corrected by {', '.join(map(str, t['corrected_by']))}]" if t["corrected_by"] \
@@ -170,7 +176,8 @@ def show(
     if labels:
         typer.echo("  labels: " + ", ".join(f"{inert(k)}={inert(v['status'])}"
                                            for k, v in labels.items()))
-    echo_reconciliation(svc, view["coi"])
+    if st:  # (a product only expected here has no labels of this site yet)
+        echo_reconciliation(svc, view["coi"])
 
 
 @app.command()
@@ -188,6 +195,11 @@ def status(
     typer.echo("products by state:")
     for state, n in s["by_state"].items():
         typer.echo(f"  {inert(state):<30} {n}")
+    if s.get("expected"):
+        typer.echo("expected from partners (hand-off received):")
+        for e in s["expected"]:
+            typer.echo(f"  {inert(e['coi'])}  from {inert(e['from'])}  items "
+                       f"{', '.join(map(inert, e['items'] or []))}  (entry {e['index']})")
     typer.echo("windows running out (6 h) or exceeded:")
     for w in s["windows"]:
         left = w["remaining_ms"] // 60000

@@ -6,6 +6,8 @@ one by one (possibly in other processes). Steps, cited where they happen:
 1. each row checks out on its own (``check_entry``: canonical bytes, columns, signatures, hash);
 2. indices are contiguous from 0;
 3. each statement's ``prev`` is the previous entry's hash (the genesis's is 32 zero bytes);
+   each version 2 statement's ``subject_prev`` names the previous entry on its subject
+   (``links``; in batches: checked inside the batch, and the first on each subject here);
 4. time never goes backwards;
 5. every signer's key is valid at that position and key events obey the registry's rules;
 6. an optional hook replays the entry against the process definition (the domain's rules);

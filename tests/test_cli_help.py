@@ -68,7 +68,8 @@ COMMANDS: dict[str, str] = {
     "partner list": "--db --log-key --json",
     "partner remove": "NAME --reason --as --db --log-key --password-file",
     "handoff export": "--coi --to -o/--output --as --force --db --log-key --password-file",
-    "handoff receive": "PATH --as --db --log-key --password-file",
+    "handoff receive": "PATH --as --ack --db --log-key --password-file",
+    "handoff ack": "PATH --as --db --log-key --password-file",
 }
 GROUPS = {"": ["init", "migrate", "append", "verify", "checkpoint", "log-key", "label", "parse",
                "enrol", "record", "steps", "show", "status", "export", "verify-export",
@@ -79,7 +80,7 @@ GROUPS = {"": ["init", "migrate", "append", "verify", "checkpoint", "log-key", "
           "labels": ["apply", "void", "reprint", "check", "list"],
           "witness": ["init", "cosign"],
           "partner": ["add", "list", "remove"],
-          "handoff": ["export", "receive"]}
+          "handoff": ["export", "receive", "ack"]}
 
 
 def _tree(cmd: Any, path: list[str]) -> dict[str, Any]:

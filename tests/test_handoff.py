@@ -398,3 +398,46 @@ def test_a_mangled_handoff_record_is_refused_cleanly(h: Handoff, where: str, jun
     except VerificationError:
         return
     assert where == "previous" and junk == []  # (an empty list of previous checkpoints is valid)
+
+
+@pytest.mark.req("OFFLINE-VERIFY")
+def test_a_rollback_after_a_partner_cosigned_is_caught(pair: tuple[Org, Org], tmp_path: Path
+                                                       ) -> None:
+    """The factory cosigns the clinic checkpoint it accepted; the clinic keeps the cosignature
+    and `coi verify` checks against it; restored from an old copy, the clinic fails verification
+    against the partner's cosigned checkpoint (wherever it is kept)."""
+    from coi.service.handoff_ack import record_ack
+
+    clinic, factory = pair
+    backup = tmp_path / "backup"
+    copy_org(clinic, backup)
+    f = send(clinic, ship(clinic, 1), "acme-factory", tmp_path / "h1.jsonl")
+    ack = tmp_path / "ack.txt"
+    receive_handoff(factory.svc, factory.people["maya"], f, ack=ack)
+    kind, data = factory.last()
+    assert kind == HANDOFF_RECEIVED and data["cosigned"] == ack.read_text()
+    # At the clinic: the acknowledgement checks out and is kept.
+    acked = record_ack(clinic.svc, clinic.people["colin"], ack)
+    assert acked.partner == "acme-factory" and acked.size == verify_bundle(f).tree_size
+    clinic.ledger.engine.dispose()
+    res = runner.invoke(app, ["verify", "--db", clinic.db])
+    assert res.exit_code == 0, res.output
+    assert "pinned: consistent with the checkpoint of" in res.output
+    assert "cosigned by partner acme-factory" in res.output
+    # A ledger with nothing to pin against says so.
+    res = runner.invoke(app, ["verify", "--db", str(backup / "coi.db")])
+    assert res.exit_code == 0 and "unpinned: internal consistency only" in res.output
+    # The clinic restored from the old copy: the factory's cosigned checkpoint catches it.
+    res = runner.invoke(app, ["verify", "--db", str(backup / "coi.db"), "--checkpoint",
+                              str(ack)])
+    assert res.exit_code == 1 and "old copy was restored" in res.output
+    # ...and the old copy refuses that acknowledgement: not a state of its ledger.
+    old = reopen(Org(clinic.svc, clinic.clock, clinic.people, str(backup / "coi.db"),
+                     backup / "coi.db.logkey"))
+    with pytest.raises(Refused, match="not a state of this ledger"):
+        record_ack(old.svc, old.people["colin"], ack)
+    # An acknowledgement not cosigned by a partner is refused.
+    plain = tmp_path / "plain.txt"
+    plain.write_text(clinic.ledger.checkpoint())
+    with pytest.raises(Refused, match="no pinned partner cosigned"):
+        record_ack(reopen(clinic).svc, clinic.people["colin"], plain)

@@ -60,6 +60,9 @@ def handoff_export(
 def handoff_receive(
     path: Annotated[Path, typer.Argument(help="The hand-off file")],
     as_: Annotated[str, typer.Option("--as", help="Who receives it (signs the entry)")],
+    ack: Annotated[Path | None, typer.Option(
+        "--ack", help="Write the sender's checkpoint, cosigned by this site, here (send it "
+                      "back: `coi handoff ack` at the sender)")] = None,
     db: DbOpt = None,
     log_key: LogKeyOpt = None,
     password_file: PasswordFileOpt = None,
@@ -71,10 +74,35 @@ def handoff_receive(
     svc = open_chain(db, log_key)
     if not path.is_file():
         fail(f"cannot read {path}: no such file", EXIT_USAGE)
+    if ack is not None and ack.exists():
+        fail(f"{ack} exists; refusing to overwrite it", EXIT_USAGE)
     who = unlock_user(svc, as_, password_file)
     with errors():
-        r = receive_handoff(svc, who, path)
+        r = receive_handoff(svc, who, path, ack=ack)
     done = ("complete" if r.complete else f"complete from index {r.complete_from}")
     typer.echo(f"received {inert(r.coi)} from {inert(r.partner)} at entry {r.index} "
                f"({done}; sender checkpoint of {r.checkpoint_size} entries): expected here "
                f"with items {', '.join(map(inert, r.items))}")
+
+
+@app.command("ack")
+def handoff_ack(
+    path: Annotated[Path, typer.Argument(help="The partner's acknowledgement (a cosigned "
+                                              "checkpoint of this ledger)")],
+    as_: Annotated[str, typer.Option("--as", help="Who records it (signs the entry)")],
+    db: DbOpt = None,
+    log_key: LogKeyOpt = None,
+    password_file: PasswordFileOpt = None,
+) -> None:
+    """Keep a partner's cosignature of this ledger's checkpoint: `coi verify` checks against
+    it from then on."""
+    from coi.service.handoff_ack import record_ack
+
+    svc = open_chain(db, log_key)
+    if not path.is_file():
+        fail(f"cannot read {path}: no such file", EXIT_USAGE)
+    who = unlock_user(svc, as_, password_file)
+    with errors():
+        r = record_ack(svc, who, path)
+    typer.echo(f"partner {inert(r.partner)} cosigned this ledger's checkpoint of {r.size} "
+               f"entries; kept at entry {r.index}")

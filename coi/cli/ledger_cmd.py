@@ -123,10 +123,22 @@ def verify(
     svc = open_ledger(db)
     with errors():
         from coi.service.chain import verify_all
+        from coi.service.handoff_ack import partner_pins
 
-        result = verify_all(svc, jobs=jobs, checkpoints=notes)
+        pins = partner_pins(svc)  # checked like --checkpoint: they are signed by the log key
+        result = verify_all(svc, jobs=jobs, checkpoints=notes + [p.note for p in pins])
         typer.echo(f"OK: {result.size} entries verified; root {result.root.hex()}")
         typer.echo(f"log verifier key: {svc.log_verifier_key()}")
+        if pins:
+            typer.echo(f"pinned: consistent with the checkpoint of {pins[0].size} entries "
+                       f"cosigned by partner {inert(pins[0].partner)} (entry {pins[0].index})"
+                       + (f" and {len(notes)} given checkpoint(s)" if notes else ""))
+        elif notes:
+            typer.echo(f"pinned: consistent with {len(notes)} given checkpoint(s)")
+        else:
+            typer.echo("unpinned: internal consistency only (no --checkpoint given, no "
+                       "partner-cosigned checkpoint held): a ledger restored from an old copy "
+                       "or re-created under the same origin would pass too")
 
 
 @app.command()

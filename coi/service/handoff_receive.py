@@ -36,6 +36,8 @@ from coi.ledger.errors import VerificationError
 from coi.service import partners
 from coi.service.chain import CoiService
 from coi.service.errors import ConfigError, Refused
+from coi.service.files import write_atomically
+from coi.service.handoff_ack import cosign_accepted
 from coi.service.handoff_state import (
     HANDOFF_RECEIVED,
     HANDOFF_REFUSED,
@@ -155,8 +157,15 @@ def _subject(data: bytes) -> str:
     return "(handoff)"
 
 
-def receive_handoff(chain: CoiService, by: Unlocked, path: Path) -> Received:
-    """Check the hand-off file at ``path`` and record it received, or refuse (recorded)."""
+def receive_handoff(chain: CoiService, by: Unlocked, path: Path, *, ack: Path | None = None
+                    ) -> Received:
+    """Check the hand-off file at ``path`` and record it received, or refuse (recorded).
+
+    Accepted, the sender's checkpoint is cosigned by this site (kept in the entry) and, with
+    ``ack``, written there for the sender (``coi handoff ack``); an existing ``ack`` is refused
+    before anything is checked."""
+    if ack is not None and Path(ack).exists():
+        raise ConfigError(f"{ack} exists; refusing to overwrite it")
     svc = chain.ledger
     svc.require_initialised()
     try:
@@ -179,6 +188,7 @@ def receive_handoff(chain: CoiService, by: Unlocked, path: Path) -> Received:
                            f"received at entry {at} (a replayed file)")
         _consistent(h, report, last_seen(svc, report.origin, ctx.tx), p.name)
 
+    cosigned = cosign_accepted(svc, report.checkpoint)
     try:
         entry = svc.append(HANDOFF_RECEIVED, h.coi, {
             "from": p.name, "sender_origin": report.origin, "sender_fin": h.sender_fin,
@@ -186,9 +196,16 @@ def receive_handoff(chain: CoiService, by: Unlocked, path: Path) -> Received:
             "shipment": {"index": h.shipment_index, "hash": h.shipment_hash},
             "items": list(h.items), "complete_from": report.complete_from,
             "file_sha256": file_sha, "bundle_sha256": report.bundle_sha256,
+            "cosigned": cosigned,
         }, [Party(by, "authored")], check=check, internal=True)
     except _Refusal as r:
         raise _refused(svc, h.coi, file_sha, r.reason) from None
+    if ack is not None:
+        try:
+            write_atomically(Path(ack), cosigned.encode("utf-8"), overwrite=False)
+        except ConfigError as e:
+            raise ConfigError(f"received at entry {entry.index}, but the acknowledgement "
+                              f"could not be written: {e}") from None
     return Received(index=entry.index, coi=h.coi, partner=p.name, items=h.items,
                     checkpoint_size=report.tree_size, complete=report.complete,
                     complete_from=report.complete_from)

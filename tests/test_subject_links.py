@@ -235,3 +235,28 @@ def test_the_one_parser_takes_version_1_and_2_statements_only(version: Any, link
     assert ok
     assert parsed.version == version
     assert jcs.decode(parsed.encode()) == obj
+
+
+@pytest.mark.parametrize("wrong", ["null", "older", "hash", "v1 after v2", "right"])
+def test_back_links_judged_alike_in_any_batches_and_workers(
+        sqlite_ledger: Ledger, monkeypatch: pytest.MonkeyPatch, wrong: str) -> None:
+    """A wrong link first in its batch (checked by the ledger verifier) or inside one (checked
+    by ``check_batch``, then named by ``feed``) fails at the same index with the same reason."""
+    from tests.test_verify_batches import same_everywhere
+
+    led = sqlite_ledger
+    rows = [r for r in led.svc.store.rows() if r.subject == PRODUCT]
+    first, last = rows[0], rows[-1]
+    link: SubjectLink | None | str = {
+        "null": None, "older": SubjectLink(first.index, bytes.fromhex(first.entry_hash)),
+        "hash": SubjectLink(last.index, bytes(32)), "v1 after v2": None, "right": "right",
+    }[wrong]
+    led.note(2, subject=OTHER)
+    bad = _force(led, PRODUCT, version=1 if wrong == "v1 after v2" else 2, link=link)
+    led.note(3, subject=OTHER)
+    led.note(2)
+    got = same_everywhere(led.svc, monkeypatch)
+    if wrong == "right":
+        assert isinstance(got, bytes)
+    else:
+        assert isinstance(got, tuple) and got[0] == bad.index

@@ -43,6 +43,7 @@ COMMANDS: dict[str, str] = {
     "export": "-o/--output --coi --since --until --all --fhir --html --quiet/-q --db --log-key",
     "verify-export": "PATH --trust",
     "report": "BUNDLE -o/--output --trust",
+    "verify-chain": "FILES --coi --trust",
     "tui": "--db --log-key --station --idle-minutes",
     "demo": "--db --products --station --idle-minutes",
     "backup": "-o/--output --force/--no-force --db --log-key",
@@ -73,8 +74,8 @@ COMMANDS: dict[str, str] = {
 }
 GROUPS = {"": ["init", "migrate", "append", "verify", "checkpoint", "log-key", "label", "parse",
                "enrol", "record", "steps", "show", "status", "export", "verify-export",
-               "report", "tui", "demo", "backup", "restore", "validate", "user", "prove", "labels",
-               "witness", "partner", "handoff"],
+               "report", "verify-chain", "tui", "demo", "backup", "restore", "validate", "user",
+               "prove", "labels", "witness", "partner", "handoff"],
           "user": ["add", "revoke", "reset", "rotate", "unlock", "list"],
           "prove": ["inclusion", "consistency"],
           "labels": ["apply", "void", "reprint", "check", "list"],

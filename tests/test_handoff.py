@@ -441,3 +441,51 @@ def test_a_rollback_after_a_partner_cosigned_is_caught(pair: tuple[Org, Org], tm
     plain.write_text(clinic.ledger.checkpoint())
     with pytest.raises(Refused, match="no pinned partner cosigned"):
         record_ack(reopen(clinic).svc, clinic.people["colin"], plain)
+
+
+def test_verify_chain_across_the_two_organisations(pair: tuple[Org, Org], tmp_path: Path
+                                                   ) -> None:
+    from coi.export.bundle import Scope, export_bundle
+
+    clinic, factory = pair
+    coi = ship(clinic, 1)
+    f = send(clinic, coi, "acme-factory", tmp_path / "h1.jsonl")
+    factory.clock.set(clinic.clock.now_ms() + H)
+    receive_handoff(factory.svc, factory.people["maya"], f)
+    fb = tmp_path / "factory.jsonl"
+    export_bundle(factory.ledger.store, fb, scope=Scope("coi", coi=coi),
+                  checkpoint=factory.ledger.checkpoint(), log_key=factory.ledger.log_key(),
+                  created_ms=factory.clock.now_ms())
+    keys = ["--trust", clinic.ledger.log_verifier_key(), "--trust",
+            factory.ledger.log_verifier_key()]
+    res = runner.invoke(app, ["verify-chain", "--coi", coi, *keys, str(f), str(fb)])
+    assert res.exit_code == 0, res.output
+    assert f"link OK: {CLINIC[0]} #" in res.output and f"-> {FACTORY[0]} #" in res.output
+    assert res.output.rstrip().endswith("verified across 2 organisation(s), 1 hand-off(s)")
+    lines = [ln for ln in res.output.splitlines() if ln.startswith("  20")]
+    assert lines == sorted(lines) and any("handoff.received" in ln for ln in lines)
+    # Without the factory's file the link cannot be checked: exit 1, said plainly.
+    res = runner.invoke(app, ["verify-chain", "--coi", coi, *keys, str(f)])
+    assert res.exit_code == 1 and "the link is not checked" in res.output
+    # A file whose key is not given: a usage error.
+    res = runner.invoke(app, ["verify-chain", "--coi", coi, keys[0], keys[1], str(f), str(fb)])
+    assert res.exit_code == 2 and "give its log key with --trust" in res.output
+    # The factory's receipt dated before the shipment: the clocks disagree.
+    factory2 = copy_org(_TEMPLATES["factory"], tmp_path / "f2")
+    pin(factory2, clinic, "city-clinic", "collection")
+    res = runner.invoke(app, ["verify-chain", "--coi", coi, keys[0], keys[1], "--trust",
+                              factory2.ledger.log_verifier_key(), str(f),
+                              str(_received_early(factory2, f, coi, tmp_path))])
+    assert res.exit_code == 1 and "before it was shipped" in res.output
+
+
+def _received_early(org: Org, f: Path, coi: str, tmp_path: Path) -> Path:
+    from coi.export.bundle import Scope, export_bundle
+
+    org.clock.set(T0 + 2 * H)  # hours before the clinic shipped it
+    receive_handoff(org.svc, org.people["maya"], f)
+    out = tmp_path / "early.jsonl"
+    export_bundle(org.ledger.store, out, scope=Scope("coi", coi=coi),
+                  checkpoint=org.ledger.checkpoint(), log_key=org.ledger.log_key(),
+                  created_ms=org.clock.now_ms())
+    return out

@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from coi.export.chain_check import ChainResult, ChainUsage
+from coi.export.chain_check import verify_chain as _verify_chain
 from coi.export.report import write_report as _write_report
 from coi.export.verifier import BundleReport
 from coi.export.verifier import verify_bundle as _verify_bundle
@@ -26,6 +28,8 @@ from coi.ledger.note import Checkpoint, parse_verifier_key
 
 __all__ = [
     "BundleReport",
+    "ChainResult",
+    "ChainUsage",
     "Checkpoint",
     "LedgerError",
     "WitnessError",
@@ -37,6 +41,7 @@ __all__ = [
     "load_witness_key",
     "new_witness_key",
     "verify_bundle",
+    "verify_chain",
     "write_report",
 ]
 
@@ -96,3 +101,10 @@ def completeness_text(r: BundleReport) -> str:
                 "written before back-links (ledger format version 1) and cannot be proven whole")
     return (f"completeness not provable: every entry of {coi} here predates back-links "
             "(ledger format version 1)")
+
+
+def verify_chain(coi: str, trust: list[str], paths: list[Path]) -> ChainResult:
+    """One product across the bundles and hand-off files of several organisations
+    (docs/federation.md): each file against the trusted key of its origin, then every link.
+    ``ChainUsage`` (the caller's mistake) or ``VerificationError`` (a file is bad)."""
+    return _verify_chain(coi, trust, paths)

@@ -194,6 +194,8 @@ def test_a_product_crosses_from_clinic_to_factory(pair: tuple[Org, Org], tmp_pat
     out = runner.invoke(app, ["verify-export", str(f), "--trust",
                               clinic.ledger.log_verifier_key()])
     assert out.exit_code == 0 and f"complete: every entry of {coi}" in out.output
+    page = runner.invoke(app, ["report", str(f), "-o", str(tmp_path / "h1.html")])
+    assert page.exit_code == 0, page.output  # the human-readable copy of a hand-off file
     got = receive_handoff(factory.svc, factory.people["maya"], f)
     assert (got.coi, got.partner, got.items, got.complete) == (coi, "city-clinic", ("C00001",),
                                                                 True)

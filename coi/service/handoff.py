@@ -112,6 +112,9 @@ def export_handoff(chain: CoiService, by: Unlocked, *, coi: str, to: str, out: P
     """Write the hand-off file of ``coi`` for partner ``to`` at ``out`` and record it sent."""
     svc = chain.ledger
     svc.require_initialised()
+    if partners.FIN_RE.fullmatch(partners.own_fin(svc)) is None:
+        raise ConfigError("this site's genesis names no FIN: a hand-off names the sender's FIN "
+                          "(re-create the ledger with --fin)")
     coi = norm_coi(coi)
     partner = partners.partner(svc, partners.check_name(to))
     out = Path(out)

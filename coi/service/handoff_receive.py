@@ -132,6 +132,8 @@ def _check(svc: LedgerService, data: bytes) -> tuple[partners.Partner, BundleRep
         raise _Refusal(f"the file's sender FIN {h.sender_fin} is not partner {p.name}'s "
                        f"pinned FIN {p.fin}")
     own_fin, own_origin = partners.own_fin(svc), svc.origin()
+    if partners.FIN_RE.fullmatch(own_fin) is None:
+        raise _Refusal("this site's genesis names no FIN, so no hand-off can be addressed to it")
     if h.receiver_origin != own_origin or h.receiver_fin != own_fin:
         raise _Refusal(f"wrong recipient: the file is addressed to {inert(h.receiver_origin)} "
                        f"(FIN {h.receiver_fin}), not to this site ({own_origin}, FIN {own_fin})")

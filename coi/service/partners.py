@@ -233,6 +233,6 @@ def remove(svc: LedgerService, admin: Unlocked, *, name: str, reason: str) -> Si
                       [Party(admin, "approved")], check=check, internal=True)
 
 
-__all__ = ["PARTNER_ADD", "PARTNER_REMOVE", "PARTNER_TYPES", "ROLES", "Partner", "Party",
+__all__ = ["FIN_RE", "PARTNER_ADD", "PARTNER_REMOVE", "PARTNER_TYPES", "ROLES", "Partner", "Party",
            "PartnerRegistry", "add", "check_name", "own_fin", "partner", "partners", "remove",
            "replay", "subject"]

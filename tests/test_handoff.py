@@ -241,6 +241,7 @@ def test_replay_wrong_recipient_unknown_partner_are_refused(pair: tuple[Org, Org
     factory.ledger.verify()
 
 
+@pytest.mark.req("TAMPER-DETECTION")
 def test_tampered_and_incomplete_files_are_refused(pair: tuple[Org, Org], tmp_path: Path) -> None:
     clinic, factory = pair
     f = send(clinic, ship(clinic, 1), "acme-factory", tmp_path / "h1.jsonl")
@@ -273,6 +274,7 @@ def _reseal_org(org: Org, lines: list[bytes]) -> bytes:
     return _reseal(_L(), lines)  # type: ignore[arg-type]
 
 
+@pytest.mark.req("TAMPER-DETECTION")
 def test_a_sender_rolled_back_or_forked_is_caught(pair: tuple[Org, Org], tmp_path: Path) -> None:
     clinic, factory = pair
     backup = tmp_path / "backup"
@@ -445,6 +447,7 @@ def test_a_rollback_after_a_partner_cosigned_is_caught(pair: tuple[Org, Org], tm
         record_ack(reopen(clinic).svc, clinic.people["colin"], plain)
 
 
+@pytest.mark.req("TRACKING")
 def test_verify_chain_across_the_two_organisations(pair: tuple[Org, Org], tmp_path: Path
                                                    ) -> None:
     from coi.export.bundle import Scope, export_bundle

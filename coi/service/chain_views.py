@@ -71,7 +71,7 @@ class ChainViews(ChainCore):
             t["corrected_by"] = corrected_by.get(int(t["index"]), [])
         # Received from a partner by hand-off, not yet taken in here: expected at the station.
         arriving = [] if product is not None else [
-            e for e in expected(self.ledger, ()) if e["coi"] == coi]
+            e for e in expected(self.ledger, lambda c: c != coi) if e["coi"] == coi]
         return {"coi": coi, "state": state, "expected": arriving[0] if arriving else None,
                 "timeline": timeline, "now_ms": self.clock.now_ms()}
 
@@ -80,10 +80,8 @@ class ChainViews(ChainCore):
         self.process()
         now = self.clock.now_ms()
         s = self.store.summary(soon_ms=SOON_MS, now_ms=now)
-        with self.lock:
-            known = list(self.chain().products)
         return {
-            "expected": expected(self.ledger, known),
+            "expected": expected(self.ledger, lambda c: self.store.state_of(c) is not None),
             "now_ms": now,
             "by_state": dict(sorted(s["by_state"].items())),
             "windows": [{"coi": c, "state": st, "window": w, "deadline_ms": d,

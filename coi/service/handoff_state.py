@@ -9,7 +9,7 @@ taken in by a process step). Nothing is cached in a table: the ledger is the rec
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,13 +82,15 @@ def received_at(svc: LedgerService, origin: str, shipment_hash: str, tx: Any = N
     return None
 
 
-def expected(svc: LedgerService, known: Iterable[str]) -> list[dict[str, Any]]:
-    """The products received by hand-off and not (yet) in this site's product table ``known``:
-    expected at the receiving station. Newest first."""
-    have = set(known)
+def expected(svc: LedgerService, known: Callable[[str], bool]) -> list[dict[str, Any]]:
+    """The products received by hand-off and not (yet) known to this site's product table
+    (``known(coi)``): expected at the receiving station. Newest first."""
     out: dict[str, dict[str, Any]] = {}
+    here: dict[str, bool] = {}
     for row in _rows(svc, HANDOFF_RECEIVED):
-        if row.subject in have:
+        if row.subject not in here:
+            here[row.subject] = known(row.subject)
+        if here[row.subject]:
             continue
         d = _data(row)
         out[row.subject] = {"coi": row.subject, "from": d.get("from"), "items": d.get("items"),

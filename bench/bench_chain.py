@@ -41,7 +41,13 @@ from coi.domain.facts import Attempt, Fact, Signer  # noqa: E402
 from coi.domain.facts import patient_commitment as commit  # noqa: E402
 from coi.domain.replay import replay  # noqa: E402
 from coi.ledger import jcs, merkle  # noqa: E402
-from coi.ledger.entry import SignerRef, Statement, sign  # noqa: E402
+from coi.ledger.entry import (  # noqa: E402
+    FORMAT_VERSION,
+    SignerRef,
+    Statement,
+    SubjectLink,
+    sign,
+)
 from coi.service.chain import AUTHOR_MEANING, SOON_MS, CoiService, fact_of  # noqa: E402
 from coi.service.demo import DEMO_FIN, DEMO_STAFF, PLAN, MovableClock, Walk, create_site  # noqa: E402
 from coi.service.ledger import Unlocked  # noqa: E402
@@ -101,6 +107,7 @@ def build(db: Path, log_key: Path, n_products: int, depth: list[int], *,
         store.nodes(merkle.frontier_nodes(head.size))[i]
         for i in merkle.frontier_nodes(head.size)])
     prev, index, last_t = head.last_hash, head.size, head.last_time_ms
+    links: dict[str, SubjectLink] = {}  # each product's last entry (format v2 back-links)
     year = 2026
     walks = []
     for k in range(n_products):
@@ -163,8 +170,10 @@ def build(db: Path, log_key: Path, n_products: int, depth: list[int], *,
         assert decision.allowed and decision.entry_type, (step, w.coi, decision.reasons)
         data = jcs.normalise(dict(decision.data))
         st = Statement(log=head.origin, index=index, prev=prev, time_ms=last_t, tz=tz,
-                       type=decision.entry_type, subject=w.coi, signers=tuple(refs), data=data)
+                       type=decision.entry_type, subject=w.coi, signers=tuple(refs), data=data,
+                       version=FORMAT_VERSION, subject_prev=links.get(w.coi))
         e = sign(st, keys)
+        links[w.coi] = SubjectLink(index, e.entry_hash)
         chain.apply(Fact(index=index, time_ms=last_t, type=st.type, subject=w.coi, data=data,
                          signers=tuple(signers)))
         rows.append((index, prev.hex(), e.entry_hash.hex(), last_t, st.type, w.coi, author,
@@ -184,7 +193,7 @@ def build(db: Path, log_key: Path, n_products: int, depth: list[int], *,
 def cached(kind: str, n_products: int, depth: list[int], *, progress: bool = True,
            check: bool = True) -> Built:
     d = cache_dir()
-    name = f"chain-{kind}-{n_products}"
+    name = f"chain-{kind}-{n_products}-v{FORMAT_VERSION}"
     db, key = d / f"{name}.db", d / f"{name}.db.logkey"
     if db.exists() and key.exists():
         size = sqlite3.connect(db).execute("SELECT size FROM ledger_head").fetchone()[0]

@@ -35,8 +35,10 @@ from common import cache_dir  # noqa: E402
 from coi.ledger import merkle  # noqa: E402
 from coi.ledger.clock import FixedClock  # noqa: E402
 from coi.ledger.entry import (  # noqa: E402
+    FORMAT_VERSION,
     SignerRef,
     Statement,
+    SubjectLink,
     envelope_bytes,
     pae,
     sign,
@@ -94,6 +96,8 @@ def bulk_append(svc: LedgerService, parties: Sequence[tuple[Unlocked, str]], n: 
     tree = merkle.TreeBuilder.from_frontier(
         head.size, [frontier[i] for i in merkle.frontier_nodes(head.size)])
     prev, t = head.last_hash, head.last_time_ms
+    last = store.last_on_subject(SUBJECT, head.size)  # the back-link of the first (format v2)
+    link = None if last is None else SubjectLink(*last)
     p = "%s" if store.is_postgres else "?"
     sql_entry = ("INSERT INTO ledger_entry (idx, prev_hash, entry_hash, time_ms, type, subject, "
                  f"signer, statement, signatures) VALUES ({', '.join([p] * 9)})")
@@ -108,7 +112,8 @@ def bulk_append(svc: LedgerService, parties: Sequence[tuple[Unlocked, str]], n: 
             t += 7
             st = Statement(log=head.origin, index=i, prev=prev, time_ms=t, tz=tz,
                            type=ENTRY_TYPE, subject=SUBJECT, signers=signers,
-                           data={"n": i, "step": "apheresis.label", "text": "bench entry"})
+                           data={"n": i, "step": "apheresis.label", "text": "bench entry"},
+                           version=FORMAT_VERSION, subject_prev=link)
             body, sig_bytes, entry_hash = _sign_fast(st, keys, kids)
             if i == lo:  # the shortcut must give exactly what coi's own sign() gives
                 e = sign(st, keys)
@@ -118,6 +123,7 @@ def bulk_append(svc: LedgerService, parties: Sequence[tuple[Unlocked, str]], n: 
                             signers[0].user, body, sig_bytes))
             nodes += tree.append(entry_hash)
             prev = entry_hash
+            link = SubjectLink(i, entry_hash)
         with svc.engine.begin() as conn:
             conn.exec_driver_sql(sql_entry, entries)
             conn.exec_driver_sql(sql_node, nodes)
@@ -161,7 +167,7 @@ def cached_ledger(size: int, *, witness: bool = False, progress: bool = True) ->
     Entries are signed by alice alone, or by alice and bob as witness with ``witness``.
     """
     sigs = 2 if witness else 1
-    name = f"ledger-{size}-{sigs}sig"
+    name = f"ledger-{size}-{sigs}sig-v{FORMAT_VERSION}"
     d = cache_dir()
     db, key = d / f"{name}.db", d / f"{name}.db.logkey"
     if db.exists() and key.exists():

@@ -44,6 +44,7 @@ COMMANDS: dict[str, str] = {
               "--log-key",
     "verify-export": "PATH --trust --trust-bundle-key",
     "report": "BUNDLE -o/--output --trust --force",
+    "verify-chain": "FILES --coi --trust",
     "tui": "--db --log-key --station --idle-minutes",
     "demo": "--db --products --station --idle-minutes --no-tui",
     "backup": "-o/--output --force/--no-force --db --log-key",
@@ -68,17 +69,24 @@ COMMANDS: dict[str, str] = {
     "patient show": "PATIENT --as --db --log-key --password-file",
     "patient erase": "PATIENT --reason --as --witness --db --log-key --password-file "
                      "--witness-password-file",
+    "partner add": "NAME --log-key --fin --role --as --db --site-log-key --password-file",
+    "partner list": "--db --log-key --json",
+    "partner remove": "NAME --reason --as --db --log-key --password-file",
+    "handoff export": "--coi --to -o/--output --as --force --db --log-key --password-file",
+    "handoff receive": "PATH --as --ack --db --log-key --password-file",
+    "handoff ack": "PATH --as --db --log-key --password-file",
 }
 GROUPS = {"": ["init", "migrate", "append", "verify", "checkpoint", "log-key", "label", "parse",
                "enrol", "record", "steps", "show", "status", "export", "verify-export",
-               "report", "tui", "demo", "backup", "restore", "validate", "user", "prove",
-               "labels", "witness", "patient"],
+               "report", "verify-chain", "tui", "demo", "backup", "restore", "validate", "user",
+               "prove", "labels", "witness", "patient", "partner", "handoff"],
           "user": ["add", "revoke", "reset", "rotate", "unlock", "list"],
           "prove": ["inclusion", "consistency"],
           "labels": ["apply", "void", "reprint", "check", "list"],
           "witness": ["init", "cosign"],
-          "patient": ["show", "erase"]}
-
+          "patient": ["show", "erase"],
+          "partner": ["add", "list", "remove"],
+          "handoff": ["export", "receive", "ack"]}
 
 def _tree(cmd: Any, path: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}

@@ -283,7 +283,7 @@ def test_erasure_needs_a_witness_who_is_someone_else(site: ChainSite) -> None:
 
 
 def make_plain(site: ChainSite) -> dict[str, tuple[bytes, dict[str, str]]]:
-    """Turn the site's database back into the schema before sealing (revision 0005), with every
+    """Turn the site's database back into the schema before sealing (revision 0006), with every
     patient's secret and identifiers in clear, as a ledger from before sealing holds them."""
     plain: dict[str, tuple[bytes, dict[str, str]]] = {}
     for (coi_id,) in site.sql("SELECT coi FROM patient"):
@@ -298,7 +298,7 @@ def make_plain(site: ChainSite) -> dict[str, tuple[bytes, dict[str, str]]]:
                  s=secret, i=json.dumps(ids, sort_keys=True), c=coi_id)
     for col in ("phi_key_id", "wrapped_key", "sealed"):
         site.sql(f"ALTER TABLE patient DROP COLUMN {col}")
-    site.sql("UPDATE alembic_version SET version_num = '0005'")
+    site.sql("UPDATE alembic_version SET version_num = '0006'")
     site.svc.ledger.engine.dispose()
     if site.svc.ledger.engine.dialect.name == "sqlite":
         con = sqlite3.connect(site.db, isolation_level=None)
@@ -318,13 +318,13 @@ def test_coi_migrate_seals_plain_rows_and_leaves_no_identifier_in_the_files(
     with pytest.raises(RuntimeError, match="hold identifiers in clear: run `coi migrate`"):
         site.svc.ledger.db.upgrade()
     site.svc.ledger.engine.dispose()
-    assert site.sql("SELECT version_num FROM alembic_version") == [("0005",)]
+    assert site.sql("SELECT version_num FROM alembic_version") == [("0006",)]
     site.svc.ledger.engine.dispose()
     r = coi(site, "migrate")
     assert r.exit_code == 0, r.output
     assert f"PHI key file: {site.db}.phikey created" in r.stdout
     assert f"sealed the identifiers of {len(plain)} patients under the PHI key" in r.stdout
-    assert r.stdout.endswith("schema at revision 0006\n")
+    assert r.stdout.endswith("schema at revision 0007\n")
     assert stat.S_IMODE(phi_key_path(site).stat().st_mode) == 0o600
     assert [h for p in site_files(site) for h in found_in(p)] == []
     columns = {c for (_i, c, *_rest) in site.sql("PRAGMA table_info(patient)")}
@@ -336,7 +336,7 @@ def test_coi_migrate_seals_plain_rows_and_leaves_no_identifier_in_the_files(
     assert site.svc.patient_identity(coi_id) == Identity(PATIENT["name"], PATIENT["date_of_birth"])
     assert coi(site, "verify").exit_code == 0
     r = coi(site, "migrate")  # again: nothing left to do
-    assert r.exit_code == 0 and r.stdout == "schema at revision 0006\n"
+    assert r.exit_code == 0 and r.stdout == "schema at revision 0007\n"
 
 
 def test_coi_migrate_refuses_a_readable_phi_key_and_changes_nothing(site: ChainSite) -> None:
@@ -351,7 +351,7 @@ def test_coi_migrate_refuses_a_readable_phi_key_and_changes_nothing(site: ChainS
     os.chmod(path, 0o644)
     r = coi(site, "migrate")
     assert r.exit_code == 2 and "chmod 600" in r.stderr
-    assert site.sql("SELECT version_num FROM alembic_version") == [("0005",)]
+    assert site.sql("SELECT version_num FROM alembic_version") == [("0006",)]
     assert found_in(Path(site.db))
 
 
@@ -388,7 +388,7 @@ def test_migrate_seals_plain_rows_on_postgresql(pg_url: str, tmp_path: Path) -> 
     coi_id = enrol(site)
     plain = make_plain(site)
     up = upgrade_schema(LedgerService.open(pg_url, str(tmp_path / "pg.logkey")))
-    assert (up.revision, up.sealed_patients) == ("0006", len(plain))
+    assert (up.revision, up.sealed_patients) == ("0007", len(plain))
     assert up.phi_key_created == tmp_path / "pg.phikey"
     rows = site.sql("SELECT * FROM patient")
     dump = repr(rows).encode() + b"".join(bytes(v) for r in rows for v in r

@@ -167,11 +167,17 @@ def show(
         return
     from coi.cli.readable import show_lines
 
+    arriving = view.get("expected")
+    if not view["state"] and arriving:
+        typer.echo(f"{inert(view['coi'])}  state: expected (hand-off from "
+                   f"{inert(arriving['from'])} received at entry {arriving['index']}; items "
+                   f"{', '.join(map(inert, arriving['items'] or []))})")
     for line in show_lines(svc, view):
         typer.echo(line)
-    from coi.cli.labels_cmd import echo_reconciliation
+    if view["state"]:  # (a product only expected here has no labels of this site yet)
+        from coi.cli.labels_cmd import echo_reconciliation
 
-    echo_reconciliation(svc, view["coi"])
+        echo_reconciliation(svc, view["coi"])
 
 
 @app.command()
@@ -193,6 +199,11 @@ def status(
     typer.echo("products by state:")
     for state, n in s["by_state"].items():
         typer.echo(f"  {inert(state):<30} {n}")
+    if s.get("expected"):
+        typer.echo("expected from partners (hand-off received):")
+        for e in s["expected"]:
+            typer.echo(f"  {inert(e['coi'])}  from {inert(e['from'])}  items "
+                       f"{', '.join(map(inert, e['items'] or []))}  (entry {e['index']})")
     typer.echo(f"windows running out (6 h) or exceeded: {s['windows_total']}"
                + _more(len(s["windows"]), s["windows_total"]))
     for w in s["windows"]:

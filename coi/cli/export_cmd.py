@@ -138,7 +138,7 @@ def verify_export(
 ) -> None:
     """Verify an audit bundle offline: manifest, signatures, keys, proofs, checkpoint, against
     the site's key (--trust)."""
-    from coi.service.audit import verify_bundle
+    from coi.service.audit import completeness_text, verify_bundle
     from coi.service.errors import VerificationError
 
     if (trust is None) == (not trust_bundle_key):
@@ -157,6 +157,8 @@ def verify_export(
                f"{r.subjects} subjects) of {inert(r.origin)} verified against the checkpoint "
                f"of {r.tree_size} entries (root {b64(r.root)}), "
                f"{len(r.cosigner_lines)} cosignature line(s)")
+    if r.scope.get("mode") in ("coi", "handoff"):
+        typer.echo(inert(completeness_text(r)))
     if trust is None:
         typer.echo(f"log key in the bundle: {inert(r.log_key)}")
         typer.echo("coi: WARNING: checked against the bundle's own key only; anyone can sign a "
@@ -194,3 +196,45 @@ def report(
     deviations with their disposition)."""
     _check_trust(trust)
     _report(bundle, output, trust, force=force)
+
+
+@app.command("verify-chain")
+def verify_chain(
+    files: Annotated[list[Path], typer.Argument(help="The product bundles and hand-off files "
+                                                     "of every organisation")],
+    coi: Annotated[str, typer.Option("--coi", help="The product's CoI identifier")],
+    trust: Annotated[list[str], typer.Option(
+        "--trust", help="An organisation's log verifier key string (repeat: one each)")],
+) -> None:
+    """Verify one product vein to vein across organisations: each file, each hand-off link, one
+    timeline."""
+    import datetime as dt
+
+    from coi.service.audit import ChainUsage
+    from coi.service.audit import verify_chain as check
+    from coi.service.errors import VerificationError
+
+    try:
+        r = check(coi.strip().upper(), trust, files)
+    except ChainUsage as e:
+        fail(str(e), EXIT_USAGE)
+    except VerificationError as e:
+        fail(f"verification FAILED: {e}")
+    for path, rep in r.files:
+        done = ("complete" if rep.complete else f"complete from index {rep.complete_from}"
+                if rep.complete_from is not None else "completeness not provable")
+        typer.echo(f"file {inert(path)}: {inert(rep.origin)}, {rep.in_scope} entries of the "
+                   f"product, {done}")
+    for link in r.links:
+        typer.echo(f"link OK: {inert(link)}")
+    typer.echo(f"timeline of {inert(r.coi)}:")
+    for ev in r.timeline:
+        when = dt.datetime.fromtimestamp(ev.time_ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+        typer.echo(f"  {when} UTC  {inert(ev.origin)} #{ev.index}  {inert(ev.type)}  "
+                   f"({inert(', '.join(ev.signers))})")
+    for p in r.problems:
+        typer.echo(f"PROBLEM: {inert(p)}", err=True)
+    if not r.ok:
+        fail(f"the chain of {inert(r.coi)} does not hold ({len(r.problems)} problem(s))")
+    typer.echo(f"OK: {inert(r.coi)} verified across {len({rep.origin for _p, rep in r.files})} "
+               f"organisation(s), {len(r.links)} hand-off(s)")

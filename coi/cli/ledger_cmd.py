@@ -126,19 +126,27 @@ def verify(
     svc = open_ledger(db)
     with errors():
         from coi.service.chain import verify_all
+        from coi.service.handoff_ack import partner_pins
 
-        result = verify_all(svc, jobs=jobs, checkpoints=notes)
+        pins = partner_pins(svc)  # checked like --checkpoint: they are signed by the log key
+        result = verify_all(svc, jobs=jobs, checkpoints=notes + [p.note for p in pins])
         typer.echo(f"OK: {result.size} entries verified; root {b64(result.root)} (base64, as "
                    "a checkpoint writes it)")
         for path, text in zip(checkpoint or [], notes, strict=True):
             head = text.split("\n")
             typer.echo(f"pinned: consistent with the checkpoint {inert(path)} of "
                        f"{inert(head[1])} entries (root {inert(head[2])})")
-        if not notes:
-            typer.echo("NOT pinned: no checkpoint was given, so a ledger rewritten as a whole "
-                       "would verify too; pass --checkpoint FILE (saved earlier with `coi "
-                       "checkpoint -o`, kept apart from the database)")
         typer.echo(f"log verifier key: {svc.log_verifier_key()}")
+        if pins:
+            typer.echo(f"pinned: consistent with the checkpoint of {pins[0].size} entries "
+                       f"cosigned by partner {inert(pins[0].partner)} (entry {pins[0].index})"
+                       + (f" and {len(notes)} given checkpoint(s)" if notes else ""))
+        elif not notes:
+            typer.echo("NOT pinned: no checkpoint was given and no partner-cosigned checkpoint "
+                       "is held: internal consistency only (unpinned), so a ledger restored "
+                       "from an old copy or rewritten as a whole would verify too; pass "
+                       "--checkpoint FILE (saved earlier with `coi checkpoint -o`, kept apart "
+                       "from the database)")
 
 
 @app.command()

@@ -23,9 +23,11 @@ from coi.cli import (
     backup_cmd,
     chain_cmd,
     export_cmd,
+    handoff_cmd,
     label_cmd,
     labels_cmd,
     ledger_cmd,
+    partner_cmd,
     patient_cmd,
     prove_cmd,
     tui_cmd,
@@ -78,12 +80,15 @@ app.add_typer(export_cmd.app)
 app.add_typer(tui_cmd.app)
 app.add_typer(backup_cmd.app)
 app.add_typer(validate_cmd.app)
-# Groups: coi user …, coi prove …, coi labels …, coi witness …, coi patient ….
+# Groups: coi user …, coi prove …, coi labels …, coi witness …, coi patient …, coi partner …,
+# coi handoff ….
 app.add_typer(user_cmd.app, name="user")
 app.add_typer(prove_cmd.app, name="prove")
 app.add_typer(labels_cmd.app, name="labels")
 app.add_typer(witness_cmd.app, name="witness")
 app.add_typer(patient_cmd.app, name="patient")
+app.add_typer(partner_cmd.app, name="partner")
+app.add_typer(handoff_cmd.app, name="handoff")
 
 
 def run() -> None:

@@ -26,6 +26,8 @@ metadata: MetaData = SQLModel.metadata
 
 class LedgerEntry(SQLModel, table=True):
     __tablename__ = "ledger_entry"
+    # the previous entry on a subject (a new statement's ``subject_prev``) in one lookup
+    __table_args__ = (Index("ix_ledger_entry_subject_idx", "subject", "idx"),)
     # INTEGER on SQLite makes idx the row id (migration 0004): a range of indexes is a range read.
     idx: int = Field(sa_column=Column(BigInteger().with_variant(Integer(), "sqlite"),
                                       primary_key=True, autoincrement=False))

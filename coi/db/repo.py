@@ -144,6 +144,16 @@ class LedgerStore:
             return [_stored(r) for r in c.execute(
                 select(E).where(E.c.subject == subject).order_by(E.c.idx))]
 
+    def last_on_subject(self, subject: str, below: int, *, tx: Tx | None = None
+                        ) -> tuple[int, bytes] | None:
+        """``(index, entry hash)`` of the last entry on ``subject`` below ``below``, or None:
+        what a new statement's ``subject_prev`` names (one lookup on the (subject, idx) index)."""
+        p = "%s" if self.is_postgres else "?"
+        with connection(self.engine, tx) as conn:
+            rows = _fetch_all(conn, "SELECT idx, entry_hash FROM ledger_entry WHERE subject = "
+                              f"{p} AND idx < {p} ORDER BY idx DESC LIMIT 1", (subject, below))
+        return (int(rows[0][0]), bytes.fromhex(rows[0][1])) if rows else None
+
     def count_rows(self) -> int:
         with self.engine.connect() as c:
             return int(c.execute(select(func.count()).select_from(E)).scalar() or 0)

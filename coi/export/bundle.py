@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from coi.export.verifier import (
     FORMAT,
+    KINDS,
     VERSION,
     encode_line,
     manifest_note_text,
@@ -87,17 +88,17 @@ class Scope:
     def to_json(self) -> dict[str, Any]:
         if self.mode == "all":
             return {"mode": "all"}
-        if self.mode == "coi":
-            return {"mode": "coi", "coi": self.coi}
+        if self.mode in ("coi", "handoff"):
+            return {"mode": self.mode, "coi": self.coi}
         return {"mode": "period", "since_ms": self.since_ms, "until_ms": self.until_ms}
 
     def check(self) -> None:
-        if self.mode == "coi" and not self.coi:
+        if self.mode in ("coi", "handoff") and not self.coi:
             raise ExportError("a product export needs a chain-of-identity identifier")
         if self.mode == "period" and (self.since_ms is None or self.until_ms is None
                                       or self.since_ms >= self.until_ms):
             raise ExportError("a period export needs --since before --until")
-        if self.mode not in ("all", "coi", "period"):
+        if self.mode not in ("all", "coi", "period", "handoff"):
             raise ExportError(f"unknown export scope {self.mode!r}")
 
 
@@ -117,7 +118,7 @@ def scope_rows(store: RowSource, scope: Scope, size: int, *, batch: int = BATCH
     """The rows in ``scope`` below ``size``, in index order, read in pages (bounded memory)."""
     if scope.mode == "all":
         return store.rows(0, size, batch=batch)
-    if scope.mode == "coi":
+    if scope.mode in ("coi", "handoff"):
         return store.rows_where(subject=scope.coi, below=size, batch=batch)
     return store.rows_where(since_ms=scope.since_ms, until_ms=scope.until_ms, below=size,
                             batch=batch)
@@ -200,7 +201,8 @@ class _Sink:
 def export_bundle(store: RowSource, out: Path, *, scope: Scope, checkpoint: str,
                   log_key: Ed25519PrivateKey, created_ms: int,
                   process_toml: bytes | None = None, progress: Progress | None = None,
-                  batch: int = BATCH, overwrite: bool = True) -> ExportSummary:
+                  batch: int = BATCH, overwrite: bool = True,
+                  handoff: Mapping[str, Any] | None = None) -> ExportSummary:
     """Write the bundle of ``scope`` against the signed ``checkpoint`` (its size bounds the rows).
 
     ``log_key`` signs the manifest (so a record cannot be dropped and the manifest recomputed);
@@ -208,6 +210,7 @@ def export_bundle(store: RowSource, out: Path, *, scope: Scope, checkpoint: str,
     ``progress(done, total)`` is called after each batch with the index reached; whatever it
     raises stops the export and leaves no file. With ``overwrite=False`` an existing ``out`` is
     refused (``OutputExists``), before anything is written and again, atomically, at the end.
+    ``handoff``: the record of a hand-off file (scope ``handoff``; docs/federation.md).
     """
     scope.check()
     named = note.parse_checkpoint(checkpoint.split("\n\n", 1)[0] + "\n").origin
@@ -228,7 +231,8 @@ def export_bundle(store: RowSource, out: Path, *, scope: Scope, checkpoint: str,
         with open(tmp, "wb") as f:
             summary = _write(store, f, scope=scope, size=size, origin=origin,
                              checkpoint=checkpoint, log_key=log_key, created_ms=created_ms,
-                             process_toml=process_toml, progress=progress, batch=batch)
+                             process_toml=process_toml, progress=progress, batch=batch,
+                             handoff=handoff)
             f.flush()
             os.fsync(f.fileno())
         if overwrite:
@@ -257,14 +261,18 @@ def _link_new(tmp: Path, out: Path) -> None:
 
 def _write(store: RowSource, f: BinaryIO, *, scope: Scope, size: int, origin: str,
            checkpoint: str, log_key: Ed25519PrivateKey, created_ms: int,
-           process_toml: bytes | None, progress: Progress | None, batch: int
-           ) -> tuple[int, int, int, str, str]:
+           process_toml: bytes | None, progress: Progress | None, batch: int,
+           handoff: Mapping[str, Any] | None = None) -> tuple[int, int, int, str, str]:
     sink = _Sink(f)
     vkey = note.verifier_key(origin, log_key.public_key())
     sink.write("header", encode_line({
         "kind": "header", "format": FORMAT, "version": VERSION, "origin": origin,
         "log_key": vkey, "scope": scope.to_json(), "tree_size": size, "created_ms": created_ms}))
     sink.write("checkpoint", encode_line({"kind": "checkpoint", "note": checkpoint}))
+    if (handoff is not None) != (scope.mode == "handoff"):
+        raise ExportError("a hand-off file, and only one, carries a handoff record")
+    if handoff is not None:
+        sink.write("handoff", encode_line(handoff))
     first = True
     entries = in_scope = 0
     buf: list[tuple[StoredEntry, bool]] = []
@@ -298,7 +306,7 @@ def _write(store: RowSource, f: BinaryIO, *, scope: Scope, size: int, origin: st
         raise EmptyScope("no entry matches the export's scope")
     whole = sink.whole.hexdigest()
     signed = note.sign_note(manifest_note_text(origin, whole), origin, log_key)
-    kinds = [k for k in ("header", "checkpoint", "process", "entry") if k in sink.kinds]
+    kinds = [k for k in KINDS if k in sink.kinds]
     manifest = encode_line({
         "kind": "manifest",
         "counts": {k: sink.kinds[k][0] for k in kinds},

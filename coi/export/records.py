@@ -29,15 +29,17 @@ FIELDS: Mapping[str, tuple[str, ...]] = {
     "header": ("kind", "format", "version", "origin", "log_key", "scope", "tree_size",
                "created_ms"),
     "checkpoint": ("kind", "note"),
+    "handoff": ("kind", "sender", "receiver", "coi", "shipment", "items", "signers", "previous"),
     "process": ("kind", "sha256", "toml"),
     "entry": ("kind", "index", "in_scope", "hash", "statement", "signatures", "proof"),
     "manifest": ("kind", "counts", "sha256", "bundle_sha256", "signature"),
 }
-KINDS = ("header", "checkpoint", "process", "entry")
+KINDS = ("header", "checkpoint", "handoff", "process", "entry")
 HEX64 = re.compile(r"[0-9a-f]{64}")
 SCOPE_FIELDS: Mapping[str, tuple[str, ...]] = {
     "all": ("mode",),
     "coi": ("mode", "coi"),
+    "handoff": ("mode", "coi"),
     "period": ("mode", "since_ms", "until_ms"),
 }
 

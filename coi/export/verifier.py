@@ -19,7 +19,8 @@ the entries in index order, and a manifest last. Steps, cited where they happen:
    log, this index, every signature, the entry hash; the statement is decoded once);
 5. indices strictly increase below the checkpoint's size; the genesis is entry 0 and its
    ``prev`` is zero; where two entries are consecutive the second's ``prev`` is the first's
-   hash; time never goes backwards;
+   hash; time never goes backwards; a product's entries chain by their back-links
+   (``coi.ledger.links``: none dropped, moved or substituted; complete, or complete from N);
 6. every signer's key is valid at that position: the key events (all of them up to the last
    exported index are in every bundle) and the exported entries are replayed in index order
    through the ledger's ``KeyRegistry``, which accepts gaps between indices;
@@ -27,7 +28,8 @@ the entries in index order, and a manifest last. Steps, cited where they happen:
    event;
 8. the entries are in the checkpoint's tree: each inclusion proof leads to its root, or, for a
    whole-log bundle, the tree rebuilt from all the entries has that root;
-9. the process definition, when bundled, has the SHA-256 the genesis names;
+9. the process definition, when bundled, has the SHA-256 the genesis names; a hand-off file's
+   ``handoff`` record agrees with the entries (``coi.export.handoff_record``);
 10. the manifest: record counts and SHA-256 per kind of record, SHA-256 of every byte before the
     manifest line, and the log key's signature over that hash (so a record cannot be removed
     and the manifest recomputed without the site's log key).
@@ -44,6 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from coi.export.handoff_record import Handoff, HandoffCheck, read_handoff
 from coi.export.records import (
     FIELDS,
     FORMAT,
@@ -63,6 +66,7 @@ from coi.export.records import (
 )
 from coi.ledger.entry import GENESIS_PREV, Statement, check_envelope
 from coi.ledger.errors import LedgerError, VerificationError
+from coi.ledger.links import LastOnSubject, bundle_link_problem, link_problem
 from coi.ledger.merkle import TreeBuilder, verify_inclusion
 from coi.ledger.note import NoteVerifier, open_checkpoint, open_note, parse_verifier_key
 from coi.ledger.registry import KEY_EVENT_TYPES, KeyRegistry
@@ -105,6 +109,9 @@ class BundleReport:
     subjects: int
     bundle_sha256: str
     process_sha256: str | None
+    complete_from: int | None = None  # a product bundle: its back-link chain is whole from here
+    complete: bool = False  # ... down to the product's first entry (``subject_prev`` null)
+    handoff: Handoff | None = None  # a hand-off file's record, checked against the entries
 
 
 @dataclass
@@ -140,6 +147,10 @@ class BundleVerifier:
         self.in_scope = 0
         self.key_events = 0
         self.subjects: set[str] = set()
+        self.on_subject: dict[str, LastOnSubject] = {}  # the last entry in scope per subject
+        self.complete_from: int | None = None
+        self.complete = False
+        self.handoff: HandoffCheck | None = None
         self.manifest: dict[str, Any] | None = None
 
     # -- steps 1 and the dispatch ------------------------------------------------------------------
@@ -178,16 +189,16 @@ class BundleVerifier:
         return VerificationError(f"line {self.line_no}: {e.reason}", index=e.index)
 
     def _order(self, kind: str) -> None:
-        order = {"header": 0, "checkpoint": 1, "process": 2, "entry": 3}
+        order = {"header": 0, "checkpoint": 1, "handoff": 2, "process": 3, "entry": 4}
         expected = {"header": "header", "checkpoint": "checkpoint"}.get(self.stage)
         if expected is not None and kind != expected:
             raise VerificationError(f"expected the {expected} record here, found {kind}")
-        if self.stage in ("process", "entry") and order[kind] < order[self.stage]:
+        if self.stage in ("handoff", "process", "entry") and order[kind] < order[self.stage]:
             raise VerificationError(f"a {kind} record after the {self.stage} records")
-        if kind == self.stage and kind in ("header", "checkpoint", "process") and \
+        if kind == self.stage and kind in ("header", "checkpoint", "handoff", "process") and \
                 self.kinds[kind].count:
             raise VerificationError(f"a second {kind} record")
-        self.stage = {"header": "checkpoint", "checkpoint": "process"}.get(kind, kind)
+        self.stage = {"header": "checkpoint", "checkpoint": "handoff"}.get(kind, kind)
 
     # -- step 2 ----------------------------------------------------------------------------------
     def _header(self, obj: dict[str, Any]) -> None:
@@ -205,7 +216,7 @@ class BundleVerifier:
         if not isinstance(scope, dict) or scope.get("mode") not in SCOPE_FIELDS or \
                 tuple(scope) != SCOPE_FIELDS[scope["mode"]]:
             raise VerificationError("header scope is not one of all, coi, period")
-        if scope["mode"] == "coi":
+        if scope["mode"] in ("coi", "handoff"):
             nonempty_str(scope["coi"], "scope coi")
         if scope["mode"] == "period":
             since = nonneg_int(scope["since_ms"], "since_ms")
@@ -227,6 +238,12 @@ class BundleVerifier:
                                     f"{self.tree_size}")
         self.root, self.checkpoint = cp.root, note_text
         self.cosigner_lines = opened.unknown_lines
+
+    def _handoff(self, obj: dict[str, Any]) -> None:
+        if self.scope["mode"] != "handoff":
+            raise VerificationError("a handoff record in a bundle whose scope is not handoff")
+        self.handoff = HandoffCheck(read_handoff(obj))
+        self.handoff.checkpoint(self.origin, self.scope["coi"], self.tree_size, self.root)
 
     def _process(self, obj: dict[str, Any]) -> None:
         sha = hex64(obj["sha256"], "process sha256")
@@ -283,6 +300,9 @@ class BundleVerifier:
         if in_scope:
             self.in_scope += 1
             self.subjects.add(st.subject)
+            self._link(i, st, checked.entry_hash)
+            if self.handoff is not None:
+                self.handoff.entry(i, checked.entry_hash, st)
         self.key_events += is_key
         # Step 8: the tree.
         if self.scope["mode"] == "all":
@@ -300,17 +320,34 @@ class BundleVerifier:
                 raise VerificationError(e.reason, index=i) from None
         self.last_index, self.last_hash, self.last_time = i, checked.entry_hash, st.time_ms
 
+    def _link(self, i: int, st: Statement, entry_hash: bytes) -> None:
+        """Step 5b: the back-links of the entries in scope (docs/export.md)."""
+        mode = self.scope["mode"]
+        before = self.on_subject.get(st.subject)
+        if mode == "all":
+            problem = link_problem(st, before)
+        elif mode == "period":  # a period holds no product whole: only the version rule
+            problem = link_problem(st, before) if st.version < 2 else None
+        else:
+            problem = bundle_link_problem(st, i, before, f"product {st.subject}")
+        if problem is not None:
+            raise VerificationError(problem, index=i)
+        if st.version >= 2 and self.complete_from is None:
+            self.complete_from = i
+            self.complete = st.subject_prev is None
+        self.on_subject[st.subject] = LastOnSubject(i, entry_hash, st.version)
+
     def _matches(self, st: Statement) -> bool:
         mode = self.scope["mode"]
         if mode == "all":
             return True
-        if mode == "coi":
+        if mode in ("coi", "handoff"):
             return bool(st.subject == self.scope["coi"])
         return bool(self.scope["since_ms"] <= st.time_ms < self.scope["until_ms"])
 
     # -- steps 9 and 10 --------------------------------------------------------------------------
     def _manifest(self, obj: dict[str, Any]) -> None:
-        if self.stage not in ("entry", "process") or self.kinds["entry"].count == 0:
+        if self.stage not in ("entry", "process", "handoff") or self.kinds["entry"].count == 0:
             raise VerificationError("the manifest comes before any entry")
         counts, shas = obj["counts"], obj["sha256"]
         present = tuple(k for k in KINDS if self.kinds[k].count)
@@ -351,6 +388,10 @@ class BundleVerifier:
             raise VerificationError("no genesis entry")
         if g.log_key != self.log_key and not same_key(g.log_key, self.log_key):
             raise VerificationError("the header's log key is not the one the genesis names")
+        if self.scope["mode"] == "handoff":
+            if self.handoff is None:
+                raise VerificationError("a hand-off file without its handoff record")
+            self.handoff.finish(g.site)
         # Step 9.
         if self.process_sha256 is not None:
             named = g.process.get("sha256") if g.process else None
@@ -366,7 +407,9 @@ class BundleVerifier:
             cosigner_lines=self.cosigner_lines, entries=self.kinds["entry"].count,
             in_scope=self.in_scope, key_events=self.key_events, first_index=0,
             last_index=self.last_index, subjects=len(self.subjects),
-            bundle_sha256=self.whole.hexdigest(), process_sha256=self.process_sha256)
+            bundle_sha256=self.whole.hexdigest(), process_sha256=self.process_sha256,
+            complete_from=self.complete_from, complete=self.complete,
+            handoff=self.handoff.h if self.handoff is not None else None)
 
 
 def verify_lines(lines: Iterable[bytes], trust: str | None = None) -> BundleReport:

@@ -36,13 +36,12 @@ from coi.ledger.keys import key_id, public_bytes
 from coi.ledger.merkle import leaf_hash
 from coi.ledger.tzdb import ZONES
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # the version coi writes; version 1 (no ``subject_prev``) stays valid
+VERSIONS = (1, 2)
 PAYLOAD_TYPE = "application/vnd.coi.statement+json; version=1"
 GENESIS_PREV = bytes(32)
-SITE_USER = "@site"
-"""The signer name of entries the site itself signs with its log key (``system.*`` types)."""
-SITE_NAME = "Site log key"
-"""The printed name of every ``@site`` signer."""
+SITE_USER = "@site"  # the signer of entries the site signs with its log key (``system.*``)
+SITE_NAME = "Site log key"  # the printed name of every ``@site`` signer
 
 MEANINGS = frozenset(
     {
@@ -68,6 +67,8 @@ MAX_NAME = 128
 STATEMENT_KEYS = frozenset(
     {"v", "log", "index", "prev", "time", "tz", "type", "subject", "signers", "data"}
 )
+STATEMENT_KEYS_V2 = STATEMENT_KEYS | {"subject_prev"}
+_LINK_KEYS = frozenset({"index", "hash"})
 SIGNER_KEYS = frozenset({"user", "key", "name", "meaning"})
 
 
@@ -142,9 +143,33 @@ class SignerRef:
         return cls(user=user, key=unb64(key, f"{where}.key", length=32), name=name, meaning=meaning)
 
 
+class SubjectLink(NamedTuple):
+    """A version 2 statement's ``subject_prev``: the previous entry on the same subject."""
+
+    index: int  # type: ignore[assignment]  # (shadows tuple.index: the field's name)
+    hash: bytes  # its entry hash (RFC 6962 leaf hash), 32 bytes
+
+    def to_json(self) -> dict[str, Any]:
+        return {"index": self.index, "hash": b64(self.hash)}
+
+
+def _subject_link(obj: Any, index: int) -> SubjectLink | None:
+    if obj is None:
+        return None
+    if not isinstance(obj, dict) or obj.keys() != _LINK_KEYS:
+        raise ProfileError("statement.subject_prev must be null or exactly {index, hash}")
+    i = obj["index"]
+    if not (type(i) is int and 0 <= i < index):
+        raise ProfileError("statement.subject_prev.index is not an index before this entry's")
+    h = obj["hash"]
+    if not isinstance(h, str):
+        raise ProfileError("statement.subject_prev.hash is not a string")
+    return SubjectLink(i, unb64(h, "statement.subject_prev.hash", length=32))
+
+
 @dataclass(frozen=True)
 class Statement:
-    """What every signer of an entry signs."""
+    """What every signer of an entry signs (``version`` 2 adds ``subject_prev``)."""
 
     log: str
     index: int
@@ -155,10 +180,12 @@ class Statement:
     subject: str
     signers: tuple[SignerRef, ...]
     data: Mapping[str, Any] = field(default_factory=dict)
+    version: int = 1
+    subject_prev: SubjectLink | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "v": FORMAT_VERSION,
+        out = {
+            "v": self.version,
             "log": self.log,
             "index": self.index,
             "prev": self.prev.hex(),
@@ -169,6 +196,10 @@ class Statement:
             "signers": [s.to_json() for s in self.signers],
             "data": dict(self.data),
         }
+        if self.version >= 2:
+            out["subject_prev"] = (None if self.subject_prev is None
+                                   else self.subject_prev.to_json())
+        return out
 
     def encode(self) -> bytes:
         return jcs.encode(self.to_json())
@@ -182,16 +213,18 @@ class Statement:
         """The statement ``obj`` (a value ``jcs.decode`` gave) holds, or ProfileError."""
         if not isinstance(obj, dict):
             raise ProfileError("statement is not a JSON object")
-        if obj.keys() != STATEMENT_KEYS:
-            missing, extra = STATEMENT_KEYS - set(obj), set(obj) - STATEMENT_KEYS
+        v = obj.get("v")
+        if type(v) is not int or v not in VERSIONS:
+            raise ProfileError(f"statement version {v!r} is not one of {list(VERSIONS)}")
+        keys = STATEMENT_KEYS if v == 1 else STATEMENT_KEYS_V2
+        if obj.keys() != keys:
+            missing, extra = keys - set(obj), set(obj) - keys
             raise ProfileError(
                 f"statement fields wrong (missing {sorted(missing)}, unexpected {sorted(extra)})"
             )
-        v, log, index, prev, time_ms = obj["v"], obj["log"], obj["index"], obj["prev"], obj["time"]
+        log, index, prev, time_ms = obj["log"], obj["index"], obj["prev"], obj["time"]
         tz, type_, subject, signers, data = (obj["tz"], obj["type"], obj["subject"],
                                              obj["signers"], obj["data"])
-        if v != FORMAT_VERSION or type(v) is not int:
-            raise ProfileError(f"statement version {v!r} is not {FORMAT_VERSION}")
         if not (isinstance(log, str) and isinstance(tz, str) and isinstance(type_, str)
                 and isinstance(subject, str) and isinstance(prev, str)):
             k = next(k for k in ("log", "tz", "type", "subject", "prev")
@@ -217,8 +250,10 @@ class Statement:
             raise ProfileError("statement.signers name the same key twice")
         if not isinstance(data, dict):
             raise ProfileError("statement.data is not a JSON object")
+        link = _subject_link(obj["subject_prev"], index) if v >= 2 else None
         return cls(log=log, index=index, prev=bytes.fromhex(prev), time_ms=time_ms, tz=tz,
-                   type=type_, subject=subject, signers=refs, data=data)
+                   type=type_, subject=subject, signers=refs, data=data, version=v,
+                   subject_prev=link)
 
 
 def _signer_ref(obj: Any, i: int) -> SignerRef:

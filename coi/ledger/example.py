@@ -17,6 +17,7 @@ from coi.ledger.entry import (
     SignerRef,
     Statement,
     StoredEntry,
+    SubjectLink,
     b64,
     check_entry,
     envelope_bytes,
@@ -49,20 +50,27 @@ def build() -> str:
         data={"origin": ORIGIN, "log_key": vkey, "site": {"fin": "A9999", "tz": "UTC"},
               "process": None,
               "admins": [{"user": "admin", "name": "Ada Admin", "key": b64(admin_pub),
-                          "roles": ["admin"]}]})
+                          "roles": ["admin"]}]}, version=2)
     e0 = sign(genesis, [admin_key, log_key])
     second = Statement(
         log=ORIGIN, index=1, prev=e0.entry_hash, time_ms=T0 + 1000, tz="UTC",
         type="note.comment", subject="CHA99992600001A",
         signers=(SignerRef("admin", admin_pub, "Ada Admin", "authored"),),
-        data={"text": "Bag received intact", "temperature_mc": 4200})
+        data={"text": "Bag received intact", "temperature_mc": 4200}, version=2)
     e1 = sign(second, [admin_key])
+    third = Statement(
+        log=ORIGIN, index=2, prev=e1.entry_hash, time_ms=T0 + 2000, tz="UTC",
+        type="note.comment", subject="CHA99992600001A",
+        signers=(SignerRef("admin", admin_pub, "Ada Admin", "authored"),),
+        data={"text": "Label checked"}, version=2, subject_prev=SubjectLink(1, e1.entry_hash))
+    e2 = sign(third, [admin_key])
     rows = [StoredEntry(index=e.index, prev_hash=e.statement.prev.hex(),
                         entry_hash=e.entry_hash.hex(), time_ms=e.statement.time_ms,
                         type=e.statement.type, subject=e.statement.subject,
                         signer=e.statement.author.user, statement=e.statement_bytes,
-                        signatures=e.signatures_bytes) for e in (e0, e1)]
-    result = verify_rows(rows, ORIGIN)
+                        signatures=e.signatures_bytes) for e in (e0, e1, e2)]
+    verify_rows(rows, ORIGIN)
+    result = verify_rows(rows[:2], ORIGIN)
     for r in rows:
         check_entry(r, ORIGIN)
     root = merkle.root([e0.entry_hash, e1.entry_hash])
@@ -131,6 +139,16 @@ def build() -> str:
         "```",
         cp.rstrip("\n"),
         "```",
+        "",
+        "**Entry 2**, the next entry on the same subject: its `subject_prev` names entry 1 by "
+        "index",
+        "and by the base64 of entry 1's entry hash (signatures as above, over its own PAE):",
+        "",
+        "```",
+        e2.statement_bytes.decode(),
+        "```",
+        "",
+        f"entry hash = `{e2.entry_hash.hex()}`",
         "",
         END,
     ]

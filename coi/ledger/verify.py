@@ -6,6 +6,8 @@ one by one (possibly in other processes). Steps, cited where they happen:
 1. each row checks out on its own (``check_entry``: canonical bytes, columns, signatures, hash);
 2. indices are contiguous from 0;
 3. each statement's ``prev`` is the previous entry's hash (the genesis's is 32 zero bytes);
+   each version 2 statement's ``subject_prev`` names the previous entry on its subject
+   (``links``; in batches: checked inside the batch, and the first on each subject here);
 4. time never goes backwards;
 5. every signer's key is valid at that position and key events obey the registry's rules;
 6. an optional hook replays the entry against the process definition (the domain's rules);
@@ -40,6 +42,7 @@ from coi.ledger.entry import (
     first_bad_signature,
 )
 from coi.ledger.errors import VerificationError
+from coi.ledger.links import LastOnSubject, Opening, SubjectLinks, claim_problem, link_problem
 from coi.ledger.merkle import Node, TreeBuilder, frontier_nodes, node_hash
 from coi.ledger.registry import KeyRegistry, PlainSigners, plain_signers
 
@@ -73,6 +76,8 @@ class Batch(NamedTuple):
     full: tuple[CheckedEntry, ...]
     tail: CheckedEntry | None
     error: VerificationError | None
+    openings: tuple[Opening, ...] = ()  # the first entry on each subject in the batch
+    lasts: tuple[tuple[str, LastOnSubject], ...] = ()  # the last entry on each of them
 
 
 NodeRun = tuple[int, int, list[bytes]]
@@ -102,6 +107,8 @@ def check_batch(rows: Iterable[StoredEntry], origin: str, lo: int, span: int, *,
     first_time = last_time = 0
     tail: CheckedEntry | None = None
     error: VerificationError | None = None
+    local: dict[str, LastOnSubject] = {}
+    openings: list[Opening] = []
     try:
         for c in _checked(rows, origin):
             st = c.statement
@@ -115,6 +122,14 @@ def check_batch(rows: Iterable[StoredEntry], origin: str, lo: int, span: int, *,
             elif st.prev != last_hash or st.time_ms < last_time:
                 tail = c
                 break
+            # Back-links (step 3b) inside the batch; the first on each subject is the caller's.
+            before = local.get(st.subject)
+            if before is None:
+                openings.append(Opening(c.index, st.subject, st.version, st.subject_prev))
+            elif link_problem(st, before) is not None:
+                tail = c
+                break
+            local[st.subject] = LastOnSubject(c.index, c.entry_hash, st.version)
             if everything:
                 full.append(c)
             else:
@@ -142,7 +157,8 @@ def check_batch(rows: Iterable[StoredEntry], origin: str, lo: int, span: int, *,
     return Batch(lo=lo, seen=seen, entries=count, first_prev=first_prev, first_time=first_time,
                  last_hash=last_hash, last_time=last_time,
                  frontier=tuple(_frontier(levels, count)), at_sizes=at_sizes,
-                 full=tuple(full), tail=tail, error=error), runs
+                 full=tuple(full), tail=tail, error=error, openings=tuple(openings),
+                 lasts=tuple(local.items())), runs
 
 
 RUN = 64
@@ -216,6 +232,7 @@ class LedgerVerifier:
         self.hook = hook
         self._prev = GENESIS_PREV
         self._time = 0
+        self.links = SubjectLinks()
         self.nodes_seen = 0
         # Plain signers admitted since the last entry that is not plain (registry.plain_signers).
         self._admitted: set[PlainSigners] = set()
@@ -238,6 +255,7 @@ class LedgerVerifier:
         """Apply one checked entry; returns the tree nodes it completes (for comparison)."""
         st = c.statement
         self._in_order(c.index, st.prev, st.time_ms)
+        self.links.check(c.index, st, c.entry_hash)  # step 3b: the back-link on its subject
         self._admit(c)
         self._prev, self._time = c.entry_hash, st.time_ms
         return self.tree.append(c.entry_hash)
@@ -288,12 +306,18 @@ class LedgerVerifier:
         if b.entries:
             self._in_order(b.lo, b.first_prev, b.first_time)
             sizes = sorted(b.at_sizes)
+            openings = list(reversed(b.openings))
             for c in b.full:
                 while sizes and sizes[0] <= c.index:
                     self._check_size(sizes.pop(0), b, at_size)
+                while openings and openings[-1].index <= c.index:
+                    self._check_opening(openings.pop())
                 self._admit(c)
             while sizes:
                 self._check_size(sizes.pop(0), b, at_size)
+            while openings:
+                self._check_opening(openings.pop())
+            self.links.last.update(b.lasts)
             end = b.lo + b.entries
             if self.registry.size < end:
                 self.registry.size = end
@@ -308,6 +332,11 @@ class LedgerVerifier:
                                         "missing", index=self.size)
             raise b.error
         return completed
+
+    def _check_opening(self, o: Opening) -> None:
+        problem = claim_problem(o.version, o.subject, o.claim, self.links.last.get(o.subject))
+        if problem is not None:
+            raise VerificationError(problem, index=o.index)
 
     def _check_size(self, n: int, b: Batch, at_size: SizeCheck | None) -> None:
         if at_size is not None:

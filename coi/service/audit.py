@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from coi.export.chain_check import ChainResult, ChainUsage
+from coi.export.chain_check import verify_chain as _verify_chain
 from coi.export.report import write_report as _write_report
 from coi.export.verifier import BundleReport
 from coi.export.verifier import verify_bundle as _verify_bundle
@@ -27,16 +29,20 @@ from coi.ledger.note import Checkpoint, parse_verifier_key
 
 __all__ = [
     "BundleReport",
+    "ChainResult",
+    "ChainUsage",
     "Checkpoint",
     "LedgerError",
     "WitnessError",
     "WitnessKey",
     "WitnessRefusal",
     "check_verifier_key",
+    "completeness_text",
     "cosign",
     "load_witness_key",
     "new_witness_key",
     "verify_bundle",
+    "verify_chain",
     "write_report",
     "write_report_pdf",
 ]
@@ -92,3 +98,24 @@ def cosign(state: Path, key: WitnessKey, offered: str, log_key: str,
     the checkpoint or the proof cannot be checked.
     """
     return witness(state, key, offered, log_key, proof, time_s)
+
+
+def completeness_text(r: BundleReport) -> str:
+    """What a product bundle proves about holding every entry of the product (its back-links,
+    docs/ledger-format.md §3), in one line for the terminal; control characters made inert."""
+    coi = "".join(c if c.isprintable() else "?" for c in str(r.scope.get("coi", "")))
+    if r.complete:
+        return (f"complete: every entry of {coi} up to entry {r.last_index} is here, each "
+                "linked to the one before it by what its author signed")
+    if r.complete_from is not None:
+        return (f"complete from index {r.complete_from}: entries of {coi} before it were "
+                "written before back-links (ledger format version 1) and cannot be proven whole")
+    return (f"completeness not provable: every entry of {coi} here predates back-links "
+            "(ledger format version 1)")
+
+
+def verify_chain(coi: str, trust: list[str], paths: list[Path]) -> ChainResult:
+    """One product across the bundles and hand-off files of several organisations
+    (docs/federation.md): each file against the trusted key of its origin, then every link.
+    ``ChainUsage`` (the caller's mistake) or ``VerificationError`` (a file is bad)."""
+    return _verify_chain(coi, trust, paths)

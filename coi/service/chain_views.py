@@ -17,6 +17,7 @@ from coi.ledger.entry import Statement, check_entry
 from coi.ledger.errors import ProfileError, VerificationError
 from coi.service.chain_core import ChainCore, norm_id
 from coi.service.errors import Refused
+from coi.service.handoff_state import expected
 
 SOON_MS = 6 * 3_600_000  # "running out": within 6 hours
 
@@ -68,7 +69,10 @@ class ChainViews(ChainCore):
             })
         for t in timeline:
             t["corrected_by"] = corrected_by.get(int(t["index"]), [])
-        return {"coi": coi, "state": state,
+        # Received from a partner by hand-off, not yet taken in here: expected at the station.
+        arriving = [] if product is not None else [
+            e for e in expected(self.ledger, lambda c: c != coi) if e["coi"] == coi]
+        return {"coi": coi, "state": state, "expected": arriving[0] if arriving else None,
                 "timeline": timeline, "now_ms": self.clock.now_ms()}
 
     def status(self, *, limit: int = 50) -> dict[str, Any]:
@@ -78,6 +82,7 @@ class ChainViews(ChainCore):
         now = self.clock.now_ms()
         s = self.store.summary(soon_ms=SOON_MS, now_ms=now, limit=limit)
         return {
+            "expected": expected(self.ledger, lambda c: self.store.state_of(c) is not None),
             "now_ms": now, "limit": limit,
             "windows_total": s["windows_total"], "open_deviations_total": s["deviations_total"],
             "by_state": dict(sorted(s["by_state"].items())),

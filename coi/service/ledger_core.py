@@ -32,10 +32,12 @@ from coi.db.tx import Tx
 from coi.ledger import jcs, note
 from coi.ledger.clock import Clock, SystemClock
 from coi.ledger.entry import (
+    FORMAT_VERSION,
     SITE_USER,
     SignedEntry,
     SignerRef,
     Statement,
+    SubjectLink,
     b64,
     read_statement,
     sign,
@@ -48,6 +50,9 @@ from coi.ledger.registry import ADMIN, KEY_EVENT_TYPES, RESERVED_PREFIXES, KeyRe
 from coi.service.errors import ConfigError, Refused
 from coi.service.phi import new_phi_key, write_phi_key
 from coi.service.site import Site, read_log_key, write_log_key
+
+SITE_PREFIXES = ("partner.", "handoff.")
+"""Types only their own commands write (``coi partner``, ``coi handoff``), never ``coi append``."""
 
 AfterAppend = Callable[[Tx, SignedEntry], None]
 """Called in the append's transaction once the entry is stored (writes there commit with it)."""
@@ -194,7 +199,7 @@ class LedgerCore:
                 signers=(SignerRef(admin, public_bytes(admin_key), name, "approved"),
                          SignerRef(SITE_USER, public_bytes(log_key), "Site log key",
                                    "possession")),
-                data=jcs.normalise(data))
+                data=jcs.normalise(data), version=FORMAT_VERSION)
             entry = sign(st, [admin_key, log_key])
             self.store.put_user_key(tx=ctx.tx, key_id=key_id(public_bytes(admin_key)), user=admin,
                                     wrapped=wrapped.to_json(), created_ms=st.time_ms)
@@ -282,7 +287,7 @@ class LedgerCore:
         Reserved types need ``internal``.
         """
         self._require_schema()
-        if not internal and type_.startswith(RESERVED_PREFIXES):
+        if not internal and type_.startswith(RESERVED_PREFIXES + SITE_PREFIXES):
             raise Refused(f"entry type {type_!r} is reserved for coi's own records")
         try:
             data = jcs.normalise(dict(data))
@@ -385,10 +390,13 @@ class LedgerCore:
                         keys: list[Ed25519PrivateKey], reg: KeyRegistry,
                         now_ms: int | None = None) -> SignedEntry:
         tz = str(reg.genesis.site.get("tz", "UTC")) if reg.genesis else "UTC"
+        last = self.store.last_on_subject(subject, ctx.size, tx=ctx.tx)
         st = Statement(log=self.origin(ctx.tx), index=ctx.size, prev=ctx.prev,
                        time_ms=now_ms if now_ms is not None
                        else max(self.clock.now_ms(), ctx.last_time_ms), tz=tz,
-                       type=type_, subject=subject, signers=tuple(refs), data=data)
+                       type=type_, subject=subject, signers=tuple(refs), data=data,
+                       version=FORMAT_VERSION,
+                       subject_prev=None if last is None else SubjectLink(*last))
         try:
             entry = sign(st, keys)
             # What is written must read back as exactly this statement (as verify will read it).

@@ -5,16 +5,16 @@ holds its secret (and identifiers) in clear with the sealer ``coi migrate`` pass
 the PHI key, which never enters the database); then drops the plain ``secret`` and
 ``identifiers`` columns. A database with plain rows cannot be migrated without the sealer.
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 Create Date: 2026-12-07
 """
 
 import sqlalchemy as sa
 from alembic import context, op
 
-revision = "0006"
-down_revision = "0005"
+revision = "0007"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,175 @@
+"""Vein to vein, verified by anyone: one product across the bundles of several organisations.
+
+Owns ``verify_chain`` (``coi verify-chain``; docs/federation.md, "Across the whole chain"):
+each file, a product bundle or a hand-off file of one organisation, is verified offline against
+the trusted log key named for its origin (the one bundle verifier); then the links between them:
+every hand-off (a shipment on A to B) must be matched by B's ``handoff.received`` entry for that
+shipment hash, naming A's origin and the very checkpoint A sent, the same items, no earlier than
+the shipment; every receipt must be matched by its sender's shipment when the sender's file is
+given; one CoI throughout. The result is one timeline of every organisation's entries. Standard
+library, cryptography and the ledger core only, like the verifier.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from coi.export.records import parse_line
+from coi.export.verifier import BundleReport, verify_bundle
+from coi.ledger.entry import Statement, read_statement
+from coi.ledger.errors import VerificationError
+from coi.ledger.note import parse_verifier_key
+
+RECEIVED = "handoff.received"
+
+
+class ChainUsage(ValueError):
+    """The command was called wrongly (no trusted key for a file's origin, an unreadable file)."""
+
+
+@dataclass(frozen=True)
+class Event:
+    time_ms: int
+    origin: str
+    index: int
+    type: str
+    signers: tuple[str, ...]
+
+
+@dataclass
+class ChainResult:
+    coi: str
+    files: list[tuple[str, BundleReport]] = field(default_factory=list)
+    links: list[str] = field(default_factory=list)  # one line per link checked
+    problems: list[str] = field(default_factory=list)
+    timeline: list[Event] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+@dataclass
+class _File:
+    path: str
+    report: BundleReport
+    entries: dict[int, tuple[bytes, Statement]]  # in-scope entries: index -> (hash, statement)
+
+
+def _origin(path: Path) -> str:
+    try:
+        with open(path, "rb") as f:
+            obj = parse_line(f.readline(1 << 18))
+    except OSError as e:
+        raise ChainUsage(f"cannot read {path}: {e.strerror or e}") from None
+    except VerificationError as e:
+        raise VerificationError(f"{path}: not a bundle ({e.reason})") from None
+    origin = obj.get("origin")
+    if obj.get("kind") != "header" or not isinstance(origin, str):
+        raise VerificationError(f"{path}: not a bundle")
+    return origin
+
+
+def _entries(path: Path) -> dict[int, tuple[bytes, Statement]]:
+    """The in-scope entries of a bundle already verified."""
+    out = {}
+    with open(path, "rb") as f:
+        for line in f:
+            obj = parse_line(line)
+            if obj.get("kind") == "entry" and obj["in_scope"]:
+                st = read_statement(base64.b64decode(obj["statement"]))
+                out[int(obj["index"])] = (bytes.fromhex(obj["hash"]), st)
+    return out
+
+
+def _load(path: Path, trusted: dict[str, str], coi: str) -> _File:
+    origin = _origin(path)
+    key = trusted.get(origin)
+    if key is None:
+        raise ChainUsage(f"{path} is from {origin!r}: give its log key with --trust")
+    try:
+        report = verify_bundle(path, key)
+    except VerificationError as e:
+        raise VerificationError(f"{path}: {e}") from None
+    if report.scope.get("mode") not in ("coi", "handoff") or report.scope.get("coi") != coi:
+        raise VerificationError(f"{path}: not a bundle of product {coi}")
+    return _File(str(path), report, _entries(path))
+
+
+def _receipt_problem(sender: _File, f: _File, st: Statement) -> str | None:
+    h = sender.report.handoff
+    assert h is not None
+    d: Any = st.data
+    cp = d.get("checkpoint") or {}
+    if cp.get("size") != sender.report.tree_size or \
+            cp.get("root") != base64.b64encode(sender.report.root).decode():
+        return "names another checkpoint of the sender than the one its file carries"
+    if tuple(d.get("items") or ()) != h.items:
+        return f"received items {d.get('items')} but {list(h.items)} were shipped"
+    shipped = sender.entries[h.shipment_index][1]
+    if st.time_ms < shipped.time_ms:
+        return (f"received {(shipped.time_ms - st.time_ms) // 1000} s before it was shipped "
+                "(the two sites' clocks disagree, or an entry is misdated)")
+    return None
+
+
+def verify_chain(coi: str, trust: Sequence[str], paths: Sequence[Path]) -> ChainResult:
+    """Verify every file and every link between them; ``ChainUsage`` for a usage error,
+    ``VerificationError`` for a file that does not verify."""
+    trusted: dict[str, str] = {}
+    for t in trust:
+        try:
+            trusted[parse_verifier_key(t).name] = t
+        except (VerificationError, ValueError) as e:
+            raise ChainUsage(f"--trust {t!r} is not a verifier key string ({e})") from None
+    files = [_load(Path(p), trusted, coi) for p in paths]
+    result = ChainResult(coi, [(f.path, f.report) for f in files])
+    by_origin: dict[str, list[_File]] = {}
+    for f in files:
+        by_origin.setdefault(f.report.origin, []).append(f)
+    matched: set[tuple[str, int]] = set()
+    for f in files:
+        h = f.report.handoff
+        if h is None:
+            continue
+        receivers = by_origin.get(h.receiver_origin, [])
+        if not receivers:
+            result.problems.append(f"{h.sender_origin} shipped to {h.receiver_origin} (entry "
+                                   f"{h.shipment_index}) but no file from {h.receiver_origin} "
+                                   "was given: the link is not checked")
+            continue
+        found = [(g, i, st) for g in receivers for i, (_h, st) in g.entries.items()
+                 if st.type == RECEIVED and st.data.get("sender_origin") == h.sender_origin
+                 and (st.data.get("shipment") or {}).get("hash") == h.shipment_hash]
+        if not found:
+            result.problems.append(f"{h.receiver_origin} has no receipt of the shipment at "
+                                   f"{h.sender_origin} entry {h.shipment_index}")
+            continue
+        g, i, st = found[0]
+        matched.add((g.report.origin, i))
+        problem = _receipt_problem(f, g, st)
+        if problem is not None:
+            result.problems.append(f"receipt at {g.report.origin} entry {i}: {problem}")
+        else:
+            items = ", ".join(h.items)
+            result.links.append(f"{h.sender_origin} #{h.shipment_index} shipped {items} -> "
+                                f"{g.report.origin} #{i} received")
+    for f in files:
+        for i, (_h, st) in f.entries.items():
+            if st.type == RECEIVED and (f.report.origin, i) not in matched:
+                sender = str(st.data.get("sender_origin"))
+                if sender in by_origin:
+                    result.problems.append(f"the receipt at {f.report.origin} entry {i} has no "
+                                           f"shipment in the file(s) from {sender}")
+                else:
+                    result.problems.append(f"the receipt at {f.report.origin} entry {i} is "
+                                           f"from {sender}, whose file was not given")
+    events = {(f.report.origin, i): Event(st.time_ms, f.report.origin, i, st.type,
+                                          tuple(s.user for s in st.signers))
+              for f in files for i, (_h, st) in f.entries.items()}
+    result.timeline = sorted(events.values(), key=lambda e: (e.time_ms, e.origin, e.index))
+    return result

@@ -116,6 +116,9 @@ def copy_org(t: Org, dest: Path) -> Org:
         if Path(t.db + suffix).exists():
             shutil.copy(t.db + suffix, str(dest / "coi.db") + suffix)
     shutil.copy(t.key, dest / "coi.db.logkey")
+    phi_key = Path(t.db + ".phikey")  # the PHI key lives beside the database too
+    if phi_key.exists():
+        shutil.copy(phi_key, dest / "coi.db.phikey")
     clock = MovableClock(t.clock.now_ms())
     svc = CoiService(LedgerService.open(str(dest / "coi.db"), str(dest / "coi.db.logkey"),
                                         clock=clock))

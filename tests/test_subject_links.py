@@ -201,10 +201,12 @@ def test_a_legacy_ledger_bundle_is_complete_from_its_first_linked_entry(
     r = verify_bundle(out)
     assert (r.complete, r.complete_from) == (False, linked)
     assert read_statement(led.svc.store.row(linked).statement).subject_prev.index == first + 1  # type: ignore[union-attr]
-    res = CliRunner().invoke(app, ["verify-export", str(out)])
+    key = led.svc.log_verifier_key()
+    res = CliRunner().invoke(app, ["verify-export", str(out), "--trust", key])
     assert res.exit_code == 0, res.output
     assert f"complete from index {linked}" in res.output
-    full = CliRunner().invoke(app, ["verify-export", str(_export(led, tmp_path / "p.jsonl"))])
+    full = CliRunner().invoke(app, ["verify-export", str(_export(led, tmp_path / "p.jsonl")),
+                                    "--trust", key])
     assert f"complete: every entry of {PRODUCT}" in full.output
 
 

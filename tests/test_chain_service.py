@@ -360,14 +360,32 @@ def test_release_blocked_by_a_failed_qc_result_and_its_deviation(
     [oos] = failed.auto_deviations
     assert site.entry(oos)["data"]["kind"] == "oos_result"
     entry = refused(site, w.coi, lambda: release(site, w),
-                    contains=f"QC result 'endotoxin' failed (entry {failed.entry.index})")
-    assert f"deviation {oos} is open" in entry["data"]["reasons"][0]
-    # QA closes the deviation as 'proceed', but the failed result still blocks release
+                    contains=f"OOS deviation {oos} has no QA disposition yet")
+    assert "exceptional release" in entry["data"]["reasons"][0]
+    # a second result without naming the first is refused: a result is never replaced
+    refused(site, w.coi, lambda: qc(site, w, "endotoxin", "pass", "0.4"),
+            contains="a result is never replaced")
+    site.advance(H)
+    record(site, "qc_result", w.coi, "quinn", test="endotoxin", result="pass", value="0.4",
+           retest_of=str(failed.entry.index), retest_reason="OOS investigation: lab error")
+    # QA closes the deviation as 'proceed': release still needs the physician's request
     close_deviation(site, w.coi, oos)
-    refused(site, w.coi, lambda: release(site, w), contains="QC result 'endotoxin' failed")
-    # a passing retest is the latest result: release may go ahead
-    qc(site, w, "endotoxin", "pass", "0.4")
-    release(site, w)
+    refused(site, w.coi, lambda: release(site, w), contains="treating physician")
+    admin = site.people["admin"]
+    site.svc.ledger.enrol(admin, user="pia", name="Dr Pia Physician", roles=["physician"],
+                          password="pia-password-1234")
+    pia = site.svc.ledger.unlock("pia", "pia-password-1234")
+    site.advance(H)
+    request = site.svc.record("exceptional_release_request", w.coi, actor=pia,
+                              fields={"justification": "No other option; benefit outweighs risk"})
+    site.advance(H)
+    rec = record(site, "qa_release", w.coi, "grace", certificate_id="COA0001",
+                 physician_request=str(request.entry.index))
+    assert rec.entry.statement.data["physician_request"] == request.entry.index
+    assert site.state_row(w.coi)[0] == "released"  # type: ignore[index]
+    view = site.svc.show(w.coi)
+    results = [t["data"].get("result") for t in view["timeline"] if t["type"] == "step.qc_result"]
+    assert results.count("fail") == 1  # the failure stays on the timeline
     site.svc.verify()
 
 

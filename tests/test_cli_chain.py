@@ -283,7 +283,7 @@ def test_status_text_and_json(site: ChainSite) -> None:
 def test_steps_lists_the_process(site: ChainSite) -> None:
     res = coi(site, "steps")
     assert res.exit_code == 0
-    assert res.stdout.startswith("autologous-car-t 1.1.0 (sha256 ")
+    assert res.stdout.startswith("autologous-car-t 1.2.0 (sha256 ")
     assert any(ln.split()[0] == "labelling" and "+witness" in ln
                for ln in res.stdout.splitlines()[1:])
 

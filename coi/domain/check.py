@@ -47,7 +47,11 @@ def check(process: Process, chain: ChainState, attempt: Attempt) -> Decision:
     if effect == "qc_result":
         quality.qc_result(ev, step, values)
     elif effect == "release":
-        quality.release_gate(ev, step)
+        quality.release_gate(ev, step, values)
+    elif effect == "exceptional_release_request":
+        quality.exceptional_request(ev, step)
+    elif effect == "final":
+        order.final_item(ev)
     elif effect in ("deviation_disposition", "deviation_close"):
         deviations.deviation_ref(ev, step, values)
     elif effect.startswith("label_"):

@@ -51,6 +51,8 @@ EFFECTS = frozenset(
         "label_apply",
         "label_void",
         "label_reprint",
+        "exceptional_release_request",
+        "final",
     }
 )
 # What a scan station scans after the bag, to compare: the paperwork, or the patient's wristband.

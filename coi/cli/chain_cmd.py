@@ -166,6 +166,19 @@ def show(
         state = "OPEN" if d["closed_index"] is None else f"closed at {d['closed_index']}"
         typer.echo(f"  deviation {idx}: {inert(d['kind'])} — {inert(d['description'])} "
                    f"[{state}; disposition {inert(d['disposition'] or '-')}]")
+    for q in view.get("qc_history", []):
+        retest = (f" (retest of {q['retest_of']}: {inert(q.get('retest_reason') or '')})"
+                  if q.get("retest_of") is not None else "")
+        typer.echo(f"  QC #{q['index']}: {inert(q['test'])} {inert(q['result']).upper()} "
+                   f"{inert(q['value'])}{' ' + inert(q['unit']) if q.get('unit') else ''}"
+                   f"{retest}")
+    for x in view.get("exceptional_releases", []):
+        typer.echo(f"  EXCEPTIONAL RELEASE at entry {x['release']} by "
+                   f"{_signers(x['released_by'])}; requested at entry {x['request']} by "
+                   f"{_signers(x['requested_by'])}: {inert(x['justification'] or '')}")
+        for d in x["oos_dispositions"]:
+            typer.echo(f"    OOS deviation {d['deviation']}: QA disposition "
+                       f"{inert(d['disposition'] or '-')} (entry {d['at']})")
     labels = st.get("labels", {})
     if labels:
         typer.echo("  labels: " + ", ".join(f"{inert(k)}={inert(v['status'])}"

@@ -14,7 +14,7 @@ from coi.cli.main import app
 from coi.export.report import render
 from coi.service.errors import Refused
 from coi.service.ledger import Unlocked
-from tests.chain_site import H, MIN, ChainSite, PWalk, copy_site, new_walk, walk
+from tests.chain_site import MIN, ChainSite, H, PWalk, copy_site, new_walk, walk
 
 runner = CliRunner()
 PASSING = {"sterility": "no_growth", "endotoxin": "0.5", "mycoplasma": "not_detected",

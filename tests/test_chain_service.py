@@ -83,6 +83,14 @@ def record(site: ChainSite, step: str, coi: str, who: str, *, witness: str | Non
                            fields=fields)
 
 
+def scanned(site: ChainSite, step: str, coi: str, who: str, *, witness: str | None = None,
+            item: str | None = None, **fields: str) -> Any:
+    """As a scan station records: every field it can scan, scanned (a burst of key presses)."""
+    return site.svc.record(step, coi, actor=site.people[who],
+                           witness=site.people[witness] if witness else None, item=item,
+                           fields=fields, entry_methods=dict.fromkeys(fields, "scanner"))
+
+
 def close_deviation(site: ChainSite, coi: str, dev: int, *, by: str = "grace",
                     disposition: str = "proceed") -> None:
     site.advance(10 * MIN)
@@ -98,8 +106,8 @@ def infuse(site: ChainSite, w: PWalk, bag: str, at: int) -> None:
     site.at(at)
     record(site, "thaw", w.coi, "nina", item=bag, method="water_bath")
     site.advance(15 * MIN)
-    record(site, "bedside_verification", w.coi, "nina", witness="noah", item=bag,
-           scanned_coi=w.coi, scanned_bag=bag, wristband=w.patient_id)
+    scanned(site, "bedside_verification", w.coi, "nina", witness="noah", item=bag,
+            scanned_coi=w.coi, scanned_bag=bag, wristband=w.patient_id)
     site.advance(10 * MIN)
     record(site, "infusion", w.coi, "nina", item=bag,
            infusion_started_ms=str(site.clock.now_ms()))
@@ -252,7 +260,7 @@ def test_missing_witness_is_refused_and_recorded(site: ChainSite) -> None:
 
 def test_unenrolled_product_is_refused_and_recorded(site: ChainSite) -> None:
     entry = refused(site, "CHA999926999999", lambda: record(
-        site, "apheresis_collection", "CHA999926999999", "alice", din="A999926000001",
+        site, "apheresis_collection", "CHA999926999999", "alice", din="A999926000001 8",
         collection_started_ms=str(T0), volume_ml="250", total_nucleated_cells="1"),
         contains="No product with chain of identity CHA999926999999 is enrolled")
     assert entry["data"]["attempted"] == "apheresis_collection"
@@ -591,8 +599,8 @@ def thawed(site: ChainSite) -> tuple[ChainSite, PWalk]:
 
 
 def bedside(site: ChainSite, w: PWalk, wristband: str) -> Any:
-    return record(site, "bedside_verification", w.coi, "nina", witness="noah", item="F00001",
-                  scanned_coi=w.coi, scanned_bag="F00001", wristband=wristband)
+    return scanned(site, "bedside_verification", w.coi, "nina", witness="noah", item="F00001",
+                   scanned_coi=w.coi, scanned_bag="F00001", wristband=wristband)
 
 
 @pytest.mark.req("BEDSIDE")

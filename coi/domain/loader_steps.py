@@ -23,6 +23,7 @@ from coi.domain.loader_reader import Reader
 from coi.domain.process import (
     EFFECTS,
     FIELD_TYPES,
+    IDENTIFIER_CHECKS,
     SCANNABLE_FIELDS,
     SECOND_SCANS,
     CreatesSpec,
@@ -38,19 +39,8 @@ __all__ = ["Names", "read_field", "read_step"]
 _VALUE = re.compile(r"[a-z0-9][a-z0-9_]*")
 _ENTRY_TYPE = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*")
 _FIELD_KEYS = {
-    "title",
-    "type",
-    "unit",
-    "required",
-    "correctable",
-    "values",
-    "min",
-    "max",
-    "max_length",
-    "pattern",
-    "deviation_on",
-    "deviation_kind",
-    "scanned",
+    "title", "type", "unit", "required", "correctable", "values", "min", "max", "max_length",
+    "pattern", "deviation_on", "deviation_kind", "scanned", "scan_only", "check",
 }
 _STEP_KEYS = {
     "title",
@@ -134,6 +124,12 @@ def read_field(r: Reader, name: str, body: Any, where: str) -> FieldSpec:
     scanned = r.boolean(body, "scanned", where, False)
     if scanned and name not in SCANNABLE_FIELDS:
         raise r.fail(f"{where}.scanned", f"a station can fill only {SCANNABLE_FIELDS}")
+    scan_only = r.boolean(body, "scan_only", where, False)
+    if scan_only and not scanned:
+        raise r.fail(f"{where}.scan_only", "only a field a station scans (scanned = true)")
+    check = body.get("check")
+    if check is not None and (kind != "identifier" or check not in IDENTIFIER_CHECKS):
+        raise r.fail(f"{where}.check", f"an identifier's check: one of {IDENTIFIER_CHECKS}")
     unit = body.get("unit")
     if unit is not None and (not isinstance(unit, str) or not unit):
         raise r.fail(f"{where}.unit", "a non-empty string is required")
@@ -152,6 +148,8 @@ def read_field(r: Reader, name: str, body: Any, where: str) -> FieldSpec:
         deviation_on=deviation_on,
         deviation_kind=deviation_kind,
         scanned=scanned,
+        scan_only=scan_only,
+        check=check,
     )
 
 

@@ -87,7 +87,8 @@ class Walk:
 # (step, offset from enrolment, author, witness, item, fields)
 PLAN: tuple[tuple[str, int, str, str | None, str | None, Fields], ...] = (
     ("apheresis_collection", 1 * D, "alice", None, None,
-     lambda w, t: {"din": w.din, "collection_started_ms": str(t - 4 * H), "volume_ml": "250",
+     lambda w, t: {"din": f"{w.din} {isbt.mod37_2(w.din)}",  # keyed with its check character
+                   "collection_started_ms": str(t - 4 * H), "volume_ml": "250",
                    "total_nucleated_cells": "12000000000"}),
     ("labelling", 1 * D + 10 * MIN, "alice", "amir", None, lambda w, t: {"labels_applied": "1"}),
     ("packaging", 1 * D + 30 * MIN, "alice", None, None,
@@ -126,6 +127,7 @@ PLAN: tuple[tuple[str, int, str, str | None, str | None, Fields], ...] = (
      lambda w, t: {"infusion_started_ms": str(t)}),
 )
 STEP_NAMES = tuple(p[0] for p in PLAN)
+SCANNED_BY_STATION = frozenset({"scanned_coi", "scanned_bag", "wristband", "paperwork"})
 
 
 @dataclass
@@ -166,9 +168,12 @@ def enrol(site: Site, walk: Walk, *, by: str = "alice") -> None:
 
 def step(site: Site, walk: Walk, n: int, now_ms: int) -> Any:
     name, _off, author, witness, item, fields = PLAN[n]
+    values = dict(fields(walk, now_ms))
+    # The demo plays a scan station: what a station scans, it enters as scanned.
+    scanned = {k: "scanner" for k in values if k in SCANNED_BY_STATION}
     rec = site.svc.record(name, walk.coi, actor=site.people[author],
                           witness=site.people[witness] if witness else None, item=item,
-                          fields=dict(fields(walk, now_ms)))
+                          fields=values, entry_methods=scanned)
     walk.done.append(name)
     return rec
 

@@ -87,8 +87,7 @@ class Walk:
 # (step, offset from enrolment, author, witness, item, fields)
 PLAN: tuple[tuple[str, int, str, str | None, str | None, Fields], ...] = (
     ("apheresis_collection", 1 * D, "alice", None, None,
-     lambda w, t: {"din": f"{w.din} {isbt.mod37_2(w.din)}",  # keyed with its check character
-                   "collection_started_ms": str(t - 4 * H), "volume_ml": "250",
+     lambda w, t: {"din": w.din, "collection_started_ms": str(t - 4 * H), "volume_ml": "250",
                    "total_nucleated_cells": "12000000000"}),
     ("labelling", 1 * D + 10 * MIN, "alice", "amir", None, lambda w, t: {"labels_applied": "1"}),
     ("packaging", 1 * D + 30 * MIN, "alice", None, None,
@@ -169,6 +168,9 @@ def enrol(site: Site, walk: Walk, *, by: str = "alice") -> None:
 def step(site: Site, walk: Walk, n: int, now_ms: int) -> Any:
     name, _off, author, witness, item, fields = PLAN[n]
     values = dict(fields(walk, now_ms))
+    spec = site.svc.process().step(name)
+    if spec is not None and "din" in values and spec.fields["din"].check == "din":
+        values["din"] = f"{walk.din} {isbt.mod37_2(walk.din)}"  # keyed as printed, with its K
     # The demo plays a scan station: what a station scans, it enters as scanned.
     scanned = {k: "scanner" for k in values if k in SCANNED_BY_STATION}
     rec = site.svc.record(name, walk.coi, actor=site.people[author],

@@ -4,6 +4,8 @@ written behind coi's back from ``coi verify``. Real SQLite, real keys, real sign
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from sqlalchemy import text
 from typer.testing import CliRunner
@@ -14,7 +16,7 @@ from coi.ledger.entry import SignedEntry, SignerRef, Statement, sign
 from coi.ledger.errors import VerificationError
 from coi.service.errors import Refused
 from coi.service.ledger import Party
-from tests.conftest import PASSWORDS, Ledger
+from tests.conftest import PASSWORDS, Ledger, make_ledger
 
 runner = CliRunner()
 
@@ -103,3 +105,19 @@ def test_an_unlock_or_a_reset_in_the_ledger_lifts_the_lock(sqlite_ledger: Ledger
     bob = led.svc.unlock("bob", "bob-new-password-1")
     led.svc.append("test.note", "S", {"n": 2}, [Party(bob, "authored")])
     led.reopen().verify()
+
+
+@pytest.mark.req("LOCKOUT")
+def test_the_lock_is_read_from_the_ledger_on_every_backend(backend_db: tuple[str, Path]) -> None:
+    """SQLite and PostgreSQL alike: a new process reads the lock from the ledger, and verify
+    flags what was signed behind coi's back while it held."""
+    led = make_ledger(backend_db[0], backend_db[1], users=("alice",))
+    lockout = _lock(led)
+    _cache_cleared(led)
+    with pytest.raises(Refused, match="alice is locked"):
+        led.reopen().unlock("alice", PASSWORDS["alice"])
+    bad = _behind_coi(led, "alice")
+    with pytest.raises(VerificationError, match=f"lockout at entry {lockout}") as exc:
+        led.reopen().verify()
+    assert exc.value.index == bad.index
+    led.svc.engine.dispose()

@@ -84,6 +84,14 @@ def record(site: ChainSite, step: str, coi: str, who: str, *, witness: str | Non
                            fields=fields)
 
 
+def scanned(site: ChainSite, step: str, coi: str, who: str, *, witness: str | None = None,
+            item: str | None = None, **fields: str) -> Any:
+    """As a scan station records: every field it can scan, scanned (a burst of key presses)."""
+    return site.svc.record(step, coi, actor=site.people[who],
+                           witness=site.people[witness] if witness else None, item=item,
+                           fields=fields, entry_methods=dict.fromkeys(fields, "scanner"))
+
+
 def close_deviation(site: ChainSite, coi: str, dev: int, *, by: str = "grace",
                     disposition: str = "proceed") -> None:
     site.advance(10 * MIN)
@@ -99,8 +107,8 @@ def infuse(site: ChainSite, w: PWalk, bag: str, at: int) -> None:
     site.at(at)
     record(site, "thaw", w.coi, "nina", item=bag, method="water_bath")
     site.advance(15 * MIN)
-    record(site, "bedside_verification", w.coi, "nina", witness="noah", item=bag,
-           scanned_coi=w.coi, scanned_bag=bag, wristband=w.patient_id)
+    scanned(site, "bedside_verification", w.coi, "nina", witness="noah", item=bag,
+            scanned_coi=w.coi, scanned_bag=bag, wristband=w.patient_id)
     site.advance(10 * MIN)
     record(site, "infusion", w.coi, "nina", item=bag,
            infusion_started_ms=str(site.clock.now_ms()))
@@ -253,7 +261,7 @@ def test_missing_witness_is_refused_and_recorded(site: ChainSite) -> None:
 
 def test_unenrolled_product_is_refused_and_recorded(site: ChainSite) -> None:
     entry = refused(site, "CHA999926999999", lambda: record(
-        site, "apheresis_collection", "CHA999926999999", "alice", din="A999926000001",
+        site, "apheresis_collection", "CHA999926999999", "alice", din="A999926000001 8",
         collection_started_ms=str(T0), volume_ml="250", total_nucleated_cells="1"),
         contains="No product with chain of identity CHA999926999999 is enrolled")
     assert entry["data"]["attempted"] == "apheresis_collection"
@@ -361,14 +369,32 @@ def test_release_blocked_by_a_failed_qc_result_and_its_deviation(
     [oos] = failed.auto_deviations
     assert site.entry(oos)["data"]["kind"] == "oos_result"
     entry = refused(site, w.coi, lambda: release(site, w),
-                    contains=f"QC result 'endotoxin' failed (entry {failed.entry.index})")
-    assert f"deviation {oos} is open" in entry["data"]["reasons"][0]
-    # QA closes the deviation as 'proceed', but the failed result still blocks release
+                    contains=f"OOS deviation {oos} has no QA disposition yet")
+    assert "exceptional release" in entry["data"]["reasons"][0]
+    # a second result without naming the first is refused: a result is never replaced
+    refused(site, w.coi, lambda: qc(site, w, "endotoxin", "pass", "0.4"),
+            contains="a result is never replaced")
+    site.advance(H)
+    record(site, "qc_result", w.coi, "quinn", test="endotoxin", result="pass", value="0.4",
+           retest_of=str(failed.entry.index), retest_reason="OOS investigation: lab error")
+    # QA closes the deviation as 'proceed': release still needs the physician's request
     close_deviation(site, w.coi, oos)
-    refused(site, w.coi, lambda: release(site, w), contains="QC result 'endotoxin' failed")
-    # a passing retest is the latest result: release may go ahead
-    qc(site, w, "endotoxin", "pass", "0.4")
-    release(site, w)
+    refused(site, w.coi, lambda: release(site, w), contains="treating physician")
+    admin = site.people["admin"]
+    site.svc.ledger.enrol(admin, user="pia", name="Dr Pia Physician", roles=["physician"],
+                          password="pia-password-1234")
+    pia = site.svc.ledger.unlock("pia", "pia-password-1234")
+    site.advance(H)
+    request = site.svc.record("exceptional_release_request", w.coi, actor=pia,
+                              fields={"justification": "No other option; benefit outweighs risk"})
+    site.advance(H)
+    rec = record(site, "qa_release", w.coi, "grace", certificate_id="COA0001",
+                 physician_request=str(request.entry.index))
+    assert rec.entry.statement.data["physician_request"] == request.entry.index
+    assert site.state_row(w.coi)[0] == "released"  # type: ignore[index]
+    view = site.svc.show(w.coi)
+    results = [t["data"].get("result") for t in view["timeline"] if t["type"] == "step.qc_result"]
+    assert results.count("fail") == 1  # the failure stays on the timeline
     site.svc.verify()
 
 
@@ -578,8 +604,8 @@ def thawed(site: ChainSite) -> tuple[ChainSite, PWalk]:
 
 
 def bedside(site: ChainSite, w: PWalk, wristband: str) -> Any:
-    return record(site, "bedside_verification", w.coi, "nina", witness="noah", item="F00001",
-                  scanned_coi=w.coi, scanned_bag="F00001", wristband=wristband)
+    return scanned(site, "bedside_verification", w.coi, "nina", witness="noah", item="F00001",
+                   scanned_coi=w.coi, scanned_bag="F00001", wristband=wristband)
 
 
 @pytest.mark.req("BEDSIDE")

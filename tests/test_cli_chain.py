@@ -135,7 +135,7 @@ def test_enrol_by_a_wrong_role_is_refused_and_recorded(site: ChainSite, pw: Any,
 def test_record_a_step_exit_0(site: ChainSite, pw: Any) -> None:
     w = new_walk(site)
     res = coi(site, "record", "apheresis_collection", "--coi", w.coi.lower(), "--as", "alice",
-              "--password-file", pw("alice"), "--field", "din=A999926000001",
+              "--password-file", pw("alice"), "--field", "din=A999926000001 8",
               "--field", f"collection_started_ms={wall_ms() - 4 * H}",
               "--field", "volume_ml=250", "--field", "total_nucleated_cells=12000000000")
     assert res.exit_code == 0, res.output
@@ -315,7 +315,7 @@ def test_status_text_and_json(site: ChainSite) -> None:
 def test_steps_lists_the_process(site: ChainSite) -> None:
     res = coi(site, "steps")
     assert res.exit_code == 0
-    assert res.stdout.startswith("autologous-car-t 1.1.0 (sha256 ")
+    assert res.stdout.startswith("autologous-car-t 1.2.0 (sha256 ")
     assert any(ln.split()[0] == "labelling" and "+witness" in ln
                for ln in res.stdout.splitlines()[1:])
     out = res.stdout
@@ -349,7 +349,7 @@ def test_walk_from_the_command_line_then_verify(site: ChainSite, pw: Any, tmp_pa
     path = patient_file(tmp_path, '{"patient_id": "MRN-CLI-1"}')
     cid = coi(site, *enrol_args(path, pw)).stdout.strip()
     for args in (
-        ["apheresis_collection", "--field", "din=A999926000009", "--field",
+        ["apheresis_collection", "--field", "din=A999926000009T", "--field",
          f"collection_started_ms={wall_ms() - 3 * H}", "--field", "volume_ml=200", "--field",
          "total_nucleated_cells=900000000"],
         ["labelling", "--witness", "amir", "--witness-password-file", pw("amir"), "--field",

@@ -35,7 +35,8 @@ COMMANDS: dict[str, str] = {
     "parse": "TEXT",
     "enrol": "--patient-file --treatment-site --slot --as --witness --db --log-key "
              "--password-file --witness-password-file",
-    "record": "STEP --coi --as --item --field --witness --db --log-key --password-file "
+    "record": "STEP --coi --as --item --field --witness --keyed-reason --db --log-key "
+              "--password-file "
               "--witness-password-file",
     "steps": "--db",
     "show": "COI --db --json",

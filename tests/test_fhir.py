@@ -87,3 +87,36 @@ def test_cli_fhir_export(tmp_path: Any, sqlite_ledger: Any) -> None:
                                  sqlite_ledger.db, "--log-key", str(sqlite_ledger.log_key)])
     assert r.exit_code == 0, r.output
     Bundle.model_validate(json.loads(out.read_text()))
+
+
+def test_qc_history_exceptional_release_and_destruction_in_fhir() -> None:
+    """A failed QC result stays on the products and in its Provenance; the retest and the
+    exceptional release name what they rest on; a destroyed bag is unavailable."""
+    pia = SignerRef("pia", bytes([4]) * 32, "Dr Pia Physician", "authored")
+    chain = [*_chain()[:-1],
+             _st(20, "step.qc_result", {"test": "viability", "result": "fail", "value": "50",
+                                        "unit": "%"}, BOB),
+             _st(21, "step.qc_result", {"test": "viability", "result": "pass", "value": "80",
+                                        "unit": "%", "retest_of": 20,
+                                        "retest_reason": "OOS investigation"}, BOB),
+             _st(22, "step.exceptional_release_request", {"justification": "no other"}, pia),
+             _st(23, "step.qa_release", {"certificate_id": "COA1", "physician_request": 22},
+                 CAROL),
+             _st(24, "step.destruction", {"grounds": "cracked", "method": "autoclave",
+                                          "item": "F00002"}, BOB, BOB_W)]
+    bundle = fhir_bundle(chain, load_process(), origin="coi.test/a9999")
+    Bundle.model_validate(bundle)
+    resources = {e["resource"]["id"]: e["resource"] for e in bundle["entry"]}
+    finals = [r for r in resources.values() if r["resourceType"] == "BiologicallyDerivedProduct"
+              and r["identifier"][1]["value"].split("/")[1].startswith("F")]
+    for p in finals:
+        shown = [x["valueString"] for x in p["property"]]
+        assert shown == ["entry 20: viability: fail, 50 %",
+                         "entry 21: viability: pass, 80 % (retest of entry 20: OOS "
+                         "investigation)"]
+    assert sorted(p["productStatus"]["display"] for p in finals) == ["destroyed", "released"]
+    assert {p["productStatus"]["code"] for p in finals} == {"available", "unavailable"}
+    assert "viability: fail" in resources["entry-20"]["activity"]["text"]
+    assert resources["entry-21"]["entity"][0]["role"] == "revision"
+    assert resources["entry-23"]["entity"][0]["role"] == "source"
+    assert resources["entry-23"]["entity"][0]["what"]["display"] == "entry 22"

@@ -14,7 +14,8 @@ from coi.domain.loader import load_process, parse_process, shipped_for, shipped_
 from coi.domain.loader_reader import parse_duration_ms
 
 SHIPPED = (resources.files("coi.domain") / "car_t.toml").read_bytes()
-ROLES = {"apheresis", "courier", "manufacturing", "qc", "qa", "treatment", "auditor", "admin"}
+ROLES = {"apheresis", "courier", "manufacturing", "qc", "qa", "treatment", "physician",
+         "auditor", "admin"}
 CHAIN = [
     "enrolment",
     "apheresis_collection",
@@ -43,7 +44,7 @@ CHAIN = [
 
 def test_shipped_definition_loads() -> None:
     process = load_process()
-    assert (process.name, process.version) == ("autologous-car-t", "1.1.0")
+    assert (process.name, process.version) == ("autologous-car-t", "1.2.0")
     assert process.sha256 == hashlib.sha256(SHIPPED).hexdigest()
     assert process.roles == ROLES
     assert set(CHAIN) <= set(process.steps)
@@ -143,8 +144,11 @@ def test_earlier_definitions_still_load_by_their_hash() -> None:
     assert process.steps["receipt_at_treatment"].second_scan == "paperwork"
     assert "paperwork" not in process.steps["receipt_at_treatment"].fields
     assert process.steps["bedside_verification"].fields["scanned_bag"].scanned
+    frozen = shipped_source("car_t-1.1.0.toml")
+    found_1_1 = shipped_for(hashlib.sha256(frozen).hexdigest())
+    assert found_1_1 is not None and found_1_1[0].version == "1.1.0" and found_1_1[1] == frozen
     current = shipped_for(hashlib.sha256(SHIPPED).hexdigest())
-    assert current is not None and current[0].version == "1.1.0"
+    assert current is not None and current[0].version == "1.2.0"
     assert shipped_for("00" * 32) is None
 
 
@@ -171,7 +175,7 @@ def mutate(old: str, new: str) -> bytes:
 @pytest.mark.parametrize(
     ("old", "new", "message"),
     [
-        ('version = "1.1.0"\n', "", r"process\.version: a non-empty string is required"),
+        ('version = "1.2.0"\n', "", r"process\.version: a non-empty string is required"),
         (
             'second_scan = "paperwork"',
             'second_scan = "fax"',
@@ -238,7 +242,7 @@ def mutate(old: str, new: str) -> bytes:
             'effect = "step"',
             r"steps\.correction\.fields\.corrects: 'corrects' is reserved for corrections",
         ),
-        ('"rejected",\n]', '"rejected",\n    "limbo",\n]', r"no step leads to limbo"),
+        ('"destroyed",\n]', '"destroyed",\n    "limbo",\n]', r"no step leads to limbo"),
         (
             'count_field = "bag_count"',
             'count_field = "volume_ml_per_bag"',

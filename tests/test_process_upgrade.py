@@ -48,3 +48,28 @@ def test_an_unknown_definition_is_refused_with_what_to_do(tmp_path: Path,
     with pytest.raises(ConfigError, match=r"runs process autologous-car-t 9\.9\.9 .* "
                                           r"does not ship .* use the coi release"):
         site.svc.process()
+
+
+def test_a_1_1_0_ledger_keeps_its_rules_after_the_upgrade_to_1_2_0(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """1.1.0 knew no QC history, exceptional release or keyed entry: its ledgers keep running
+    (a DIN without its check character, a second QC result replacing the first) and verify."""
+    raw = shipped_source("car_t-1.1.0.toml")
+
+    def genesis(fin: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        return {"fin": fin}, {"name": "autologous-car-t", "version": "1.1.0",
+                              "sha256": hashlib.sha256(raw).hexdigest()}
+
+    with monkeypatch.context() as m:
+        m.setattr(demo, "genesis_extras", genesis)
+        site = new_site(str(tmp_path / "v11.db"), tmp_path / "v11.db.logkey")
+    assert site.svc.process().version == "1.1.0"
+    w = new_walk(site, bags=1)
+    walk(site, w, until="qa_release")
+    site.svc.record("qc_result", w.coi, actor=site.people["quinn"],
+                    fields={"test": "viability", "result": "pass", "value": "90"})
+    walk(site, w, until="infusion")
+    product = site.svc.chain().product(w.coi)
+    assert product is not None and product.state == "verified"
+    assert site.entry(product.steps["apheresis_collection"][0])["data"]["din"] == w.din
+    site.svc.verify()

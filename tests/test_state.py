@@ -98,7 +98,9 @@ class Driver:
             item = ready_item(self.chain, spec, subject)
         if fields is None:
             fields = valid_fields(self.chain, spec, subject, item)
-        attempt = Attempt(name, subject, item, dict(fields), actor, witness, self.now)
+        # as a scan station enters them: scan-only fields scanned (keyed ones are tested apart)
+        entry = {n: "scanner" for n in fields if n in spec.fields and spec.fields[n].scan_only}
+        attempt = Attempt(name, subject, item, dict(fields), actor, witness, self.now, entry)
         return attempt, check(self.process, self.chain, attempt)
 
     def record(self, name: str, fields: Mapping[str, str] | None = None, **kwargs: Any) -> Fact:
@@ -182,7 +184,11 @@ def valid_fields(
                 if (r := product.latest_qc(t)) is None or r.result != "pass"
             ]
             test = missing[0] if missing else "sterility"
-        return {"test": test, "result": "pass", "value": QC_PASS[test]}
+        out = {"test": test, "result": "pass", "value": QC_PASS[test]}
+        latest = product.latest_qc(test) if product is not None else None
+        if latest is not None:  # a result is never replaced: a retest names the one it follows
+            out.update(retest_of=str(latest.index), retest_reason="OOS investigation")
+        return out
     if name == "bedside_verification":
         return {
             "scanned_coi": subject,
@@ -268,6 +274,10 @@ DEFAULT_FIELDS: dict[str, dict[str, str]] = {
     "infusion": {"infusion_started_ms": str(T0)},
     "custody_transfer": {"location": "Loading dock"},
     "deviation_open": {"kind": "other", "description": "Something to look at"},
+    "exceptional_release_request": {"justification": "No alternative therapy; benefit > risk"},
+    "product_return": {"grounds": "Infusion cancelled", "returned_to": "A9999 manufacturing"},
+    "disposal": {"grounds": "Expired in storage"},
+    "destruction": {"grounds": "Rejected product", "method": "incineration"},
 }
 
 # The happy path: (step, extra time before it). Lymphodepletion starts the 2-14 d window, so the
@@ -305,6 +315,11 @@ def drive_to(state: str) -> Driver:
     if state == "rejected":
         d.record("enrolment")
         d.record("qa_reject")
+        return d
+    final = [s for s in PROCESS.steps.values() if s.effect == "final" and s.to_state == state]
+    if final:
+        d.record("enrolment")
+        d.record(final[0].name)
         return d
     if state == "quarantined":
         for name, _ in HAPPY_PATH[:5]:
@@ -353,7 +368,19 @@ def context(state: str, name: str) -> Driver:
     if d.chain.product(COI) is not None:
         for pre in SETUP.get(name, ()):
             d.record(pre)
+    if name == "exceptional_release_request" and d.product_state() == "qc_testing":
+        fail_viability(d)
     return d
+
+
+def fail_viability(d: Driver) -> Fact:
+    """A viability retest out of specification (it opens an OOS deviation by itself)."""
+    product = d.chain.product(COI)
+    latest = product.latest_qc("viability") if product is not None else None
+    fields = {"test": "viability", "result": "fail", "value": "50"}
+    if latest is not None:
+        fields.update(retest_of=str(latest.index), retest_reason="Trend review")
+    return d.record("qc_result", fields)
 
 
 def test_happy_path_reaches_every_state_but_the_side_ones() -> None:
@@ -394,7 +421,7 @@ def test_order_refusals_read_well() -> None:
     assert decision.reasons[0].startswith("'Labelling' was already recorded for this product")
     _, decision = Driver().attempt("harvest")
     assert decision.reasons == (f"No product with chain of identity {COI} is enrolled",)
-    _, decision = driver_at("rejected").attempt("shipment")
+    _, decision = driver_at("destroyed").attempt("shipment")
     assert "where its chain ends" in decision.reasons[0]
     _, decision = driver_at("enrolled").attempt("enrolment")
     assert decision.reasons[0] == f"{COI} is already enrolled (entry 1)"
@@ -593,28 +620,38 @@ def test_release_blocked_by_missing_qc_and_open_deviation() -> None:
 
 def test_failed_qc_opens_oos_deviation_and_blocks_release() -> None:
     d = driver_at("qc_testing")
+    first = d.chain.product(COI).latest_qc("endotoxin")  # type: ignore[union-attr]
+    assert first is not None
     attempt, decision = d.attempt(
-        "qc_result", {"test": "endotoxin", "result": "fail", "value": "7.5"}
+        "qc_result",
+        {"test": "endotoxin", "result": "fail", "value": "7.5", "retest_of": str(first.index),
+         "retest_reason": "Trend review"},
     )
     assert decision.allowed
-    assert decision.data == {"test": "endotoxin", "result": "fail", "value": "7.5", "unit": "EU/mL"}
+    assert decision.data == {"test": "endotoxin", "result": "fail", "value": "7.5",
+                             "unit": "EU/mL", "retest_of": first.index,
+                             "retest_reason": "Trend review"}
     (auto,) = decision.auto_deviations
     assert auto.kind == "oos_result"
     fact = d.append(attempt, decision)
     dev = d.open_auto(auto)
     _, blocked = d.attempt("qa_release")
-    assert blocked.reasons == (
-        f"Release blocked: QC result 'endotoxin' failed (entry {fact.index}); "
-        f"deviation {dev.index} is open",
-    )
-    # A retest passes, QA disposes of and closes the deviation: release is possible again.
-    d.record("qc_result", {"test": "endotoxin", "result": "pass", "value": "0.4"})
+    assert blocked.reasons[0].startswith(
+        f"Release blocked: OOS deviation {dev.index} has no QA disposition yet")
+    assert "exceptional release" in blocked.reasons[0]
+    # A passing retest does not test the failure away: it stays, and release is exceptional.
+    d.record("qc_result", {"test": "endotoxin", "result": "pass", "value": "0.4",
+                           "retest_of": str(fact.index), "retest_reason": "OOS investigation"})
     d.record(
         "deviation_disposition",
         {"deviation": str(dev.index), "disposition": "proceed", "rationale": "Lab error confirmed"},
     )
     d.record("deviation_close", {"deviation": str(dev.index), "summary": "Retest passed"})
-    d.record("qa_release")
+    _, blocked = d.attempt("qa_release")
+    assert not blocked.allowed and "treating physician" in blocked.reasons[0]
+    product = d.chain.product(COI)
+    assert product is not None
+    assert [r.result for r in product.qc_history("endotoxin")] == ["pass", "fail", "pass"]
 
 
 @pytest.mark.req("FIELD-CHECKS")
@@ -1097,15 +1134,16 @@ class ChainMachine(RuleBasedStateMachine):
         if item is None and spec.item not in ("none", "optional"):
             item = ready_item(d.chain, spec, subject)
         fields = valid_fields(d.chain, spec, subject, item)
-        if name == "qa_reject" and fields_mode != 9:
-            fields_mode = 1  # rejecting ends a product's walk: keep it rare
+        if (name == "qa_reject" or spec.effect == "final") and fields_mode != 9:
+            fields_mode = 1  # rejecting or ending ends a product's walk: keep it rare
         if fields_mode == 1 and fields:
             fields.pop(sorted(fields)[0])
         elif fields_mode == 2 and fields:
             fields[sorted(fields)[-1]] = "??"
         before = d.chain.to_json()
         d.now += wait
-        attempt = Attempt(name, subject, item, fields, actor, witness, d.now)
+        entry = {n: "scanner" for n in fields if n in spec.fields and spec.fields[n].scan_only}
+        attempt = Attempt(name, subject, item, fields, actor, witness, d.now, entry)
         decision = check(PROCESS, d.chain, attempt)
         assert d.chain.to_json() == before  # checking changes nothing
         if not decision.allowed:
@@ -1117,10 +1155,13 @@ class ChainMachine(RuleBasedStateMachine):
         if spec.effect == "release":
             product = d.chain.product(subject)
             assert product is not None
+            oos = product.oos_results()
             for test in PROCESS.qc_required:
                 latest = product.latest_qc(test)
-                assert latest is not None and latest.result == "pass"
-            assert product.open_deviations() == []
+                assert latest is not None and (latest.result == "pass" or oos)
+            assert all(d.kind == "oos_result" and d.disposition == "proceed"
+                       for d in product.open_deviations())
+            assert not oos or isinstance(decision.data.get("physician_request"), int)
             self.releases += 1
         d.append(attempt, decision)
         for auto in decision.auto_deviations:
@@ -1141,9 +1182,10 @@ class ChainMachine(RuleBasedStateMachine):
         if not candidates:
             return
         star = frozenset(PROCESS.states) - {PROCESS.initial_state}
-        forward = [n for n in candidates if step(n).from_states != star and n != "qa_reject"]
-        if pick % 50 and "qa_reject" in candidates:
-            candidates.remove("qa_reject")
+        ending = {"qa_reject"} | {n for n in candidates if step(n).effect == "final"}
+        forward = [n for n in candidates if step(n).from_states != star and n not in ending]
+        if pick % 50:  # rejecting or ending a product ends its walk: keep it rare
+            candidates = [n for n in candidates if n not in ending] or candidates
         pool = forward if forward and pick % 10 < 8 else candidates
         name = pool[(pick // 10) % len(pool)]
         self.attempt(

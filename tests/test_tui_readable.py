@@ -159,7 +159,7 @@ async def test_the_label_command_the_enrol_screen_suggests_works(
     svc, _clock = open_service(db)
     alice = svc.ledger.unlock("alice", demo_password("alice"))
     svc.record("apheresis_collection", coi, actor=alice,
-               fields={"din": "A999926000777", "collection_started_ms": str(svc.clock.now_ms()),
+               fields={"din": "A999926000777N", "collection_started_ms": str(svc.clock.now_ms()),
                        "volume_ml": "250", "total_nucleated_cells": "12000000000"})
     svc.ledger.engine.dispose()
     password = tmp_path / "pw"

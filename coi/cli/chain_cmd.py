@@ -111,6 +111,9 @@ def record(
     field: Annotated[list[str] | None, typer.Option(
         help="A field as NAME=VALUE (repeatable)")] = None,
     witness: Annotated[str | None, typer.Option(help="A second person who co-signs")] = None,
+    keyed_reason: Annotated[str | None, typer.Option(
+        "--keyed-reason", help="Why a scan-only field (bag, wristband, paperwork) is keyed by "
+        "hand here instead of scanned at a station; it needs --witness too")] = None,
     db: DbOpt = None,
     log_key: LogKeyOpt = None,
     password_file: PasswordFileOpt = None,
@@ -123,7 +126,8 @@ def record(
     actor = unlock_user(svc, as_, password_file)
     wit = unlock_user(svc, witness, witness_password_file, "witness password") if witness else None
     with errors():
-        rec = svc.record(step, coi, actor=actor, witness=wit, item=item, fields=fields)
+        rec = svc.record(step, coi, actor=actor, witness=wit, item=item, fields=fields,
+                         keyed_reason=keyed_reason)
         typer.echo(f"recorded {inert(step)} for {inert(coi.upper())} at entry {rec.entry.index}")
         for d in rec.auto_deviations:
             typer.echo(f"deviation opened automatically at entry {d}")

@@ -107,6 +107,10 @@ def show_lines(svc: CoiService, view: dict[str, Any]) -> list[str]:
                             for s in t["signers"])
         rows.append([f"#{t['index']}", inert(t["time_local"]), step, sig, signers])
         details[n] = _details(svc, t["type"], t["data"])
+        keyed = [k for k, m in (t["data"].get("entry") or {}).items() if m == "keyed"]
+        if keyed:
+            details[n].insert(0, f"KEYED BY HAND, not scanned: {inert(', '.join(keyed))} "
+                                 f"(reason: {inert(t['data'].get('keyed_reason') or '-')})")
     lines = table(["Entry", "Local time", "Step", "Sig", "Signed by (user, meaning)"], rows)
     out.extend(lines[:2])
     pad = " " * (len(lines[0]) - len(lines[0].lstrip()) + 2)
@@ -121,8 +125,26 @@ def show_lines(svc: CoiService, view: dict[str, Any]) -> list[str]:
         state = "OPEN" if d["closed_index"] is None else f"closed at #{d['closed_index']}"
         out.append(f"  deviation #{inert(idx)}: {inert(d['kind'])} — {inert(d['description'])} "
                    f"[{state}; disposition {inert(d['disposition'] or '-')}]")
+    for q in view.get("qc_history", []):
+        retest = (f" (retest of {q['retest_of']}: {inert(q.get('retest_reason') or '')})"
+                  if q.get("retest_of") is not None else "")
+        out.append(f"  QC #{q['index']}: {inert(q['test'])} {inert(q['result']).upper()} "
+                   f"{inert(q['value'])}{' ' + inert(q['unit']) if q.get('unit') else ''}"
+                   f"{retest}")
+    for x in view.get("exceptional_releases", []):
+        out.append(f"  EXCEPTIONAL RELEASE at entry {x['release']} by "
+                   f"{_who(x['released_by'])}; requested at entry {x['request']} by "
+                   f"{_who(x['requested_by'])}: {inert(x['justification'] or '')}")
+        for d in x["oos_dispositions"]:
+            out.append(f"    OOS deviation #{d['deviation']}: QA disposition "
+                       f"{inert(d['disposition'] or '-')} (entry {d['at']})")
     labels = st.get("labels", {})
     if labels:
         out.append("  labels: " + ", ".join(f"{inert(k)}={inert(v['status'])}"
                                            for k, v in labels.items()))
     return out
+
+
+def _who(signers: list[dict[str, Any]]) -> str:
+    return "; ".join(f"{inert(s['name'])} ({inert(s['user'])}, {inert(s['meaning'])})"
+                     for s in signers)

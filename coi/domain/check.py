@@ -17,7 +17,16 @@ from coi.domain import messages as say
 from coi.domain.facts import Attempt, Decision
 from coi.domain.fields import parse_fields
 from coi.domain.process import Process
-from coi.domain.rules import corrections, deviations, identity, order, people, quality, windows
+from coi.domain.rules import (
+    corrections,
+    deviations,
+    entry,
+    identity,
+    order,
+    people,
+    quality,
+    windows,
+)
 from coi.domain.rules.evaluation import Evaluation
 from coi.domain.state import ChainState
 
@@ -47,11 +56,16 @@ def check(process: Process, chain: ChainState, attempt: Attempt) -> Decision:
     if effect == "qc_result":
         quality.qc_result(ev, step, values)
     elif effect == "release":
-        quality.release_gate(ev, step)
+        quality.release_gate(ev, step, values)
+    elif effect == "exceptional_release_request":
+        quality.exceptional_request(ev, step)
+    elif effect == "final":
+        order.final_item(ev)
     elif effect in ("deviation_disposition", "deviation_close"):
         deviations.deviation_ref(ev, step, values)
     elif effect.startswith("label_"):
         identity.labels(ev, step, values)
+    entered = entry.entry(ev, step, values)
     people.separation_of_duties(ev, step)
     if not ev.reasons:
         windows.windows(ev, step)
@@ -61,4 +75,5 @@ def check(process: Process, chain: ChainState, attempt: Attempt) -> Decision:
     data: dict[str, Any] = dict(values)
     if ev.item is not None and step.item != "none":
         data["item"] = ev.item
+    data.update(entered)
     return ev.decide(step, data)

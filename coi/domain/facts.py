@@ -47,7 +47,11 @@ class Fact:
 
 @dataclass(frozen=True)
 class Attempt:
-    """What a person is trying to record now; ``fields`` are raw text from the CLI or TUI."""
+    """What a person is trying to record now; ``fields`` are raw text from the CLI or TUI.
+
+    ``entry`` says how each scan-only field was entered (``scanner``, ``pasted``, ``typed`` at a
+    scan station; ``keyed`` by hand, the default); ``keyed_reason`` is why one was keyed.
+    """
 
     step: str
     subject: str
@@ -56,6 +60,8 @@ class Attempt:
     actor: Signer
     witness: Signer | None
     now_ms: int
+    entry: Mapping[str, str] = field(default_factory=dict)
+    keyed_reason: str | None = None
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ __all__ = ["SHIPPED", "load_process", "parse_process", "shipped_for", "shipped_s
 
 # The definitions this coi ships: the current one first, then earlier versions that ledgers
 # created with them still run (a ledger keeps the definition its genesis names, by hash).
-SHIPPED = ("car_t.toml", "car_t-1.0.0.toml")
+SHIPPED = ("car_t.toml", "car_t-1.1.0.toml", "car_t-1.0.0.toml")
 # autologous-car-t 1.0.0 predates `second_scan` and `scanned`; the scan station applied these to
 # it, and still does (the bytes, and so the hash in force, stay as they were).
 _UNDECLARED_1_0_0 = "bff636bafac5256e3792b8a1bb24ffac9d0aef12a5989ee41d7db05fe160f3cc"
@@ -43,7 +43,7 @@ _STATION_1_0_0: Mapping[str, tuple[str, tuple[str, ...]]] = {
 }
 # Effects the state machine cannot work without, and effects that may appear at most once.
 _REQUIRED_EFFECTS = ("deviation_open", "deviation_disposition", "deviation_close", "correction")
-_SINGLE_EFFECTS = EFFECTS - {"step"}
+_SINGLE_EFFECTS = EFFECTS - {"step", "final"}
 _PREFIX = re.compile(r"[A-Z]")
 
 
@@ -236,6 +236,7 @@ def _cross_checks(r: Reader, process: Process) -> None:
     _entry_types_and_requires(r, steps)
     _no_requires_cycle(r, steps)
     _effects(r, steps)
+    _qc_history(r, steps)
     _enrolment_and_reach(r, process)
     stages = {s.stage for s in steps.values()}
     for step in steps.values():
@@ -288,6 +289,26 @@ def _effects(r: Reader, steps: Mapping[str, StepSpec]) -> None:
         having = [s.name for s in steps.values() if s.effect == effect]
         if len(having) > 1:
             raise r.fail("steps", f"effect {effect!r} is used by {', '.join(having)}")
+
+
+def _qc_history(r: Reader, steps: Mapping[str, StepSpec]) -> None:
+    """A retest names the result it follows (``retest_of``, an optional int) and why
+    (``retest_reason``); an exceptional-release request is named by the release
+    (``physician_request``, an optional int)."""
+    qc = next((s for s in steps.values() if s.effect == "qc_result"), None)
+    if qc is not None and ("retest_of" in qc.fields or "retest_reason" in qc.fields):
+        of, why = qc.fields.get("retest_of"), qc.fields.get("retest_reason")
+        if of is None or of.type != "int" or of.required or of.correctable:
+            raise r.fail(f"steps.{qc.name}.fields.retest_of",
+                         "an optional int field that cannot be corrected")
+        if why is None or why.type != "text" or why.required:
+            raise r.fail(f"steps.{qc.name}.fields.retest_reason", "an optional text field")
+    if any(s.effect == "exceptional_release_request" for s in steps.values()):
+        release = next((s for s in steps.values() if s.effect == "release"), None)
+        named = release.fields.get("physician_request") if release is not None else None
+        if named is None or named.type != "int" or named.required or named.correctable:
+            raise r.fail("steps", "an exceptional-release request needs a release step with an "
+                                  "optional, uncorrectable int field 'physician_request'")
 
 
 def _enrolment_and_reach(r: Reader, process: Process) -> None:

@@ -23,6 +23,7 @@ from coi.domain.loader_reader import Reader
 from coi.domain.process import (
     EFFECTS,
     FIELD_TYPES,
+    IDENTIFIER_CHECKS,
     SCANNABLE_FIELDS,
     SECOND_SCANS,
     CreatesSpec,
@@ -38,19 +39,8 @@ __all__ = ["Names", "read_field", "read_step"]
 _VALUE = re.compile(r"[a-z0-9][a-z0-9_]*")
 _ENTRY_TYPE = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*")
 _FIELD_KEYS = {
-    "title",
-    "type",
-    "unit",
-    "required",
-    "correctable",
-    "values",
-    "min",
-    "max",
-    "max_length",
-    "pattern",
-    "deviation_on",
-    "deviation_kind",
-    "scanned",
+    "title", "type", "unit", "required", "correctable", "values", "min", "max", "max_length",
+    "pattern", "deviation_on", "deviation_kind", "scanned", "scan_only", "check",
 }
 _STEP_KEYS = {
     "title",
@@ -95,6 +85,8 @@ _EFFECT_FIELDS: Mapping[str, Mapping[str, str]] = {
     "label_apply": {"label": "identifier"},
     "label_void": {"label": "identifier"},
     "label_reprint": {"label": "identifier", "replaces": "identifier"},
+    "exceptional_release_request": {"justification": "text"},
+    "final": {"grounds": "text"},
 }
 _MAX_CREATED = 99_999
 
@@ -132,6 +124,12 @@ def read_field(r: Reader, name: str, body: Any, where: str) -> FieldSpec:
     scanned = r.boolean(body, "scanned", where, False)
     if scanned and name not in SCANNABLE_FIELDS:
         raise r.fail(f"{where}.scanned", f"a station can fill only {SCANNABLE_FIELDS}")
+    scan_only = r.boolean(body, "scan_only", where, False)
+    if scan_only and not scanned:
+        raise r.fail(f"{where}.scan_only", "only a field a station scans (scanned = true)")
+    check = body.get("check")
+    if check is not None and (kind != "identifier" or check not in IDENTIFIER_CHECKS):
+        raise r.fail(f"{where}.check", f"an identifier's check: one of {IDENTIFIER_CHECKS}")
     unit = body.get("unit")
     if unit is not None and (not isinstance(unit, str) or not unit):
         raise r.fail(f"{where}.unit", "a non-empty string is required")
@@ -150,6 +148,8 @@ def read_field(r: Reader, name: str, body: Any, where: str) -> FieldSpec:
         deviation_on=deviation_on,
         deviation_kind=deviation_kind,
         scanned=scanned,
+        scan_only=scan_only,
+        check=check,
     )
 
 
@@ -235,7 +235,7 @@ class _StepReader:
         from_states, to_state = self.states()
         fields = self.fields(effect)
         to_state_field, to_state_map = self.to_state_by(to_state, fields)
-        item, item_from, item_to, items_to = self.item()
+        item, item_from, item_to, items_to = self.item(effect)
         starts, inside, ends = self.windows()
         creates = self.creates(fields)
         self.effect_demands(effect, fields, item)
@@ -357,15 +357,22 @@ class _StepReader:
         fields[spec.name] = replace(spec, correctable=False)
         return spec.name, to_state_map
 
-    def item(self) -> tuple[str, tuple[str, ...], str | None, dict[str, str]]:
-        """The item it is about, the statuses it needs and sets, and statuses of all items."""
+    def item(self, effect: str) -> tuple[str, tuple[str, ...], str | None, dict[str, str]]:
+        """The item it is about, the statuses it needs and sets, and statuses of all items.
+
+        A ``final`` step (return, disposal, destruction) is about one item or the whole product:
+        ``item = "optional"`` with ``item_to``, the final status of the item (or of every item).
+        """
         r, body, where, items = self.r, self.body, self.where, self.names.items
         item = r.string(body, "item", where, default="none")
         if item not in ("none", "optional") and item not in items:
             raise r.fail(f"{where}.item", "must be 'none', 'optional' or an item kind")
         item_from = r.strings(body, "item_from", where, default=[])
         item_to = body.get("item_to")
-        if (item_from or item_to is not None) and item in ("none", "optional"):
+        if effect == "final":
+            if item != "optional" or item_from or not isinstance(item_to, str) or not item_to:
+                raise r.fail(where, "a final step has item = 'optional' and an item_to status")
+        elif (item_from or item_to is not None) and item in ("none", "optional"):
             raise r.fail(where, "item_from and item_to need a required item kind in 'item'")
         if item_to is not None and (not isinstance(item_to, str) or not item_to):
             raise r.fail(f"{where}.item_to", "a non-empty string is required")
@@ -449,6 +456,8 @@ class _StepReader:
                 raise r.fail(f"{where}.fields.window", "an optional enum of window names")
             if set(window_field.values) != set(self.names.windows):
                 raise r.fail(f"{where}.fields.window.values", "must list exactly the windows")
+        if effect == "final" and self.body.get("to_state") is None:
+            raise r.fail(f"{where}.to_state", "a final step names the product's final state")
         if effect == "bedside_verification" and item not in self.names.items:
             raise r.fail(f"{where}.item", "bedside verification must name an item kind")
 

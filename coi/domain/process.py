@@ -19,6 +19,8 @@ from decimal import Decimal
 
 __all__ = [
     "EFFECTS",
+    "ENTRY_METHODS",
+    "IDENTIFIER_CHECKS",
     "FIELD_TYPES",
     "MAX_SAFE_INT",
     "SCANNABLE_FIELDS",
@@ -51,6 +53,8 @@ EFFECTS = frozenset(
         "label_apply",
         "label_void",
         "label_reprint",
+        "exceptional_release_request",
+        "final",
     }
 )
 # What a scan station scans after the bag, to compare: the paperwork, or the patient's wristband.
@@ -58,6 +62,12 @@ SECOND_SCANS = ("paperwork", "wristband")
 # Fields a scan station can fill from its scans (``scanned = true``), by what the name holds.
 SCANNABLE_FIELDS = ("scanned_coi", "scanned_bag", "wristband_commitment", "paperwork")
 MAX_SAFE_INT = 2**53 - 1
+# How a scan-only field's value was entered: a scanner burst, pasted or typed at a scan station
+# (which read it as a scan), or keyed by hand where no station could tell (the command line).
+ENTRY_METHODS = ("scanner", "pasted", "typed", "keyed")
+# Identifiers whose check character is verified whenever they are keyed: a DIN (with K or its
+# check flags), a Chain of Identity Identifier (with K), a bag's or a document's coi label code.
+IDENTIFIER_CHECKS = ("din", "coi", "bag", "document")
 
 
 @dataclass(frozen=True)
@@ -78,6 +88,8 @@ class FieldSpec:
     deviation_on: tuple[str, ...] = ()
     deviation_kind: str | None = None
     scanned: bool = False  # filled by the scan station from the scans, never typed
+    scan_only: bool = False  # keyed by hand only with a witness and a reason (1.2.0)
+    check: str | None = None  # one of IDENTIFIER_CHECKS: keyed, its check character is verified
 
 
 @dataclass(frozen=True)

@@ -75,8 +75,13 @@ def attempt_from_fact(process: Process, fact: Fact) -> Attempt:
     if not fact.signers:
         raise ReplayError(say.NO_SIGNER, index=fact.index)
     fields: dict[str, str] = {}
+    entry = fact.data.get("entry", {})
+    if not isinstance(entry, Mapping):
+        raise ReplayError(say.not_text_or_int(entry), index=fact.index)
+    reason = fact.data.get("keyed_reason")
     for key, value in fact.data.items():
-        if key == "item" or (step.effect == "qc_result" and key == "unit"):
+        if key in ("item", "entry", "keyed_reason") or (step.effect == "qc_result"
+                                                          and key == "unit"):
             continue
         if step.effect == "correction" and key == "values":
             if not isinstance(value, Mapping):
@@ -94,6 +99,8 @@ def attempt_from_fact(process: Process, fact: Fact) -> Attempt:
         actor=fact.signers[0],
         witness=fact.signers[1] if len(fact.signers) > 1 else None,
         now_ms=fact.time_ms,
+        entry={str(k): _as_text(v, fact.index) for k, v in entry.items()},
+        keyed_reason=_as_text(reason, fact.index) if reason is not None else None,
     )
 
 

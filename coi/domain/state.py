@@ -23,6 +23,8 @@ from coi.domain.facts import Fact
 from coi.domain.process import Process, StepSpec, WindowSpec
 
 __all__ = [
+    "FINAL_ITEM_STATUSES",
+    "FINAL_PRODUCT_STATES",
     "ChainState",
     "Deviation",
     "Item",
@@ -33,6 +35,12 @@ __all__ = [
     "window_key",
 ]
 
+# Where nothing more happens: an item in one of these statuses is used up (consumed, infused) or
+# gone (returned, disposed of, destroyed): no step moves it on and no label may be issued for it.
+# A product in one of FINAL_PRODUCT_STATES has ended as a whole (see docs/process.md).
+FINAL_ITEM_STATUSES = frozenset({"consumed", "infused", "returned", "disposed", "destroyed"})
+FINAL_PRODUCT_STATES = frozenset({"returned", "disposed", "destroyed"})
+
 
 @dataclass
 class Item:
@@ -42,6 +50,10 @@ class Item:
     kind: str
     status: str
     created_index: int
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL_ITEM_STATUSES
 
     def to_json(self) -> dict[str, Any]:
         return {"kind": self.kind, "status": self.status, "created_index": self.created_index}
@@ -75,16 +87,25 @@ class WindowState:
 
 @dataclass
 class QcResult:
-    """One recorded QC result (corrections applied)."""
+    """One recorded QC result (corrections applied). A retest is a result of its own that names
+    the one it follows (``retest_of``) and why; the earlier result stays as it was."""
 
     index: int
     test: str
     result: str
     value: str | int
     unit: str | None
+    retest_of: int | None = None
+    retest_reason: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"test": self.test, "result": self.result, "value": self.value, "unit": self.unit}
+        out: dict[str, Any] = {
+            "test": self.test, "result": self.result, "value": self.value, "unit": self.unit
+        }
+        if self.retest_of is not None:  # only then: states rebuilt under 1.0/1.1 stay as they were
+            out["retest_of"] = self.retest_of
+            out["retest_reason"] = self.retest_reason
+        return out
 
 
 @dataclass
@@ -165,6 +186,16 @@ class ProductState:
     def latest_qc(self, test: str) -> QcResult | None:
         found = [r for r in self.qc_results.values() if r.test == test]
         return max(found, key=lambda r: r.index) if found else None
+
+    def qc_history(self, test: str) -> list[QcResult]:
+        """Every result of ``test``, oldest first: a failure stays, a retest follows it."""
+        return sorted((r for r in self.qc_results.values() if r.test == test),
+                      key=lambda r: r.index)
+
+    def oos_results(self) -> list[QcResult]:
+        """Every out-of-specification (``fail``) result ever recorded, oldest first."""
+        return sorted((r for r in self.qc_results.values() if r.result == "fail"),
+                      key=lambda r: r.index)
 
     def open_deviations(self) -> list[Deviation]:
         return [d for d in self.deviations.values() if d.is_open]
@@ -273,13 +304,15 @@ def _apply(chain: ChainState, step: StepSpec, fact: Fact) -> None:
     if process.initial_state in step.from_states and "patient_commitment" in fact.data:
         product.patient_commitment = str(fact.data["patient_commitment"])
     _move_items(process, product, step, fact, item_id)
-    if step.to_state is not None:
+    if step.to_state is not None and not (step.effect == "final" and item_id is not None):
         product.state = step.to_state
     elif step.to_state_field is not None:
         product.state = step.to_state_map[str(fact.data[step.to_state_field])]
     _move_windows(process, product, step, fact, item_id)
     if step.takes_custody and fact.signers:
         product.custodian = fact.signers[0].user
+    if step.effect == "final":
+        _final(product, step.item_to or "", fact, item_id)
     effect = _EFFECTS.get(step.effect)
     if effect is not None:
         effect(product, fact, item_id)
@@ -310,6 +343,8 @@ def _note_step(product: ProductState, step: StepSpec, fact: Fact) -> None:
 def _move_items(
     process: Process, product: ProductState, step: StepSpec, fact: Fact, item_id: str | None
 ) -> None:
+    if step.effect == "final":
+        return  # its effect moves the item, or every item (see _final)
     if step.item_to is not None and item_id is not None:
         product.items[item_id].status = step.item_to
     if step.creates is not None:
@@ -361,12 +396,15 @@ def _custody_transfer(product: ProductState, fact: Fact, item_id: str | None) ->
 def _qc_result(product: ProductState, fact: Fact, item_id: str | None) -> None:
     data = fact.data
     unit = data.get("unit")
+    retest_of, reason = data.get("retest_of"), data.get("retest_reason")
     product.qc_results[fact.index] = QcResult(
         index=fact.index,
         test=str(data["test"]),
         result=str(data["result"]),
         value=_json_scalar(data["value"]),
         unit=unit if isinstance(unit, str) else None,
+        retest_of=retest_of if isinstance(retest_of, int) else None,
+        retest_reason=reason if isinstance(reason, str) else None,
     )
 
 
@@ -428,6 +466,24 @@ def _label_reprint(product: ProductState, fact: Fact, item_id: str | None) -> No
     old.events.append(fact.index)
     label_id = str(fact.data["label"])
     product.labels[label_id] = Label(label_id, old.item, "printed", [fact.index], old.id)
+
+
+def _final(product: ProductState, status: str, fact: Fact, item_id: str | None) -> None:
+    """Return, disposal or destruction: the item (or every item not yet final) reaches its final
+    ``status``, its labels still live are voided, and its time windows stop."""
+    ended = [product.items[item_id]] if item_id is not None else [
+        i for i in product.items.values() if not i.is_final
+    ]
+    for item in ended:
+        item.status = status
+    ids = {i.id for i in ended}
+    for label in product.labels.values():
+        if label.status != "voided" and (item_id is None or label.item in ids):
+            label.status = "voided"
+            label.events.append(fact.index)
+    for window in product.windows.values():
+        if window.ended_index is None and (item_id is None or window.item in ids):
+            window.ended_index = fact.index
 
 
 _EFFECTS: Mapping[str, Callable[[ProductState, Fact, str | None], None]] = {

@@ -11,7 +11,11 @@ Owns the mapping from signed statements to FHIR, built and validated with ``fhir
 * one ``Provenance`` per process step or hand-off entry: ``target`` the item named (``data.item``)
   or every product of the chain so far (a logical reference to the CoI before any exists),
   ``occurredDateTime``/``recorded`` from the statement's time, ``activity`` the step, the author
-  as ``performer`` agent and any witness as ``witness`` agent, and each Ed25519 signature.
+  as ``performer`` agent and any witness as ``witness`` agent, and each Ed25519 signature;
+* QC as a history: every QC result, failed ones included, is a ``property`` of each final
+  product (test, result, value, which result a retest follows and why) and its Provenance's
+  activity says the same; a retest's Provenance names the one it follows as a ``revision``
+  entity, an exceptional release names the physician's request as a ``source`` entity.
 
 Identifiers use ``urn:`` systems under the log's origin; ISBT 128 values under the ISBT 128 OID.
 """
@@ -19,7 +23,7 @@ Identifiers use ``urn:`` systems under the log's origin; ISBT 128 values under t
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -56,8 +60,29 @@ def _urn(origin: str, *parts: str) -> str:
     return "urn:uuid:" + str(uuid.uuid5(uuid.NAMESPACE_URL, "/".join([origin, *parts])))
 
 
+_UNAVAILABLE = frozenset({"consumed", "rejected", "infused", "returned", "disposed", "destroyed"})
+
+
 def _status(item_status: str) -> str:
-    return "unavailable" if item_status in ("consumed", "rejected", "infused") else "available"
+    return "unavailable" if item_status in _UNAVAILABLE else "available"
+
+
+def _qc_text(st: Statement) -> str:
+    """``viability: fail, 50 % (retest of entry 140: OOS investigation)``."""
+    d = st.data
+    unit = f" {d['unit']}" if isinstance(d.get("unit"), str) else ""
+    text = f"{d.get('test')}: {d.get('result')}, {d.get('value')}{unit}"
+    if isinstance(d.get("retest_of"), int):
+        text += f" (retest of entry {d['retest_of']}: {d.get('retest_reason')})"
+    return text
+
+
+def _linked(st: Statement, effect: str) -> list[tuple[str, int]]:
+    """Entries a step names: the result a retest follows, the request a release rests on."""
+    ref = st.data.get("retest_of" if effect == "qc_result" else "physician_request")
+    if isinstance(ref, bool) or not isinstance(ref, int):
+        return []
+    return [("revision" if effect == "qc_result" else "source", ref)]
 
 
 class _Product:
@@ -65,6 +90,7 @@ class _Product:
         self.coi, self.item, self.kind, self.created = coi, item, kind, created
         self.status = "created"
         self.parent: str | None = None
+        self.qc: list[str] = []
 
 
 def fhir_bundle(statements: Iterable[Statement], process: Process, *, origin: str,
@@ -99,6 +125,14 @@ def fhir_bundle(statements: Iterable[Statement], process: Process, *, origin: st
                 products[(st.subject, p.item)] = p
         if item is not None and step.item_to and (st.subject, item) in products:
             products[(st.subject, item)].status = step.item_to
+        elif step.effect == "final" and item is None and step.item_to:
+            for (c, _), p in products.items():
+                if c == st.subject and _status(p.status) == "available":
+                    p.status = step.item_to
+        if step.effect == "qc_result":
+            for (c, _), p in products.items():
+                if c == st.subject and p.kind != "collection":
+                    p.qc.append(f"entry {st.index}: {_qc_text(st)}")
         for kind_name, status in step.items_to.items():
             for (c, _), p in products.items():
                 if c == st.subject and p.kind == kind_name:
@@ -106,8 +140,9 @@ def fhir_bundle(statements: Iterable[Statement], process: Process, *, origin: st
         targets = ([(st.subject, item)] if item is not None and (st.subject, item) in products
                    else [k for k in products if k[0] == st.subject])
         if st.type.startswith("step.") or st.type in HANDOFF_TYPES:
-            provenances.append(_provenance(st, step.title, targets, origin,
-                                           sigs.get(st.index, [])))
+            title = f"{step.title}: {_qc_text(st)}" if step.effect == "qc_result" else step.title
+            provenances.append(_provenance(st, title, targets, origin, sigs.get(st.index, []),
+                                           _linked(st, step.effect)))
     entries: list[dict[str, Any]] = []
     for (coi, item), p in products.items():
         res = _product(p, origin)
@@ -142,6 +177,10 @@ def _product(p: _Product, origin: str) -> dict[str, Any]:
                              "collectedDateTime": _iso(p.created.time_ms)}
     if p.parent is not None:
         res["parent"] = [{"reference": _urn(origin, p.coi, p.parent)}]
+    if p.qc:
+        res["property"] = [{"type": {"coding": [{"system": "urn:coi:qc", "code": "qc-result"}],
+                                     "text": "QC result"}, "valueString": text}
+                           for text in p.qc]
     return res
 
 
@@ -152,7 +191,7 @@ def _agent(ref_name: str, user: str, code: str, system: str, display: str) -> di
 
 
 def _provenance(st: Statement, title: str, targets: list[tuple[str, str]], origin: str,
-                sigs: list[str]) -> dict[str, Any]:
+                sigs: list[str], linked: Sequence[tuple[str, int]] = ()) -> dict[str, Any]:
     target: list[dict[str, Any]] = ([{"reference": _urn(origin, c, i)} for c, i in targets] or
               [{"type": "BiologicallyDerivedProduct",
                 "identifier": {"system": COI_SYSTEM, "value": st.subject}}])
@@ -169,6 +208,10 @@ def _provenance(st: Statement, title: str, targets: list[tuple[str, str]], origi
                      "text": title},
         "agent": agents,
     }
+    if linked:
+        prov["entity"] = [{"role": role, "what": {"reference": _urn(origin, "entry", f"entry-{n}"),
+                                                   "display": f"entry {n}"}}
+                          for role, n in linked]
     signatures = []
     for s, sig in zip(st.signers, sigs, strict=False):
         code, display = SIG_CODES.get(s.meaning, SIG_CODES["authored"])

@@ -6,7 +6,9 @@ entry with the step's title (from the process definition bundled with it, else t
 the date and time in the entry's time zone with its UTC offset, every signature with printed
 name, user id and meaning, and the recorded values; corrections shown beside the entry they
 correct (the original is never hidden or altered); deviations with their disposition and
-closure; then the key events. Every value from the bundle is HTML-escaped.
+closure; every QC result in order, failures and the retests that follow them included, and an
+exceptional release with the physician's request and QA's dispositions of the OOS deviations;
+then the key events. Every value from the bundle is HTML-escaped.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ def format_time(time_ms: int, tz: str) -> str:
 class Titles:
     steps: dict[str, str] = field(default_factory=dict)
     fields: dict[tuple[str, str], str] = field(default_factory=dict)
+    effects: dict[str, str] = field(default_factory=dict)  # entry type -> the step's effect
 
     @classmethod
     def from_toml(cls, raw: bytes | None) -> Titles:
@@ -60,6 +63,7 @@ class Titles:
                 et = step.get("entry_type")
                 if isinstance(et, str):
                     t.steps[et] = str(step.get("title", et))
+                    t.effects[et] = str(step.get("effect", "step"))
                     for name, spec in step.get("fields", {}).items():
                         t.fields[(et, name)] = str(spec.get("title", name))
         except (UnicodeDecodeError, tomllib.TOMLDecodeError, AttributeError):
@@ -211,6 +215,55 @@ def _deviations(chain: list[_Row], titles: Titles) -> list[str]:
     return parts
 
 
+def _of(chain: list[_Row], titles: Titles, effect: str) -> list[_Row]:
+    return [r for r in chain if titles.effects.get(r.st.type) == effect]
+
+
+def _qc_history(chain: list[_Row], titles: Titles) -> list[str]:
+    """Every QC result in ledger order: a failure stays, a retest names the one it follows."""
+    results = _of(chain, titles, "qc_result")
+    if not results:
+        return []
+    parts = ["<h3>QC results (every result; none is ever replaced)</h3><table><tr><th>Entry"
+             "</th><th>Test</th><th>Result</th><th>Value</th><th>Retest of</th><th>Why "
+             "repeated</th><th>Signed</th></tr>"]
+    for r in results:
+        d = r.st.data
+        result = d.get("result", "")
+        css = "bad" if result == "fail" else "ok"
+        unit = f" {d['unit']}" if isinstance(d.get("unit"), str) else ""
+        of = d.get("retest_of")
+        link = f'<a href="#e{esc(of)}">entry {esc(of)}</a>' if isinstance(of, int) else ""
+        parts.append(f'<tr><td><a href="#e{r.index}">{r.index}</a></td><td>'
+                     f"{esc(d.get('test', ''))}</td><td class=\"{css}\">{esc(result)}</td>"
+                     f"<td>{esc(d.get('value', ''))}{esc(unit)}</td><td>{link}</td>"
+                     f"<td>{esc(d.get('retest_reason', ''))}</td><td>{_signers(r.st)}</td></tr>")
+    parts.append("</table>")
+    return parts
+
+
+def _exceptional(chain: list[_Row], titles: Titles, by_index: Mapping[int, _Row]) -> list[str]:
+    """A release after an OOS result: the physician's request and QA's dispositions."""
+    parts: list[str] = []
+    for r in _of(chain, titles, "release"):
+        ref = r.st.data.get("physician_request")
+        if isinstance(ref, bool) or not isinstance(ref, int):
+            continue
+        req = by_index.get(ref)
+        parts.append(f'<h3>Exceptional release (entry <a href="#e{r.index}">{r.index}</a>)'
+                     f"</h3><p>Released by {_signers(r.st)}</p>")
+        parts.append(f"<p>Requested by the treating physician: {_dev_cell(req, titles, 'request')}"
+                     "</p>")
+        oos = [d for d in chain if d.st.type == "deviation.open"
+               and d.st.data.get("kind") == "oos_result"]
+        for d in oos:
+            disp = next((x for x in chain if x.st.type == "deviation.disposition"
+                         and x.st.data.get("deviation") == d.index), None)
+            parts.append(f"<p>OOS deviation {d.index}, QA disposition: "
+                         f"{_dev_cell(disp, titles, 'disposition')}</p>")
+    return parts
+
+
 def render(path: Path, trust: str | None = None) -> tuple[str, bool]:
     """The HTML copy of the bundle at ``path``; the verification result is part of it."""
     result: BundleReport | None = None
@@ -261,6 +314,8 @@ def render(path: Path, trust: str | None = None) -> tuple[str, bool]:
                                     "corr" if r.st.type == "correction" else ""))
         parts.append("</table>")
         parts.extend(_deviations(chain, titles))
+        parts.extend(_qc_history(chain, titles))
+        parts.extend(_exceptional(chain, titles, by_index))
     keys = [r for r in rows if r.st.type in KEY_EVENT_TYPES]
     parts.append(f"<h2>Key events (who could sign, from which entry)</h2><table>{_HEAD}")
     parts.extend(_entry_row(r, titles, corrections, by_index) for r in keys)

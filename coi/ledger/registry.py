@@ -12,9 +12,15 @@ user's key; the new key co-signs as proof of possession), ``key.revoke`` (the ke
 every later index), ``key.rotate`` (a new key replaces the old one at that index: routine
 rotation signed with the old key, or a password reset signed by an administrator) and
 ``user.update`` (printed name or roles change from that index on); ``user.unlock`` (an
-administrator lifts a lockout: it changes nothing here, but only an administrator signs it).
-The other types under the reserved prefixes (``ledger.``, ``key.``, ``user.``) do not exist and
-are refused; ``system.*`` entries are the site's own records, signed by ``@site`` alone.
+administrator lifts a lockout). The other types under the reserved prefixes (``ledger.``,
+``key.``, ``user.``) do not exist and are refused; ``system.*`` entries are the site's own
+records, signed by ``@site`` alone.
+
+Lockouts are replayed too: ``system.lockout`` (the site locks ``data.user`` after repeated failed
+passwords) makes every later signature of that user invalid until ``user.unlock`` or an
+administrator's password reset (an admin-signed ``key.rotate``). The database's ``account``
+table is only a cache of this: a lock lifted there and nowhere else is caught here, at append
+time and by ``coi verify``.
 """
 
 from __future__ import annotations
@@ -43,6 +49,8 @@ KEY_EVENT_TYPES = frozenset(
     {"ledger.genesis", "key.enrol", "key.revoke", "key.rotate", "user.update"}
 )
 RESERVED_TYPES = KEY_EVENT_TYPES | {"user.unlock"}
+LOCK_EVENT_TYPES = frozenset({"system.lockout", "user.unlock"})
+"""Entries that lock or unlock an account (an admin's ``key.rotate`` unlocks too)."""
 """Every type under ``ledger.``, ``key.`` and ``user.`` that exists (``system.*`` is open)."""
 RESERVED_PREFIXES = ("ledger.", "key.", "user.", "system.")
 _CLOSED_PREFIXES = ("ledger.", "key.", "user.")
@@ -72,6 +80,7 @@ class UserRecord:
     enrolled_at: int
     key: bytes | None  # the active key, None once revoked
     keys: list[bytes] = field(default_factory=list)
+    locked_at: int | None = None  # the system.lockout in force, until an unlock or a reset
 
 
 @dataclass(frozen=True)
@@ -125,6 +134,11 @@ class KeyRegistry:
         rec = self.users.get(user)
         return rec is not None and rec.key is not None and ADMIN in rec.roles
 
+    def locked_at(self, user: str) -> int | None:
+        """The index of the lockout in force for ``user`` (None: not locked)."""
+        rec = self.users.get(user)
+        return rec.locked_at if rec is not None else None
+
     def roles_of(self, user: str) -> frozenset[str]:
         rec = self.users.get(user)
         return rec.roles if rec else frozenset()
@@ -149,6 +163,11 @@ class KeyRegistry:
         if ref.name != user.name:
             raise self._fail(
                 st, f"signer {ref.user} is named {ref.name!r} but enrolled as {user.name!r}")
+        if user.locked_at is not None:
+            raise self._fail(
+                st, f"{ref.user} signed while their account was locked (lockout at entry "
+                    f"{user.locked_at}, no unlock entry since): an administrator must unlock "
+                    "the account (user.unlock) before they sign again")
 
     def _need_admin(self, st: Statement, ref: SignerRef) -> None:
         if ref.meaning != "approved":
@@ -220,6 +239,10 @@ class KeyRegistry:
         if author.meaning != "recorded" or author.name != SITE_NAME:
             raise self._fail(st, f"the site signs a system.* entry as {SITE_NAME!r}, "
                                  "meaning 'recorded'")
+        if st.type == "system.lockout":
+            locked = self.users.get(str(st.data.get("user")))
+            if locked is not None:
+                locked.locked_at = st.index
 
     def _genesis(self, st: Statement) -> None:
         d = st.data
@@ -348,6 +371,8 @@ class KeyRegistry:
         self.keys[new] = KeyRecord(user=user, public_key=new, enrolled_at=st.index)
         u.key = new
         u.keys.append(new)
+        if st.author.user != user:
+            u.locked_at = None  # a password reset by an administrator lifts a lockout
 
     def _user_update(self, st: Statement) -> None:
         d, where = st.data, "user.update"
@@ -374,6 +399,7 @@ class KeyRegistry:
         if user not in self.users:
             raise self._fail(st, f"user {user} is not enrolled")
         _str(d, "reason", where)
+        self.users[user].locked_at = None
 
 
 PlainSigners = tuple[tuple[str, bytes, str], ...]

@@ -26,7 +26,9 @@ from coi.db.chain_repo import ChainStore
 from coi.db.repo import AppendContext
 from coi.db.tx import Tx
 from coi.domain.check import check
+from coi.domain.errors import ScanError
 from coi.domain.facts import Attempt, AutoDeviation, Decision, Fact, Signer, patient_commitment
+from coi.domain.keyed import verify_keyed
 from coi.domain.loader import load_process, shipped_for
 from coi.domain.process import Process
 from coi.domain.state import ChainState
@@ -200,8 +202,14 @@ class ChainCore:
     # -- recording steps -----------------------------------------------------------------------
     def record(self, step: str, coi: str, *, actor: Unlocked, witness: Unlocked | None = None,
                item: str | None = None, fields: Mapping[str, str] | None = None,
-               after: AfterAppend | None = None) -> Recorded:
-        """Record one process step, or refuse it (the refusal is recorded) with reasons."""
+               after: AfterAppend | None = None, entry_methods: Mapping[str, str] | None = None,
+               keyed_reason: str | None = None) -> Recorded:
+        """Record one process step, or refuse it (the refusal is recorded) with reasons.
+
+        ``entry_methods`` says how a scan station read each scanned field (``scanner``,
+        ``pasted``, ``typed``; ``wristband`` for the wristband); a field it does not name was
+        keyed by hand: an identifier the process checks is then verified by its check
+        character here, and a scan-only one needs a witness and ``keyed_reason``."""
         process = self.process()
         spec = process.step(step)
         coi = norm_id(coi)
@@ -220,6 +228,18 @@ class ChainCore:
             except Refused as e:  # refused like any other attempt: recorded
                 idx = self._record_refusal(step, coi, actor, witness, item, [e.reason])
                 raise Refused(e.reason, recorded_index=idx) from None
+        methods = {("wristband_commitment" if k == "wristband" else k): v
+                   for k, v in (entry_methods or {}).items()}
+        fields = dict(fields)
+        for name, fspec in spec.fields.items():
+            if fspec.check is None or name not in fields or methods.get(name, "keyed") != "keyed":
+                continue
+            try:
+                fields[name] = verify_keyed(fspec.check, fields[name], coi)
+            except ScanError as e:  # refused like any other attempt: recorded
+                reason = f"{fspec.title}: {e.reason}"
+                idx = self._record_refusal(step, coi, actor, witness, item, [reason])
+                raise Refused(reason, recorded_index=idx) from None
         decided: list[Decision] = []
 
         def prepare(ctx: AppendContext, reg: KeyRegistry, now: int
@@ -229,7 +249,7 @@ class ChainCore:
             w = (_signer(reg, witness.user, "verified" if spec.effect == "bedside_verification"
                          else "witnessed") if witness else None)
             attempt = Attempt(step=step, subject=coi, item=item, fields=fields, actor=a,
-                              witness=w, now_ms=now)
+                              witness=w, now_ms=now, entry=methods, keyed_reason=keyed_reason)
             decision = check(process, chain, attempt)
             decided.append(decision)
             if not decision.allowed or decision.entry_type is None:

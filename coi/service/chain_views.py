@@ -13,6 +13,7 @@ import datetime as dt
 import json
 from typing import Any
 
+from coi.domain.process import Process
 from coi.ledger.entry import Statement, check_entry
 from coi.ledger.errors import ProfileError, VerificationError
 from coi.service.chain_core import ChainCore, norm_id
@@ -73,7 +74,9 @@ class ChainViews(ChainCore):
         arriving = [] if product is not None else [
             e for e in expected(self.ledger, lambda c: c != coi) if e["coi"] == coi]
         return {"coi": coi, "state": state, "expected": arriving[0] if arriving else None,
-                "timeline": timeline, "now_ms": self.clock.now_ms()}
+                "timeline": timeline, "now_ms": self.clock.now_ms(),
+                "qc_history": _qc_history(state),
+                "exceptional_releases": _exceptional(process, timeline, state)}
 
     def status(self, *, limit: int = 50) -> dict[str, Any]:
         """Products by state, the first ``limit`` windows running out or exceeded and products
@@ -96,6 +99,37 @@ class ChainViews(ChainCore):
     def products(self, **kw: Any) -> list[dict[str, Any]]:
         self.process()
         return self.store.product_rows(**kw)
+
+
+def _qc_history(state: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Every QC result in ledger order (a failure stays; a retest names the one it follows)."""
+    results = (state or {}).get("qc_results", {})
+    return [{"index": int(k), **v} for k, v in sorted(results.items(), key=lambda kv: int(kv[0]))]
+
+
+def _exceptional(process: Process, timeline: list[dict[str, Any]],
+                 state: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Each release after an OOS result: who released, the physician's request, and QA's
+    dispositions of the OOS deviations."""
+    release = process.step_with_effect("release")
+    by_index = {int(t["index"]): t for t in timeline}
+    devs = (state or {}).get("deviations", {})
+    out = []
+    for t in timeline:
+        ref = t["data"].get("physician_request")
+        if release is None or t["type"] != release.entry_type or not isinstance(ref, int):
+            continue
+        req = by_index.get(ref)
+        out.append({
+            "release": t["index"], "released_by": t["signers"],
+            "request": ref, "requested_by": req["signers"] if req else [],
+            "justification": req["data"].get("justification") if req else None,
+            "oos_dispositions": [{"deviation": int(k), "disposition": d["disposition"],
+                                  "at": d["disposition_index"]}
+                                 for k, d in sorted(devs.items(), key=lambda kv: int(kv[0]))
+                                 if d["kind"] == "oos_result"],
+        })
+    return out
 
 
 def _damaged(index: int, time_ms: int, reason: str) -> dict[str, Any]:

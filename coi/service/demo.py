@@ -127,6 +127,7 @@ PLAN: tuple[tuple[str, int, str, str | None, str | None, Fields], ...] = (
      lambda w, t: {"infusion_started_ms": str(t)}),
 )
 STEP_NAMES = tuple(p[0] for p in PLAN)
+SCANNED_BY_STATION = frozenset({"scanned_coi", "scanned_bag", "wristband", "paperwork"})
 
 
 @dataclass
@@ -169,9 +170,15 @@ def enrol(site: Site, walk: Walk, *, by: str = "alice") -> None:
 
 def step(site: Site, walk: Walk, n: int, now_ms: int) -> Any:
     name, _off, author, witness, item, fields = PLAN[n]
+    values = dict(fields(walk, now_ms))
+    spec = site.svc.process().step(name)
+    if spec is not None and "din" in values and spec.fields["din"].check == "din":
+        values["din"] = f"{walk.din} {isbt.mod37_2(walk.din)}"  # keyed as printed, with its K
+    # The demo plays a scan station: what a station scans, it enters as scanned.
+    scanned = {k: "scanner" for k in values if k in SCANNED_BY_STATION}
     rec = site.svc.record(name, walk.coi, actor=site.people[author],
                           witness=site.people[witness] if witness else None, item=item,
-                          fields=dict(fields(walk, now_ms)))
+                          fields=values, entry_methods=scanned)
     walk.done.append(name)
     return rec
 

@@ -46,7 +46,13 @@ from coi.ledger.entry import (
 )
 from coi.ledger.errors import ProfileError, VerificationError
 from coi.ledger.keys import generate, key_id, public_bytes, wrap
-from coi.ledger.registry import ADMIN, KEY_EVENT_TYPES, RESERVED_PREFIXES, KeyRegistry
+from coi.ledger.registry import (
+    ADMIN,
+    KEY_EVENT_TYPES,
+    LOCK_EVENT_TYPES,
+    RESERVED_PREFIXES,
+    KeyRegistry,
+)
 from coi.service.errors import ConfigError, Refused
 from coi.service.phi import new_phi_key, write_phi_key
 from coi.service.site import Site, read_log_key, write_log_key
@@ -232,7 +238,8 @@ class LedgerCore:
             size = head.size if head is not None else 0
         if size <= reg.size:
             return reg
-        for row in self.store.rows_of_types(KEY_EVENT_TYPES, start=reg.size, tx=tx):
+        types = KEY_EVENT_TYPES | LOCK_EVENT_TYPES  # lockouts are replayed: the account table
+        for row in self.store.rows_of_types(types, start=reg.size, tx=tx):  # is only a cache
             try:
                 st = read_statement(row.statement)
             except ProfileError as e:
@@ -307,7 +314,7 @@ class LedgerCore:
                 rec = reg.user(p.who.user)
                 if rec is None:
                     raise Refused(f"{p.who.user} is not enrolled")
-                if self.store.account(p.who.user, tx=ctx.tx)[1]:
+                if rec.locked_at is not None or self.store.account(p.who.user, tx=ctx.tx)[1]:
                     # a key unlocked before a lockout must not outlive it (Part 11 lockout)
                     raise Refused(f"{p.who.user} is locked after repeated failed password "
                                   "attempts and cannot sign; an administrator must unlock the "

@@ -32,6 +32,7 @@ class People(LedgerCore):
         reg = self.registry()
         rec = reg.user(user) if valid_user(user) else None
         failed, locked = self.store.account(user) if rec else (0, False)
+        locked = locked or (rec is not None and rec.locked_at is not None)  # the ledger decides
         if rec is not None and locked:
             idx = self.record_system("system.login_failed", user,
                                      {"user": user, "why": "account locked"})
@@ -153,7 +154,7 @@ class People(LedgerCore):
         for u in sorted(reg.users.values(), key=lambda r: r.user):
             failed, locked = self.store.account(u.user)
             out.append({"user": u.user, "name": u.name, "roles": sorted(u.roles),
-                        "active": u.key is not None, "locked": locked,
+                        "active": u.key is not None, "locked": locked or u.locked_at is not None,
                         "key_id": key_id(u.key) if u.key else None,
                         "enrolled_at": u.enrolled_at, "failed_attempts": failed})
         return out

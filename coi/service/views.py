@@ -65,6 +65,9 @@ def station_steps(process: Process, roles: Iterable[str]) -> list[StepSpec]:
             if s.roles & have and s.name != "enrolment" and s.effect != "correction"]
 
 
+_OFF_THE_MAIN_LINE = frozenset({"final", "exceptional_release_request"})
+
+
 def expected_next(process: Process, product: ProductState | None) -> list[str]:
     """Titles of the main-line steps the product's state leads to (what to expect next)."""
     if product is None:
@@ -73,6 +76,8 @@ def expected_next(process: Process, product: ProductState | None) -> list[str]:
     out = []
     for s in process.steps.values():
         if s.from_states == star or product.state not in s.from_states:
+            continue
+        if s.effect in _OFF_THE_MAIN_LINE:  # possible from many states, expected from none
             continue
         if any(not product.completed(r) for r in s.requires):
             continue

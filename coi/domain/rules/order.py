@@ -10,11 +10,12 @@ wrong: "Harvest needs expansion first; this product is at 'transduced'".
 from __future__ import annotations
 
 from coi.domain import messages as say
+from coi.domain import messages_history as said
 from coi.domain.process import StepSpec
 from coi.domain.rules.evaluation import Evaluation
 from coi.domain.state import ProductState
 
-__all__ = ["order", "target_item"]
+__all__ = ["final_item", "order", "target_item"]
 
 
 def order(ev: Evaluation, step: StepSpec) -> None:
@@ -100,3 +101,11 @@ def _item_missing(ev: Evaluation, step: StepSpec, product: ProductState) -> None
         if not step.item_from or i.status in step.item_from
     )
     ev.refuse(say.item_needed(step.title, ev.process.items[step.item].title, candidates))
+
+
+def final_item(ev: Evaluation) -> None:
+    """Return, disposal or destruction of one item: it has not ended already."""
+    product = ev.product
+    found = product.items.get(ev.item) if product is not None and ev.item is not None else None
+    if found is not None and found.is_final:
+        ev.refuse(said.item_already_final(found.id, found.status))

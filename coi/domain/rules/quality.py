@@ -12,12 +12,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from coi.domain import messages as say
+from coi.domain import messages_history as said
 from coi.domain.facts import AutoDeviation
 from coi.domain.fields import parse_qc_value, qc_passes
 from coi.domain.process import StepSpec
 from coi.domain.rules.evaluation import Evaluation
+from coi.domain.state import ProductState, QcResult
 
-__all__ = ["field_consequences", "qc_result", "release_gate"]
+__all__ = ["exceptional_request", "field_consequences", "qc_result", "release_gate"]
 
 
 def qc_result(ev: Evaluation, step: StepSpec, values: dict[str, Any]) -> None:
@@ -42,29 +44,88 @@ def qc_result(ev: Evaluation, step: StepSpec, values: dict[str, Any]) -> None:
         ev.refuse(say.qc_cannot_pass(test.title, value, test.unit, test.specification()))
     elif result == "fail" and passes:
         ev.refuse(say.qc_cannot_fail(test.title, value, test.unit, test.specification()))
+    _retest(ev, step, test_name, values)
 
 
-def release_gate(ev: Evaluation, step: StepSpec) -> None:
+def _retest(ev: Evaluation, step: StepSpec, test: str, values: dict[str, Any]) -> None:
+    """A result is never replaced (when the step keeps a history: ``retest_of`` declared): a
+    second result for a test names the latest one as the result it follows, and says why."""
+    if "retest_of" not in step.fields or ev.product is None:
+        return
+    latest = ev.product.latest_qc(test)
+    named, reason = values.get("retest_of"), values.get("retest_reason")
+    if named is None:
+        if latest is not None:
+            ev.refuse(said.qc_already_has(test, latest.index, latest.result))
+        if reason is not None:
+            ev.refuse(said.REASON_WITHOUT_RETEST)
+        return
+    if latest is None or named != latest.index:
+        ev.refuse(said.retest_not_latest(test, int(named), latest.index if latest else None))
+    if reason is None:
+        ev.refuse(said.RETEST_NEEDS_REASON)
+
+
+def exceptional_request(ev: Evaluation, step: StepSpec) -> None:
+    """The treating physician asks for an exceptional release only of a product with an OOS."""
+    if ev.product is not None and not ev.product.oos_results():
+        ev.refuse(said.NO_OOS_TO_REQUEST)
+
+
+def release_gate(ev: Evaluation, step: StepSpec, values: Mapping[str, Any]) -> None:
+    """Every required QC test has a result that passed, no deviation is open or rejected, no
+    label is left printed. Where the process knows exceptional release, a product with any OOS
+    result in its history is released only that way (see :func:`_exceptional`)."""
     product = ev.product
     if product is None:
         return
     problems: list[str] = []
+    exceptional = ev.process.step_with_effect("exceptional_release_request") is not None
+    oos = product.oos_results() if exceptional else []
     for test in ev.process.qc_required:
         latest = product.latest_qc(test)
         if latest is None:
             problems.append(say.qc_missing(test))
-        elif latest.result != "pass":
+        elif latest.result != "pass" and not oos:
             problems.append(say.qc_failed(test, latest.index))
     for dev in sorted(product.deviations.values(), key=lambda d: d.index):
-        if dev.is_open:
+        if oos and dev.kind == "oos_result":
+            if dev.disposition != "proceed":
+                problems.append(said.oos_deviation_not_proceed(dev.index, dev.disposition))
+        elif dev.is_open:
             problems.append(say.deviation_open(dev.index))
         elif dev.disposition == "reject":
             problems.append(say.deviation_rejected(dev.index))
     for label in sorted(product.labels.values(), key=lambda lab: lab.id):
         if label.status == "printed":
             problems.append(say.label_unreconciled(label.id))
+    if exceptional:
+        problems.extend(_exceptional(ev, product, oos, values.get("physician_request")))
     if problems:
         ev.refuse(say.release_blocked(problems))
+
+
+def _exceptional(
+    ev: Evaluation, product: ProductState, oos: list[QcResult], named: object
+) -> list[str]:
+    """After an OOS result: every failure has an OOS deviation after it (dispositioned
+    ``proceed``, checked with the deviations) and the release names the treating physician's
+    request, made after the last failure. Without an OOS result there is nothing to name."""
+    if not oos:
+        return [said.NOT_EXCEPTIONAL] if named is not None else []
+    opened = [d.index for d in product.deviations.values() if d.kind == "oos_result"]
+    problems = [
+        said.no_oos_deviation(r.test, r.index) for r in oos if not any(i > r.index for i in opened)
+    ]
+    request = ev.process.step_with_effect("exceptional_release_request")
+    requests = product.steps.get(request.name, []) if request is not None else []
+    if not isinstance(named, int):
+        problems.append(said.oos_needs_exceptional(r.test for r in oos))
+    elif named not in requests:
+        problems.append(said.no_such_request(named, product.coi))
+    elif named < oos[-1].index:
+        problems.append(said.request_before_oos(named, oos[-1].index))
+    return problems
 
 
 def field_consequences(ev: Evaluation, step: StepSpec, values: Mapping[str, Any]) -> None:

@@ -456,9 +456,9 @@ class StationScreen(CoiScreen):
             return
         t1 = time.perf_counter()
         try:
-            # `methods` goes to the service here once it takes how scanned fields were entered
             rec = svc.record(self.step, target.coi, actor=actor, witness=wkey,
-                             item=item_for_step(self.spec, target.item), fields=fields)
+                             item=item_for_step(self.spec, target.item), fields=fields,
+                             entry_methods=methods)
         except Refused as e:
             app.call_from_thread(self.raise_alert, "Refused", e.reason, scanned=self.first_raw,
                                  recorded_index=e.recorded_index)

@@ -1,0 +1,132 @@
+"""QC history, exceptional release and final states through the service, the CLI's `coi show`,
+the audit copy and `coi verify`: a real site (template copy), real keys, real SQLite."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from coi.cli.main import app
+from coi.export.report import render
+from coi.service.errors import Refused
+from coi.service.ledger import Unlocked
+from tests.chain_site import MIN, ChainSite, H, PWalk, copy_site, new_walk, walk
+
+runner = CliRunner()
+PASSING = {"sterility": "no_growth", "endotoxin": "0.5", "mycoplasma": "not_detected",
+           "car_expression": "42.0", "vector_copy_number": "1.8"}
+
+
+@dataclass
+class Story:
+    site: ChainSite
+    w: PWalk
+    fail: int
+    retest: int
+    deviation: int
+    request: int
+    release: int
+    destroyed: int
+
+
+def _rec(site: ChainSite, step: str, coi: str, who: str | Unlocked, *,
+         witness: str | None = None, item: str | None = None, **fields: str) -> Any:
+    site.advance(10 * MIN)
+    actor = site.people[who] if isinstance(who, str) else who
+    return site.svc.record(step, coi, actor=actor, item=item, fields=fields,
+                           witness=site.people[witness] if witness else None)
+
+
+@pytest.fixture(scope="module")
+def story(tmp_path_factory: pytest.TempPathFactory) -> Story:
+    base = tmp_path_factory.getbasetemp()
+    site = copy_site(base / "chain-template", tmp_path_factory.mktemp("history"))
+    w = new_walk(site, bags=3)
+    walk(site, w, until="qc_result")
+    site.advance(H)
+    for test, value in PASSING.items():
+        _rec(site, "qc_result", w.coi, "quinn", test=test, result="pass", value=value)
+    fail = _rec(site, "qc_result", w.coi, "quinn", test="viability", result="fail", value="55")
+    [dev] = fail.auto_deviations
+    retest = _rec(site, "qc_result", w.coi, "quinn", test="viability", result="pass",
+                  value="81", retest_of=str(fail.entry.index),
+                  retest_reason="OOS investigation: sample handling")
+    _rec(site, "deviation_disposition", w.coi, "grace", deviation=str(dev),
+         disposition="proceed", rationale="Investigation complete; benefit outweighs risk")
+    site.svc.ledger.enrol(site.people["admin"], user="pia", name="Dr Pia Physician",
+                          roles=["physician"], password="pia-password-1234")
+    pia = site.svc.ledger.unlock("pia", "pia-password-1234")
+    request = _rec(site, "exceptional_release_request", w.coi, pia,
+                   justification="No alternative therapy for this patient")
+    release = _rec(site, "qa_release", w.coi, "grace", certificate_id="COA0099",
+                   physician_request=str(request.entry.index))
+    destroyed = _rec(site, "destruction", w.coi, "maya", witness="mo", item="F00003",
+                     grounds="Bag cracked in the dry shipper check", method="autoclave")
+    return Story(site, w, fail.entry.index, retest.entry.index, dev, request.entry.index,
+                 release.entry.index, destroyed.entry.index)
+
+
+@pytest.mark.req("RELEASE-QA")
+def test_show_keeps_the_failure_and_the_exceptional_release(story: Story) -> None:
+    view = story.site.svc.show(story.w.coi)
+    viability = [q for q in view["qc_history"] if q["test"] == "viability"]
+    assert [(q["index"], q["result"]) for q in viability] == [(story.fail, "fail"),
+                                                             (story.retest, "pass")]
+    assert viability[1]["retest_of"] == story.fail
+    [x] = view["exceptional_releases"]
+    assert (x["release"], x["request"]) == (story.release, story.request)
+    assert x["requested_by"][0]["name"] == "Dr Pia Physician"
+    assert x["oos_dispositions"] == [{"deviation": story.deviation, "disposition": "proceed",
+                                      "at": x["oos_dispositions"][0]["at"]}]
+    story.site.svc.ledger.engine.dispose()
+    res = runner.invoke(app, ["show", story.w.coi, "--db", story.site.db])
+    assert res.exit_code == 0, res.output
+    assert f"QC #{story.fail}: viability FAIL 55 %" in res.stdout
+    assert f"(retest of {story.fail}: OOS investigation: sample handling)" in res.stdout
+    assert f"EXCEPTIONAL RELEASE at entry {story.release}" in res.stdout
+    assert "Dr Pia Physician" in res.stdout and "No alternative therapy" in res.stdout
+
+
+@pytest.mark.req("COPIES")
+def test_the_audit_copy_shows_every_qc_result_and_the_physicians_request(
+        story: Story, tmp_path: Path) -> None:
+    site = story.site
+    site.svc.ledger.engine.dispose()
+    bundle = tmp_path / "coi.jsonl"
+    res = runner.invoke(app, ["export", "--coi", story.w.coi, "-o", str(bundle), "-q",
+                              "--db", site.db, "--log-key", str(site.log_key)])
+    assert res.exit_code == 0, res.output
+    html, ok = render(bundle, site.svc.ledger.log_verifier_key())
+    assert ok
+    assert "QC results (every result; none is ever replaced)" in html
+    assert f'<a href="#e{story.fail}">{story.fail}</a></td><td>viability</td><td class="bad">' \
+           "fail</td>" in html
+    assert f'<a href="#e{story.fail}">entry {story.fail}</a>' in html
+    assert f"Exceptional release (entry <a href=\"#e{story.release}\">" in html
+    assert "Dr Pia Physician" in html and "No alternative therapy for this patient" in html
+    assert f"OOS deviation {story.deviation}, QA disposition" in html
+
+
+@pytest.mark.req("TRACKING", "TWO-PERSON")
+def test_destruction_ends_the_bag_with_a_witness_and_verify_replays_it(story: Story) -> None:
+    site, coi = story.site, story.w.coi
+    product = site.svc.chain().product(coi)
+    assert product is not None
+    assert product.items["F00003"].status == "destroyed"
+    entry = site.entry(story.destroyed)
+    assert entry["data"]["grounds"] == "Bag cracked in the dry shipper check"
+    assert len(entry["statement"]["signers"]) == 2
+    size = site.entry_count()
+    with pytest.raises(Refused) as exc:
+        _rec(site, "destruction", coi, "maya", item="F00002", grounds="x", method="other")
+    assert "witness" in exc.value.reason
+    assert exc.value.recorded_index == size
+    assert site.svc.chain().product(coi).items["F00002"].status == "released"  # type: ignore
+    with pytest.raises(Refused) as exc:
+        _rec(site, "disposal", coi, "maya", item="F00003", grounds="again")
+    assert "F00003 is already 'destroyed'" in exc.value.reason
+    site.svc.verify()

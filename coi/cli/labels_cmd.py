@@ -25,6 +25,7 @@ from coi.cli.label_cmd import (
     OutOpt,
     ProductCodeOpt,
     ScanOpt,
+    SignedOpt,
     SizeOpt,
     chosen_product_code,
     scan_text,
@@ -91,6 +92,7 @@ def labels_reprint(
     dpi: DpiOpt = None,
     with_isbt: IsbtOpt = False,
     product_code: ProductCodeOpt = None,
+    signed: SignedOpt = False,
     db: DbOpt = None,
     log_key: LogKeyOpt = None,
     password_file: PasswordFileOpt = None,
@@ -102,7 +104,7 @@ def labels_reprint(
     with errors():
         new, path = label_svc.reprint(svc, actor, coi, label_id, grounds, fmt.strip().lower(),
                                       size.strip().lower(), dpi, with_isbt, output,
-                                      product_code=code)
+                                      product_code=code, signed=signed)
         typer.echo(f"label {new} replaces {inert(label_id.strip().upper())}; printed to "
                    f"{inert(path)}")
 

@@ -24,16 +24,22 @@ from coi.service.chain import CoiService
 from coi.service.errors import ConfigError, Refused
 from coi.service.files import write_atomically
 from coi.service.label_codes import label_code, label_id, product_din
+from coi.service.label_signing import SIGNED_MARK, sign_label
 from coi.service.ledger import Unlocked
 
 FORMATS: Final = ("png", "svg", "pdf", "zpl")
 SIZES: Final = ("2x1", "4x2")
 DPIS: Final = (203, 300)
+SIGNED_SIZE: Final = "4x2"
 GROUNDS_MAX: Final = 500
 
 
-def check_output(fmt: str, size: str, dpi: int | None, out_path: Path) -> int:
+def check_output(fmt: str, size: str, dpi: int | None, out_path: Path, *,
+                 signed: bool = False) -> int:
     """Check the arguments before anything is recorded; return the dpi to lay out at."""
+    if signed and size != SIGNED_SIZE:
+        raise ConfigError(f"a signed label's code (137 characters) fits only the {SIGNED_SIZE} "
+                          f"label: use --size {SIGNED_SIZE}")
     if fmt not in FORMATS:
         raise ConfigError(f"format {fmt[:20]!r} is not one of {', '.join(FORMATS)}")
     if size not in SIZES:
@@ -72,6 +78,12 @@ def render(content: LabelContent, fmt: str, size: str, dpi: int) -> bytes:
     return render_zpl(content, size, dpi).encode("ascii")
 
 
+def template_text(size: str, fmt: str, dpi: int, with_isbt: bool, signed: bool) -> str:
+    """What the ledger records as a label's template: ``4x2 png 300dpi isbt signed``."""
+    return (f"{size} {fmt} {dpi}dpi" + (" isbt" if with_isbt else "")
+            + (f" {SIGNED_MARK}" if signed else ""))
+
+
 @dataclass(frozen=True)
 class Planned:
     label: str
@@ -82,8 +94,11 @@ class Planned:
 
 def plan_label(svc: CoiService, product: ProductState, item: str, *, n: int, generation: int,
           fmt: str, size: str, dpi: int, with_isbt: bool,
-          product_code: isbt128.ProductCode | None) -> Planned:
-    """Everything about the new label, checked (layout included) before it is recorded."""
+          product_code: isbt128.ProductCode | None, signer: Unlocked | None = None) -> Planned:
+    """Everything about the new label, checked (layout included) before it is recorded.
+
+    With ``signer``, the label carries the signed payload (``COS1``) signed with their key.
+    """
     code = label_code(item, generation)
     new_id = label_id(product.coi, item, n)
     din = product_din(svc, product) if with_isbt else None
@@ -91,7 +106,9 @@ def plan_label(svc: CoiService, product: ProductState, item: str, *, n: int, gen
         raise ConfigError("a product code is printed only on ISBT 128 labels (add --isbt)")
     extra = [f"LABEL {n}" + (f" REPRINT {generation}" if generation else "")]
     try:
-        content = label_content(product.coi, item, payload=payload_mod.encode(product.coi, code),
+        text = (sign_label(signer, product.coi, code) if signer is not None
+                else payload_mod.encode(product.coi, code))
+        content = label_content(product.coi, item, payload=text,
                                 din=din, product=product_code, extra_lines=extra)
         plan(content, size, dpi)
     except (LabelError, ScanError) as e:

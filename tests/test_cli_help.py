@@ -31,7 +31,7 @@ COMMANDS: dict[str, str] = {
     "checkpoint": "-o/--output --db --log-key",
     "log-key": "--db",
     "label": "ID --format/-f -o/--output --as --size --dpi --isbt --item --product-code "
-             "--printer --db --log-key --password-file",
+             "--printer --signed --db --log-key --password-file",
     "parse": "TEXT",
     "enrol": "--patient-file --treatment-site --slot --as --witness --db --log-key "
              "--password-file --witness-password-file",
@@ -59,7 +59,7 @@ COMMANDS: dict[str, str] = {
     "labels apply": "ID LABEL --scan --as --station --db --log-key --password-file",
     "labels void": "ID LABEL --grounds --as --db --log-key --password-file",
     "labels reprint": "ID LABEL --grounds --format/-f -o/--output --as --size --dpi --isbt "
-                      "--product-code --db --log-key --password-file",
+                      "--product-code --signed --db --log-key --password-file",
     "labels check": "--scan --as --coi --item --station --db --log-key --password-file",
     "labels list": "ID --db --json",
     "witness init": "--name -o/--output",

@@ -52,6 +52,7 @@ def check(process: Process, chain: ChainState, attempt: Attempt) -> Decision:
         deviations.deviation_ref(ev, step, values)
     elif effect.startswith("label_"):
         identity.labels(ev, step, values)
+    identity.labelled_items(ev, step)
     people.separation_of_duties(ev, step)
     if not ev.reasons:
         windows.windows(ev, step)

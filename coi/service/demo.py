@@ -12,9 +12,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from coi.domain import isbt
+from coi.domain.rules.identity import item_closed
 from coi.ledger.clock import Clock
 from coi.service.chain import CoiService, genesis_extras
 from coi.service.errors import Refused
+from coi.service.label_codes import label_id, next_number
 from coi.service.ledger import LedgerService, Unlocked
 
 DEMO_FIN = "A9999"
@@ -82,6 +84,7 @@ class Walk:
     patient_id: str = ""
     excursion: bool = False
     done: list[str] = field(default_factory=list)
+    label_bags: bool = True  # label each final bag once it exists (see label_bags)
 
 
 # (step, offset from enrolment, author, witness, item, fields)
@@ -170,7 +173,34 @@ def step(site: Site, walk: Walk, n: int, now_ms: int) -> Any:
                           witness=site.people[witness] if witness else None, item=item,
                           fields=dict(fields(walk, now_ms)))
     walk.done.append(name)
+    if walk.label_bags:
+        label_bags(site, walk.coi, name)
     return rec
+
+
+def label_bags(site: Site, coi: str, step_name: str, *, by: str = "maya") -> None:
+    """After a step that creates bags a later step needs labelled (``labelled_items``), label
+    them: issued, printed and applied, as the label station records them."""
+    svc = site.svc
+    process = svc.process()
+    spec = process.step(step_name)
+    product = svc.chain().product(coi)
+    if spec is None or spec.creates is None or product is None:
+        return
+    kind = spec.creates.kind
+    if not any(s.labelled_items == kind for s in process.steps.values()):
+        return
+    applied = {lab.item for lab in product.labels.values() if lab.status == "applied"}
+    actor = site.people[by]
+    for item in sorted(i.id for i in product.items_of(kind)):
+        if item in applied or item_closed(product.items[item].status):
+            continue
+        product = svc.chain().product(coi) or product
+        label = label_id(coi, item, next_number(product))
+        svc.record("label_issue", coi, actor=actor, item=item,
+                   fields={"label": label, "template": "4x2 zpl 203dpi"})
+        svc.record("label_print", coi, actor=actor, fields={"label": label})
+        svc.record("label_apply", coi, actor=actor, fields={"label": label})
 
 
 def build_demo(db: str, log_key: str | None = None, *, products: int = 20, now_ms: int,

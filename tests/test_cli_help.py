@@ -31,7 +31,8 @@ COMMANDS: dict[str, str] = {
     "checkpoint": "-o/--output --db --log-key",
     "log-key": "--db",
     "label": "ID --format/-f -o/--output --as --size --dpi --isbt --item --product-code "
-             "--printer --signed --db --log-key --password-file",
+             "--printer --signed --final --expiry --product-name --storage --db --log-key "
+             "--password-file",
     "parse": "TEXT",
     "enrol": "--patient-file --treatment-site --slot --as --witness --db --log-key "
              "--password-file --witness-password-file",

@@ -48,6 +48,14 @@ OutOpt = Annotated[Path, typer.Option("-o", "--output", help="File to write (nev
 AsOpt = Annotated[str, typer.Option("--as", help="Who does it and signs")]
 SignedOpt = Annotated[bool, typer.Option(
     "--signed", help="Print the signed code (COS1), signed with your registered key; 4x2 only")]
+FinalOpt = Annotated[bool, typer.Option(
+    "--final", help="A final-product label (4x2, --isbt): FOR AUTOLOGOUS USE ONLY, product name "
+                    "and code, expiry, storage, the patient's name and date of birth, bag number")]
+ExpiryOpt = Annotated[str | None, typer.Option(
+    help="Expiry date for --final, YYYY-MM-DD")]
+ProductNameOpt = Annotated[str | None, typer.Option(
+    help="Product name for --final [default: the site's product_name, if set]")]
+StorageOpt = Annotated[str, typer.Option(help="Storage temperature printed by --final")]
 ScanOpt = Annotated[str, typer.Option(
     "--scan", help="What the scanner typed ('-' = one line from stdin; \\x1d or <GS> stands for "
                    "the group separator)")]
@@ -73,6 +81,25 @@ def chosen_product_code(svc: CoiService | None, given: str | None, with_isbt: bo
         if isinstance(configured, str) and configured:
             return label_svc.parse_product_code(configured)
     return None
+
+
+def final_facts(svc: CoiService, final: bool, expiry: str | None, product_name: str | None,
+                storage: str) -> label_svc.FinalLabel | None:
+    """What ``--final`` prints beyond the ledger, or None without ``--final``."""
+    if not final:
+        if expiry is not None or product_name is not None:
+            fail("--expiry and --product-name go on final-product labels: add --final",
+                 EXIT_USAGE)
+        return None
+    if expiry is None:
+        fail("a final-product label prints its expiry: give --expiry YYYY-MM-DD", EXIT_USAGE)
+    with errors():
+        configured = svc.site().get("product_name")
+    name = product_name or (configured if isinstance(configured, str) else None)
+    if not name:
+        fail("give the product name with --product-name (or set the site's product_name)",
+             EXIT_USAGE)
+    return label_svc.FinalLabel(name, expiry, storage)
 
 
 def _default_item(svc: CoiService, coi: str) -> str:
@@ -105,6 +132,10 @@ def label(
     product_code: ProductCodeOpt = None,
     printer: Annotated[str | None, typer.Option(help="Printer identifier, recorded")] = None,
     signed: SignedOpt = False,
+    final: FinalOpt = False,
+    expiry: ExpiryOpt = None,
+    product_name: ProductNameOpt = None,
+    storage: StorageOpt = "<= -150 C",
     db: DbOpt = None,
     log_key: LogKeyOpt = None,
     password_file: PasswordFileOpt = None,
@@ -112,13 +143,14 @@ def label(
     """Issue and print a controlled label: recorded issued, written, recorded printed."""
     svc = open_chain(db, log_key)
     code = chosen_product_code(svc, product_code, with_isbt)
+    facts = final_facts(svc, final, expiry, product_name, storage)
     actor = unlock_user(svc, as_, password_file)
     chosen = item if item is not None else _default_item(svc, coi)
     with errors():
         new, path = label_svc.issue_and_print(svc, actor, coi, chosen, fmt.strip().lower(),
                                               size.strip().lower(), dpi, with_isbt, output,
                                               product_code=code, printer=printer,
-                                              signed=signed)
+                                              signed=signed, final=facts)
         typer.echo(f"label {new} printed to {inert(path)}")
         typer.echo("apply it, then confirm with: coi labels apply "
                    f"{inert(coi.strip().upper())} {new} --scan … --as {inert(as_)}", err=True)

@@ -155,11 +155,13 @@ def create_site(db: str, log_key: str | None = None, *, clock: Clock,
     return Site(svc=CoiService(ledger), people=people)
 
 
-def enrol(site: Site, walk: Walk, *, by: str = "alice") -> None:
+def enrol(site: Site, walk: Walk, *, by: str = "alice",
+          patient: Mapping[str, str] | None = None) -> None:
     svc = site.svc
     walk.patient_id = walk.patient_id or f"MRN{walk.seq:06d}"
     coi, _ = svc.enrol(actor=site.people[by], patient={"patient_id": walk.patient_id,
-                                                        "name": f"Demo Patient {walk.seq}"},
+                                                        "name": f"Demo Patient {walk.seq}",
+                                                        **(patient or {})},
                        treatment_site="A9999-HEMATOLOGY", manufacturing_slot=f"SLOT-{walk.seq}")
     walk.coi = coi
     cid = isbt.coi_id_from_text(coi)

@@ -19,11 +19,14 @@ from coi.domain.errors import ScanError
 from coi.domain.state import ProductState
 from coi.labels.content import LabelContent, label_content
 from coi.labels.errors import LabelError
+from coi.labels.layout import fit_text
 from coi.labels.render import PDF_DPI, plan, render_pdf_sheet, render_png, render_svg, render_zpl
+from coi.labels.template import load_template
 from coi.service.chain import CoiService
 from coi.service.errors import ConfigError, Refused
 from coi.service.files import write_atomically
 from coi.service.label_codes import label_code, label_id, product_din
+from coi.service.label_final import EnrolmentPatients, FinalLabel, PatientSource, final_lines
 from coi.service.label_signing import SIGNED_MARK, sign_label
 from coi.service.ledger import Unlocked
 
@@ -94,10 +97,13 @@ class Planned:
 
 def plan_label(svc: CoiService, product: ProductState, item: str, *, n: int, generation: int,
           fmt: str, size: str, dpi: int, with_isbt: bool,
-          product_code: isbt128.ProductCode | None, signer: Unlocked | None = None) -> Planned:
+          product_code: isbt128.ProductCode | None, signer: Unlocked | None = None,
+          final: FinalLabel | None = None, patients: PatientSource | None = None) -> Planned:
     """Everything about the new label, checked (layout included) before it is recorded.
 
-    With ``signer``, the label carries the signed payload (``COS1``) signed with their key.
+    With ``signer``, the label carries the signed payload (``COS1``) signed with their key;
+    with ``final``, it is a final-product label (``label_final``), the patient's name and date
+    of birth from ``patients``.
     """
     code = label_code(item, generation)
     new_id = label_id(product.coi, item, n)
@@ -105,11 +111,22 @@ def plan_label(svc: CoiService, product: ProductState, item: str, *, n: int, gen
     if product_code is not None and din is None:
         raise ConfigError("a product code is printed only on ISBT 128 labels (add --isbt)")
     extra = [f"LABEL {n}" + (f" REPRINT {generation}" if generation else "")]
+    patient_line = note = None
+    if final is not None:
+        if size != SIGNED_SIZE or not with_isbt:
+            raise ConfigError("a final-product label is a 4x2 ISBT 128 label: use --size 4x2 "
+                              "--isbt")
+        layout = load_template(size).layout(dpi)
+        ftext = final_lines(final, patients or EnrolmentPatients(svc), product.coi, item,
+                           len(product.items_of("final")), product_code, extra[0],
+                           lambda line: fit_text(line, layout, "extra"))
+        extra, patient_line, note = list(ftext.extra), ftext.patient, ftext.item_note
     try:
         text = (sign_label(signer, product.coi, code) if signer is not None
                 else payload_mod.encode(product.coi, code))
         content = label_content(product.coi, item, payload=text,
-                                din=din, product=product_code, extra_lines=extra)
+                                din=din, product=product_code, extra_lines=extra,
+                                patient_text=patient_line, item_note=note)
         plan(content, size, dpi)
     except (LabelError, ScanError) as e:
         raise ConfigError(f"label {new_id} cannot be laid out: {e}") from None

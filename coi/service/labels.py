@@ -65,6 +65,7 @@ from coi.service.label_files import (
     void_quietly,
     write_label,
 )
+from coi.service.label_final import FinalLabel, PatientOnLabel, PatientSource
 from coi.service.label_signing import signature_problem
 from coi.service.ledger import Unlocked
 from coi.service.scans import ScanRefused, read_scan
@@ -72,6 +73,9 @@ from coi.service.scans import ScanRefused, read_scan
 __all__ = [
     "DPIS",
     "FORMATS",
+    "FinalLabel",
+    "PatientOnLabel",
+    "PatientSource",
     "MAX_GENERATION",
     "MAX_ITEM_NUMBER",
     "SIZES",
@@ -95,7 +99,9 @@ def issue_and_print(svc: CoiService, actor: Unlocked, coi: str, item: str, fmt: 
                     size: str = "2x1", dpi: int | None = None, isbt: bool = False,
                     out_path: Path = Path("label.png"), *,
                     product_code: isbt128.ProductCode | None = None,
-                    printer: str | None = None, signed: bool = False) -> tuple[str, Path]:
+                    printer: str | None = None, signed: bool = False,
+                    final: FinalLabel | None = None,
+                    patients: PatientSource | None = None) -> tuple[str, Path]:
     """Issue a new label for ``item``, write its file, record it printed; return (id, path).
 
     Checked before anything is recorded: the arguments, the output path (never overwritten),
@@ -120,7 +126,7 @@ def issue_and_print(svc: CoiService, actor: Unlocked, coi: str, item: str, fmt: 
                       "or reprint it instead of issuing another")
     planned = plan_label(svc, product, item, n=next_number(product), generation=len(earlier),
                     fmt=fmt, size=size, dpi=dpi, with_isbt=isbt, product_code=product_code,
-                    signer=actor if signed else None)
+                    signer=actor if signed else None, final=final, patients=patients)
     svc.record("label_issue", product.coi, actor=actor, item=item,
                fields={"label": planned.label,
                        "template": template_text(size, fmt, dpi, isbt, signed)})
@@ -151,7 +157,8 @@ def reprint(svc: CoiService, actor: Unlocked, coi: str, label: str, grounds: str
             size: str = "2x1", dpi: int | None = None, isbt: bool = False,
             out_path: Path = Path("label.png"), *,
             product_code: isbt128.ProductCode | None = None,
-            signed: bool = False) -> tuple[str, Path]:
+            signed: bool = False, final: FinalLabel | None = None,
+            patients: PatientSource | None = None) -> tuple[str, Path]:
     """Void ``label`` (unless it already is), print its replacement; return (new id, path).
 
     The replacement gets a new id and the next print generation, so the old label's code is
@@ -169,7 +176,8 @@ def reprint(svc: CoiService, actor: Unlocked, coi: str, label: str, grounds: str
         raise Refused(f"label {old.id} was already reprinted as {later[0].id}")
     planned = plan_label(svc, product, old.item, n=next_number(product),
                     generation=len(labels_of(product, old.item)), fmt=fmt, size=size, dpi=dpi,
-                    with_isbt=isbt, product_code=product_code, signer=actor if signed else None)
+                    with_isbt=isbt, product_code=product_code, signer=actor if signed else None,
+                    final=final, patients=patients)
     fields = {"label": planned.label, "replaces": old.id}
     reprint_step = svc.process().step("label_reprint")
     if reprint_step is not None and "template" in reprint_step.fields:

@@ -30,9 +30,9 @@ COMMANDS: dict[str, str] = {
     "verify": "--db --checkpoint --jobs",
     "checkpoint": "-o/--output --db --log-key",
     "log-key": "--db",
-    "label": "ID --format/-f -o/--output --as --size --dpi --isbt --item --product-code "
-             "--printer --signed --final --expiry --product-name --storage --db --log-key "
-             "--password-file",
+    "label": "ID --format/-f --as -o/--output --size --dpi --isbt --item --product-code "
+             "--printer --signed --final --expiry --product-name --storage --send --queue --db "
+             "--log-key --password-file",
     "parse": "TEXT",
     "enrol": "--patient-file --treatment-site --slot --as --witness --db --log-key "
              "--password-file --witness-password-file",

@@ -122,8 +122,10 @@ def _default_item(svc: CoiService, coi: str) -> str:
 def label(
     coi: Annotated[str, typer.Argument(metavar="ID", help="Chain of Identity identifier")],
     fmt: FormatOpt,
-    output: OutOpt,
     as_: AsOpt,
+    output: Annotated[Path | None, typer.Option(
+        "-o", "--output", help="File to write (never overwritten); with --send or --queue, a "
+                               "copy of what the printer got")] = None,
     size: SizeOpt = "2x1",
     dpi: DpiOpt = None,
     with_isbt: IsbtOpt = False,
@@ -136,6 +138,11 @@ def label(
     expiry: ExpiryOpt = None,
     product_name: ProductNameOpt = None,
     storage: StorageOpt = "<= -150 C",
+    send: Annotated[str | None, typer.Option(
+        "--send", metavar="HOST[:PORT]",
+        help="Send the ZPL to a label printer over raw TCP (port 9100 by default)")] = None,
+    queue: Annotated[str | None, typer.Option(
+        "--queue", metavar="NAME", help="Send the ZPL to a CUPS queue (lp -o raw)")] = None,
     db: DbOpt = None,
     log_key: LogKeyOpt = None,
     password_file: PasswordFileOpt = None,
@@ -144,14 +151,18 @@ def label(
     svc = open_chain(db, log_key)
     code = chosen_product_code(svc, product_code, with_isbt)
     facts = final_facts(svc, final, expiry, product_name, storage)
+    with errors():
+        to = label_svc.destination(send, queue)
     actor = unlock_user(svc, as_, password_file)
     chosen = item if item is not None else _default_item(svc, coi)
     with errors():
         new, path = label_svc.issue_and_print(svc, actor, coi, chosen, fmt.strip().lower(),
                                               size.strip().lower(), dpi, with_isbt, output,
                                               product_code=code, printer=printer,
-                                              signed=signed, final=facts)
-        typer.echo(f"label {new} printed to {inert(path)}")
+                                              signed=signed, final=facts, send_to=to)
+        where = [f"printer {to}"] if to is not None else []
+        where += [inert(path)] if path is not None else []
+        typer.echo(f"label {new} printed to {' and '.join(where)}")
         typer.echo("apply it, then confirm with: coi labels apply "
                    f"{inert(coi.strip().upper())} {new} --scan … --as {inert(as_)}", err=True)
 

@@ -20,6 +20,7 @@ from coi.domain.state import ProductState
 from coi.labels.content import LabelContent, label_content
 from coi.labels.errors import LabelError
 from coi.labels.layout import fit_text
+from coi.labels.printer import PrinterError, Queue, Tcp, parse_queue, parse_tcp, send
 from coi.labels.render import PDF_DPI, plan, render_pdf_sheet, render_png, render_svg, render_zpl
 from coi.labels.template import load_template
 from coi.service.chain import CoiService
@@ -37,9 +38,14 @@ SIGNED_SIZE: Final = "4x2"
 GROUNDS_MAX: Final = 500
 
 
-def check_output(fmt: str, size: str, dpi: int | None, out_path: Path, *,
-                 signed: bool = False) -> int:
+def check_output(fmt: str, size: str, dpi: int | None, out_path: Path | None, *,
+                 signed: bool = False, send_to: Tcp | Queue | None = None) -> int:
     """Check the arguments before anything is recorded; return the dpi to lay out at."""
+    if out_path is None and send_to is None:
+        raise ConfigError("say where the label goes: a file (-o) or a printer (--send or "
+                          "--queue)")
+    if send_to is not None and fmt != "zpl":
+        raise ConfigError(f"a label printer takes ZPL: use --format zpl to send to {send_to}")
     if signed and size != SIGNED_SIZE:
         raise ConfigError(f"a signed label's code (137 characters) fits only the {SIGNED_SIZE} "
                           f"label: use --size {SIGNED_SIZE}")
@@ -55,6 +61,8 @@ def check_output(fmt: str, size: str, dpi: int | None, out_path: Path, *,
         dpi = 203 if fmt == "zpl" else 300
     if dpi not in DPIS:
         raise ConfigError(f"dpi {dpi} is not one of {', '.join(map(str, DPIS))}")
+    if out_path is None:
+        return dpi
     out_path = Path(out_path)
     parent = out_path.parent if str(out_path.parent) else Path(".")
     if not parent.is_dir():
@@ -154,6 +162,39 @@ def write_label(svc: CoiService, actor: Unlocked, coi: str, planned: Planned, fm
         raise ConfigError(f"the label file could not be written ({why}); label {planned.label} "
                           + ("was voided" if voided else "could not be voided: void it by hand")
                           ) from None
+
+
+def destination(send_to: str | None, queue: str | None) -> Tcp | Queue | None:
+    """The printer a label is sent to: ``--send HOST[:PORT]`` or ``--queue NAME`` (or none)."""
+    if send_to is not None and queue is not None:
+        raise ConfigError("send the label to one printer: --send or --queue, not both")
+    try:
+        if send_to is not None:
+            return parse_tcp(send_to)
+        return parse_queue(queue) if queue is not None else None
+    except LabelError as e:
+        raise ConfigError(str(e)) from None
+
+
+def send_label(svc: CoiService, actor: Unlocked, coi: str, planned: Planned, fmt: str,
+               size: str, to: Tcp | Queue, copy: Path | None) -> None:
+    """Send the label to a printer; on failure it stays issued, not printed (the file copy, if
+    one was written, is removed) and ``Refused`` says so. A render failure voids it."""
+    try:
+        data = render(planned.content, fmt, size, planned.dpi)
+    except (LabelError, ValueError) as e:
+        voided = void_quietly(svc, actor, coi, planned.label, f"render failed: {e}")
+        raise ConfigError(f"the label could not be rendered ({e}); label {planned.label} "
+                          + ("was voided" if voided else "could not be voided: void it by hand")
+                          ) from None
+    try:
+        send(data, to)
+    except PrinterError as e:
+        if copy is not None:
+            copy.unlink(missing_ok=True)
+        raise Refused(f"label {planned.label} was issued but not printed: {e}. Nothing was "
+                      "recorded printed. Check the printer, then void this label (coi labels "
+                      "void) and print a new one") from None
 
 
 def void_quietly(svc: CoiService, actor: Unlocked, coi: str, label: str, grounds: str) -> bool:

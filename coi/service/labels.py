@@ -36,6 +36,7 @@ from typing import Any
 from coi.domain import isbt as isbt128
 from coi.domain.scan import CoiIdScan, CompoundScan, DinScan, LabelScan, Scan
 from coi.domain.state import Label, ProductState
+from coi.labels.printer import Queue, Tcp, printer_id
 from coi.ledger.errors import VerificationError
 from coi.service.chain import CoiService
 from coi.service.errors import ConfigError, Refused
@@ -59,8 +60,10 @@ from coi.service.label_files import (
     FORMATS,
     SIZES,
     check_output,
+    destination,
     grounds_text,
     plan_label,
+    send_label,
     template_text,
     void_quietly,
     write_label,
@@ -88,6 +91,7 @@ __all__ = [
     "label_of",
     "parse_label_code",
     "parse_product_code",
+    "destination",
     "reconciliation",
     "reprint",
     "trust_problem",
@@ -97,11 +101,11 @@ __all__ = [
 # ------------------------------------------------------------------------------ the steps
 def issue_and_print(svc: CoiService, actor: Unlocked, coi: str, item: str, fmt: str,
                     size: str = "2x1", dpi: int | None = None, isbt: bool = False,
-                    out_path: Path = Path("label.png"), *,
+                    out_path: Path | None = Path("label.png"), *,
                     product_code: isbt128.ProductCode | None = None,
                     printer: str | None = None, signed: bool = False,
-                    final: FinalLabel | None = None,
-                    patients: PatientSource | None = None) -> tuple[str, Path]:
+                    final: FinalLabel | None = None, patients: PatientSource | None = None,
+                    send_to: Tcp | Queue | None = None) -> tuple[str, Path | None]:
     """Issue a new label for ``item``, write its file, record it printed; return (id, path).
 
     Checked before anything is recorded: the arguments, the output path (never overwritten),
@@ -112,8 +116,8 @@ def issue_and_print(svc: CoiService, actor: Unlocked, coi: str, item: str, fmt: 
     label voided. With ``signed`` the label carries the ``COS1`` payload signed with the
     actor's registered key (4x2 labels only).
     """
-    out_path = Path(out_path)
-    dpi = check_output(fmt, size, dpi, out_path, signed=signed)
+    out_path = Path(out_path) if out_path is not None else None
+    dpi = check_output(fmt, size, dpi, out_path, signed=signed, send_to=send_to)
     product = product_of(svc, coi)
     item = item.strip().upper()
     if item not in product.items:
@@ -130,14 +134,19 @@ def issue_and_print(svc: CoiService, actor: Unlocked, coi: str, item: str, fmt: 
     svc.record("label_issue", product.coi, actor=actor, item=item,
                fields={"label": planned.label,
                        "template": template_text(size, fmt, dpi, isbt, signed)})
-    write_label(svc, actor, product.coi, planned, fmt, size, out_path)
+    if out_path is not None:
+        write_label(svc, actor, product.coi, planned, fmt, size, out_path)
+    if send_to is not None:
+        send_label(svc, actor, product.coi, planned, fmt, size, send_to, out_path)
+        printer = printer_id(send_to)
     fields = {"label": planned.label}
     if printer:
         fields["printer"] = printer
     try:
         svc.record("label_print", product.coi, actor=actor, fields=fields)
     except BaseException:
-        out_path.unlink(missing_ok=True)
+        if out_path is not None:
+            out_path.unlink(missing_ok=True)
         void_quietly(svc, actor, product.coi, planned.label,
                       "print not recorded; the file was removed")
         raise

@@ -68,7 +68,8 @@ COMMANDS: dict[str, str] = {
 }
 GROUPS = {"": ["init", "migrate", "append", "verify", "checkpoint", "log-key", "label", "parse",
                "enrol", "record", "steps", "show", "status", "export", "verify-export",
-               "report", "tui", "demo", "backup", "restore", "validate", "user", "prove", "labels", "witness"],
+               "report", "tui", "demo", "backup", "restore", "validate", "user", "prove",
+               "labels", "witness"],
           "user": ["add", "revoke", "reset", "rotate", "unlock", "list"],
           "prove": ["inclusion", "consistency"],
           "labels": ["apply", "void", "reprint", "check", "list"],

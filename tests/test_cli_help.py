@@ -59,8 +59,8 @@ COMMANDS: dict[str, str] = {
     "prove consistency": "OLD NEW --db",
     "labels apply": "ID LABEL --scan --as --station --db --log-key --password-file",
     "labels void": "ID LABEL --grounds --as --db --log-key --password-file",
-    "labels reprint": "ID LABEL --grounds --format/-f -o/--output --as --size --dpi --isbt "
-                      "--product-code --signed --db --log-key --password-file",
+    "labels reprint": "ID LABEL --grounds --format/-f --as -o/--output --size --dpi --isbt "
+                      "--product-code --signed --send --queue --db --log-key --password-file",
     "labels check": "--scan --as --coi --item --station --db --log-key --password-file",
     "labels list": "ID --db --json",
     "witness init": "--name -o/--output",

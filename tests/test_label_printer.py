@@ -170,3 +170,23 @@ def test_cli_sends_to_a_tcp_printer_and_a_cups_queue(site: demo.Site, db_path: P
     assert "issued but not printed: lp refused the label for cups:gone (exit 1)" in r.stderr
     assert "does not exist" in r.stderr
     assert L.reconciliation(site.svc, w3.coi)[0]["outcome"] == "not printed"
+
+
+def test_a_reprint_sent_to_a_printer(site: demo.Site, tmp_path: Path) -> None:
+    w = collected(site)
+    alice = site.people["alice"]
+    old, _ = L.issue_and_print(site.svc, alice, w.coi, "C00001", "zpl", "2x1", None, False,
+                               tmp_path / "old.zpl")
+    with pytest.raises(Refused, match=f"the reprint of {old} was not printed: printer tcp"):
+        L.reprint(site.svc, alice, w.coi, old, "torn", "zpl", "2x1", None, False, None,
+                  send_to=L.destination(f"127.0.0.1:{free_port()}", None))
+    rows = L.reconciliation(site.svc, w.coi)
+    assert [r["outcome"] for r in rows] == ["voided"]  # nothing recorded after the void
+    printer = Printer()
+    new, _ = L.reprint(site.svc, alice, w.coi, old, "torn", "zpl", "2x1", None, False, None,
+                       send_to=L.destination(f"127.0.0.1:{printer.port}", None))
+    printer.thread.join(5)
+    assert f"MA,{payload.encode(w.coi, 'C01001')}".encode() in printer.received
+    assert [r["outcome"] for r in L.reconciliation(site.svc, w.coi)] == ["voided", "outstanding"]
+    entry = site.svc.ledger.store.row(L.reconciliation(site.svc, w.coi)[1]["events"][0])
+    assert entry is not None and f"TCP-127-0-0-1-{printer.port}".encode() in entry.statement

@@ -44,7 +44,14 @@ IsbtOpt = Annotated[bool, typer.Option(
 ProductCodeOpt = Annotated[str | None, typer.Option(
     help="ISBT 128 product code for --isbt, e.g. S1234100 [default: the site's product_code, "
          "if set]")]
-OutOpt = Annotated[Path, typer.Option("-o", "--output", help="File to write (never overwritten)")]
+OptionalOutOpt = Annotated[Path | None, typer.Option(
+    "-o", "--output", help="File to write (never overwritten); with --send or --queue, a copy "
+                           "of what the printer got")]
+SendOpt = Annotated[str | None, typer.Option(
+    "--send", metavar="HOST[:PORT]",
+    help="Send the ZPL to a label printer over raw TCP (port 9100 by default)")]
+QueueOpt = Annotated[str | None, typer.Option(
+    "--queue", metavar="NAME", help="Send the ZPL to a CUPS queue (lp -o raw)")]
 AsOpt = Annotated[str, typer.Option("--as", help="Who does it and signs")]
 SignedOpt = Annotated[bool, typer.Option(
     "--signed", help="Print the signed code (COS1), signed with your registered key; 4x2 only")]
@@ -123,9 +130,7 @@ def label(
     coi: Annotated[str, typer.Argument(metavar="ID", help="Chain of Identity identifier")],
     fmt: FormatOpt,
     as_: AsOpt,
-    output: Annotated[Path | None, typer.Option(
-        "-o", "--output", help="File to write (never overwritten); with --send or --queue, a "
-                               "copy of what the printer got")] = None,
+    output: OptionalOutOpt = None,
     size: SizeOpt = "2x1",
     dpi: DpiOpt = None,
     with_isbt: IsbtOpt = False,
@@ -138,11 +143,8 @@ def label(
     expiry: ExpiryOpt = None,
     product_name: ProductNameOpt = None,
     storage: StorageOpt = "<= -150 C",
-    send: Annotated[str | None, typer.Option(
-        "--send", metavar="HOST[:PORT]",
-        help="Send the ZPL to a label printer over raw TCP (port 9100 by default)")] = None,
-    queue: Annotated[str | None, typer.Option(
-        "--queue", metavar="NAME", help="Send the ZPL to a CUPS queue (lp -o raw)")] = None,
+    send: SendOpt = None,
+    queue: QueueOpt = None,
     db: DbOpt = None,
     log_key: LogKeyOpt = None,
     password_file: PasswordFileOpt = None,
@@ -160,7 +162,7 @@ def label(
                                               size.strip().lower(), dpi, with_isbt, output,
                                               product_code=code, printer=printer,
                                               signed=signed, final=facts, send_to=to)
-        where = [f"printer {to}"] if to is not None else []
+        where = [f"printer {inert(str(to))}"] if to is not None else []
         where += [inert(path)] if path is not None else []
         typer.echo(f"label {new} printed to {' and '.join(where)}")
         typer.echo("apply it, then confirm with: coi labels apply "

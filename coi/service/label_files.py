@@ -177,7 +177,8 @@ def destination(send_to: str | None, queue: str | None) -> Tcp | Queue | None:
 
 
 def send_label(svc: CoiService, actor: Unlocked, coi: str, planned: Planned, fmt: str,
-               size: str, to: Tcp | Queue, copy: Path | None) -> None:
+               size: str, to: Tcp | Queue, copy: Path | None, *,
+               reprint_of: str | None = None) -> None:
     """Send the label to a printer; on failure it stays issued, not printed (the file copy, if
     one was written, is removed) and ``Refused`` says so. A render failure voids it."""
     try:
@@ -192,6 +193,10 @@ def send_label(svc: CoiService, actor: Unlocked, coi: str, planned: Planned, fmt
     except PrinterError as e:
         if copy is not None:
             copy.unlink(missing_ok=True)
+        if reprint_of is not None:
+            raise Refused(f"the reprint of {reprint_of} was not printed: {e}. {reprint_of} is "
+                          "voided and nothing else was recorded: check the printer and reprint "
+                          "it again") from None
         raise Refused(f"label {planned.label} was issued but not printed: {e}. Nothing was "
                       "recorded printed. Check the printer, then void this label (coi labels "
                       "void) and print a new one") from None

@@ -164,17 +164,20 @@ def void(svc: CoiService, actor: Unlocked, coi: str, label: str, grounds: str) -
 
 def reprint(svc: CoiService, actor: Unlocked, coi: str, label: str, grounds: str, fmt: str,
             size: str = "2x1", dpi: int | None = None, isbt: bool = False,
-            out_path: Path = Path("label.png"), *,
+            out_path: Path | None = Path("label.png"), *,
             product_code: isbt128.ProductCode | None = None,
             signed: bool = False, final: FinalLabel | None = None,
-            patients: PatientSource | None = None) -> tuple[str, Path]:
+            patients: PatientSource | None = None,
+            send_to: Tcp | Queue | None = None) -> tuple[str, Path | None]:
     """Void ``label`` (unless it already is), print its replacement; return (new id, path).
 
     The replacement gets a new id and the next print generation, so the old label's code is
-    refused from now on. Everything is checked before the old label is voided.
+    refused from now on. Everything is checked before the old label is voided. A reprint is
+    recorded printed, so with ``send_to`` the printer must take it first: if it does not,
+    nothing is recorded after the void and the old label stays voided (reprint it again).
     """
-    out_path = Path(out_path)
-    dpi = check_output(fmt, size, dpi, out_path, signed=signed)
+    out_path = Path(out_path) if out_path is not None else None
+    dpi = check_output(fmt, size, dpi, out_path, signed=signed, send_to=send_to)
     grounds = grounds_text(grounds)
     product = product_of(svc, coi)
     old = label_in(product, label)
@@ -198,8 +201,14 @@ def reprint(svc: CoiService, actor: Unlocked, coi: str, label: str, grounds: str
     if old.status != "voided":
         svc.record("label_void", product.coi, actor=actor,
                    fields={"label": old.id, "grounds": grounds})
+    if send_to is not None:
+        send_label(svc, actor, product.coi, planned, fmt, size, send_to, None,
+                   reprint_of=old.id)
+        if reprint_step is not None and "printer" in reprint_step.fields:
+            fields["printer"] = printer_id(send_to)
     svc.record("label_reprint", product.coi, actor=actor, fields=fields)
-    write_label(svc, actor, product.coi, planned, fmt, size, out_path)
+    if out_path is not None:
+        write_label(svc, actor, product.coi, planned, fmt, size, out_path)
     return planned.label, out_path
 
 

@@ -44,7 +44,7 @@ COMMANDS: dict[str, str] = {
     "export": "-o/--output --coi --since --until --all --fhir --html --quiet/-q --db --log-key",
     "verify-export": "PATH --trust",
     "report": "BUNDLE -o/--output --trust",
-    "tui": "--db --log-key --station --idle-minutes",
+    "tui": "--db --log-key --station --idle-minutes --printer",
     "demo": "--db --products --station --idle-minutes",
     "backup": "-o/--output --force/--no-force --db --log-key",
     "restore": "BACKUP_FILE --checkpoint --db --log-key",

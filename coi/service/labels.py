@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from coi.domain import isbt as isbt128
+from coi.domain.rules.identity import item_closed
 from coi.domain.scan import CoiIdScan, CompoundScan, DinScan, LabelScan, Scan
 from coi.domain.state import Label, ProductState
 from coi.labels.printer import Queue, Tcp, printer_id
@@ -94,7 +95,9 @@ __all__ = [
     "destination",
     "reconciliation",
     "reprint",
+    "station_printer",
     "trust_problem",
+    "unlabelled_items",
     "void",
 ]
 
@@ -151,6 +154,20 @@ def issue_and_print(svc: CoiService, actor: Unlocked, coi: str, item: str, fmt: 
                       "print not recorded; the file was removed")
         raise
     return planned.label, out_path
+
+
+def station_printer(text: str) -> tuple[str | None, str | None]:
+    """A station's printer setting as (``--send``, ``--queue``): ``cups:NAME`` is a CUPS queue,
+    anything else ``HOST[:PORT]`` (checked by :func:`destination`)."""
+    return (None, text[5:]) if text.startswith("cups:") else (text, None)
+
+
+def unlabelled_items(svc: CoiService, coi: str) -> list[str]:
+    """The product's items that may get a label now: no live label, and not gone."""
+    product = product_of(svc, coi)
+    live = {lab.item for lab in product.labels.values() if lab.status != "voided"}
+    return sorted(i.id for i in product.items.values()
+                  if i.id not in live and not item_closed(i.status))
 
 
 def void(svc: CoiService, actor: Unlocked, coi: str, label: str, grounds: str) -> int:

@@ -110,17 +110,13 @@ def final_facts(svc: CoiService, final: bool, expiry: str | None, product_name: 
 
 
 def _default_item(svc: CoiService, coi: str) -> str:
-    """The only item of the product that has no printed or applied label."""
+    """The only item of the product that may get a label (no live label, not gone)."""
     with errors():
-        product = svc.chain().product(coi.strip().upper())
-        if product is None:
-            fail(f"refused: no product {coi.strip().upper()} in this ledger")
-        live = {lab.item for lab in product.labels.values() if lab.status != "voided"}
-        free = sorted(i for i in product.items if i not in live)
+        free = label_svc.unlabelled_items(svc, coi)
         if len(free) == 1:
             return free[0]
-        fail(f"name the item with --item (unlabelled items: {', '.join(free) or 'none'}; all "
-             f"items: {', '.join(sorted(product.items)) or 'none yet'})", EXIT_USAGE)
+        fail(f"name the item with --item (items that may get a label now: "
+             f"{', '.join(free) or 'none'})", EXIT_USAGE)
     raise AssertionError  # pragma: no cover
 
 

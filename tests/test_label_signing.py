@@ -204,6 +204,7 @@ def test_cli_prints_signed_labels_and_labels_check_refuses_a_forgery(
     (qr,) = decode(png_image(out.read_bytes()), zxingcpp.BarcodeFormat.QRCode)
     ok = runner.invoke(app, ["labels", "check", "--scan", scanned(qr), "--coi", w.coi, *common])
     assert ok.exit_code == 0 and '"accepted": true' in ok.stdout
+    assert '"signature": "verified with the key that issued the label"' in ok.stdout
     forged = _forge(w, bytes.fromhex("DEADBEEF"))
     bad = runner.invoke(app, ["labels", "check", "--scan", forged, "--coi", w.coi, *common])
     assert bad.exit_code == 1

@@ -137,6 +137,8 @@ def labels_check(
         out: dict[str, Any] = {"accepted": True, "scan": result.to_json()}
         if isinstance(result, LabelScan):
             out["label"] = label_svc.label_of(svc, result)
+            if result.label.signed:
+                out["signature"] = "verified with the key that issued the label"
         echo_json(out)
 
 

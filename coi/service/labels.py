@@ -23,8 +23,10 @@ file could not be written is voided with the grounds ``render failed: …``.
 
 This module records the steps (issue and print, void, reprint, apply), checks scans and
 reconciles; label ids, codes and the lookups they share are ``label_codes``'s, the label file
-(checks before recording, layout, writing) ``label_files``'s. The public names of both are
-importable from here.
+(checks before recording, layout, writing, sending to a printer) ``label_files``'s, signed
+labels (who signs, how a scan is verified) ``label_signing``'s and final-product labels (and
+where the patient's name comes from) ``label_final``'s. Their public names are importable from
+here.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from coi.cli.main import app
 from coi.domain.replay import replay
 from coi.service.chain import CoiService, fact_of, refuse_process_types
-from coi.service.demo import demo_password
+from coi.service.demo import demo_password, label_bags
 from coi.service.errors import Refused, VerificationError
 from coi.service.session import SigningSession
 from tests.chain_site import (
@@ -419,6 +419,7 @@ def test_a_qa_user_who_witnessed_manufacturing_may_not_release(site: ChainSite) 
     site.at(w.t0 + 11 * D + 5 * H)
     record(site, "cryopreservation", w.coi, "maya", witness="hana", bag_count="2",
            volume_ml_per_bag="35")
+    label_bags(site.demo, w.coi, "cryopreservation")  # release needs every bag labelled
     w.next = plan_index("cryopreservation") + 1
     walk(site, w, until="qa_release")
     refused(site, w.coi, lambda: release(site, w, "hana"),

@@ -30,8 +30,9 @@ COMMANDS: dict[str, str] = {
     "verify": "--db --checkpoint --jobs",
     "checkpoint": "-o/--output --force --db --log-key",
     "log-key": "--db",
-    "label": "ID --format/-f -o/--output --as --size --dpi --isbt --item --product-code "
-             "--printer --db --log-key --password-file",
+    "label": "ID --format/-f --as -o/--output --size --dpi --isbt --item --product-code "
+             "--printer --signed --final --expiry --product-name --storage --send --queue --db "
+             "--log-key --password-file",
     "parse": "TEXT",
     "enrol": "--patient-file --treatment-site --slot --as --witness --db --log-key "
              "--password-file --witness-password-file",
@@ -46,7 +47,7 @@ COMMANDS: dict[str, str] = {
     "verify-export": "PATH --trust --trust-bundle-key",
     "report": "BUNDLE -o/--output --trust --force",
     "verify-chain": "FILES --coi --trust",
-    "tui": "--db --log-key --station --idle-minutes",
+    "tui": "--db --log-key --station --idle-minutes --printer",
     "demo": "--db --products --station --idle-minutes --no-tui",
     "backup": "-o/--output --force/--no-force --db --log-key",
     "restore": "BACKUP_FILE --checkpoint --db --log-key",
@@ -61,8 +62,8 @@ COMMANDS: dict[str, str] = {
     "prove consistency": "OLD NEW --db",
     "labels apply": "ID LABEL --scan --as --station --db --log-key --password-file",
     "labels void": "ID LABEL --grounds --as --db --log-key --password-file",
-    "labels reprint": "ID LABEL --grounds --format/-f -o/--output --as --size --dpi --isbt "
-                      "--product-code --db --log-key --password-file",
+    "labels reprint": "ID LABEL --grounds --format/-f --as -o/--output --size --dpi --isbt "
+                      "--product-code --signed --send --queue --db --log-key --password-file",
     "labels check": "--scan --as --coi --item --station --db --log-key --password-file",
     "labels list": "ID --db --json",
     "witness init": "--name -o/--output",

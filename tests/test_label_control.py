@@ -34,9 +34,10 @@ _SEQ = iter(range(1, 10_000))
 
 
 def walk_to(site: demo.Site, last_step: str = "apheresis_collection") -> demo.Walk:
-    """A new product walked along the demo plan up to and including ``last_step``."""
+    """A new product walked along the demo plan up to and including ``last_step``; its final
+    bags are not labelled (the tests do that)."""
     clock = _clock(site)
-    w = demo.Walk(seq=next(_SEQ), bags=2)
+    w = demo.Walk(seq=next(_SEQ), bags=2, label_bags=False)
     clock.set(clock.now_ms() + demo.D)
     demo.enrol(site, w)
     t0 = clock.now_ms()
@@ -258,6 +259,68 @@ def test_an_unreconciled_product_cannot_be_released(site: demo.Site, tmp_path: P
     with pytest.raises(Refused, match=f"label {lid} was printed but neither applied nor voided"):
         demo.step(site, w, release, _clock(site).now_ms())
     L.apply(site.svc, maya, w.coi, lid, scan_of(w.coi, "F00001"))
+    # Every final bag must carry an applied label: F00002 has none yet.
+    with pytest.raises(Refused, match="F00002 has no label applied") as exc:
+        demo.step(site, w, release, _clock(site).now_ms())
+    assert exc.value.recorded_index is not None
+    other, _ = L.issue_and_print(site.svc, maya, w.coi, "F00002", "png", "2x1", None, False,
+                                 tmp_path / "f2.png")
+    with pytest.raises(Refused, match="F00002 has no label applied"):  # printed, not applied
+        demo.step(site, w, release, _clock(site).now_ms())
+    L.apply(site.svc, maya, w.coi, other, scan_of(w.coi, "F00002"))
     demo.step(site, w, release, _clock(site).now_ms())
     product = site.svc.chain().product(w.coi)
     assert product is not None and product.state == "released"
+
+
+@pytest.mark.req("LABEL-RECONCILIATION")
+def test_shipment_needs_every_final_bag_labelled(site: demo.Site, tmp_path: Path) -> None:
+    """A label voided after release leaves its bag unlabelled: shipment is refused until the
+    reprint is applied."""
+    w = walk_to(site, "cryopreservation")
+    maya = site.people["maya"]
+    demo.label_bags(site, w.coi, "cryopreservation")
+    walk_on(site, w, "qa_release")
+    lab = next(r["label"] for r in L.reconciliation(site.svc, w.coi) if r["item"] == "F00002")
+    L.void(site.svc, maya, w.coi, lab, "torn in the shipper")
+    shipment = demo.STEP_NAMES.index("shipment")
+    with pytest.raises(Refused, match="F00002 has no label applied; 'Shipment' needs") as exc:
+        demo.step(site, w, shipment, _clock(site).now_ms())
+    assert exc.value.recorded_index is not None
+    new, _ = L.reprint(site.svc, maya, w.coi, lab, "torn", "png", "2x1", None, False,
+                       tmp_path / "r.png")
+    L.apply(site.svc, maya, w.coi, new, scan_of(w.coi, "F01002"))
+    demo.step(site, w, shipment, _clock(site).now_ms())
+
+
+@pytest.mark.req("LABEL-CONTROL")
+def test_no_label_for_an_item_that_is_gone(site: demo.Site, tmp_path: Path) -> None:
+    """The collection bag is consumed at activation: no label is issued or reprinted for it."""
+    w = walk_to(site, "receipt_at_manufacturing")
+    alice = site.people["alice"]
+    old, _ = L.issue_and_print(site.svc, alice, w.coi, "C00001", "png", "2x1", None, False,
+                               tmp_path / "c.png")
+    L.void(site.svc, alice, w.coi, old, "smudged")
+    walk_on(site, w, "activation")
+    assert site.svc.chain().product(w.coi).items["C00001"].status == "consumed"  # type: ignore[union-attr]
+    for attempt in (
+        lambda: L.issue_and_print(site.svc, alice, w.coi, "C00001", "png", "2x1", None, False,
+                                  tmp_path / "again.png"),
+        lambda: L.reprint(site.svc, alice, w.coi, old, "smudged", "png", "2x1", None, False,
+                          tmp_path / "re.png"),
+    ):
+        with pytest.raises(Refused, match="C00001 is consumed: no label is issued") as exc:
+            attempt()
+        assert exc.value.recorded_index is not None
+    assert not (tmp_path / "again.png").exists() and not (tmp_path / "re.png").exists()
+
+
+def walk_on(site: demo.Site, w: demo.Walk, last_step: str) -> None:
+    """Go on along the plan from where ``w`` is, up to and including ``last_step``."""
+    clock = _clock(site)
+    start = len(w.done) - 1
+    for n in range(start, len(demo.PLAN)):
+        clock.set(clock.now_ms() + demo.H)
+        demo.step(site, w, n, clock.now_ms())
+        if demo.PLAN[n][0] == last_step:
+            break

@@ -109,7 +109,28 @@ class Driver:
         fact = self.append(attempt, decision)
         for auto in decision.auto_deviations:
             self.open_auto(auto)
+        self.label_new_items(step(name), attempt.subject)
         return fact
+
+    def label_new_items(self, spec: StepSpec, subject: str) -> None:
+        """After a step that creates items a later step needs labelled, label them."""
+        if spec.creates is not None and any(
+                s.labelled_items == spec.creates.kind for s in self.process.steps.values()):
+            self.label_items(subject, spec.creates.kind)
+
+    def label_items(self, subject: str, kind: str) -> None:
+        """Label the new bags (issued, printed, applied): release and shipment need it."""
+        product = self.chain.product(subject)
+        assert product is not None
+        for item in sorted(i.id for i in product.items_of(kind)):
+            label = f"ZL-{item}"  # after the tests' own L1, L2, ... in id order
+            for name in ("label_issue", "label_print", "label_apply"):
+                attempt = Attempt(name, subject, item if name == "label_issue" else None,
+                                  {"label": label}, user_for("manufacturing"), None,
+                                  self.now)
+                decision = check(self.process, self.chain, attempt)
+                assert decision.allowed, decision.reasons
+                self.append(attempt, decision)
 
     def append(self, attempt: Attempt, decision: Decision) -> Fact:
         assert decision.entry_type is not None
@@ -230,7 +251,7 @@ def valid_fields(
             ),
             "L1",
         )
-        fresh = f"L{len(labels) + 1}"
+        fresh = f"L{sum(not k.startswith('ZL-') for k in labels) + 1}"
         if name == "label_issue":
             return {"label": fresh}
         if name == "label_void":
@@ -1166,6 +1187,7 @@ class ChainMachine(RuleBasedStateMachine):
         d.append(attempt, decision)
         for auto in decision.auto_deviations:
             d.open_auto(auto)
+        d.label_new_items(spec, subject)
 
     @rule(
         subject=st.sampled_from([COI, OTHER_COI]),

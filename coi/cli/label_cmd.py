@@ -45,8 +45,25 @@ IsbtOpt = Annotated[bool, typer.Option(
 ProductCodeOpt = Annotated[str | None, typer.Option(
     help="ISBT 128 product code for --isbt, e.g. S1234100 [default: the site's product_code, "
          "if set]")]
-OutOpt = Annotated[Path, typer.Option("-o", "--output", help="File to write (never overwritten)")]
+OptionalOutOpt = Annotated[Path | None, typer.Option(
+    "-o", "--output", help="File to write (never overwritten); with --send or --queue, a copy "
+                           "of what the printer got")]
+SendOpt = Annotated[str | None, typer.Option(
+    "--send", metavar="HOST[:PORT]",
+    help="Send the ZPL to a label printer over raw TCP (port 9100 by default)")]
+QueueOpt = Annotated[str | None, typer.Option(
+    "--queue", metavar="NAME", help="Send the ZPL to a CUPS queue (lp -o raw)")]
 AsOpt = Annotated[str, typer.Option("--as", help="Who does it and signs")]
+SignedOpt = Annotated[bool, typer.Option(
+    "--signed", help="Print the signed code (COS1), signed with your registered key; 4x2 only")]
+FinalOpt = Annotated[bool, typer.Option(
+    "--final", help="A final-product label (4x2, --isbt): FOR AUTOLOGOUS USE ONLY, product name "
+                    "and code, expiry, storage, the patient's name and date of birth, bag number")]
+ExpiryOpt = Annotated[str | None, typer.Option(
+    help="Expiry date for --final, YYYY-MM-DD")]
+ProductNameOpt = Annotated[str | None, typer.Option(
+    help="Product name for --final [default: the site's product_name, if set]")]
+StorageOpt = Annotated[str, typer.Option(help="Storage temperature printed by --final")]
 ScanOpt = Annotated[str, typer.Option(
     "--scan", help="What the scanner typed ('-' = one line from stdin; \\x1d or <GS> stands for "
                    "the group separator)")]
@@ -77,18 +94,33 @@ def chosen_product_code(svc: CoiService | None, given: str | None, with_isbt: bo
     return None
 
 
-def _default_item(svc: CoiService, coi: str) -> str:
-    """The only item of the product that has no printed or applied label."""
+def final_facts(svc: CoiService, final: bool, expiry: str | None, product_name: str | None,
+                storage: str) -> label_svc.FinalLabel | None:
+    """What ``--final`` prints beyond the ledger, or None without ``--final``."""
+    if not final:
+        if expiry is not None or product_name is not None:
+            fail("--expiry and --product-name go on final-product labels: add --final",
+                 EXIT_USAGE)
+        return None
+    if expiry is None:
+        fail("a final-product label prints its expiry: give --expiry YYYY-MM-DD", EXIT_USAGE)
     with errors():
-        product = svc.chain().product(coi.strip().upper())
-        if product is None:
-            fail(f"refused: no product {coi.strip().upper()} in this ledger")
-        live = {lab.item for lab in product.labels.values() if lab.status != "voided"}
-        free = sorted(i for i in product.items if i not in live)
+        configured = svc.site().get("product_name")
+    name = product_name or (configured if isinstance(configured, str) else None)
+    if not name:
+        fail("give the product name with --product-name (or set the site's product_name)",
+             EXIT_USAGE)
+    return label_svc.FinalLabel(name, expiry, storage)
+
+
+def _default_item(svc: CoiService, coi: str) -> str:
+    """The only item of the product that may get a label (no live label, not gone)."""
+    with errors():
+        free = label_svc.unlabelled_items(svc, coi)
         if len(free) == 1:
             return free[0]
-        fail(f"name the item with --item (unlabelled items: {', '.join(free) or 'none'}; all "
-             f"items: {', '.join(sorted(product.items)) or 'none yet'})", EXIT_USAGE)
+        fail(f"name the item with --item (items that may get a label now: "
+             f"{', '.join(free) or 'none'})", EXIT_USAGE)
     raise AssertionError  # pragma: no cover
 
 
@@ -97,8 +129,8 @@ def _default_item(svc: CoiService, coi: str) -> str:
 def label(
     coi: Annotated[str, typer.Argument(metavar="ID", help="Chain of Identity identifier")],
     fmt: FormatOpt,
-    output: OutOpt,
     as_: AsOpt,
+    output: OptionalOutOpt = None,
     size: SizeOpt = "2x1",
     dpi: DpiOpt = None,
     with_isbt: IsbtOpt = False,
@@ -106,6 +138,13 @@ def label(
         help="Item (bag) to label, e.g. C00001 [default: the only unlabelled item]")] = None,
     product_code: ProductCodeOpt = None,
     printer: Annotated[str | None, typer.Option(help="Printer identifier, recorded")] = None,
+    signed: SignedOpt = False,
+    final: FinalOpt = False,
+    expiry: ExpiryOpt = None,
+    product_name: ProductNameOpt = None,
+    storage: StorageOpt = "<= -150 C",
+    send: SendOpt = None,
+    queue: QueueOpt = None,
     db: DbOpt = None,
     log_key: LogKeyOpt = None,
     password_file: PasswordFileOpt = None,
@@ -113,14 +152,20 @@ def label(
     """Issue and print a controlled label: recorded issued, written, recorded printed."""
     svc = open_chain(db, log_key)
     code = chosen_product_code(svc, product_code, with_isbt)
+    facts = final_facts(svc, final, expiry, product_name, storage)
+    with errors():
+        to = label_svc.destination(send, queue)
     actor = unlock_user(svc, as_, password_file)
     chosen = item if item is not None else _default_item(svc, coi)
     with errors():
         from coi.service import labels as label_svc
         new, path = label_svc.issue_and_print(svc, actor, coi, chosen, fmt.strip().lower(),
                                               size.strip().lower(), dpi, with_isbt, output,
-                                              product_code=code, printer=printer)
-        typer.echo(f"label {new} printed to {inert(path)}")
+                                              product_code=code, printer=printer,
+                                              signed=signed, final=facts, send_to=to)
+        where = [f"printer {inert(str(to))}"] if to is not None else []
+        where += [inert(path)] if path is not None else []
+        typer.echo(f"label {new} printed to {' and '.join(where)}")
         typer.echo("apply it, then confirm with: coi labels apply "
                    f"{inert(coi.strip().upper())} {new} --scan … --as {inert(as_)}", err=True)
 
@@ -140,6 +185,8 @@ def parse(
     except ScanRefused as e:
         fail(f"not a valid scan: {e.reason}")
     out = scan.to_json()
+    if isinstance(scan, LabelScan) and scan.label.signed:
+        out["signature"] = "not verified here: coi labels check verifies it against the ledger"
     if isinstance(scan, LabelScan):
         from coi.service import labels as label_svc
         code = label_svc.parse_label_code(scan.label.item)

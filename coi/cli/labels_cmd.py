@@ -22,9 +22,12 @@ from coi.cli.label_cmd import (
     DpiOpt,
     FormatOpt,
     IsbtOpt,
-    OutOpt,
+    OptionalOutOpt,
     ProductCodeOpt,
+    QueueOpt,
     ScanOpt,
+    SendOpt,
+    SignedOpt,
     SizeOpt,
     chosen_product_code,
     scan_text,
@@ -87,12 +90,15 @@ def labels_reprint(
     grounds: Annotated[str, typer.Option(help="Why it is reprinted (recorded as the void's "
                                               "grounds)")],
     fmt: FormatOpt,
-    output: OutOpt,
     as_: AsOpt,
+    output: OptionalOutOpt = None,
     size: SizeOpt = "2x1",
     dpi: DpiOpt = None,
     with_isbt: IsbtOpt = False,
     product_code: ProductCodeOpt = None,
+    signed: SignedOpt = False,
+    send: SendOpt = None,
+    queue: QueueOpt = None,
     db: DbOpt = None,
     log_key: LogKeyOpt = None,
     password_file: PasswordFileOpt = None,
@@ -100,14 +106,18 @@ def labels_reprint(
     """Void a label (if not yet voided) and print its replacement under a new id."""
     svc = open_chain(db, log_key)
     code = chosen_product_code(svc, product_code, with_isbt)
+    with errors():
+        to = label_svc.destination(send, queue)
     actor = unlock_user(svc, as_, password_file)
     with errors():
         from coi.service import labels as label_svc
         new, path = label_svc.reprint(svc, actor, coi, label_id, grounds, fmt.strip().lower(),
                                       size.strip().lower(), dpi, with_isbt, output,
-                                      product_code=code)
+                                      product_code=code, signed=signed, send_to=to)
+        where = [f"printer {inert(str(to))}"] if to is not None else []
+        where += [inert(path)] if path is not None else []
         typer.echo(f"label {new} replaces {inert(label_id.strip().upper())}; printed to "
-                   f"{inert(path)}")
+                   + " and ".join(where))
 
 
 @app.command("check")
@@ -132,6 +142,8 @@ def labels_check(
         from coi.service.scans import LabelScan
         if isinstance(result, LabelScan):
             out["label"] = label_svc.label_of(svc, result)
+            if result.label.signed:
+                out["signature"] = "verified with the key that issued the label"
         echo_json(out)
 
 

@@ -27,11 +27,15 @@ IdleOpt = Annotated[
 ]
 
 
-def _run(db: str | None, log_key: str | None, station: str | None, idle_minutes: float) -> None:
+def _run(db: str | None, log_key: str | None, station: str | None, idle_minutes: float,
+         printer: str | None = None) -> None:
+    from coi.service import labels as label_svc
     from coi.service.chain import CoiService
 
     require_existing(db)
     with errors():
+        if printer is not None:
+            label_svc.destination(*label_svc.station_printer(printer))
         svc = CoiService.open(db, log_key)
         process = svc.process()
         if station is not None and process.step(station) is None:
@@ -39,7 +43,7 @@ def _run(db: str | None, log_key: str | None, station: str | None, idle_minutes:
                  EXIT_USAGE)
     from coi.tui.app import CoiApp
 
-    CoiApp(svc, station=station, idle_timeout_s=idle_minutes * 60).run()
+    CoiApp(svc, station=station, idle_timeout_s=idle_minutes * 60, printer=printer).run()
 
 
 def _print_demo_scans(db: str) -> None:
@@ -61,9 +65,12 @@ def _print_demo_scans(db: str) -> None:
 
 @app.command("tui")
 def tui(db: DbOpt = None, log_key: LogKeyOpt = None, station: StationOpt = None,
-        idle_minutes: IdleOpt = 15.0) -> None:
+        idle_minutes: IdleOpt = 15.0,
+        printer: Annotated[str | None, typer.Option(
+            help="The station's label printer: HOST[:PORT] (raw TCP, 9100) or cups:QUEUE; "
+                 "p on a product's page prints a signed label there")] = None) -> None:
     """Open the terminal UI: scan stations, QA review and release, audit, users."""
-    _run(db, log_key, station, idle_minutes)
+    _run(db, log_key, station, idle_minutes, printer)
 
 
 def _build_demo(db: Path, products: int) -> None:

@@ -66,6 +66,7 @@ def check(process: Process, chain: ChainState, attempt: Attempt) -> Decision:
     elif effect.startswith("label_"):
         identity.labels(ev, step, values)
     entered = entry.entry(ev, step, values)
+    identity.labelled_items(ev, step)
     people.separation_of_duties(ev, step)
     if not ev.reasons:
         windows.windows(ev, step)

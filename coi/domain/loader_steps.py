@@ -67,6 +67,7 @@ _STEP_KEYS = {
     "independent_of_stages",
     "fields",
     "second_scan",
+    "labelled_items",
 }
 # Fields each special effect reads: name -> the type it must have (and it must be required).
 _EFFECT_FIELDS: Mapping[str, Mapping[str, str]] = {
@@ -269,7 +270,17 @@ class _StepReader:
             ),
             fields=fields,
             second_scan=second_scan,
+            labelled_items=self.labelled_items(),
         )
+
+    def labelled_items(self) -> str | None:
+        """The item kind every item of which must carry an applied label before this step."""
+        if "labelled_items" not in self.body:
+            return None
+        kind = self.r.string(self.body, "labelled_items", self.where)
+        if kind not in self.names.items:
+            raise self.r.fail(f"{self.where}.labelled_items", f"{kind!r} is not an item kind")
+        return kind
 
     def kind(self) -> tuple[str, str]:
         """The entry type it records and its effect."""

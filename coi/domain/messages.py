@@ -390,6 +390,17 @@ def void_before_reprint(label: object, status: str) -> str:
     return f"Void label {label} before reprinting it (it is {status})"
 
 
+def label_for_closed_item(item: str, status: str) -> str:
+    return (f"Item {item} is {status}: no label is issued for an item that is gone (consumed, "
+            "infused, returned or destroyed)")
+
+
+def items_unlabelled(items: Sequence[str], title: str) -> str:
+    return (f"{', '.join(items)} {'has' if len(items) == 1 else 'have'} no label applied; "
+            f"'{title}' needs every bag labelled: print its label (coi label), apply it and "
+            "confirm by scanning it (coi labels apply)")
+
+
 def no_such_label(label: str) -> str:
     return f"There is no label {label} on this product"
 

@@ -177,6 +177,7 @@ class StepSpec:
     independent_of_stages: frozenset[str]
     fields: Mapping[str, FieldSpec]
     second_scan: str | None = None  # "paperwork" or "wristband": scanned after the bag, compared
+    labelled_items: str | None = None  # every item of this kind needs an applied label first
 
     def target_states(self) -> frozenset[str]:
         """Every state this step can move a product to (empty when it leaves the state as is)."""

@@ -72,6 +72,7 @@ class LabelContent:
     isbt: IsbtContent | None = None
     extra_lines: tuple[str, ...] = field(default=())
     patient_text: str | None = None
+    item_note: str | None = None  # printed after the item id, e.g. "BAG 2 OF 3"
 
     def __post_init__(self) -> None:
         try:
@@ -94,6 +95,8 @@ class LabelContent:
             _check_text("extra line", line)
         if self.patient_text is not None:
             _check_text("patient", self.patient_text)
+        if self.item_note is not None:
+            _check_text("item note", self.item_note)
 
 
 def label_content(
@@ -105,6 +108,7 @@ def label_content(
     product: isbt.ProductCode | None = None,
     extra_lines: Sequence[str] = (),
     patient_text: str | None = None,
+    item_note: str | None = None,
 ) -> LabelContent:
     """Build a :class:`LabelContent` for ``coi`` and ``item`` with the domain's encoders.
 
@@ -137,4 +141,5 @@ def label_content(
         isbt=isbt_content,
         extra_lines=tuple(extra_lines),
         patient_text=patient_text,
+        item_note=item_note,
     )

@@ -108,6 +108,16 @@ def _place(symbol: Symbol, box: SymbolBox, what: str) -> PlacedSymbol:
     return PlacedSymbol(symbol, x, y, m)
 
 
+def fit_text(text: str, layout: Layout, field: str) -> str:
+    """``text`` cut (at the end) to what fits one ``field`` line of ``layout``'s text area."""
+    spec = next((s for s in layout.lines if s.field == field), None)
+    if spec is None:
+        raise LabelLayoutError(f"the layout has no {field} line")
+    while text and text_width(text, spec.size, spec.bold) > layout.text.width:
+        text = text[:-1].rstrip()
+    return text
+
+
 def plan_label(content: LabelContent, layout: Layout) -> LabelPlan:
     """Place ``content`` on ``layout``; raise :class:`LabelLayoutError` if anything overflows."""
     symbols = [_place(qr_symbol(content.payload), layout.qr, "QR code")]
@@ -148,7 +158,8 @@ def plan_label(content: LabelContent, layout: Layout) -> LabelPlan:
         if spec.field == "coi":
             values: tuple[str, ...] = (content.coi_printed,)
         elif spec.field == "item":
-            values = (f"ITEM {content.item}",)
+            note = f"  {content.item_note}" if content.item_note else ""
+            values = (f"ITEM {content.item}{note}",)
         elif spec.field == "extra":
             values = content.extra_lines
         else:

@@ -12,10 +12,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from coi.domain import isbt
+from coi.domain.rules.identity import item_closed
 from coi.ledger.clock import Clock
 from coi.ledger.keys import generate
 from coi.service.chain import CoiService, genesis_extras
 from coi.service.errors import Refused
+from coi.service.label_codes import label_id, next_number
 from coi.service.ledger import LedgerService, Unlocked
 
 DEMO_FIN = "A9999"
@@ -83,6 +85,7 @@ class Walk:
     patient_id: str = ""
     excursion: bool = False
     done: list[str] = field(default_factory=list)
+    label_bags: bool = True  # label each final bag once it exists (see label_bags)
 
 
 # (step, offset from enrolment, author, witness, item, fields)
@@ -155,12 +158,14 @@ def create_site(db: str, log_key: str | None = None, *, clock: Clock,
     return Site(svc=CoiService(ledger), people=people)
 
 
-def enrol(site: Site, walk: Walk, *, by: str = "alice") -> None:
+def enrol(site: Site, walk: Walk, *, by: str = "alice",
+          patient: Mapping[str, str] | None = None) -> None:
     svc = site.svc
     walk.patient_id = walk.patient_id or f"MRN{walk.seq:06d}"
     coi, _ = svc.enrol(actor=site.people[by], patient={
         "patient_id": walk.patient_id, "name": f"Demo Patient {walk.seq}",
-        "date_of_birth": f"19{50 + walk.seq % 40}-{1 + walk.seq % 12:02d}-{1 + walk.seq % 28:02d}"},
+        "date_of_birth": f"19{50 + walk.seq % 40}-{1 + walk.seq % 12:02d}-{1 + walk.seq % 28:02d}",
+        **(patient or {})},
                        treatment_site="A9999-HEMATOLOGY", manufacturing_slot=f"SLOT-{walk.seq}")
     walk.coi = coi
     cid = isbt.coi_id_from_text(coi)
@@ -180,7 +185,34 @@ def step(site: Site, walk: Walk, n: int, now_ms: int) -> Any:
                           witness=site.people[witness] if witness else None, item=item,
                           fields=values, entry_methods=scanned)
     walk.done.append(name)
+    if walk.label_bags:
+        label_bags(site, walk.coi, name)
     return rec
+
+
+def label_bags(site: Site, coi: str, step_name: str, *, by: str = "maya") -> None:
+    """After a step that creates bags a later step needs labelled (``labelled_items``), label
+    them: issued, printed and applied, as the label station records them."""
+    svc = site.svc
+    process = svc.process()
+    spec = process.step(step_name)
+    product = svc.chain().product(coi)
+    if spec is None or spec.creates is None or product is None:
+        return
+    kind = spec.creates.kind
+    if not any(s.labelled_items == kind for s in process.steps.values()):
+        return
+    applied = {lab.item for lab in product.labels.values() if lab.status == "applied"}
+    actor = site.people[by]
+    for item in sorted(i.id for i in product.items_of(kind)):
+        if item in applied or item_closed(product.items[item].status):
+            continue
+        product = svc.chain().product(coi) or product
+        label = label_id(coi, item, next_number(product))
+        svc.record("label_issue", coi, actor=actor, item=item,
+                   fields={"label": label, "template": "4x2 zpl 203dpi"})
+        svc.record("label_print", coi, actor=actor, fields={"label": label})
+        svc.record("label_apply", coi, actor=actor, fields={"label": label})
 
 
 def build_demo(db: str, log_key: str | None = None, *, products: int = 20, now_ms: int,

@@ -23,8 +23,10 @@ file could not be written is voided with the grounds ``render failed: …``.
 
 This module records the steps (issue and print, void, reprint, apply), checks scans and
 reconciles; label ids, codes and the lookups they share are ``label_codes``'s, the label file
-(checks before recording, layout, writing) ``label_files``'s. The public names of both are
-importable from here.
+(checks before recording, layout, writing, sending to a printer) ``label_files``'s, signed
+labels (who signs, how a scan is verified) ``label_signing``'s and final-product labels (and
+where the patient's name comes from) ``label_final``'s. Their public names are importable from
+here.
 """
 
 from __future__ import annotations
@@ -34,11 +36,13 @@ from pathlib import Path
 from typing import Any
 
 from coi.domain import isbt as isbt128
+from coi.domain.rules.identity import item_closed
 from coi.domain.scan import CoiIdScan, CompoundScan, DinScan, LabelScan, Scan
 from coi.domain.state import Label, ProductState
+from coi.labels.printer import Queue, Tcp, printer_id
 from coi.ledger.errors import VerificationError
 from coi.service.chain import CoiService
-from coi.service.errors import Refused
+from coi.service.errors import ConfigError, Refused
 from coi.service.label_codes import (
     MAX_GENERATION,
     MAX_ITEM_NUMBER,
@@ -59,17 +63,25 @@ from coi.service.label_files import (
     FORMATS,
     SIZES,
     check_output,
+    destination,
     grounds_text,
     plan_label,
+    send_label,
+    template_text,
     void_quietly,
     write_label,
 )
+from coi.service.label_final import FinalLabel, PatientOnLabel, PatientSource
+from coi.service.label_signing import signature_problem
 from coi.service.ledger import Unlocked
 from coi.service.scans import ScanRefused, read_scan
 
 __all__ = [
     "DPIS",
     "FORMATS",
+    "FinalLabel",
+    "PatientOnLabel",
+    "PatientSource",
     "MAX_GENERATION",
     "MAX_ITEM_NUMBER",
     "SIZES",
@@ -82,17 +94,23 @@ __all__ = [
     "label_of",
     "parse_label_code",
     "parse_product_code",
+    "destination",
     "reconciliation",
     "reprint",
+    "station_printer",
+    "trust_problem",
+    "unlabelled_items",
     "void",
 ]
 
 # ------------------------------------------------------------------------------ the steps
 def issue_and_print(svc: CoiService, actor: Unlocked, coi: str, item: str, fmt: str,
                     size: str = "2x1", dpi: int | None = None, isbt: bool = False,
-                    out_path: Path = Path("label.png"), *,
+                    out_path: Path | None = Path("label.png"), *,
                     product_code: isbt128.ProductCode | None = None,
-                    printer: str | None = None) -> tuple[str, Path]:
+                    printer: str | None = None, signed: bool = False,
+                    final: FinalLabel | None = None, patients: PatientSource | None = None,
+                    send_to: Tcp | Queue | None = None) -> tuple[str, Path | None]:
     """Issue a new label for ``item``, write its file, record it printed; return (id, path).
 
     Checked before anything is recorded: the arguments, the output path (never overwritten),
@@ -100,10 +118,11 @@ def issue_and_print(svc: CoiService, actor: Unlocked, coi: str, item: str, fmt: 
     reprint that one), and the layout. Then ``label_issue`` is recorded, the file written
     atomically, and ``label_print`` recorded. If the file cannot be written the label is voided
     (grounds ``render failed: …``); if the print cannot be recorded the file is removed and the
-    label voided.
+    label voided. With ``signed`` the label carries the ``COS1`` payload signed with the
+    actor's registered key (4x2 labels only).
     """
-    out_path = Path(out_path)
-    dpi = check_output(fmt, size, dpi, out_path)
+    out_path = Path(out_path) if out_path is not None else None
+    dpi = check_output(fmt, size, dpi, out_path, signed=signed, send_to=send_to)
     product = product_of(svc, coi)
     item = item.strip().upper()
     if item not in product.items:
@@ -115,22 +134,42 @@ def issue_and_print(svc: CoiService, actor: Unlocked, coi: str, item: str, fmt: 
         raise Refused(f"item {item} already has label {live[0].id} ({live[0].status}); void it "
                       "or reprint it instead of issuing another")
     planned = plan_label(svc, product, item, n=next_number(product), generation=len(earlier),
-                    fmt=fmt, size=size, dpi=dpi, with_isbt=isbt, product_code=product_code)
-    template = f"{size} {fmt} {dpi}dpi" + (" isbt" if isbt else "")
+                    fmt=fmt, size=size, dpi=dpi, with_isbt=isbt, product_code=product_code,
+                    signer=actor if signed else None, final=final, patients=patients)
     svc.record("label_issue", product.coi, actor=actor, item=item,
-               fields={"label": planned.label, "template": template})
-    write_label(svc, actor, product.coi, planned, fmt, size, out_path)
+               fields={"label": planned.label,
+                       "template": template_text(size, fmt, dpi, isbt, signed)})
+    if out_path is not None:
+        write_label(svc, actor, product.coi, planned, fmt, size, out_path)
+    if send_to is not None:
+        send_label(svc, actor, product.coi, planned, fmt, size, send_to, out_path)
+        printer = printer_id(send_to)
     fields = {"label": planned.label}
     if printer:
         fields["printer"] = printer
     try:
         svc.record("label_print", product.coi, actor=actor, fields=fields)
     except BaseException:
-        out_path.unlink(missing_ok=True)
+        if out_path is not None:
+            out_path.unlink(missing_ok=True)
         void_quietly(svc, actor, product.coi, planned.label,
                       "print not recorded; the file was removed")
         raise
     return planned.label, out_path
+
+
+def station_printer(text: str) -> tuple[str | None, str | None]:
+    """A station's printer setting as (``--send``, ``--queue``): ``cups:NAME`` is a CUPS queue,
+    anything else ``HOST[:PORT]`` (checked by :func:`destination`)."""
+    return (None, text[5:]) if text.startswith("cups:") else (text, None)
+
+
+def unlabelled_items(svc: CoiService, coi: str) -> list[str]:
+    """The product's items that may get a label now: no live label, and not gone."""
+    product = product_of(svc, coi)
+    live = {lab.item for lab in product.labels.values() if lab.status != "voided"}
+    return sorted(i.id for i in product.items.values()
+                  if i.id not in live and not item_closed(i.status))
 
 
 def void(svc: CoiService, actor: Unlocked, coi: str, label: str, grounds: str) -> int:
@@ -144,15 +183,20 @@ def void(svc: CoiService, actor: Unlocked, coi: str, label: str, grounds: str) -
 
 def reprint(svc: CoiService, actor: Unlocked, coi: str, label: str, grounds: str, fmt: str,
             size: str = "2x1", dpi: int | None = None, isbt: bool = False,
-            out_path: Path = Path("label.png"), *,
-            product_code: isbt128.ProductCode | None = None) -> tuple[str, Path]:
+            out_path: Path | None = Path("label.png"), *,
+            product_code: isbt128.ProductCode | None = None,
+            signed: bool = False, final: FinalLabel | None = None,
+            patients: PatientSource | None = None,
+            send_to: Tcp | Queue | None = None) -> tuple[str, Path | None]:
     """Void ``label`` (unless it already is), print its replacement; return (new id, path).
 
     The replacement gets a new id and the next print generation, so the old label's code is
-    refused from now on. Everything is checked before the old label is voided.
+    refused from now on. Everything is checked before the old label is voided. A reprint is
+    recorded printed, so with ``send_to`` the printer must take it first: if it does not,
+    nothing is recorded after the void and the old label stays voided (reprint it again).
     """
-    out_path = Path(out_path)
-    dpi = check_output(fmt, size, dpi, out_path)
+    out_path = Path(out_path) if out_path is not None else None
+    dpi = check_output(fmt, size, dpi, out_path, signed=signed, send_to=send_to)
     grounds = grounds_text(grounds)
     product = product_of(svc, coi)
     old = label_in(product, label)
@@ -163,13 +207,27 @@ def reprint(svc: CoiService, actor: Unlocked, coi: str, label: str, grounds: str
         raise Refused(f"label {old.id} was already reprinted as {later[0].id}")
     planned = plan_label(svc, product, old.item, n=next_number(product),
                     generation=len(labels_of(product, old.item)), fmt=fmt, size=size, dpi=dpi,
-                    with_isbt=isbt, product_code=product_code)
+                    with_isbt=isbt, product_code=product_code, signer=actor if signed else None,
+                    final=final, patients=patients)
+    fields = {"label": planned.label, "replaces": old.id}
+    reprint_step = svc.process().step("label_reprint")
+    if reprint_step is not None and "template" in reprint_step.fields:
+        fields["template"] = template_text(size, fmt, dpi, isbt, signed)
+    elif signed:
+        raise ConfigError("this ledger's process records no template on a reprint, so a "
+                          "signed reprint could not be told from a plain one; reprint it "
+                          "without --signed")
     if old.status != "voided":
         svc.record("label_void", product.coi, actor=actor,
                    fields={"label": old.id, "grounds": grounds})
-    svc.record("label_reprint", product.coi, actor=actor,
-               fields={"label": planned.label, "replaces": old.id})
-    write_label(svc, actor, product.coi, planned, fmt, size, out_path)
+    if send_to is not None:
+        send_label(svc, actor, product.coi, planned, fmt, size, send_to, None,
+                   reprint_of=old.id)
+        if reprint_step is not None and "printer" in reprint_step.fields:
+            fields["printer"] = printer_id(send_to)
+    svc.record("label_reprint", product.coi, actor=actor, fields=fields)
+    if out_path is not None:
+        write_label(svc, actor, product.coi, planned, fmt, size, out_path)
     return planned.label, out_path
 
 
@@ -209,6 +267,26 @@ def label_of(svc: CoiService, scan: LabelScan) -> str:
     return found.id
 
 
+def trust_problem(svc: CoiService, scan: Scan) -> str | None:
+    """Why a scan of a coi label cannot be trusted, or None (scan stations call this).
+
+    A signed (``COS1``) scan must name a label this ledger issued and carry a good signature by
+    the key that issued it (:func:`coi.service.label_signing.signature_problem`); a plain scan
+    of a label issued signed is refused. Plain scans of items, and ISBT 128 scans, are left to
+    the step's own checks. Records nothing: the caller records the refusal.
+    """
+    if not isinstance(scan, LabelScan):
+        return None
+    product = svc.chain().product(scan.label.coi)
+    if product is None:
+        return (f"this signed label names {scan.label.coi}, which is not in this ledger"
+                if scan.label.signed else None)
+    found, why = _resolve(product, scan.label.item)
+    if found is None:
+        return why if scan.label.signed else None
+    return signature_problem(svc, found.id, found, scan.label)
+
+
 def _resolve(product: ProductState, code: str) -> tuple[Label | None, str]:
     parsed = parse_label_code(code)
     if parsed is None:
@@ -221,7 +299,8 @@ def _resolve(product: ProductState, code: str) -> tuple[Label | None, str]:
     return labels[parsed.generation], ""
 
 
-def _label_problem(product: ProductState, scan: LabelScan, expect_item: str | None) -> str | None:
+def _label_problem(svc: CoiService, product: ProductState, scan: LabelScan,
+                   expect_item: str | None) -> str | None:
     parsed = parse_label_code(scan.label.item)
     item = parsed.item if parsed else scan.label.item
     if expect_item is not None and item != expect_item:
@@ -229,6 +308,9 @@ def _label_problem(product: ProductState, scan: LabelScan, expect_item: str | No
     found, why = _resolve(product, scan.label.item)
     if found is None:
         return why
+    forged = signature_problem(svc, found.id, found, scan.label)
+    if forged is not None:
+        return forged
     if found.status == "voided":
         newer = [lab.id for lab in labels_of(product, item) if lab.status != "voided"]
         if newer:
@@ -309,7 +391,7 @@ def _scan_problem(svc: CoiService, scan: Scan, expect: str | None,
         product = svc.chain().product(coi)
         if product is None:
             return f"this label names {coi}, which is not in this ledger"
-        return _label_problem(product, scan, want_item)
+        return _label_problem(svc, product, scan, want_item)
     if expect is None:
         return ("an ISBT 128 code is checked against an expected product; scan the coi label, "
                 "or say which product you expect")

@@ -58,10 +58,11 @@ class CoiApp(App[None]):
 
     def __init__(self, svc: CoiService, *, station: str | None = None,
                  idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S,
-                 idle_check_s: float = 1.0) -> None:
+                 idle_check_s: float = 1.0, printer: str | None = None) -> None:
         super().__init__()
         self.svc = svc
         self.station = station
+        self.printer = printer
         self.session = SigningSession(svc.ledger, svc.clock, idle_timeout_s)
         self.idle_check_s = idle_check_s
         self.service_lock = threading.RLock()  # see coi.tui.base.serialized

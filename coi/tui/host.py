@@ -39,6 +39,11 @@ class CoiHost(Protocol):
         ...
 
     @property
+    def printer(self) -> str | None:
+        """The station's label printer (``HOST[:PORT]`` or ``cups:QUEUE``), if configured."""
+        ...
+
+    @property
     def roles(self) -> frozenset[str]:
         """The logged-in person's roles (empty when nobody is)."""
         ...

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from rich.text import Text
 
+from coi.service.steps import FieldSpec
 from coi.service.text import inert
 
 
@@ -40,3 +41,23 @@ def lines(*parts: tuple[str, object] | Text) -> Text:
             out.append(label, style="bold")
             out.append_text(show(value))
     return out
+
+
+def field_label(f: FieldSpec) -> str:
+    """A form field's label: its title, its unit and whether it is optional."""
+    unit = f" [{f.unit}]" if f.unit and f.type != "timestamp" else ""
+    return f"{f.title}{unit}{'' if f.required else ' (optional)'}"
+
+
+def field_hint(f: FieldSpec) -> str:
+    """A form field's placeholder: the format of a time, the range of a number."""
+    if f.type == "timestamp":
+        return "local time with its offset, e.g. 2026-01-31T09:30+01:00"
+    if f.type in ("int", "decimal", "qc_value"):
+        rng = []
+        if f.min is not None:
+            rng.append(f"≥ {f.min}")
+        if f.max is not None:
+            rng.append(f"≤ {f.max}")
+        return "number" + (f" ({', '.join(rng)})" if rng else "")
+    return "required" if f.required else "optional"

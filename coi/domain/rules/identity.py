@@ -15,9 +15,18 @@ from coi.domain import messages as say
 from coi.domain.facts import AutoDeviation
 from coi.domain.process import StepSpec
 from coi.domain.rules.evaluation import Evaluation
-from coi.domain.state import ProductState
+from coi.domain.state import FINAL_ITEM_STATUSES, ProductState
 
-__all__ = ["bedside", "labels"]
+__all__ = ["CLOSED_ITEM_STATES", "bedside", "item_closed", "labels", "labelled_items"]
+
+CLOSED_ITEM_STATES = FINAL_ITEM_STATUSES
+"""Item statuses after which the item is gone (consumed, infused, returned, disposed,
+destroyed): no label is issued (or reprinted) for it, and it needs none to leave."""
+
+
+def item_closed(status: str) -> bool:
+    """Whether an item in ``status`` is gone: see CLOSED_ITEM_STATES."""
+    return status in CLOSED_ITEM_STATES
 
 
 def bedside(ev: Evaluation, step: StepSpec, values: Mapping[str, Any]) -> None:
@@ -57,6 +66,7 @@ def labels(ev: Evaluation, step: StepSpec, values: Mapping[str, Any]) -> None:
             ev.refuse(say.label_exists(label_id, label.status))
         if step.effect == "label_reprint":
             _reprint(ev, product, values.get("replaces"))
+        _closed_item(ev, product, values.get("replaces"))
         return
     if label is None:
         ev.refuse(say.no_such_label(label_id))
@@ -72,3 +82,25 @@ def _reprint(ev: Evaluation, product: ProductState, old_id: object) -> None:
         ev.refuse(say.no_label_to_reprint(old_id))
     elif old.status != "voided":
         ev.refuse(say.void_before_reprint(old_id, old.status))
+
+
+def _closed_item(ev: Evaluation, product: ProductState, replaces: object) -> None:
+    """No label for an item that is gone: the item named, or the item of the label replaced."""
+    item_id = ev.item
+    if isinstance(replaces, str) and replaces in product.labels:
+        item_id = product.labels[replaces].item
+    item = product.items.get(item_id) if item_id is not None else None
+    if item is not None and item_closed(item.status):
+        ev.refuse(say.label_for_closed_item(item.id, item.status))
+
+
+def labelled_items(ev: Evaluation, step: StepSpec) -> None:
+    """Every item of the step's ``labelled_items`` kind still here carries an applied label."""
+    product, kind = ev.product, step.labelled_items
+    if product is None or kind is None:
+        return
+    applied = {lab.item for lab in product.labels.values() if lab.status == "applied"}
+    missing = [i.id for i in sorted(product.items_of(kind), key=lambda i: i.id)
+               if not item_closed(i.status) and i.id not in applied]
+    if missing:
+        ev.refuse(say.items_unlabelled(missing, step.title))

@@ -37,6 +37,7 @@ class ProductScreen(CoiScreen):
         Binding("r", "release('release')", "Release"),
         Binding("x", "release('reject')", "Reject"),
         Binding("c", "correct", "Correct"),
+        Binding("p", "print_label", "Print label"),
     ]
 
     def __init__(self, coi: str) -> None:
@@ -76,6 +77,16 @@ class ProductScreen(CoiScreen):
         from coi.tui.screens.release import ReleaseScreen
 
         self.app.push_screen(ReleaseScreen(self.coi, kind))
+
+    def action_print_label(self) -> None:
+        printer = self.coi_app.printer
+        if printer is None:
+            self.notify("No station printer is configured (coi tui --printer HOST[:PORT] or "
+                        "--printer cups:QUEUE).", severity="warning")
+            return
+        from coi.tui.screens.print_label import PrintLabelScreen
+
+        self.app.push_screen(PrintLabelScreen(self.coi, printer))
 
     def action_correct(self) -> None:
         """Correct the highlighted timeline entry (if this person may correct at all)."""

@@ -1,11 +1,10 @@
 """A scan station: one process step, recorded for each product scanned, signed on the spot.
 
 Flow: scan the bag's label → the product in large type with its state, the expected next step
-and the time left in its window → (receipt: scan the paperwork; bedside: scan the wristband) →
-the step's fields → the password again (and a witness's id and password when the step needs
-one) → the service records it → the entry's index. A scan that cannot be used, a product that
-is not at this step, a second identifier that does not match, or a refusal by the service fills
-the screen in red; every one of them is recorded in the ledger before the alert shows.
+and the time left in its window → (receipt: the paperwork; bedside: the wristband) → the step's
+fields → the password again (and a witness's when the step needs one) → the service records it
+→ the entry's index. An unusable scan, a product not at this step, a second identifier that
+does not match, or a refusal fills the screen in red, each recorded before the alert shows.
 """
 
 from __future__ import annotations
@@ -23,8 +22,9 @@ from textual.widgets import Button, Footer, Header, Input, Label, OptionList, Se
 from textual.widgets.option_list import Option
 
 from coi.service.errors import Refused
+from coi.service.labels import trust_problem
 from coi.service.phi_views import identity_line
-from coi.service.scans import LabelScan, ScanRefused, read_scan
+from coi.service.scans import LabelScan, Scan, ScanRefused, read_scan
 from coi.service.steps import FieldSpec, StepSpec
 from coi.service.views import (
     ScanTarget,
@@ -41,7 +41,7 @@ from coi.service.views import (
 )
 from coi.tui.base import CoiScreen, serialized
 from coi.tui.screens.alert import AlertScreen
-from coi.tui.text import line, refusal, show
+from coi.tui.text import field_hint, field_label, line, refusal, show
 from coi.tui.widgets.big_text import BigText
 from coi.tui.widgets.scan_input import ScanInput
 
@@ -132,13 +132,13 @@ class StationScreen(CoiScreen):
             yield Static(Text(self.first_prompt()), id="prompt")
             with Vertical(id="form"):
                 for f in self.typed_fields():
-                    yield Label(self.field_label(f), classes="field-label")
+                    yield Label(field_label(f), classes="field-label")
                     if f.type == "enum":
                         yield Select([(v, v) for v in f.values], id=f"field-{f.name}",
                                      prompt=f"choose ({'required' if f.required else 'optional'})",
                                      allow_blank=True, compact=True)
                     else:
-                        yield Input(id=f"field-{f.name}", placeholder=self.hint(f), compact=True)
+                        yield Input(id=f"field-{f.name}", placeholder=field_hint(f), compact=True)
                 if spec.witness:
                     yield Label("Witness (a second person co-signs here)", classes="field-label")
                     with Horizontal(classes="pair"):
@@ -158,24 +158,6 @@ class StationScreen(CoiScreen):
                 "the collection bag's label" if spec.item == "collection" else
                 "the product's label")
         return f"Scan {what} to record '{spec.title}'."
-
-    @staticmethod
-    def field_label(f: FieldSpec) -> str:
-        unit = f" [{f.unit}]" if f.unit and f.type != "timestamp" else ""
-        return f"{f.title}{unit}{'' if f.required else ' (optional)'}"
-
-    @staticmethod
-    def hint(f: FieldSpec) -> str:
-        if f.type == "timestamp":
-            return "local time with its offset, e.g. 2026-01-31T09:30+01:00"
-        if f.type in ("int", "decimal", "qc_value"):
-            rng = []
-            if f.min is not None:
-                rng.append(f"≥ {f.min}")
-            if f.max is not None:
-                rng.append(f"≤ {f.max}")
-            return "number" + (f" ({', '.join(rng)})" if rng else "")
-        return "required" if f.required else "optional"
 
     def show_form(self, shown: bool) -> None:
         self.query_one("#form").display = shown
@@ -291,8 +273,24 @@ class StationScreen(CoiScreen):
         if mismatch:
             self.refuse_scan(raw, "MISMATCH: " + mismatch, self.target.coi)
             return
+        self.phase = "busy"
+        self.check_paperwork(scan, raw, self.target.coi)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="load")
+    @serialized
+    def check_paperwork(self, scan: Scan, raw: str, coi: str) -> None:
+        """A signed paperwork label is verified like the bag's (the ledger is read here)."""
+        untrusted = trust_problem(self.coi_app.svc, scan)
+        if untrusted is not None:
+            self.app.call_from_thread(self.refuse_scan, raw, "The paperwork scan cannot be "
+                                      "trusted: " + untrusted, coi)
+        else:
+            self.app.call_from_thread(self.paperwork_accepted, scan)
+
+    def paperwork_accepted(self, scan: Scan) -> None:
         self.paperwork = scan.label.item if isinstance(scan, LabelScan) else None
         self.show_fields()
+        self.take_held()
 
     def refuse_scan(self, raw: str, reason: str, expected: str | None) -> None:
         self.phase = "busy"
@@ -315,6 +313,9 @@ class StationScreen(CoiScreen):
         spec = self.spec
         item = item_for_step(spec, target.item)
         reasons = precheck(svc, self.step, target.coi, user=app.session.user or "", item=item)
+        untrusted = trust_problem(svc, read_scan(raw))
+        if untrusted is not None:
+            reasons = [untrusted]
         product = svc.chain().product(target.coi)
         info: dict[str, Any] = {
             "state": product.state if product else "not enrolled",

@@ -28,6 +28,7 @@ from coi.cli.common import (
 from coi.service.text import inert
 
 if TYPE_CHECKING:
+    from coi.service import labels as label_svc
     from coi.service.chain import CoiService
     from coi.service.scans import ProductCode
 
@@ -97,6 +98,8 @@ def chosen_product_code(svc: CoiService | None, given: str | None, with_isbt: bo
 def final_facts(svc: CoiService, final: bool, expiry: str | None, product_name: str | None,
                 storage: str) -> label_svc.FinalLabel | None:
     """What ``--final`` prints beyond the ledger, or None without ``--final``."""
+    from coi.service import labels as label_svc
+
     if not final:
         if expiry is not None or product_name is not None:
             fail("--expiry and --product-name go on final-product labels: add --final",
@@ -115,6 +118,8 @@ def final_facts(svc: CoiService, final: bool, expiry: str | None, product_name: 
 
 def _default_item(svc: CoiService, coi: str) -> str:
     """The only item of the product that may get a label (no live label, not gone)."""
+    from coi.service import labels as label_svc
+
     with errors():
         free = label_svc.unlabelled_items(svc, coi)
         if len(free) == 1:
@@ -153,6 +158,8 @@ def label(
     svc = open_chain(db, log_key)
     code = chosen_product_code(svc, product_code, with_isbt)
     facts = final_facts(svc, final, expiry, product_name, storage)
+    from coi.service import labels as label_svc
+
     with errors():
         to = label_svc.destination(send, queue)
     actor = unlock_user(svc, as_, password_file)

@@ -106,6 +106,8 @@ def labels_reprint(
     """Void a label (if not yet voided) and print its replacement under a new id."""
     svc = open_chain(db, log_key)
     code = chosen_product_code(svc, product_code, with_isbt)
+    from coi.service import labels as label_svc
+
     with errors():
         to = label_svc.destination(send, queue)
     actor = unlock_user(svc, as_, password_file)

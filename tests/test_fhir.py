@@ -66,7 +66,8 @@ def test_bundle_validates_with_products_parents_and_provenance() -> None:
     assert [a["who"]["display"] for a in labelling["agent"]] == ["Alice Apheresis",
                                                                  "Bob Builder"]
     assert labelling["agent"][1]["type"]["coding"][0]["code"] == "WIT"
-    assert labelling["recorded"] == "2026-01-01T00:12:00.000Z"
+    # local time of the site (Europe/Paris) with its offset: the same instant as 00:12 UTC
+    assert labelling["recorded"] == "2026-01-01T01:12:00.000+01:00"
     assert len(labelling["signature"]) == 2
     handoff = next(p for p in provs if p["id"] == "entry-13")
     assert handoff["target"] == [{"reference": url}]

@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fhir.resources.biologicallyderivedproduct import BiologicallyDerivedProduct
 from fhir.resources.bundle import Bundle
@@ -51,8 +52,15 @@ SIG_CODES = {"authored": ("1.2.840.10065.1.12.1.1", "Author's Signature"),
 HANDOFF_TYPES = frozenset({"custody.transfer"})
 
 
-def _iso(time_ms: int) -> str:
-    t = datetime.fromtimestamp(time_ms // 1000, tz=UTC).replace(microsecond=(time_ms % 1000) * 1000)
+def _iso(st: Statement) -> str:
+    """The statement's time as a FHIR dateTime in the site's own zone, with its UTC offset
+    (``2026-09-21T10:00:00.000+02:00``: the local time a reader expects, exact to the ms)."""
+    try:
+        zone: tzinfo = ZoneInfo(st.tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        zone = UTC
+    t = datetime.fromtimestamp(st.time_ms // 1000, tz=zone).replace(
+        microsecond=(st.time_ms % 1000) * 1000)
     return t.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
@@ -174,7 +182,7 @@ def _product(p: _Product, origin: str) -> dict[str, Any]:
         res["collection"] = {"collector": {"display": p.created.author.name,
                                            "identifier": {"system": "urn:coi:user",
                                                           "value": p.created.author.user}},
-                             "collectedDateTime": _iso(p.created.time_ms)}
+                             "collectedDateTime": _iso(p.created)}
     if p.parent is not None:
         res["parent"] = [{"reference": _urn(origin, p.coi, p.parent)}]
     if p.qc:
@@ -202,8 +210,8 @@ def _provenance(st: Statement, title: str, targets: list[tuple[str, str]], origi
         "resourceType": "Provenance",
         "id": f"entry-{st.index}",
         "target": target,
-        "occurredDateTime": _iso(st.time_ms),
-        "recorded": _iso(st.time_ms),
+        "occurredDateTime": _iso(st),
+        "recorded": _iso(st),
         "activity": {"coding": [{"system": ENTRY_TYPE_SYSTEM, "code": st.type, "display": title}],
                      "text": title},
         "agent": agents,
@@ -216,7 +224,7 @@ def _provenance(st: Statement, title: str, targets: list[tuple[str, str]], origi
     for s, sig in zip(st.signers, sigs, strict=False):
         code, display = SIG_CODES.get(s.meaning, SIG_CODES["authored"])
         signatures.append({"type": [{"system": SIGNATURE_TYPE, "code": code, "display": display}],
-                           "when": _iso(st.time_ms),
+                           "when": _iso(st),
                            "who": {"display": s.name,
                                    "identifier": {"system": "urn:coi:user", "value": s.user}},
                            "sigFormat": "application/vnd.coi.statement+json", "data": sig})

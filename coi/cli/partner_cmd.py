@@ -16,7 +16,6 @@ from coi.cli.common import (
     open_ledger,
     unlock_user,
 )
-from coi.service import partners
 from coi.service.text import inert
 
 app = typer.Typer(help="Pin, list and remove partner organisations (their FIN and log key).",
@@ -38,6 +37,8 @@ def partner_add(
     password_file: PasswordFileOpt = None,
 ) -> None:
     """Pin a partner: an administrator-signed entry with its name, FIN, role and log key."""
+    from coi.service import partners
+
     svc = open_ledger(db, site_log_key)
     with errors():
         partners.check_name(name)
@@ -56,6 +57,8 @@ def partner_list(
     json_: Annotated[bool, typer.Option("--json", help="As JSON")] = False,
 ) -> None:
     """The partners in force, replayed from the ledger."""
+    from coi.service import partners
+
     svc = open_ledger(db, log_key)
     with errors():
         ps = partners.partners(svc)
@@ -80,6 +83,8 @@ def partner_remove(
     password_file: PasswordFileOpt = None,
 ) -> None:
     """Unpin a partner: hand-offs from or to it are refused from then on."""
+    from coi.service import partners
+
     svc = open_ledger(db, log_key)
     with errors():
         partners.check_name(name)

@@ -13,7 +13,7 @@ checked; what it cannot apply at all is a :class:`~coi.domain.errors.ReplayError
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -227,38 +227,13 @@ class ProductState:
 class ChainState:
     """The state of every product under one process; built by applying facts in ledger order."""
 
-    def __init__(self, process: Process, *, load: Callable[[str], Iterable[Fact]] | None = None,
-                 last_index: int = -1) -> None:
-        """``load``, when given, makes the state lazy: a product not yet held is built, the
-        first time it is asked for, from its own facts (``load(coi)``: every process fact on
-        that CoI up to ``last_index`` or later, in ledger order), so that nobody replays the
-        whole ledger to check one product. ``last_index``: the facts ``load`` answers for."""
+    def __init__(self, process: Process) -> None:
         self.process = process
         self.products: dict[str, ProductState] = {}
-        self.last_index = last_index
-        self._load = load
+        self.last_index = -1
 
     def product(self, coi: str) -> ProductState | None:
-        found = self.products.get(coi)
-        if found is None and self._load is not None:
-            own = ChainState(self.process)
-            for fact in self._load(coi):
-                own.apply(fact)
-            found = own.products.get(coi)
-            if found is not None:
-                self.products[coi] = found
-        return found
-
-    def catch_up(self, fact: Fact) -> None:
-        """A fact another writer appended: applied to its product if held and not yet in it
-        (a product built later by ``load`` reads it from the ledger itself)."""
-        if fact.index <= self.last_index:
-            raise ReplayError(say.out_of_order(self.last_index), index=fact.index)
-        held = self.products.get(fact.subject)
-        if held is None or fact.index <= held.last_index:
-            self.last_index = fact.index
-            return
-        self.apply(fact)
+        return self.products.get(coi)
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -29,9 +29,9 @@ from coi.domain.check import check
 from coi.domain.errors import ScanError
 from coi.domain.facts import Attempt, AutoDeviation, Decision, Fact, Signer, patient_commitment
 from coi.domain.keyed import verify_keyed
+from coi.domain.lazy import LazyChainState
 from coi.domain.loader import load_process, shipped_for
 from coi.domain.process import Process
-from coi.domain.state import ChainState
 from coi.ledger import jcs
 from coi.ledger.clock import Clock
 from coi.ledger.entry import SITE_USER, SignedEntry, Statement
@@ -85,7 +85,7 @@ class ChainCore:
     def __init__(self, ledger: LedgerService) -> None:
         self.ledger = ledger
         self.store: ChainStore = ledger.db.chain
-        self._chain: ChainState | None = None
+        self._chain: LazyChainState | None = None
         self._process: Process | None = None
         self._process_source: bytes | None = None
         self._tz: zoneinfo.ZoneInfo | None = None
@@ -137,7 +137,7 @@ class ChainCore:
         return self._tz
 
     # -- state, caught up with the ledger -------------------------------------------------------
-    def chain(self, tx: Tx | None = None, *, size: int | None = None) -> ChainState:
+    def chain(self, tx: Tx | None = None, *, size: int | None = None) -> LazyChainState:
         """The chain state caught up with the ledger (callers that read it hold ``lock``)."""
         with self.ledger.lock:
             return self._chain_locked(tx, size)
@@ -146,7 +146,7 @@ class ChainCore:
     def lock(self) -> Any:
         return self.ledger.lock
 
-    def _chain_locked(self, tx: Tx | None, size: int | None) -> ChainState:
+    def _chain_locked(self, tx: Tx | None, size: int | None) -> LazyChainState:
         """The lazy chain state: each product is built from its own entries when first asked
         for (``_product_facts``); what other writers appended since is read as one range of
         indexes and applied to the products held."""
@@ -155,7 +155,7 @@ class ChainCore:
             if size is None:
                 head = self.ledger.store.head(tx=tx)
                 size = head.size if head is not None else 0
-            self._chain = ChainState(process, load=self._product_facts, last_index=size - 1)
+            self._chain = LazyChainState(process, self._product_facts, size - 1)
             return self._chain
         chain = self._chain
         reg = self.ledger.registry(tx, size=size)

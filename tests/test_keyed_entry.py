@@ -205,7 +205,7 @@ def test_a_typed_wristband_at_the_command_line_is_keyed(site: ChainSite, tmp_pat
                               _pw(tmp_path, "noah"), "--field", f"scanned_coi={w.coi}",
                               "--field", "scanned_bag=F00001", "--field",
                               f"wristband={w.patient_id}", "--db", site.db])
-    assert res.exit_code == 1
+    assert res.exit_code == 1, res.output
     assert "is not a Chain of Identity Identifier with its check character" in res.output
     with pytest.raises(Refused, match="keyed by hand needs a reason"):
         site.svc.record("bedside_verification", w.coi, actor=site.people["nina"],

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from coi.cli.main import app
 from coi.db.repo import AppendContext
-from coi.ledger.entry import SignedEntry, SignerRef, Statement, sign
+from coi.ledger.entry import FORMAT_VERSION, SignedEntry, SignerRef, Statement, SubjectLink, sign
 from coi.ledger.errors import VerificationError
 from coi.service.errors import Refused
 from coi.service.ledger import Party
@@ -45,7 +45,9 @@ def _behind_coi(led: Ledger, user: str) -> SignedEntry:
     origin = svc.origin()
 
     def build(ctx: AppendContext) -> SignedEntry:
-        st = Statement(log=origin, index=ctx.size, prev=ctx.prev,
+        last = svc.store.last_on_subject("CHA99992600001A", ctx.size, tx=ctx.tx)
+        st = Statement(log=origin, index=ctx.size, prev=ctx.prev, version=FORMAT_VERSION,
+                       subject_prev=None if last is None else SubjectLink(*last),
                        time_ms=max(led.clock.now_ms(), ctx.last_time_ms),
                        tz=str(reg.genesis.site["tz"]) if reg.genesis else "UTC",
                        type="test.note", subject="CHA99992600001A",

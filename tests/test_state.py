@@ -909,7 +909,7 @@ def test_field_validation_messages() -> None:
     assert decision.reasons == (
         "'Apheresis collection' has no field 'colour'; its fields are: din, "
         "collection_started_ms, volume_ml, total_nucleated_cells",
-        "Field 'din' (Donation identification number (ISBT 128, 13 characters)): "
+        "Field 'din' (Donation identification number (ISBT 128) with its check character): "
         "'O99992612345' does not have the expected format",
         "Field 'collection_started_ms' (Collection started, ms): "
         f"{format_ms(T0 + 10 * DAY)} is in the future",

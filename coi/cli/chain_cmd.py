@@ -91,6 +91,8 @@ def _check_typed(svc: CoiService, step: str, fields: dict[str, str]) -> None:
         fail(f"unknown step {step!r}; steps are: {', '.join(process.steps)} (see `coi steps`); "
              "nothing was recorded", EXIT_USAGE)
     for name, raw in fields.items():
+        if name == "wristband" and spec.effect == "bedside_verification":
+            continue  # the patient's wristband: the service turns it into its commitment
         f = spec.fields.get(name)
         if f is None:
             fail(f"step {spec.name} has no field {name!r}; its fields are: "

@@ -4,10 +4,9 @@ Owns :func:`read_step` and :func:`read_field`: every key a step or field table m
 it must look like, and what it may refer to (roles, states, item kinds, windows and QC tests,
 read first by :mod:`coi.domain.loader`, passed in as :class:`Names`). An effect brings its own
 demands (a QC step has exactly the QC tests as its ``test`` values; bedside verification names
-an item kind and scans the wristband), checked here too. Checks that span steps (entry types, ``requires`` cycles) are the loader's.
-
-Every refusal is a :class:`~coi.domain.errors.ProcessError` naming the key path, the first
-fault always first (the checks run in a fixed order).
+an item kind and scans the wristband), checked here too. Checks that span steps (entry types,
+``requires`` cycles) are the loader's. Every refusal is a
+:class:`~coi.domain.errors.ProcessError` naming the key path, the first fault always first.
 """
 
 from __future__ import annotations

@@ -206,9 +206,12 @@ def test_a_product_crosses_from_clinic_to_factory(pair: tuple[Org, Org], tmp_pat
     assert kind == HANDOFF_RECEIVED and data["sender_origin"] == CLINIC[0]
     assert data["shipment"]["hash"] == r.handoff.shipment_hash
     assert data["checkpoint"]["size"] == r.tree_size
-    # The product is expected at the factory.
+    # The product is expected at the factory, in the state the clinic's shipment left it.
     view = factory.svc.show(coi)
-    assert view["state"] is None and view["expected"]["from"] == "city-clinic"
+    assert view["state"]["state"] == "in_transit_to_manufacturing"
+    assert view["expected"]["from"] == "city-clinic"
+    assert view["state"]["items"] == {"C00001": {"kind": "collection", "status": "collected",
+                                                 "created_index": factory.count() - 1}}
     assert [e["coi"] for e in factory.svc.status()["expected"]] == [coi]
     factory.svc.ledger.engine.dispose()
     res = runner.invoke(app, ["show", coi, "--db", factory.db])

@@ -366,7 +366,15 @@ def test_receiver_on_postgresql(templates: tuple[Org, Org], pg_url: str, tmp_pat
     got = receive_handoff(factory.svc, factory.people["maya"], f)
     assert got.complete
     refused(factory, f, "already received")
-    factory.ledger.verify()
+    # The product goes on there: its receipt, replayed by the verification with the state table.
+    factory.clock.set(clinic.clock.now_ms() + H)
+    factory.svc.record("receipt_at_manufacturing", got.coi, actor=factory.people["maya"],
+                       fields={"outcome": "accept", "logger": "in_range",
+                               "temperature_c": "5.0", "paperwork": got.coi},
+                       entry_methods={"paperwork": "scanner"})
+    product = factory.svc.chain().product(got.coi)
+    assert product is not None and product.state == "received"
+    factory.svc.verify()
     factory.ledger.engine.dispose()
 
 

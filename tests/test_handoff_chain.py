@@ -156,3 +156,21 @@ def test_the_federation_demo_prints_a_verify_chain_command_that_passes(
     # Never over an existing folder.
     res = runner.invoke(app, ["demo", "--federation", str(root), "--no-tui"])
     assert res.exit_code != 0 and "not an empty folder" in res.output
+
+
+@pytest.mark.postgres
+def test_the_federation_demo_puts_the_manufacturer_on_postgresql(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pg_url: str) -> None:
+    monkeypatch.setenv("COI_DATABASE_URL", pg_url)
+    monkeypatch.delenv("COI_LOG_KEY", raising=False)
+    root = tmp_path / "fed"
+    res = runner.invoke(app, ["demo", "--federation", str(root), "--no-tui"])
+    assert res.exit_code == 0, res.output
+    assert "manufacturer on PostgreSQL" in res.output
+    assert pg_url not in res.output  # a URL may hold a password: never printed
+    res2 = runner.invoke(app, ["verify", "--db", pg_url])
+    assert res2.exit_code == 0, res2.output
+    monkeypatch.chdir(root)
+    last = res.output.rstrip().splitlines()[-1]
+    done = runner.invoke(app, shlex.split(last)[1:])
+    assert done.exit_code == 0, done.output

@@ -97,6 +97,17 @@ class ChainViews(ChainCore):
                                 for c, st, n in s["deviations"]],
         }
 
+    def expected_at(self, step: str) -> list[dict[str, Any]]:
+        """The products expected from partners that ``step`` takes in next: the receipt after
+        a shipping step (one with a ``receiver`` field) that brought them. Newest first."""
+        process = self.process()
+        spec = process.step(step)
+        if spec is None or not spec.takes_custody or not any(
+                "receiver" in process.steps[r].fields for r in spec.requires):
+            return []
+        return [e for e in expected(self.ledger, self._last_index)
+                if e.get("state") in spec.from_states]
+
     def _last_index(self, coi: str) -> int | None:
         row = self.store.state_of(coi)
         return row[2] if row is not None else None

@@ -40,3 +40,18 @@ def lines(*parts: tuple[str, object] | Text) -> Text:
             out.append(label, style="bold")
             out.append_text(show(value))
     return out
+
+
+def arrivals(expected: list[dict[str, object]]) -> Text:
+    """A receiving station's line: the products expected from partners (hand-off received), or
+    nothing when none is."""
+    if not expected:
+        return Text()
+    out = Text("\nExpected from partners: ", style="bold")
+    for n, e in enumerate(expected[:5]):
+        items = e.get("items")
+        bags = ", ".join(map(str, items)) if isinstance(items, list) else ""
+        out.append_text(show(f"{'; ' if n else ''}{e.get('coi')} from {e.get('from')} ({bags})"))
+    if len(expected) > 5:
+        out.append(f"; and {len(expected) - 5} more")
+    return out

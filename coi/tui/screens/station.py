@@ -41,7 +41,7 @@ from coi.service.views import (
 )
 from coi.tui.base import CoiScreen, serialized
 from coi.tui.screens.alert import AlertScreen
-from coi.tui.text import line, refusal, show
+from coi.tui.text import arrivals, line, refusal, show
 from coi.tui.widgets.big_text import BigText
 from coi.tui.widgets.scan_input import ScanInput
 
@@ -123,8 +123,9 @@ class StationScreen(CoiScreen):
         spec = self.spec
         yield Header()
         who = self.coi_app.display_name()
-        yield Static(Text.assemble(("Station: ", "bold"), (spec.title, "bold cyan"),
-                                   f"  ·  {who}"), id="station-title")
+        yield Static(Text.assemble(("Station: ", "bold"), (spec.title, "bold cyan"), f"  ·  {who}",
+                                   arrivals(self.coi_app.svc.expected_at(self.step))),
+                     id="station-title")
         yield ScanInput(id="scan")
         with VerticalScroll(id="station-body"):
             yield BigText(id="identity")

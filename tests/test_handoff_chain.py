@@ -25,7 +25,7 @@ from coi.export.bundle import Scope, export_bundle
 from coi.service.demo import PLAN, STEP_NAMES, Site, Walk, step
 from coi.service.errors import Refused
 from coi.service.handoff_receive import receive_handoff
-from tests.test_handoff import CLINIC, FACTORY, Org, build, pin, send, ship
+from tests.test_handoff import CLINIC, FACTORY, Org, build, copy_org, pin, send, ship
 
 runner = CliRunner()
 CLINIC_FULL = (CLINIC[0], CLINIC[1], (*CLINIC[2], ("nina", "Nina Nurse", ("treatment",)),
@@ -79,6 +79,16 @@ def test_the_chain_goes_on_at_the_factory_and_back_at_the_clinic(tmp_path: Path)
                        fields={"shipper_id": "DRY0001", "logger_id": "LGR0001",
                                "receiver": "CITY-CLINIC"})
     h2 = send(factory, coi, "city-clinic", tmp_path / "to-clinic.jsonl")
+
+    # A product the clinic disposed of meanwhile is not taken over (refused, recorded).
+    gone = copy_org(clinic, tmp_path / "gone")
+    gone.svc.record("disposal", coi, actor=gone.people["nina"],
+                    fields={"grounds": "Lost in transit, declared destroyed"})
+    before = gone.count()
+    with pytest.raises(Refused, match="is at 'disposed' here, not shipped out") as e:
+        receive_handoff(gone.svc, gone.people["nina"], h2)
+    assert e.value.recorded_index == before and gone.count() == before + 1
+    gone.ledger.engine.dispose()
 
     # The return leg: the clinic takes its product back, shipped, with the final bags.
     clinic.clock.set(factory.clock.now_ms() + 60_000)

@@ -13,7 +13,8 @@ Owns ``receive_handoff``. In order, each failure with its own message:
 6. the product's bundle is complete (at least from its first linked entry);
 7. under the write lock: this shipment was not received before (replay), and the sender's
    checkpoint extends the newest one this site accepted from it (a smaller tree: rolled back;
-   another root, or a proof that does not start from the accepted one: forked);
+   another root, or a proof that does not start from the accepted one: forked); a product this
+   site holds is one it shipped out (in a state a shipping step leads to);
 
 then a ``handoff.received`` entry signed by the person receiving binds the sender's origin, its
 checkpoint (size, root) and the shipment entry's hash. A refusal is recorded as a site entry
@@ -219,7 +220,12 @@ def receive_handoff(chain: CoiService, by: Unlocked, path: Path, *, ack: Path | 
             raise _Refusal(f"already received: this shipment of {h.coi} from {p.name} was "
                            f"received at entry {at} (a replayed file)")
         _consistent(h, report, last_seen(svc, report.origin, ctx.tx), p.name)
-        chain.chain(ctx.tx, size=ctx.size).product(h.coi)  # held, so the entry updates it
+        here = chain.chain(ctx.tx, size=ctx.size).product(h.coi)  # held: the entry updates it
+        process = chain.process()
+        shipped = {s.to_state for s in process.steps.values() if "receiver" in s.fields}
+        if here is not None and here.state not in shipped:
+            raise _Refusal(f"{h.coi} is at {here.state!r} here, not shipped out: a hand-off "
+                           "cannot take over a product this site holds")
 
     cosigned = cosign_accepted(svc, report.checkpoint)
     try:

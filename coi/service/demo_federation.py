@@ -6,7 +6,7 @@ releases, a treatment centre (FIN A9999, SQLite) receives, stores and prepares t
 pins the two others (a treatment centre accepts a product only with a partner's FIN, the one
 of the collection centre that assigned its CoI); every shipping step names its receiver and is
 followed by a real hand-off file (``coi handoff export``) received at the other side (``coi
-handoff receive``), so products
+handoff receive --ack``, whose cosignature the sender keeps: ``coi handoff ack``), so products
 stand at every stage: at the collection centre, expected at the manufacturer, in manufacturing,
 expected at the treatment centre, and one through the whole chain. The hand-off files and the
 finished product's bundle from the treatment centre are kept under ``DIR/files``, so
@@ -39,6 +39,7 @@ from coi.service.demo import (
 )
 from coi.service.errors import ConfigError
 from coi.service.handoff import export_handoff
+from coi.service.handoff_ack import record_ack
 from coi.service.handoff_receive import receive_handoff
 
 __all__ = ["ORGS", "Federation", "Org", "build_federation"]
@@ -211,5 +212,8 @@ def _ship(root: Path, sites: Mapping[str, tuple[Site, MovableClock]], org: Org, 
     fed.files.append(rel)
     there, there_clock = sites[to.key]
     there_clock.set(clock.now_ms() + 10 * MIN)
-    receive_handoff(there.svc, there.people[_RECEIVER_BY[to.key]], root / rel)
+    ack = root / rel.replace(".jsonl", ".ack")  # the receiver's cosignature, sent back
+    receive_handoff(there.svc, there.people[_RECEIVER_BY[to.key]], root / rel, ack=ack)
+    clock.set(there_clock.now_ms() + 5 * MIN)
+    record_ack(site.svc, site.people["admin"], ack)
     fed.products[w.coi] = f"{to.key}: expected (hand-off from {org.key})"

@@ -135,7 +135,11 @@ def test_a_malformed_carried_state_is_a_replay_error() -> None:
                 {**good, "steps": ["no_such_step"]}, {**good, "extra": 1}, [],
                 {**good, "items": {"C1": {"kind": "nothing", "status": "x"}}},
                 {**good, "windows": {"w": {"name": "fresh_product", "item": None,
-                                           "started_by": "x", "start_ms": "1",
+                                           "started_by": "apheresis_collection",
+                                           "start_ms": "1", "opens_ms": None,
+                                           "deadline_ms": 2}}},
+                {**good, "windows": {"w": {"name": "fresh_product", "item": None,
+                                           "started_by": "nothing", "start_ms": 1,
                                            "opens_ms": None, "deadline_ms": 2}}}):
         with pytest.raises(ReplayError):
             take_in(process, None, _fact(bad))
@@ -187,3 +191,30 @@ def test_the_federation_demo_puts_the_manufacturer_on_postgresql(
     last = res.output.rstrip().splitlines()[-1]
     done = runner.invoke(app, shlex.split(last)[1:])
     assert done.exit_code == 0, done.output
+
+
+def test_a_window_started_at_the_clinic_is_checked_at_the_factory(tmp_path: Path) -> None:
+    """The fresh-product window (48 h from collection to the receipt at manufacturing) runs
+    across the two organisations: a receipt at the factory after it is refused there and the
+    deviation opened, as at one site."""
+    clinic = build(str(tmp_path / "clinic.db"), tmp_path / "clinic.key", CLINIC)
+    factory = build(str(tmp_path / "factory.db"), tmp_path / "factory.key", FACTORY)
+    pin(clinic, factory, "acme-factory", "manufacturing")
+    pin(factory, clinic, "city-clinic", "collection")
+    coi = ship(clinic, 1)
+    h1 = send(clinic, coi, "acme-factory", tmp_path / "h1.jsonl")
+    factory.clock.set(clinic.clock.now_ms() + 60_000)
+    receive_handoff(factory.svc, factory.people["maya"], h1)
+    window = factory.svc.chain().product(coi).windows["fresh_product"]  # type: ignore[union-attr]
+    factory.clock.set(window.deadline_ms + 3_600_000)
+    with pytest.raises(Refused, match="fresh-product") as e:
+        factory.svc.record("receipt_at_manufacturing", coi, actor=factory.people["maya"],
+                           fields={"outcome": "accept", "logger": "in_range",
+                                   "temperature_c": "5.0", "paperwork": coi},
+                           entry_methods={"paperwork": "scanner"})
+    assert e.value.recorded_index is not None
+    product = factory.svc.chain().product(coi)
+    assert product is not None and product.state == "in_transit_to_manufacturing"
+    assert [d.kind for d in product.open_deviations()] != []  # opened by itself
+    factory.ledger.engine.dispose()
+    assert runner.invoke(app, ["verify", "--db", factory.db]).exit_code == 0

@@ -101,8 +101,11 @@ def _take_in(process: Process, here: ProductState | None, fact: Fact, raw: Any
         name = _text(w["name"], "window")
         if name not in process.windows:
             raise ValueError(f"{name!r} is not a window of process {process.name}")
+        started_by = _text(w["started_by"], "step")
+        if started_by not in process.steps:
+            raise ValueError(f"{started_by!r} is not a step of process {process.name}")
         product.windows[key] = WindowState(
-            name=name, item=_opt_text(w["item"]), started_by=_text(w["started_by"], "step"),
+            name=name, item=_opt_text(w["item"]), started_by=started_by,
             start_index=fact.index, start_ms=_int(w["start_ms"]),
             opens_ms=None if w["opens_ms"] is None else _int(w["opens_ms"]),
             deadline_ms=_int(w["deadline_ms"]))

@@ -14,12 +14,14 @@ import shlex
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from coi.cli.main import app
 from coi.domain.errors import ReplayError
 from coi.domain.facts import Fact
-from coi.domain.handoff_import import HANDOFF_RECEIVED, take_in
+from coi.domain.handoff_import import HANDOFF_RECEIVED, exported, take_in
 from coi.domain.loader import load_process
 from coi.export.bundle import Scope, export_bundle
 from coi.service.demo import PLAN, STEP_NAMES, Site, Walk, step
@@ -120,6 +122,9 @@ def test_the_chain_goes_on_at_the_factory_and_back_at_the_clinic(tmp_path: Path)
     assert res.output.rstrip().endswith("verified across 2 organisation(s), 2 hand-off(s)")
 
 
+_PROCESS = load_process()
+
+
 def _fact(data: object) -> Fact:
     return Fact(index=7, time_ms=1, type=HANDOFF_RECEIVED, subject="CHA999826000001",
                 data={"state": data}, signers=())
@@ -218,3 +223,47 @@ def test_a_window_started_at_the_clinic_is_checked_at_the_factory(tmp_path: Path
     assert [d.kind for d in product.open_deviations()] != []  # opened by itself
     factory.ledger.engine.dispose()
     assert runner.invoke(app, ["verify", "--db", factory.db]).exit_code == 0
+
+
+_json = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+                     lambda inner: st.lists(inner, max_size=3)
+                     | st.dictionaries(st.text(max_size=8), inner, max_size=3), max_leaves=8)
+_STATE_KEYS = ("state", "steps", "items", "windows", "labels", "patient_commitment")
+
+
+_names = st.sampled_from(sorted(_PROCESS.steps))
+_window = st.fixed_dictionaries({
+    "name": st.sampled_from(sorted(_PROCESS.windows)) | _json, "item": st.none() | _json,
+    "started_by": _names | _json, "start_ms": st.integers() | _json,
+    "opens_ms": st.none() | st.integers(), "deadline_ms": st.integers() | _json})
+_carried = st.fixed_dictionaries({
+    "state": st.sampled_from(_PROCESS.states) | _json,
+    "steps": st.lists(_names, max_size=3) | _json,
+    "items": st.dictionaries(st.text(max_size=6), st.fixed_dictionaries({
+        "kind": st.sampled_from(sorted(_PROCESS.items)) | _json, "status": _json}),
+        max_size=2) | _json,
+    "windows": st.dictionaries(st.text(max_size=6), _window, max_size=2) | _json,
+    "labels": st.dictionaries(st.text(max_size=6), st.fixed_dictionaries({
+        "item": _json, "status": _json, "replaces": _json}), max_size=2) | _json,
+    "patient_commitment": st.none() | _json})
+
+
+@given(_carried | st.fixed_dictionaries(dict.fromkeys(_STATE_KEYS, _json)) | _json)
+def test_a_carried_state_is_taken_in_or_refused_as_a_replay_error(data: object) -> None:
+    try:
+        taken = take_in(_PROCESS, None, _fact(data))
+    except ReplayError:
+        return
+    assert taken is None or taken.state in _PROCESS.states
+
+
+def test_what_is_exported_is_taken_in_as_it_was(tmp_path: Path) -> None:
+    clinic = build(str(tmp_path / "clinic.db"), tmp_path / "clinic.key", CLINIC)
+    coi = ship(clinic, 1)
+    sent = clinic.svc.chain().product(coi)
+    assert sent is not None
+    taken = take_in(_PROCESS, None, Fact(index=3, time_ms=sent.last_time_ms + 1,
+                                        type=HANDOFF_RECEIVED, subject=coi,
+                                        data={"state": exported(sent)}, signers=()))
+    assert taken is not None and exported(taken) == exported(sent)
+    assert set(taken.steps) == set(sent.steps) and taken.custodian is None

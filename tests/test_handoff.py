@@ -348,6 +348,7 @@ def test_receive_command_exit_codes(pair: tuple[Org, Org], tmp_path: Path) -> No
     args = ["--as", "maya", "--password-file", str(pwf), "--db", factory.db]
     res = runner.invoke(app, ["handoff", "receive", str(f), *args])
     assert res.exit_code == 0 and "expected here" in res.output, res.output
+    assert "at in_transit_to_manufacturing until its receipt" in res.output
     res = runner.invoke(app, ["handoff", "receive", str(f), *args])
     assert res.exit_code == 1 and "already received" in res.output
     assert "recorded as entry" in res.output

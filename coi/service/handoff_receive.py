@@ -69,6 +69,7 @@ class Received:
     checkpoint_size: int
     complete: bool
     complete_from: int | None
+    state: str  # where in the process the product now stands here (as the shipment left it)
 
 
 class _Refusal(Exception):
@@ -247,7 +248,7 @@ def receive_handoff(chain: CoiService, by: Unlocked, path: Path, *, ack: Path | 
                               f"could not be written: {e}") from None
     return Received(index=entry.index, coi=h.coi, partner=p.name, items=h.items,
                     checkpoint_size=report.tree_size, complete=report.complete,
-                    complete_from=report.complete_from)
+                    complete_from=report.complete_from, state=str(state["state"]))
 
 
 def _refused(svc: LedgerService, subject: str, file_sha: str, reason: str) -> Refused:

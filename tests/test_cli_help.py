@@ -48,7 +48,7 @@ COMMANDS: dict[str, str] = {
     "report": "BUNDLE -o/--output --trust --force",
     "verify-chain": "FILES --coi --trust",
     "tui": "--db --log-key --station --idle-minutes --printer",
-    "demo": "--db --products --station --idle-minutes --no-tui",
+    "demo": "--db --products --station --idle-minutes --no-tui --federation",
     "backup": "-o/--output --force/--no-force --db --log-key",
     "restore": "BACKUP_FILE --checkpoint --db --log-key",
     "validate": "-o/--output --tests --postgres --only --sign-as --password-file --db --log-key",

@@ -206,9 +206,12 @@ def test_a_product_crosses_from_clinic_to_factory(pair: tuple[Org, Org], tmp_pat
     assert kind == HANDOFF_RECEIVED and data["sender_origin"] == CLINIC[0]
     assert data["shipment"]["hash"] == r.handoff.shipment_hash
     assert data["checkpoint"]["size"] == r.tree_size
-    # The product is expected at the factory.
+    # The product is expected at the factory, in the state the clinic's shipment left it.
     view = factory.svc.show(coi)
-    assert view["state"] is None and view["expected"]["from"] == "city-clinic"
+    assert view["state"]["state"] == "in_transit_to_manufacturing"
+    assert view["expected"]["from"] == "city-clinic"
+    assert view["state"]["items"] == {"C00001": {"kind": "collection", "status": "collected",
+                                                 "created_index": factory.count() - 1}}
     assert [e["coi"] for e in factory.svc.status()["expected"]] == [coi]
     factory.svc.ledger.engine.dispose()
     res = runner.invoke(app, ["show", coi, "--db", factory.db])
@@ -345,6 +348,7 @@ def test_receive_command_exit_codes(pair: tuple[Org, Org], tmp_path: Path) -> No
     args = ["--as", "maya", "--password-file", str(pwf), "--db", factory.db]
     res = runner.invoke(app, ["handoff", "receive", str(f), *args])
     assert res.exit_code == 0 and "expected here" in res.output, res.output
+    assert "at in_transit_to_manufacturing until its receipt" in res.output
     res = runner.invoke(app, ["handoff", "receive", str(f), *args])
     assert res.exit_code == 1 and "already received" in res.output
     assert "recorded as entry" in res.output
@@ -363,7 +367,15 @@ def test_receiver_on_postgresql(templates: tuple[Org, Org], pg_url: str, tmp_pat
     got = receive_handoff(factory.svc, factory.people["maya"], f)
     assert got.complete
     refused(factory, f, "already received")
-    factory.ledger.verify()
+    # The product goes on there: its receipt, replayed by the verification with the state table.
+    factory.clock.set(clinic.clock.now_ms() + H)
+    factory.svc.record("receipt_at_manufacturing", got.coi, actor=factory.people["maya"],
+                       fields={"outcome": "accept", "logger": "in_range",
+                               "temperature_c": "5.0", "paperwork": got.coi},
+                       entry_methods={"paperwork": "scanner"})
+    product = factory.svc.chain().product(got.coi)
+    assert product is not None and product.state == "received"
+    factory.svc.verify()
     factory.ledger.engine.dispose()
 
 

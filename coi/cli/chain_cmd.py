@@ -174,7 +174,7 @@ def show(
     from coi.cli.readable import show_lines
 
     arriving = view.get("expected")
-    if not view["state"] and arriving:
+    if arriving:
         typer.echo(f"{inert(view['coi'])}  state: expected (hand-off from "
                    f"{inert(arriving['from'])} received at entry {arriving['index']}; items "
                    f"{', '.join(map(inert, arriving['items'] or []))})")

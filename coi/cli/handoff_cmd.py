@@ -68,7 +68,8 @@ def handoff_receive(
     password_file: PasswordFileOpt = None,
 ) -> None:
     """Check a partner's hand-off file (pinned key and FIN, addressed here, not seen before,
-    consistent with its last checkpoint, complete) and record the product as expected."""
+    consistent with its last checkpoint, complete) and record the product as expected, in the
+    state the sender's shipment left it."""
     from coi.service.handoff_receive import receive_handoff
 
     svc = open_chain(db, log_key)
@@ -82,7 +83,8 @@ def handoff_receive(
     done = ("complete" if r.complete else f"complete from index {r.complete_from}")
     typer.echo(f"received {inert(r.coi)} from {inert(r.partner)} at entry {r.index} "
                f"({done}; sender checkpoint of {r.checkpoint_size} entries): expected here "
-               f"with items {', '.join(map(inert, r.items))}")
+               f"with items {', '.join(map(inert, r.items))}, at {inert(r.state)} until its "
+               "receipt is recorded")
 
 
 @app.command("ack")

@@ -100,6 +100,40 @@ def _build_demo(db: Path, products: int) -> None:
     typer.echo(f"built in {time.monotonic() - started:.1f} s", err=True)
 
 
+def _build_federation(root: Path) -> str:
+    """Build the federation demo in ``root``; print its organisations, users, products and, as
+    the last line, the verify-chain command (run in ``root``). The treatment centre's database."""
+    import os
+
+    from coi.service.demo import demo_password
+    from coi.service.demo_federation import ORGS, build_federation
+    from coi.service.text import inert
+
+    url = os.environ.get("COI_DATABASE_URL") or ""
+    pg = url if url.startswith(("postgresql:", "postgresql+")) else None
+    typer.echo(f"building three organisations' ledgers in {root} (the manufacturer on "
+               f"{'PostgreSQL' if pg else 'SQLite'}); each password is stretched with scrypt, "
+               "about 1 s a user…", err=True)
+    with errors():
+        fed = build_federation(root, manufacturer_db=pg,
+                               progress=lambda m: typer.echo(f"  {m}", err=True))
+    typer.echo("Organisations (database; users / passwords / roles) — passwords shown once:")
+    for org in ORGS:
+        db = fed.dbs[org.key]
+        where = "the PostgreSQL database COI_DATABASE_URL names" if db == pg else f"--db {db}"
+        typer.echo(f"  {org.key} FIN {org.fin}  {inert(where)}")
+        for user, _name, roles in org.staff:
+            typer.echo(f"    {user:<7} {demo_password(user):<20} {', '.join(roles)}")
+    typer.echo("Products:")
+    for coi, where in fed.products.items():
+        typer.echo(f"  {coi}  {where}")
+    typer.echo(f"{fed.finished} went the whole way; verify it across the three organisations "
+               f"(in {root}):")
+    typer.echo(fed.command)
+    sqlite = fed.dbs[ORGS[-1].key]
+    return str(root / sqlite)
+
+
 @app.command("demo")
 def demo(
     db: Annotated[Path, typer.Option("--db", help="The demo SQLite file (built if absent)")] =
@@ -110,10 +144,20 @@ def demo(
     no_tui: Annotated[bool, typer.Option(
         "--no-tui", help="Build the demo ledger (if absent) and print its users, without "
                          "opening the terminal UI")] = False,
+    federation: Annotated[Path | None, typer.Option(
+        "--federation", help="Build instead three organisations' ledgers in this new folder, "
+                             "products handed between them, and print the verify-chain "
+                             "command of one that went the whole way")] = None,
 ) -> None:
     """Build a demo ledger (site A9999, demo staff, ~20 products) if absent, then open the TUI."""
     from coi.service.demo import DEMO_STAFF, demo_password
 
+    if federation is not None:
+        treatment = _build_federation(federation)
+        if no_tui:
+            return
+        _run(treatment, None, station, idle_minutes)
+        return
     if db.is_dir():
         fail(f"--db {db} is a folder: give the demo database's file path", EXIT_USAGE)
     if not db.exists():

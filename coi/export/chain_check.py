@@ -13,7 +13,7 @@ library, cryptography and the ledger core only, like the verifier.
 from __future__ import annotations
 
 import base64
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,13 +76,19 @@ def _origin(path: Path) -> str:
 
 def _entries(path: Path) -> dict[int, tuple[bytes, Statement]]:
     """The in-scope entries of a bundle already verified."""
-    out = {}
     with open(path, "rb") as f:
-        for line in f:
-            obj = parse_line(line)
-            if obj.get("kind") == "entry" and obj["in_scope"]:
-                st = read_statement(base64.b64decode(obj["statement"]))
-                out[int(obj["index"])] = (bytes.fromhex(obj["hash"]), st)
+        return in_scope_entries(f)
+
+
+def in_scope_entries(lines: Iterable[bytes]) -> dict[int, tuple[bytes, Statement]]:
+    """The in-scope entries of a bundle already verified (its lines): index -> (hash,
+    statement)."""
+    out = {}
+    for line in lines:
+        obj = parse_line(line)
+        if obj.get("kind") == "entry" and obj["in_scope"]:
+            st = read_statement(base64.b64decode(obj["statement"]))
+            out[int(obj["index"])] = (bytes.fromhex(obj["hash"]), st)
     return out
 
 

@@ -23,6 +23,7 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from coi.domain.handoff_import import HANDOFF_RECEIVED
 from coi.domain.loader import load_process
 from coi.domain.replay import Replayer
 from coi.domain.state import ChainState
@@ -119,7 +120,7 @@ class CoiService(Enrolment, ChainViews):
 
         def hook(c: CheckedEntry, reg: KeyRegistry) -> None:
             """The domain's replay, fed each process entry (a ReplayError names the entry)."""
-            if replayer.owns(c.statement.type):
+            if replayer.owns(c.statement.type) or c.statement.type == HANDOFF_RECEIVED:
                 replayer.feed(fact_of(c.statement, reg))
             elif c.statement.type == ERASED_TYPE:
                 check_erasure(c.statement, reg)

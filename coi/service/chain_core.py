@@ -28,6 +28,7 @@ from coi.db.tx import Tx
 from coi.domain.check import check
 from coi.domain.errors import ScanError
 from coi.domain.facts import Attempt, AutoDeviation, Decision, Fact, Signer, patient_commitment
+from coi.domain.handoff_import import state_types
 from coi.domain.keyed import verify_keyed
 from coi.domain.lazy import LazyChainState
 from coi.domain.loader import load_process, shipped_for
@@ -159,7 +160,7 @@ class ChainCore:
             return self._chain
         chain = self._chain
         reg = self.ledger.registry(tx, size=size)
-        for row in self.ledger.store.rows_of_types(process.entry_types,
+        for row in self.ledger.store.rows_of_types(state_types(process),
                                                    start=chain.last_index + 1, tx=tx):
             if size is not None and row.index >= size:
                 break
@@ -168,7 +169,7 @@ class ChainCore:
 
     def _product_facts(self, coi: str) -> list[Fact]:
         """One product's process facts, in ledger order: what its state is built from."""
-        types = self.process().entry_types
+        types = state_types(self.process())
         reg = self.ledger.registry()
         return [fact_of(_statement(row.statement, row.index), reg)
                 for row in self.ledger.store.rows_for_subject(coi) if row.type in types]
@@ -178,7 +179,7 @@ class ChainCore:
 
     def _on_entry(self, tx: Tx, entry: SignedEntry) -> None:
         """Inside the append's transaction: apply a process entry and update the state table."""
-        if self._process is None or entry.statement.type not in self._process.entry_types:
+        if self._process is None or entry.statement.type not in state_types(self._process):
             return
         chain = self._chain
         if chain is None:

@@ -71,8 +71,9 @@ class ChainViews(ChainCore):
         for t in timeline:
             t["corrected_by"] = corrected_by.get(int(t["index"]), [])
         # Received from a partner by hand-off, not yet taken in here: expected at the station.
-        arriving = [] if product is not None else [
-            e for e in expected(self.ledger, lambda c: c != coi) if e["coi"] == coi]
+        here = product.last_index if product is not None else None
+        arriving = [e for e in expected(self.ledger, lambda c: here if c == coi else -1)
+                    if e["coi"] == coi]
         return {"coi": coi, "state": state, "expected": arriving[0] if arriving else None,
                 "timeline": timeline, "now_ms": self.clock.now_ms(),
                 "qc_history": _qc_history(state),
@@ -85,7 +86,7 @@ class ChainViews(ChainCore):
         now = self.clock.now_ms()
         s = self.store.summary(soon_ms=SOON_MS, now_ms=now, limit=limit)
         return {
-            "expected": expected(self.ledger, lambda c: self.store.state_of(c) is not None),
+            "expected": expected(self.ledger, self._last_index),
             "now_ms": now, "limit": limit,
             "windows_total": s["windows_total"], "open_deviations_total": s["deviations_total"],
             "by_state": dict(sorted(s["by_state"].items())),
@@ -95,6 +96,21 @@ class ChainViews(ChainCore):
             "open_deviations": [{"coi": c, "state": st, "count": n}
                                 for c, st, n in s["deviations"]],
         }
+
+    def expected_at(self, step: str) -> list[dict[str, Any]]:
+        """The products expected from partners that ``step`` takes in next: the receipt after
+        a shipping step (one with a ``receiver`` field) that brought them. Newest first."""
+        process = self.process()
+        spec = process.step(step)
+        if spec is None or not spec.takes_custody or not any(
+                "receiver" in process.steps[r].fields for r in spec.requires):
+            return []
+        return [e for e in expected(self.ledger, self._last_index)
+                if e.get("state") in spec.from_states]
+
+    def _last_index(self, coi: str) -> int | None:
+        row = self.store.state_of(coi)
+        return row[2] if row is not None else None
 
     def products(self, **kw: Any) -> list[dict[str, Any]]:
         self.process()

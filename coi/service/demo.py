@@ -141,12 +141,13 @@ class Site:
 
 def create_site(db: str, log_key: str | None = None, *, clock: Clock,
                 staff: tuple[tuple[str, str, tuple[str, ...]], ...] = DEMO_STAFF,
-                password: Callable[[str], str] = demo_password) -> Site:
+                password: Callable[[str], str] = demo_password, origin: str = DEMO_ORIGIN,
+                fin: str = DEMO_FIN) -> Site:
     """A new ledger with the demo staff enrolled and unlocked."""
     ledger = LedgerService.open(db, log_key, clock=clock)
-    site_data, process = genesis_extras(DEMO_FIN)
+    site_data, process = genesis_extras(fin)
     admin = staff[0]
-    ledger.init(origin=DEMO_ORIGIN, admin=admin[0], admin_name=admin[1],
+    ledger.init(origin=origin, admin=admin[0], admin_name=admin[1],
                 admin_password=password(admin[0]), tz=DEMO_TZ, site_data=site_data,
                 process=process)
     people = {admin[0]: ledger.unlock(admin[0], password(admin[0]))}

@@ -13,7 +13,8 @@ Owns ``receive_handoff``. In order, each failure with its own message:
 6. the product's bundle is complete (at least from its first linked entry);
 7. under the write lock: this shipment was not received before (replay), and the sender's
    checkpoint extends the newest one this site accepted from it (a smaller tree: rolled back;
-   another root, or a proof that does not start from the accepted one: forked);
+   another root, or a proof that does not start from the accepted one: forked); a product this
+   site holds is one it shipped out (in a state a shipping step leads to);
 
 then a ``handoff.received`` entry signed by the person receiving binds the sender's origin, its
 checkpoint (size, root) and the shipment entry's hash. A refusal is recorded as a site entry
@@ -28,6 +29,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from coi.domain.errors import ReplayError
+from coi.domain.facts import Fact, Signer
+from coi.domain.handoff_import import exported
+from coi.domain.state import ChainState
+from coi.export.chain_check import in_scope_entries
 from coi.export.handoff_record import Handoff
 from coi.export.records import parse_line
 from coi.export.verifier import BundleReport, verify_bytes
@@ -63,6 +69,7 @@ class Received:
     checkpoint_size: int
     complete: bool
     complete_from: int | None
+    state: str  # where in the process the product now stands here (as the shipment left it)
 
 
 class _Refusal(Exception):
@@ -150,6 +157,30 @@ def _check(svc: LedgerService, data: bytes) -> tuple[partners.Partner, BundleRep
     return p, report, h
 
 
+def _carried(chain: CoiService, data: bytes, h: Handoff) -> dict[str, Any]:
+    """The product's state as the sender's shipment left it: its in-scope entries up to the
+    shipping entry, applied in order under this site's process (the sender checked its rules
+    when it recorded them; its signatures were verified in step 3)."""
+    sent = ChainState(chain.process())
+    try:
+        for index, (_hash, st) in sorted(in_scope_entries(data.splitlines(keepends=True))
+                                         .items()):
+            if index > h.shipment_index:
+                break
+            sent.apply(Fact(index=index, time_ms=st.time_ms, type=st.type, subject=st.subject,
+                            data=st.data, signers=tuple(
+                                Signer(user=s.user, name=s.name, meaning=s.meaning,
+                                       roles=frozenset()) for s in st.signers)))
+    except (ReplayError, VerificationError) as e:
+        raise _Refusal(f"the sender's entries of {h.coi} cannot be replayed under this site's "
+                       f"process ({inert(e)})") from None
+    product = sent.product(h.coi)
+    if product is None:
+        raise _Refusal(f"the file holds no process step of {h.coi}: there is no product to "
+                       "take over")
+    return exported(product)
+
+
 def _subject(data: bytes) -> str:
     """The refusal's subject: the CoI the file names, when it names one well formed."""
     m = re.search(rb'"scope":\{"mode":"(?:handoff|coi)","coi":"(CH[0-9A-Z]{13})"\}',
@@ -180,6 +211,7 @@ def receive_handoff(chain: CoiService, by: Unlocked, path: Path, *, ack: Path | 
         if len(data) > MAX_FILE:
             raise _Refusal(f"the file is larger than {MAX_FILE // (1024 * 1024)} MiB")
         p, report, h = _check(svc, data)
+        state = _carried(chain, data, h)
     except _Refusal as r:
         raise _refused(svc, _subject(data), file_sha, r.reason) from None
 
@@ -189,6 +221,12 @@ def receive_handoff(chain: CoiService, by: Unlocked, path: Path, *, ack: Path | 
             raise _Refusal(f"already received: this shipment of {h.coi} from {p.name} was "
                            f"received at entry {at} (a replayed file)")
         _consistent(h, report, last_seen(svc, report.origin, ctx.tx), p.name)
+        here = chain.chain(ctx.tx, size=ctx.size).product(h.coi)  # held: the entry updates it
+        process = chain.process()
+        shipped = {s.to_state for s in process.steps.values() if "receiver" in s.fields}
+        if here is not None and here.state not in shipped:
+            raise _Refusal(f"{h.coi} is at {here.state!r} here, not shipped out: a hand-off "
+                           "cannot take over a product this site holds")
 
     cosigned = cosign_accepted(svc, report.checkpoint)
     try:
@@ -198,7 +236,7 @@ def receive_handoff(chain: CoiService, by: Unlocked, path: Path, *, ack: Path | 
             "shipment": {"index": h.shipment_index, "hash": h.shipment_hash},
             "items": list(h.items), "complete_from": report.complete_from,
             "file_sha256": file_sha, "bundle_sha256": report.bundle_sha256,
-            "cosigned": cosigned,
+            "cosigned": cosigned, "state": state,
         }, [Party(by, "authored")], check=check, internal=True)
     except _Refusal as r:
         raise _refused(svc, h.coi, file_sha, r.reason) from None
@@ -210,7 +248,7 @@ def receive_handoff(chain: CoiService, by: Unlocked, path: Path, *, ack: Path | 
                               f"could not be written: {e}") from None
     return Received(index=entry.index, coi=h.coi, partner=p.name, items=h.items,
                     checkpoint_size=report.tree_size, complete=report.complete,
-                    complete_from=report.complete_from)
+                    complete_from=report.complete_from, state=str(state["state"]))
 
 
 def _refused(svc: LedgerService, subject: str, file_sha: str, reason: str) -> Refused:

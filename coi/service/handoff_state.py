@@ -2,8 +2,8 @@
 
 Owns reading the ``handoff.sent`` and ``handoff.received`` entries back (docs/federation.md):
 the checkpoints this site sent to a partner, the last checkpoint it accepted from one, whether a
-shipment was received already, and the products expected here (received by hand-off, not yet
-taken in by a process step). Nothing is cached in a table: the ledger is the record.
+shipment was received already, and the products expected here (received by hand-off, no
+process step recorded here since). Nothing is cached in a table: the ledger is the record.
 """
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from coi.domain.handoff_import import HANDOFF_RECEIVED as HANDOFF_RECEIVED  # re-exported
 from coi.ledger.entry import StoredEntry, read_statement
 from coi.ledger.errors import ProfileError, VerificationError
 from coi.service.ledger import LedgerService
 
 HANDOFF_SENT = "handoff.sent"
-HANDOFF_RECEIVED = "handoff.received"
 HANDOFF_REFUSED = "system.handoff_refused"
 
 
@@ -82,18 +82,30 @@ def received_at(svc: LedgerService, origin: str, shipment_hash: str, tx: Any = N
     return None
 
 
-def expected(svc: LedgerService, known: Callable[[str], bool]) -> list[dict[str, Any]]:
-    """The products received by hand-off and not (yet) known to this site's product table
-    (``known(coi)``): expected at the receiving station. Newest first."""
-    out: dict[str, dict[str, Any]] = {}
-    here: dict[str, bool] = {}
+def expected(svc: LedgerService, last_index: Callable[[str], int | None]
+             ) -> list[dict[str, Any]]:
+    """The products received by hand-off and not (yet) taken in here: no process step since
+    their latest ``handoff.received`` (``last_index(coi)``: the index of the product's latest
+    entry in this site's product table, None when it has none). Expected at the receiving
+    station. Newest first."""
+    latest: dict[str, StoredEntry] = {}
     for row in _rows(svc, HANDOFF_RECEIVED):
-        if row.subject not in here:
-            here[row.subject] = known(row.subject)
-        if here[row.subject]:
-            continue
+        if row.subject not in latest or row.index > latest[row.subject].index:
+            latest[row.subject] = row
+    out = []
+    for coi, row in latest.items():
+        here = last_index(coi)
+        if here is not None and here > row.index:
+            continue  # a step recorded here since: taken in
         d = _data(row)
-        out[row.subject] = {"coi": row.subject, "from": d.get("from"), "items": d.get("items"),
-                            "index": row.index, "time_ms": row.time_ms,
-                            "shipment": d.get("shipment")}
-    return sorted(out.values(), key=lambda e: -int(e["index"]))
+        out.append({"coi": row.subject, "from": d.get("from"), "items": d.get("items"),
+                    "index": row.index, "time_ms": row.time_ms, "state": _state(d),
+                    "shipment": d.get("shipment")})
+    return sorted(out, key=lambda e: -int(e["index"]))
+
+
+def _state(d: Mapping[str, Any]) -> str | None:
+    """The state the hand-off carried (None from a receiver that carried none)."""
+    state = d.get("state")
+    got = state.get("state") if isinstance(state, Mapping) else None
+    return got if isinstance(got, str) else None

@@ -61,3 +61,25 @@ def field_hint(f: FieldSpec) -> str:
             rng.append(f"≤ {f.max}")
         return "number" + (f" ({', '.join(rng)})" if rng else "")
     return "required" if f.required else "optional"
+
+
+def arrivals(expected: list[dict[str, object]]) -> Text:
+    """A receiving station's line: the products expected from partners (hand-off received), or
+    nothing when none is."""
+    if not expected:
+        return Text()
+    out = Text("\nExpected from partners: ", style="bold")
+    for n, e in enumerate(expected[:5]):
+        items = e.get("items")
+        bags = ", ".join(map(str, items)) if isinstance(items, list) else ""
+        out.append_text(show(f"{'; ' if n else ''}{e.get('coi')} from {e.get('from')} ({bags})"))
+    if len(expected) > 5:
+        out.append(f"; and {len(expected) - 5} more")
+    return out
+
+
+PROMPT_SECOND = {
+    "paperwork": "Now scan the paperwork (the shipping document's coi label) that came with it.",
+    "wristband": "Now scan the patient's wristband.",
+}
+"""A scan station's prompt for the second identifier a step compares with the bag."""

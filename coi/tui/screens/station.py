@@ -41,15 +41,9 @@ from coi.service.views import (
 )
 from coi.tui.base import CoiScreen, serialized
 from coi.tui.screens.alert import AlertScreen
-from coi.tui.text import field_hint, field_label, line, refusal, show
+from coi.tui.text import PROMPT_SECOND, arrivals, field_hint, field_label, line, refusal, show
 from coi.tui.widgets.big_text import BigText
 from coi.tui.widgets.scan_input import ScanInput
-
-PROMPT_SECOND = {
-    "paperwork": "Now scan the paperwork (the shipping document's coi label) that came with it.",
-    "wristband": "Now scan the patient's wristband.",
-}
-
 
 class StationPickScreen(CoiScreen):
     """The steps this person may record; Enter opens that station."""
@@ -123,8 +117,9 @@ class StationScreen(CoiScreen):
         spec = self.spec
         yield Header()
         who = self.coi_app.display_name()
-        yield Static(Text.assemble(("Station: ", "bold"), (spec.title, "bold cyan"),
-                                   f"  ·  {who}"), id="station-title")
+        yield Static(Text.assemble(("Station: ", "bold"), (spec.title, "bold cyan"), f"  ·  {who}",
+                                   arrivals(self.coi_app.svc.expected_at(self.step))),
+                     id="station-title")
         yield ScanInput(id="scan")
         with VerticalScroll(id="station-body"):
             yield BigText(id="identity")

@@ -1,0 +1,219 @@
+"""The federation demo: three organisations, three real ledgers, products handed between them.
+
+Used by ``coi demo --federation DIR``. A collection centre (FIN A9998, SQLite) enrols and
+collects, a manufacturer (FIN A9997, PostgreSQL when a URL is given, else SQLite) makes and
+releases, a treatment centre (FIN A9999, SQLite) receives, stores and prepares the patient. Each
+pins the two others (a treatment centre accepts a product only with a partner's FIN, the one
+of the collection centre that assigned its CoI); every shipping step names its receiver and is
+followed by a real hand-off file (``coi handoff export``) received at the other side (``coi
+handoff receive --ack``, whose cosignature the sender keeps: ``coi handoff ack``), so products
+stand at every stage: at the collection centre, expected at the manufacturer, in manufacturing,
+expected at the treatment centre, and one through the whole chain. The hand-off files and the
+finished product's bundle from the treatment centre are kept under ``DIR/files``, so
+``coi verify-chain`` checks that product across the three organisations (:attr:`Federation.
+command`, paths relative to ``DIR``). FINs A9997 to A9999 and the people are invented.
+"""
+
+from __future__ import annotations
+
+import random
+import shlex
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from coi.domain import isbt
+from coi.export.bundle import Scope, export_bundle
+from coi.ledger.clock import SystemClock
+from coi.service import partners
+from coi.service.demo import (
+    MIN,
+    PLAN,
+    D,
+    MovableClock,
+    Site,
+    Walk,
+    create_site,
+    demo_password,
+    step,
+)
+from coi.service.errors import ConfigError
+from coi.service.handoff import export_handoff
+from coi.service.handoff_ack import record_ack
+from coi.service.handoff_receive import receive_handoff
+
+__all__ = ["ORGS", "Federation", "Org", "build_federation"]
+
+
+@dataclass(frozen=True)
+class Org:
+    """One organisation of the demo."""
+
+    key: str  # its folder under DIR and its partner name at the others
+    origin: str
+    fin: str
+    role: str  # partner role: collection, manufacturing, treatment
+    staff: tuple[tuple[str, str, tuple[str, ...]], ...]
+
+
+ORGS = (
+    Org("collection-centre", "collect.demo.coi.example/a9998", "A9998", "collection",
+        (("admin", "Ada Admin", ("admin",)), ("alice", "Alice Apheresis", ("apheresis",)),
+         ("amir", "Amir Apheresis", ("apheresis",)), ("colin", "Colin Courier", ("courier",)))),
+    Org("manufacturer", "make.demo.coi.example/a9997", "A9997", "manufacturing",
+        (("admin", "Ada Admin", ("admin",)), ("maya", "Maya Manufacturing", ("manufacturing",)),
+         ("mo", "Mo Manufacturing", ("manufacturing",)), ("quinn", "Quinn QC", ("qc",)),
+         ("grace", "Grace QA", ("qa",)), ("colin", "Colin Courier", ("courier",)))),
+    Org("treatment-centre", "treat.demo.coi.example/a9999", "A9999", "treatment",
+        (("admin", "Ada Admin", ("admin",)), ("nina", "Nina Nurse", ("treatment",)),
+         ("noah", "Noah Nurse", ("treatment",)), ("ari", "Ari Auditor", ("auditor",)))),
+)
+COLLECT, MAKE, TREAT = ORGS
+_STAGE_END = {"courier_pickup": MAKE, "shipment": TREAT}  # shipping step -> its receiver
+_RECEIVER_BY = {MAKE.key: "maya", TREAT.key: "nina"}
+# How far each demo product goes: the plan's step names it stops after (then a hand-off when
+# that step ships). The first goes all the way the treatment centre can take it.
+_LAST_STEP = ("lymphodepletion", "shipment", "expansion", "courier_pickup", "packaging")
+
+
+@dataclass
+class Federation:
+    """The built demo: where each ledger is, and the command that verifies the finished one."""
+
+    dir: Path
+    dbs: dict[str, str]  # org key -> database (a file path relative to DIR, or a URL)
+    log_keys: dict[str, str]  # org key -> log verifier key string
+    products: dict[str, str]  # CoI -> where it stands
+    finished: str  # the CoI that went through the whole chain
+    files: list[str] = field(default_factory=list)  # relative to DIR, for verify-chain
+
+    @property
+    def command(self) -> str:
+        trust = " ".join(f"--trust {shlex.quote(self.log_keys[o.key])}" for o in ORGS)
+        return (f"coi verify-chain --coi {self.finished} {trust} "
+                + " ".join(shlex.quote(f) for f in self.files))
+
+
+def _where(n: int) -> Org:
+    """The organisation that records plan step ``n``."""
+    names = [p[0] for p in PLAN]
+    if n <= names.index("courier_pickup"):
+        return COLLECT
+    return MAKE if n <= names.index("shipment") else TREAT
+
+
+def build_federation(root: Path, *, now_ms: int | None = None,
+                     manufacturer_db: str | None = None,
+                     progress: Callable[[str], None] | None = None) -> Federation:
+    """Build the three ledgers under ``root`` (which must not exist or be empty) with their
+    events up to ``now_ms`` (default: now); ``manufacturer_db``: a PostgreSQL URL for the
+    manufacturer."""
+    root = Path(root)
+    if now_ms is None:
+        now_ms = SystemClock().now_ms()
+    if root.exists() and (not root.is_dir() or any(root.iterdir())):
+        raise ConfigError(f"{root} exists and is not an empty folder: give a new one")
+    (root / "files").mkdir(parents=True, exist_ok=True)
+    start = now_ms - 30 * D
+    sites: dict[str, tuple[Site, MovableClock]] = {}
+    dbs: dict[str, str] = {}
+    for org in ORGS:
+        (root / org.key).mkdir()
+        clock = MovableClock(start)
+        db = str(root / org.key / "coi.db")
+        log_key = None
+        if org is MAKE and manufacturer_db:
+            db, log_key = manufacturer_db, str(root / org.key / "coi.logkey")
+        sites[org.key] = (create_site(db, log_key, clock=clock, staff=org.staff,
+                                      password=demo_password, origin=org.origin, fin=org.fin),
+                          clock)
+        dbs[org.key] = db if org is MAKE and manufacturer_db else f"{org.key}/coi.db"
+        if progress:
+            progress(f"{org.key} ({org.fin}) ready")
+    keys = {o.key: sites[o.key][0].svc.ledger.log_verifier_key() for o in ORGS}
+    # Every pair pins each other: the treatment centre accepts a CoI only with the FIN of a
+    # partner (the collection centre assigned it), the manufacturer ships to the other two.
+    for a, b in ((a, b) for a in ORGS for b in ORGS if a is not b):
+        site, clock = sites[a.key]
+        clock.set(start + MIN)
+        partners.add(site.svc.ledger, site.people["admin"], name=b.key, log_key=keys[b.key],
+                     fin=b.fin, role=b.role)
+    fed = Federation(dir=root, dbs=dbs, log_keys=keys, products={}, finished="")
+    _walk_all(root, sites, fed, start, now_ms, progress)
+    return fed
+
+
+def _walk_all(root: Path, sites: Mapping[str, tuple[Site, MovableClock]], fed: Federation,
+              start: int, now_ms: int, progress: Callable[[str], None] | None) -> None:
+    """Enrol the demo products and walk each to its last step, in time order across sites."""
+    rng = random.Random(2026)
+    names = [p[0] for p in PLAN]
+    events: list[tuple[int, int, int]] = []  # (time, product, plan step; -1 = enrolment)
+    walks = []
+    for k, last in enumerate(_LAST_STEP):
+        t0 = start + 2 * 60 * MIN + k * 2 * D + rng.randrange(0, 60) * MIN
+        walks.append(Walk(seq=k + 1, bags=2))
+        events.append((t0, k, -1))
+        stop = max(i for i, name in enumerate(names) if name == last)
+        events += [(t0 + PLAN[n][1], k, n) for n in range(stop + 1)
+                   if t0 + PLAN[n][1] < now_ms - 10 * MIN]
+    for t, k, n in sorted(events):
+        w = walks[k]
+        if n < 0:
+            _enrol(sites[COLLECT.key], w, t)
+            fed.products[w.coi] = "collection-centre: enrolled"
+            if progress:
+                progress(f"enrolled {w.coi}")
+            continue
+        org = _where(n)
+        site, clock = sites[org.key]
+        clock.set(t)
+        name = PLAN[n][0]
+        if name in _STAGE_END:
+            _ship(root, sites, org, _STAGE_END[name], w, n, fed)
+        else:
+            step(site, w, n, clock.now_ms())
+            fed.products[w.coi] = f"{org.key}: {name}"
+    fed.finished = walks[0].coi
+    treat, clock = sites[TREAT.key]
+    out = root / "files" / f"{fed.finished}-{TREAT.key}.jsonl"
+    ledger = treat.svc.ledger
+    export_bundle(ledger.store, out, scope=Scope("coi", coi=fed.finished),
+                  checkpoint=ledger.checkpoint(), log_key=ledger.log_key(),
+                  created_ms=clock.now_ms())
+    fed.files = [f for f in fed.files if f.startswith(f"files/{fed.finished}-")]
+    fed.files.append(str(out.relative_to(root)))
+
+
+def _enrol(at: tuple[Site, MovableClock], w: Walk, t: int) -> None:
+    site, clock = at
+    clock.set(t)
+    w.patient_id = f"MRN{w.seq:06d}"
+    coi, _ = site.svc.enrol(actor=site.people["alice"], patient={
+        "patient_id": w.patient_id, "name": f"Demo Patient {w.seq}"},
+        treatment_site=f"{TREAT.fin}-HEMATOLOGY", manufacturing_slot=f"SLOT-{w.seq}")
+    w.coi = coi
+    w.din = isbt.Din(COLLECT.fin, isbt.coi_id_from_text(coi).year, f"{w.seq:06d}").text
+    w.done.append("enrolment")
+
+
+def _ship(root: Path, sites: Mapping[str, tuple[Site, MovableClock]], org: Org, to: Org,
+          w: Walk, n: int, fed: Federation) -> None:
+    """The shipping step naming ``to``, its hand-off file, and the receipt of it there."""
+    site, clock = sites[org.key]
+    name, _off, author, _witness, _item, fields = PLAN[n]
+    values = dict(fields(w, clock.now_ms()))
+    values["receiver"] = to.key.upper()
+    site.svc.record(name, w.coi, actor=site.people[author], fields=values)
+    w.done.append(name)
+    rel = f"files/{w.coi}-{org.key}-to-{to.key}.jsonl"
+    clock.set(clock.now_ms() + 5 * MIN)
+    export_handoff(site.svc, site.people["colin"], coi=w.coi, to=to.key, out=root / rel)
+    fed.files.append(rel)
+    there, there_clock = sites[to.key]
+    there_clock.set(clock.now_ms() + 10 * MIN)
+    ack = root / rel.replace(".jsonl", ".ack")  # the receiver's cosignature, sent back
+    receive_handoff(there.svc, there.people[_RECEIVER_BY[to.key]], root / rel, ack=ack)
+    clock.set(there_clock.now_ms() + 5 * MIN)
+    record_ack(site.svc, site.people["admin"], ack)
+    fed.products[w.coi] = f"{to.key}: expected (hand-off from {org.key})"

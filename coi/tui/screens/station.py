@@ -45,6 +45,7 @@ from coi.tui.text import PROMPT_SECOND, arrivals, field_hint, field_label, line,
 from coi.tui.widgets.big_text import BigText
 from coi.tui.widgets.scan_input import ScanInput
 
+
 class StationPickScreen(CoiScreen):
     """The steps this person may record; Enter opens that station."""
 

@@ -91,8 +91,8 @@ async def test_enrolment_form_filled_in_one_burst(db: Path, gap: float) -> None:
         screen = app.screen
         assert isinstance(screen, EnrolScreen)
         seen: list[str] = []
-        await burst(pilot, "MRN900001\tA9999-HEMATOLOGY\rSLOT-77\t" + password + "\r",
-                    gap_s=gap, seen=seen)
+        await burst(pilot, "MRN900001\tAlex Doe\t1970-01-02\tA9999-HEMATOLOGY\rSLOT-77\t"
+                    + password + "\r", gap_s=gap, seen=seen)
         await settle(pilot, lambda: screen.enrolled is not None)
         entry = last_entry(app.svc)
         assert entry["type"] == "step.enrolment"

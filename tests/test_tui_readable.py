@@ -103,7 +103,7 @@ async def test_enter_in_the_review_search_opens_the_only_match(db: Path) -> None
         await pilot.press("f3")
         await settle(pilot, lambda: isinstance(app.screen, ReviewScreen))
         await pilot.press("ctrl+f")
-        await burst(pilot, HARVEST_READY[-4:] + "\r")  # typed at speed, Enter at once
+        await burst(pilot, HARVEST_READY[-7:] + "\r")  # typed at speed, Enter at once
         await settle(pilot, lambda: isinstance(app.screen, ProductScreen))
         assert app.screen.coi == HARVEST_READY  # type: ignore[attr-defined]
         await pilot.press("escape")
@@ -146,8 +146,8 @@ async def test_the_label_command_the_enrol_screen_suggests_works(
         await settle(pilot, lambda: isinstance(app.screen, EnrolScreen))
         screen = app.screen
         assert isinstance(screen, EnrolScreen)
-        await burst(pilot, "MRN900002\tA9999-HEMATOLOGY\tSLOT-2\t" + demo_password("alice")
-                    + "\r")
+        await burst(pilot, "MRN900002\t\t\tA9999-HEMATOLOGY\tSLOT-2\t"  # (no name, no DOB)
+                    + demo_password("alice") + "\r")
         await settle(pilot, lambda: screen.enrolled is not None)
         shown = str(screen.query_one("#enrol-result", Static).render())
         coi = screen.enrolled

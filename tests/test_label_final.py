@@ -138,17 +138,13 @@ def test_final_label_refusals_record_nothing(site: demo.Site, tmp_path: Path) ->
     assert site.svc.ledger.store.count_rows() == size and not list(tmp_path.iterdir())
 
 
-def test_the_enrolment_patient_file_is_the_source_until_the_phi_store(
-        site: demo.Site, tmp_path: Path) -> None:
-    clock = site.svc.clock
-    assert isinstance(clock, demo.MovableClock)
-    w = cryopreserved(site)
-    with pytest.raises(Refused, match="no patient name and date of birth"):  # demo: no DOB
-        L.issue_and_print(site.svc, site.people["maya"], w.coi, "F00001", "png", "4x2", None,
-                          True, tmp_path / "x.png", product_code=CODE, final=FINAL)
+def test_the_patient_on_the_label_comes_from_the_phi_store(site: demo.Site) -> None:
+    bare, _ = site.svc.enrol(actor=site.people["alice"], patient={"patient_id": "MRN776"},
+                             treatment_site="A9999-HEM", manufacturing_slot="S-776")
+    assert EnrolmentPatients(site.svc).label_patient(bare) is None  # none given: none printed
     coi, _ = site.svc.enrol(actor=site.people["alice"],
                             patient={"patient_id": "MRN777", "name": "Ann Lee",
-                                     "birth_date": "1970-01-31"},
+                                     "date_of_birth": "1970-01-31"},
                             treatment_site="A9999-HEM", manufacturing_slot="S-777")
     assert EnrolmentPatients(site.svc).label_patient(coi) == PatientOnLabel("Ann Lee",
                                                                             "1970-01-31")
@@ -159,7 +155,7 @@ def test_cli_prints_a_final_product_label(site: demo.Site, db_path: Path, tmp_pa
 
     from coi.cli.main import app
 
-    w = cryopreserved(site, {"name": "Ann Lee", "birth_date": "1970-01-31"})
+    w = cryopreserved(site, {"name": "Ann Lee", "date_of_birth": "1970-01-31"})
     pw = tmp_path / "maya.pw"
     pw.write_text(demo.demo_password("maya") + "\n")
     out = tmp_path / "f.png"

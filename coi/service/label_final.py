@@ -12,17 +12,15 @@ payload, signed or not), the CoI with its K and the DIN with its boxed K and the
 - the patient's name and date of birth, for the person who compares bag and patient.
 
 **Where the patient's name comes from.** Never from the ledger (it holds a keyed commitment
-only): from a :class:`PatientSource`, which the service is given. Until the encrypted PHI store
-exists, :class:`EnrolmentPatients` reads the ``name`` and ``birth_date`` the enrolment's
-patient file carried (the site's patient table); the PHI store will implement
-``PatientSource.label_patient`` and be passed in its place. Everything printed is ASCII (ZPL
+only): from a :class:`PatientSource`, which the service is given; by default
+:class:`EnrolmentPatients` reads them from the PHI store (``CoiService.patient_identity``:
+sealed under the site's PHI key), as the bedside screen does. Everything printed is ASCII (ZPL
 prints ASCII): accents are dropped (``José`` → ``JOSE``); anything else is refused.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
 import unicodedata
 from collections.abc import Callable
@@ -93,24 +91,22 @@ class PatientSource(Protocol):
 
 
 class EnrolmentPatients:
-    """The patient from the enrolment's patient file (``name``, ``birth_date``), read from the
-    site's patient table: the stand-in until the PHI store provides ``label_patient``."""
+    """The patient's name and date of birth from the PHI store (``patient_identity``: sealed
+    under the site's PHI key, never the ledger); None when enrolment gave none. An erased
+    patient is refused: a label cannot show identifiers that no longer exist."""
 
     def __init__(self, svc: CoiService) -> None:
         self.svc = svc
 
     def label_patient(self, coi: str) -> PatientOnLabel | None:
-        found = self.svc.store.patient(coi)
-        if found is None or found[1] is None:
-            return None
         try:
-            data = json.loads(found[1])
-        except ValueError:
+            who = self.svc.patient_identity(coi)
+        except Refused:
             return None
-        name, born = data.get("name"), data.get("birth_date")
-        if not isinstance(name, str) or not isinstance(born, str):
-            return None
-        return PatientOnLabel(name, born)
+        if isinstance(who, str):
+            raise Refused(f"the patient identifiers of {coi} were erased: a final-product "
+                          "label that names the patient cannot be printed")
+        return PatientOnLabel(who.name, who.date_of_birth)
 
 
 @dataclass(frozen=True)

@@ -86,7 +86,7 @@ def run_stations(url: str, log_key: str, *, stations: int, seconds: float,
                 try:
                     if k < 0:
                         seq += 1
-                        w = Walk(seq=n * 100_000 + seq, bags=1)
+                        w = Walk(seq=n * 1_000 + seq, bags=1)  # (a DIN holds 6 digits)
                         enrol(mine, w)
                         walk = w
                         with lock:

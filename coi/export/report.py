@@ -188,28 +188,33 @@ def _dev_cell(r: _Row | None, titles: Titles, what: str) -> str:
             f"{esc(format_time(st.time_ms, st.tz))}<br>{signed}<br>{vals}")
 
 
-def _deviations(chain: list[_Row], titles: Titles) -> list[str]:
-    """One row per deviation opened: its opening, disposition and closure side by side."""
-    opened = [r for r in chain if r.st.type == "deviation.open"]
-    if not opened:
-        return []
+def deviation_rows(chain: list[_Row]) -> list[tuple[_Row, _Row | None, _Row | None]]:
+    """Each deviation opened, with the first disposition and the first closure naming it."""
     later: dict[tuple[str, int], _Row] = {}
     for r in chain:
         ref = r.st.data.get("deviation")
         if r.st.type in ("deviation.disposition", "deviation.close") and \
                 isinstance(ref, int) and not isinstance(ref, bool):
             later.setdefault((r.st.type, ref), r)
+    return [(r, later.get(("deviation.disposition", r.index)),
+             later.get(("deviation.close", r.index)))
+            for r in chain if r.st.type == "deviation.open"]
+
+
+def _deviations(chain: list[_Row], titles: Titles) -> list[str]:
+    """One row per deviation opened: its opening, disposition and closure side by side."""
+    rows = deviation_rows(chain)
+    if not rows:
+        return []
     parts = ["<h3>Deviations and their disposition</h3><table>" + _DEV_HEAD]
-    for r in opened:
-        disp = later.get(("deviation.disposition", r.index))
-        close = later.get(("deviation.close", r.index))
+    for r, disp, close in rows:
         kind = r.st.data.get("kind", "")
         parts.append(f"<tr><td>{r.index}: {esc(kind)}</td><td>{_dev_cell(r, titles, 'opening')}"
                      f"</td><td>{_dev_cell(disp, titles, 'disposition')}</td>"
                      f"<td>{_dev_cell(close, titles, 'closure')}</td></tr>")
     parts.append("</table>")
-    for r in opened:
-        if ("deviation.disposition", r.index) not in later:
+    for r, disp, _close in rows:
+        if disp is None:
             parts.append(f'<p class="bad">Deviation opened at entry {r.index} has no '
                          "disposition in this bundle.</p>")
     return parts

@@ -26,7 +26,7 @@ from reportlab.lib.pagesizes import A4, landscape
 from reportlab.lib.units import mm
 from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer
 
-from coi.export.report import Titles, _corrects, _Row, format_time, load_entries
+from coi.export.report import Titles, _corrects, _Row, deviation_rows, format_time, load_entries
 from coi.export.validation_pdf import _styles, _table, _text
 from coi.export.verifier import BundleReport, verify_bundle
 from coi.ledger.entry import Statement
@@ -132,24 +132,16 @@ def _deviation_cell(r: _Row | None, titles: Titles, kinds: Kinds, what: str, sma
 
 def _deviations(chain: list[_Row], titles: Titles, kinds: Kinds, st: Mapping[str, Any]
                 ) -> list[Any]:
-    opened = [r for r in chain if r.st.type == "deviation.open"]
-    if not opened:
+    rows = deviation_rows(chain)
+    if not rows:
         return []
-    later: dict[tuple[str, int], _Row] = {}
-    for r in chain:
-        ref = r.st.data.get("deviation")
-        if r.st.type in ("deviation.disposition", "deviation.close") and \
-                isinstance(ref, int) and not isinstance(ref, bool):
-            later.setdefault((r.st.type, ref), r)
     small = st["small"]
     body: list[list[Any]] = [["Deviation", "Opened", "Disposition", "Closed"]]
-    for r in opened:
+    for r, disp, close in rows:
         body.append([Paragraph(f"{r.index}: {_text(r.st.data.get('kind', ''))}", small),
                      _deviation_cell(r, titles, kinds, "opening", small),
-                     _deviation_cell(later.get(("deviation.disposition", r.index)), titles,
-                                     kinds, "disposition", small),
-                     _deviation_cell(later.get(("deviation.close", r.index)), titles, kinds,
-                                     "closure", small)])
+                     _deviation_cell(disp, titles, kinds, "disposition", small),
+                     _deviation_cell(close, titles, kinds, "closure", small)])
     return [Paragraph("Deviations and their disposition", st["h3"]),
             _table(body, [35 * mm, 80 * mm, 81 * mm, 81 * mm])]
 

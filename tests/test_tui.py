@@ -304,6 +304,11 @@ async def test_audit_verifies_in_a_worker_with_progress(db: Path) -> None:
         size = last_entry(app.svc)["size"]
         assert bar.total == size and bar.progress == size
         assert "— " in str(audit.query_one("#audit-checkpoint", Static).render())
+        # the root in base64, as the checkpoint and `coi verify` write it
+        import base64
+
+        root = base64.b64encode(app.svc.ledger.store.head().root).decode()  # type: ignore[union-attr]
+        assert root in str(audit.query_one("#audit-result", Static).render())
 
 
 async def test_admin_enrols_a_user(db: Path) -> None:

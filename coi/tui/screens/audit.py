@@ -7,6 +7,7 @@ opens the export form (``coi.tui.screens.export``) for the roles that may export
 
 from __future__ import annotations
 
+import base64
 import time
 from typing import ClassVar
 
@@ -100,8 +101,8 @@ class AuditScreen(CoiScreen):
         seconds = time.perf_counter() - t0
         with self.coi_app.service_lock:
             checkpoint = svc.ledger.checkpoint()
-        self.app.call_from_thread(self.passed, result.size, result.root.hex(), seconds,
-                                  checkpoint)
+        root = base64.b64encode(result.root).decode()  # as the checkpoint writes it
+        self.app.call_from_thread(self.passed, result.size, root, seconds, checkpoint)
 
     def step(self, done: int, total: int) -> None:
         self.query_one("#audit-progress", ProgressBar).update(total=total, progress=done)

@@ -509,3 +509,12 @@ def _received_early(org: Org, f: Path, coi: str, tmp_path: Path) -> Path:
                   checkpoint=org.ledger.checkpoint(), log_key=org.ledger.log_key(),
                   created_ms=org.clock.now_ms())
     return out
+
+
+def test_the_handoff_coi_pattern_is_isbts() -> None:
+    """The offline verifier keeps its own copy of the CoI pattern (it imports no domain module):
+    the two must not drift apart."""
+    from coi.domain import isbt
+    from coi.export.handoff_record import COI_TEXT
+
+    assert COI_TEXT.pattern == isbt._COI_TEXT_RE.pattern.replace("(", "").replace(")", "")

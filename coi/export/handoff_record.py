@@ -66,6 +66,11 @@ def _match(v: Any, pattern: re.Pattern[str], what: str) -> str:
     return v
 
 
+COI_TEXT = re.compile(r"CH[A-NP-Z1-9][0-9]{4}[0-9]{2}[0-9A-Z]{6}")
+"""A CoI identifier as ISBT 128 writes it (coi.domain.isbt's pattern; the offline verifier
+imports no domain module)."""
+
+
 def read_handoff(obj: dict[str, Any]) -> Handoff:
     """The record's values, each checked on its own (the bundle checks come later)."""
     sender = _obj(obj["sender"], ("origin", "fin"), "sender")
@@ -102,8 +107,9 @@ def read_handoff(obj: dict[str, Any]) -> Handoff:
     if [p.size for p in previous] != sorted({p.size for p in previous}):
         raise VerificationError("handoff previous checkpoints must be by size, without repeats")
     coi = obj["coi"]
-    if not isinstance(coi, str) or not re.fullmatch(r"[ -~]{1,128}", coi):
-        raise VerificationError("handoff coi is not an identifier")
+    if not isinstance(coi, str) or not COI_TEXT.fullmatch(coi):
+        raise VerificationError("handoff coi is not a Chain of Identity Identifier (CH, the "
+                                "FIN, the year and 6 letters or digits)")
     return Handoff(
         sender_origin=_match(sender["origin"], ORIGIN_RE, "sender origin"),
         sender_fin=_match(sender["fin"], FIN_RE, "sender FIN"),

@@ -59,13 +59,18 @@ def copy_sqlite(source: Path, target: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def is_sqlite_database(path: Path) -> bool:
-    """The file starts with SQLite's header (a backup made by ``copy_sqlite``)."""
+def _starts_with(path: Path, magic: bytes) -> bool:
+    """The file begins with ``magic`` (an unreadable file does not)."""
     try:
         with path.open("rb") as f:
-            return f.read(16) == b"SQLite format 3\x00"
+            return f.read(len(magic)) == magic
     except OSError:
         return False
+
+
+def is_sqlite_database(path: Path) -> bool:
+    """The file starts with SQLite's header (a backup made by ``copy_sqlite``)."""
+    return _starts_with(path, b"SQLite format 3\x00")
 
 
 def _tool(name: str) -> str:
@@ -110,11 +115,8 @@ def dump_postgres(url: DatabaseUrl, target: Path) -> None:
 
 
 def is_postgres_dump(path: Path) -> bool:
-    try:
-        with path.open("rb") as f:
-            return f.read(5) == b"PGDMP"
-    except OSError:
-        return False
+    """The file starts with pg_dump's custom-format header."""
+    return _starts_with(path, b"PGDMP")
 
 
 def postgres_database_exists(url: DatabaseUrl) -> bool:

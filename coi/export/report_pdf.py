@@ -8,7 +8,9 @@ corrections beside the entry they correct (the original values stay as recorded)
 deviations with their disposition and closure; then the key events. A bundle that does not
 verify gives a one-page PDF that says so and why, and nothing else. The layout's building blocks
 (styles, tables, escaping) are the validation report's (:mod:`coi.export.validation_pdf`);
-every value from the bundle is escaped for reportlab's paragraph markup.
+every value from the bundle is escaped for reportlab's paragraph markup and set in an embedded
+TrueType font, a character the font cannot draw shown as ``<U+XXXX>`` as the PDF's legend says
+(:mod:`coi.export.pdf_text`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from reportlab.lib.pagesizes import A4, landscape
 from reportlab.lib.units import mm
 from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer
 
+from coi.export.pdf_text import PdfFont, legend, using
 from coi.export.report import Titles, _corrects, _Row, deviation_rows, format_time, load_entries
 from coi.export.validation_pdf import _styles, _table, _text
 from coi.export.verifier import BundleReport, verify_bundle
@@ -168,7 +171,8 @@ def _summary(result: BundleReport, trust: str | None, st: Mapping[str, Any]) -> 
 def story(path: Path, trust: str | None) -> tuple[list[Any], bool]:
     """The PDF's content for the bundle at ``path``, and whether it verified."""
     st = _styles()
-    out: list[Any] = [Paragraph("Chain-of-identity audit copy", st["title"])]
+    out: list[Any] = [Paragraph("Chain-of-identity audit copy", st["title"]),
+                      Paragraph(legend(), st["small"])]
     try:
         result = verify_bundle(path, trust)
     except VerificationError as e:
@@ -200,21 +204,23 @@ def story(path: Path, trust: str | None) -> tuple[list[Any], bool]:
 
 
 def write_report_pdf(bundle: Path, out: Path, trust: str | None = None, *,
-                     overwrite: bool = False) -> bool:
+                     overwrite: bool = False, font: PdfFont | None = None) -> bool:
     """Render the PDF copy of ``bundle`` to ``out`` atomically (an existing ``out`` is replaced
-    only with ``overwrite``); return whether the bundle verified. ``OSError`` when a file
-    cannot be read or written, ``FileExistsError`` when ``out`` exists."""
+    only with ``overwrite``) in ``font`` (default: :func:`coi.export.pdf_text.default_font`);
+    return whether the bundle verified. ``OSError`` when a file cannot be read or written,
+    ``FileExistsError`` when ``out`` exists."""
     out = Path(out)
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} exists")
-    content, ok = story(bundle, trust)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
-        doc = SimpleDocTemplate(str(tmp), pagesize=landscape(A4), title="coi audit copy",
-                                leftMargin=10 * mm, rightMargin=10 * mm, topMargin=12 * mm,
-                                bottomMargin=12 * mm)
-        doc.build(content)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with using(font) as chosen:
+        content, ok = story(bundle, trust)
+        try:
+            doc = SimpleDocTemplate(str(tmp), pagesize=landscape(A4), title="coi audit copy",
+                                    leftMargin=10 * mm, rightMargin=10 * mm, topMargin=12 * mm,
+                                    bottomMargin=12 * mm, initialFontName=chosen.family)
+            doc.build(content)
+            os.replace(tmp, out)
+        finally:
+            tmp.unlink(missing_ok=True)
     return ok

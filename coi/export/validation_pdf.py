@@ -4,7 +4,9 @@ Owns the layout (reportlab's platypus): the result first (PASSED, FAILED or PART
 the system (coi and Python versions, host, executor, date with time zone, the database), the
 installation qualification's checks, then every requirement with its clause, its outcome and
 its tests with theirs, then the deviations. Every value from the report is escaped for
-reportlab's paragraph markup; the file is written to a temporary file and renamed.
+reportlab's paragraph markup and set in an embedded TrueType font, a character the font cannot
+draw shown as ``<U+XXXX>`` as the legend under the title says (:mod:`coi.export.pdf_text`);
+the file is written to a temporary file and renamed.
 """
 
 from __future__ import annotations
@@ -13,13 +15,14 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
-from xml.sax.saxutils import escape
 
 from reportlab.lib import colors
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
 from reportlab.lib.units import mm
 from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+
+from coi.export.pdf_text import PdfFont, current_font, legend, pdf_text, using
 
 _COLOURS = {"passed": colors.HexColor("#1b7f3b"), "failed": colors.HexColor("#b00020"),
             "deviation": colors.HexColor("#a15c00"), "not run": colors.HexColor("#a15c00"),
@@ -28,16 +31,22 @@ _COLOURS = {"passed": colors.HexColor("#1b7f3b"), "failed": colors.HexColor("#b0
 
 
 def _text(value: Any) -> str:
-    """Text fit for a paragraph: markup escaped, characters outside Latin-1 replaced."""
-    s = "".join(ch if ch.isprintable() else " " for ch in str(value))
-    return escape(s.encode("latin-1", "replace").decode("latin-1"))
+    """Text fit for a paragraph in the current font: markup escaped, characters the font cannot
+    draw and invisible ones as ``<U+XXXX>`` (:mod:`coi.export.pdf_text`)."""
+    return pdf_text(value)
 
 
 def _styles() -> dict[str, ParagraphStyle]:
-    base = getSampleStyleSheet()
-    small = ParagraphStyle("small", parent=base["BodyText"], fontSize=8, leading=10)
-    return {"title": base["Title"], "h2": base["Heading2"], "h3": base["Heading3"],
-            "body": base["BodyText"], "small": small}
+    """The sample styles, set in the current font (its bold face where the sample is bold)."""
+    base, font = getSampleStyleSheet(), current_font()
+
+    def restyle(name: str, **kw: Any) -> ParagraphStyle:
+        parent = base[name]
+        face = font.face(bold="Bold" in parent.fontName, italic="Oblique" in parent.fontName)
+        return ParagraphStyle(f"coi-{name}", parent=parent, fontName=face, **kw)
+
+    return {"title": restyle("Title"), "h2": restyle("Heading2"), "h3": restyle("Heading3"),
+            "body": restyle("BodyText"), "small": restyle("BodyText", fontSize=8, leading=10)}
 
 
 def _outcome(value: str, style: ParagraphStyle) -> Paragraph:
@@ -49,6 +58,7 @@ def _outcome(value: str, style: ParagraphStyle) -> Paragraph:
 def _table(rows: Sequence[Sequence[Any]], widths: Sequence[float]) -> Table:
     table = Table(list(map(list, rows)), colWidths=list(widths), repeatRows=1)
     table.setStyle(TableStyle([
+        ("FONTNAME", (0, 0), (-1, -1), current_font().family),
         ("GRID", (0, 0), (-1, -1), 0.25, colors.grey),
         ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#e8e8e8")),
         ("VALIGN", (0, 0), (-1, -1), "TOP"),
@@ -62,6 +72,7 @@ def _story(report: Mapping[str, Any]) -> list[Any]:
     system = report["system"]
     story: list[Any] = [
         Paragraph("coi validation report", st["title"]),
+        Paragraph(legend(), small),
         Paragraph(f"Result: <b>{_text(report['result'])}</b>. {_text(report['summary'])}", s),
         Spacer(1, 4 * mm),
         Paragraph("System", st["h2"]),
@@ -71,7 +82,7 @@ def _story(report: Mapping[str, Any]) -> list[Any]:
         _table([["check", "outcome", "detail"]] + [
             [Paragraph(_text(c["name"]), small), _outcome(c["status"], small),
              Paragraph(_text(c["detail"]), small)] for c in report["installation"]],
-            [40 * mm, 25 * mm, 105 * mm]),
+            [40 * mm, 30 * mm, 100 * mm]),
         Paragraph("Operational qualification: requirements and their tests", st["h2"]),
     ]
     for r in report["requirements"]:
@@ -83,7 +94,7 @@ def _story(report: Mapping[str, Any]) -> list[Any]:
                                                 if t["detail"] else ""), small),
                   _outcome(t["outcome"], small)] for t in r["tests"]]
         rows.append([Paragraph("<b>requirement</b>", small), _outcome(r["outcome"], small)])
-        story.append(_table(rows, [145 * mm, 25 * mm]))
+        story.append(_table(rows, [140 * mm, 30 * mm]))
     story.append(Paragraph("Deviations", st["h2"]))
     if report["deviations"]:
         story += [Paragraph(f"- {_text(d)}", s) for d in report["deviations"]]
@@ -92,14 +103,18 @@ def _story(report: Mapping[str, Any]) -> list[Any]:
     return story
 
 
-def write_validation_pdf(report: Mapping[str, Any], path: Path) -> None:
-    """Render ``report`` (the content of validation.json) to ``path``, atomically."""
+def write_validation_pdf(report: Mapping[str, Any], path: Path,
+                         font: PdfFont | None = None) -> None:
+    """Render ``report`` (the content of validation.json) to ``path``, atomically, in ``font``
+    (default: :func:`coi.export.pdf_text.default_font`)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        doc = SimpleDocTemplate(str(tmp), pagesize=A4, title="coi validation report",
-                                author=str(report["system"].get("executor", "")),
-                                leftMargin=20 * mm, rightMargin=20 * mm)
-        doc.build(_story(report))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with using(font) as chosen:
+        try:
+            doc = SimpleDocTemplate(str(tmp), pagesize=A4, title="coi validation report",
+                                    author=str(report["system"].get("executor", "")),
+                                    leftMargin=20 * mm, rightMargin=20 * mm,
+                                    initialFontName=chosen.family)
+            doc.build(_story(report))
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)

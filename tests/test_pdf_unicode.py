@@ -110,6 +110,7 @@ def unicode_bundle(db: Path, tmp_path: Path) -> tuple[Path, str, str]:
     return out, coi, key
 
 
+@pytest.mark.req("COPIES")
 @pytest.mark.xdist_group("tui")
 @pytest.mark.skipif(not POPPLER, reason="needs poppler-utils (pdftotext, pdffonts)")
 @pytest.mark.parametrize("which", _fonts())

@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from coi.domain import isbt
+from coi.domain import isbt, payload
 from coi.export.bundle import Scope, export_bundle
 from coi.ledger.clock import SystemClock
 from coi.service import partners
@@ -41,6 +41,10 @@ from coi.service.errors import ConfigError
 from coi.service.handoff import export_handoff
 from coi.service.handoff_ack import record_ack
 from coi.service.handoff_receive import receive_handoff
+from coi.service.label_codes import label_code, labels_of
+from coi.service.label_signing import issued, sign_label
+from coi.service.labels import check_scan
+from coi.service.phi_store import open_patient
 
 __all__ = ["ORGS", "Federation", "Org", "build_federation"]
 
@@ -72,8 +76,8 @@ COLLECT, MAKE, TREAT = ORGS
 _STAGE_END = {"courier_pickup": MAKE, "shipment": TREAT}  # shipping step -> its receiver
 _RECEIVER_BY = {MAKE.key: "maya", TREAT.key: "nina"}
 # How far each demo product goes: the plan's step names it stops after (then a hand-off when
-# that step ships). The first goes all the way the treatment centre can take it.
-_LAST_STEP = ("lymphodepletion", "shipment", "expansion", "courier_pickup", "packaging")
+# that step ships). The first goes the whole chain, to its infusion at the treatment centre.
+_LAST_STEP = ("infusion", "shipment", "expansion", "courier_pickup", "packaging")
 
 
 @dataclass
@@ -172,6 +176,8 @@ def _walk_all(root: Path, sites: Mapping[str, tuple[Site, MovableClock]], fed: F
         if name in _STAGE_END:
             _ship(root, sites, org, _STAGE_END[name], w, n, fed)
         else:
+            if org is TREAT:
+                _scan_bag(sites, w, n)
             step(site, w, n, clock.now_ms())
             fed.products[w.coi] = f"{org.key}: {name}"
     fed.finished = walks[0].coi
@@ -214,6 +220,30 @@ def _ship(root: Path, sites: Mapping[str, tuple[Site, MovableClock]], org: Org, 
     there_clock.set(clock.now_ms() + 10 * MIN)
     ack = root / rel.replace(".jsonl", ".ack")  # the receiver's cosignature, sent back
     receive_handoff(there.svc, there.people[_RECEIVER_BY[to.key]], root / rel, ack=ack)
+    if to is TREAT:  # the hospital that collected treats: its PHI store holds the patient
+        found = open_patient(sites[COLLECT.key][0].svc.ledger, sites[COLLECT.key][0].svc.store,
+                             w.coi)
+        assert found is not None and not isinstance(found, str)
+        there.svc.keep_received_patient(w.coi, found.secret, found.identifiers)
     clock.set(there_clock.now_ms() + 5 * MIN)
     record_ack(site.svc, site.people["admin"], ack)
     fed.products[w.coi] = f"{to.key}: expected (hand-off from {org.key})"
+
+
+def _scan_bag(sites: Mapping[str, tuple[Site, MovableClock]], w: Walk, n: int) -> None:
+    """At the treatment centre, a station scans the bag before each step: exactly the payload
+    the manufacturer printed on its label (``COS1`` when it was printed signed), checked here
+    as a scan station checks it (a refusal is recorded and stops the demo)."""
+    name, _off, author, _witness, item, _fields = PLAN[n]
+    make = sites[MAKE.key][0]
+    product = make.svc.chain().product(w.coi)
+    assert product is not None
+    bag = item or min(i.id for i in product.items_of("final"))
+    labels = labels_of(product, bag)
+    lab = labels[-1]
+    code = label_code(bag, len(labels) - 1)
+    facts = issued(make.svc, lab)
+    raw = (sign_label(make.people[facts.user], w.coi, code) if facts.signed
+           else payload.encode(w.coi, code))
+    treat = sites[TREAT.key][0]
+    check_scan(treat.svc, raw, expect_coi=w.coi, expect_item=item, station=name, by=author)

@@ -123,6 +123,7 @@ def test_the_chain_goes_on_at_the_factory_and_back_at_the_clinic(tmp_path: Path)
     res = runner.invoke(app, ["verify-chain", "--coi", coi, *keys, *map(str, files)])
     assert res.exit_code == 0, res.output
     assert res.output.rstrip().endswith("verified across 2 organisation(s), 2 hand-off(s)")
+    assert "window OK: fresh-product: started at" in res.output
 
 
 _PROCESS = load_process()
@@ -179,6 +180,7 @@ def test_the_federation_demo_prints_a_verify_chain_command_that_passes(
     res = runner.invoke(app, shlex.split(last)[1:])
     assert res.exit_code == 0, res.output
     assert res.output.rstrip().endswith("verified across 3 organisation(s), 2 hand-off(s)")
+    assert "window OK: fresh-product: started at collect.demo" in res.output  # across sites
     # That product went the whole chain: collected, made, received, and infused at the
     # treatment centre after its bedside check (witnessed), every bag scan accepted.
     coi = shlex.split(last)[shlex.split(last).index("--coi") + 1]

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from coi.domain.errors import ProcessError
 from coi.domain.loader import parse_process, shipped_for
 from coi.domain.process import Process, WindowSpec
 from coi.domain.state import window_key
@@ -61,7 +62,10 @@ def process_of(path: Path) -> Process | str:
     if named is None:
         return "its genesis names no process definition"
     if bundled is not None and bundled[0] == named:
-        return parse_process(bundled[1], origin=f"{path} (bundled process)")
+        try:
+            return parse_process(bundled[1], origin="its bundled process definition")
+        except ProcessError as e:
+            return str(e)
     shipped = shipped_for(named)
     if shipped is None:
         return (f"its process definition (SHA-256 {named[:16]}…) is neither bundled nor one "
@@ -234,7 +238,8 @@ def _proceed(mine: Mapping[int, Statement], process: Process, spec: WindowSpec,
               and (not spec.per_item or _item(st) == item)}
     for i in sorted(mine):
         st = mine[i]
-        if i < before and st.type == disposing.entry_type and \
-                st.data.get("deviation") in opened and st.data.get("disposition") == "proceed":
-            return int(st.data["deviation"]), i
+        dev = st.data.get("deviation")
+        if i < before and st.type == disposing.entry_type and isinstance(dev, int) and \
+                dev in opened and st.data.get("disposition") == "proceed":
+            return dev, i
     return None

@@ -46,7 +46,7 @@ from coi.service.label_signing import issued, sign_label
 from coi.service.labels import check_scan
 from coi.service.phi_store import open_patient
 
-__all__ = ["ORGS", "Federation", "Org", "build_federation"]
+__all__ = ["ORGS", "Federation", "Org", "build_federation", "printed_payload"]
 
 
 @dataclass(frozen=True)
@@ -232,18 +232,26 @@ def _ship(root: Path, sites: Mapping[str, tuple[Site, MovableClock]], org: Org, 
 
 def _scan_bag(sites: Mapping[str, tuple[Site, MovableClock]], w: Walk, n: int) -> None:
     """At the treatment centre, a station scans the bag before each step: exactly the payload
-    the manufacturer printed on its label (``COS1`` when it was printed signed), checked here
-    as a scan station checks it (a refusal is recorded and stops the demo)."""
+    the manufacturer printed on its label, checked here as a scan station checks it (a refusal
+    is recorded and stops the demo)."""
     name, _off, author, _witness, item, _fields = PLAN[n]
     make = sites[MAKE.key][0]
     product = make.svc.chain().product(w.coi)
     assert product is not None
     bag = item or min(i.id for i in product.items_of("final"))
-    labels = labels_of(product, bag)
-    lab = labels[-1]
-    code = label_code(bag, len(labels) - 1)
-    facts = issued(make.svc, lab)
-    raw = (sign_label(make.people[facts.user], w.coi, code) if facts.signed
-           else payload.encode(w.coi, code))
-    treat = sites[TREAT.key][0]
-    check_scan(treat.svc, raw, expect_coi=w.coi, expect_item=item, station=name, by=author)
+    raw = printed_payload(make, w.coi, bag)
+    check_scan(sites[TREAT.key][0].svc, raw, expect_coi=w.coi, expect_item=item, station=name,
+               by=author)
+
+
+def printed_payload(site: Site, coi: str, item: str) -> str:
+    """The payload printed on ``item``'s newest label at ``site`` (the issuing site): ``COS1``
+    signed by the key that issued it when it was printed signed, else the plain ``COI1``."""
+    product = site.svc.chain().product(coi)
+    assert product is not None
+    labels = labels_of(product, item)
+    code = label_code(item, len(labels) - 1)
+    facts = issued(site.svc, labels[-1])
+    if facts.signed:
+        return sign_label(site.people[facts.user], coi, code)
+    return payload.encode(coi, code)

@@ -2,16 +2,19 @@
 
 Used by ``coi demo --federation DIR``. A collection centre (FIN A9998, SQLite) enrols and
 collects, a manufacturer (FIN A9997, PostgreSQL when a URL is given, else SQLite) makes and
-releases, a treatment centre (FIN A9999, SQLite) receives, stores and prepares the patient. Each
-pins the two others (a treatment centre accepts a product only with a partner's FIN, the one
-of the collection centre that assigned its CoI); every shipping step names its receiver and is
-followed by a real hand-off file (``coi handoff export``) received at the other side (``coi
-handoff receive --ack``, whose cosignature the sender keeps: ``coi handoff ack``), so products
-stand at every stage: at the collection centre, expected at the manufacturer, in manufacturing,
-expected at the treatment centre, and one through the whole chain. The hand-off files and the
-finished product's bundle from the treatment centre are kept under ``DIR/files``, so
-``coi verify-chain`` checks that product across the three organisations (:attr:`Federation.
-command`, paths relative to ``DIR``). FINs A9997 to A9999 and the people are invented.
+releases, a treatment centre (FIN A9999, SQLite) receives, stores, prepares the patient and
+infuses. Each pins the two others (a treatment centre accepts a product only with a partner's
+FIN, the one of the collection centre that assigned its CoI); every shipping step names its
+receiver and is followed by a real hand-off file (``coi handoff export``) received at the other
+side (``coi handoff receive --ack``, whose cosignature the sender keeps: ``coi handoff ack``),
+so products stand at every stage: at the collection centre, expected at the manufacturer, in
+manufacturing, expected at the treatment centre, and one through the whole chain: received,
+stored, thawed, checked at the bedside (witnessed, the wristband against the patient kept at the
+treatment centre) and infused, each step there after a scan of the bag with exactly the payload
+its label was printed with (:func:`printed_payload`). The hand-off files and the finished
+product's bundle from the treatment centre are kept under ``DIR/files``, so ``coi verify-chain``
+checks that product across the three organisations (:attr:`Federation. command`, paths relative
+to ``DIR``). FINs A9997 to A9999 and the people are invented.
 """
 
 from __future__ import annotations

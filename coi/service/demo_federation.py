@@ -13,7 +13,7 @@ stored, thawed, checked at the bedside (witnessed, the wristband against the pat
 treatment centre) and infused, each step there after a scan of the bag with exactly the payload
 its label was printed with (:func:`printed_payload`). The hand-off files and the finished
 product's bundle from the treatment centre are kept under ``DIR/files``, so ``coi verify-chain``
-checks that product across the three organisations (:attr:`Federation. command`, paths relative
+checks that product across the three organisations (:attr:`Federation.command`, paths relative
 to ``DIR``). FINs A9997 to A9999 and the people are invented.
 """
 

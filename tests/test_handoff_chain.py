@@ -24,9 +24,12 @@ from coi.domain.facts import Fact
 from coi.domain.handoff_import import HANDOFF_RECEIVED, exported, take_in
 from coi.domain.loader import load_process
 from coi.export.bundle import Scope, export_bundle
+from coi.ledger.clock import SystemClock
+from coi.service.chain import CoiService
 from coi.service.demo import PLAN, STEP_NAMES, Site, Walk, step
 from coi.service.errors import Refused
 from coi.service.handoff_receive import receive_handoff
+from coi.service.ledger import LedgerService
 from tests.test_handoff import CLINIC, FACTORY, Org, build, copy_org, pin, send, ship
 
 runner = CliRunner()
@@ -120,6 +123,7 @@ def test_the_chain_goes_on_at_the_factory_and_back_at_the_clinic(tmp_path: Path)
     res = runner.invoke(app, ["verify-chain", "--coi", coi, *keys, *map(str, files)])
     assert res.exit_code == 0, res.output
     assert res.output.rstrip().endswith("verified across 2 organisation(s), 2 hand-off(s)")
+    assert "window OK: fresh-product: started at" in res.output
 
 
 _PROCESS = load_process()
@@ -159,6 +163,7 @@ def test_the_federation_demo_prints_a_verify_chain_command_that_passes(
     assert res.exit_code == 0, res.output
     last = res.output.rstrip().splitlines()[-1]
     assert last.startswith("coi verify-chain --coi CHA99982")
+    res_demo = res.output
     for org in ("collection-centre", "manufacturer", "treatment-centre"):
         assert f"{org} FIN A999" in res.output
         db = str(root / org / "coi.db")
@@ -175,6 +180,34 @@ def test_the_federation_demo_prints_a_verify_chain_command_that_passes(
     res = runner.invoke(app, shlex.split(last)[1:])
     assert res.exit_code == 0, res.output
     assert res.output.rstrip().endswith("verified across 3 organisation(s), 2 hand-off(s)")
+    assert "window OK: fresh-product: started at collect.demo" in res.output  # across sites
+    # That product went the whole chain: collected, made, received, and infused at the
+    # treatment centre after its bedside check (witnessed), every bag scan accepted.
+    coi = shlex.split(last)[shlex.split(last).index("--coi") + 1]
+    timeline = [(line.split()[3].split(".")[0], line.split()[5])
+                for line in res.output.splitlines() if line.startswith("  20") and " UTC " in line]
+    origins = [o for o, _t in timeline]
+    assert origins.index("collect") < origins.index("make") < origins.index("treat")
+    assert [t for o, t in timeline if o == "treat"][-3:] == [
+        "step.thaw", "step.bedside_verification", "step.infusion"]
+    assert timeline[-1] == ("treat", "step.infusion")
+    assert "(nina, noah)" in res.output  # the bedside check, verified by a second nurse
+    shown = runner.invoke(app, ["show", coi, "--db", "treatment-centre/coi.db"])
+    assert f"{coi}  state: infused" in shown.output
+    assert "scan_refused" not in shown.output and "refusal" not in shown.output
+    # The treatment centre keeps that patient (for the wristband) only under its commitment.
+    treat = CoiService(LedgerService.open("treatment-centre/coi.db", None, clock=SystemClock()))
+    with pytest.raises(Refused, match="does not match"):
+        treat.keep_received_patient(coi, bytes(32), {"patient_id": "MRN000001"})
+    secret = treat.patient_secret(coi)
+    assert secret is not None
+    with pytest.raises(Refused, match="already kept"):
+        treat.keep_received_patient(coi, secret, {"patient_id": "MRN000001"})
+    elsewhere = next(line.split()[0] for line in res_demo.splitlines()
+                     if line.endswith("manufacturer: expected (hand-off from collection-centre)"))
+    with pytest.raises(Refused, match="has not come here"):
+        treat.keep_received_patient(elsewhere, secret, {"patient_id": "MRN000004"})
+    treat.ledger.engine.dispose()
     # Never over an existing folder.
     res = runner.invoke(app, ["demo", "--federation", str(root), "--no-tui"])
     assert res.exit_code != 0 and "not an empty folder" in res.output

@@ -6,8 +6,10 @@ the trusted log key named for its origin (the one bundle verifier); then the lin
 every hand-off (a shipment on A to B) must be matched by B's ``handoff.received`` entry for that
 shipment hash, naming A's origin and the very checkpoint A sent, the same items, no earlier than
 the shipment; every receipt must be matched by its sender's shipment when the sender's file is
-given; one CoI throughout. The result is one timeline of every organisation's entries. Standard
-library, cryptography and the ledger core only, like the verifier.
+given; one CoI throughout; every stability window whose start and checking step are on different
+organisations' ledgers, from the signed times of the two entries (``chain_windows``). The result
+is one timeline of every organisation's entries. Standard library, cryptography, the ledger core
+and the process definitions (``coi.domain``, pure) only: no database.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from coi.domain.process import Process
+from coi.export.chain_windows import check_windows, process_of
 from coi.export.records import parse_line
 from coi.export.verifier import BundleReport, verify_bundle
 from coi.ledger.entry import Statement, read_statement
@@ -45,6 +49,7 @@ class ChainResult:
     coi: str
     files: list[tuple[str, BundleReport]] = field(default_factory=list)
     links: list[str] = field(default_factory=list)  # one line per link checked
+    windows: list[str] = field(default_factory=list)  # one line per cross-site window checked
     problems: list[str] = field(default_factory=list)
     timeline: list[Event] = field(default_factory=list)
 
@@ -174,8 +179,23 @@ def verify_chain(coi: str, trust: Sequence[str], paths: Sequence[Path]) -> Chain
                 else:
                     result.problems.append(f"the receipt at {f.report.origin} entry {i} is "
                                            f"from {sender}, whose file was not given")
+    _windows(files, result)
     events = {(f.report.origin, i): Event(st.time_ms, f.report.origin, i, st.type,
                                           tuple(s.user for s in st.signers))
               for f in files for i, (_h, st) in f.entries.items()}
     result.timeline = sorted(events.values(), key=lambda e: (e.time_ms, e.origin, e.index))
     return result
+
+
+def _windows(files: Sequence[_File], result: ChainResult) -> None:
+    """The stability windows whose start and end are on different organisations' ledgers."""
+    entries: dict[str, dict[int, Statement]] = {}
+    processes: dict[str, Process | str] = {}
+    for f in files:
+        origin = f.report.origin
+        entries.setdefault(origin, {}).update({i: st for i, (_h, st) in f.entries.items()})
+        if not isinstance(processes.get(origin), Process):
+            processes[origin] = process_of(Path(f.path))
+    report = check_windows(entries, processes)
+    result.windows.extend(report.checked)
+    result.problems.extend(report.problems)

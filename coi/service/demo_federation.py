@@ -2,16 +2,19 @@
 
 Used by ``coi demo --federation DIR``. A collection centre (FIN A9998, SQLite) enrols and
 collects, a manufacturer (FIN A9997, PostgreSQL when a URL is given, else SQLite) makes and
-releases, a treatment centre (FIN A9999, SQLite) receives, stores and prepares the patient. Each
-pins the two others (a treatment centre accepts a product only with a partner's FIN, the one
-of the collection centre that assigned its CoI); every shipping step names its receiver and is
-followed by a real hand-off file (``coi handoff export``) received at the other side (``coi
-handoff receive --ack``, whose cosignature the sender keeps: ``coi handoff ack``), so products
-stand at every stage: at the collection centre, expected at the manufacturer, in manufacturing,
-expected at the treatment centre, and one through the whole chain. The hand-off files and the
-finished product's bundle from the treatment centre are kept under ``DIR/files``, so
-``coi verify-chain`` checks that product across the three organisations (:attr:`Federation.
-command`, paths relative to ``DIR``). FINs A9997 to A9999 and the people are invented.
+releases, a treatment centre (FIN A9999, SQLite) receives, stores, prepares the patient and
+infuses. Each pins the two others (a treatment centre accepts a product only with a partner's
+FIN, the one of the collection centre that assigned its CoI); every shipping step names its
+receiver and is followed by a real hand-off file (``coi handoff export``) received at the other
+side (``coi handoff receive --ack``, whose cosignature the sender keeps: ``coi handoff ack``),
+so products stand at every stage: at the collection centre, expected at the manufacturer, in
+manufacturing, expected at the treatment centre, and one through the whole chain: received,
+stored, thawed, checked at the bedside (witnessed, the wristband against the patient kept at the
+treatment centre) and infused, each step there after a scan of the bag with exactly the payload
+its label was printed with (:func:`printed_payload`). The hand-off files and the finished
+product's bundle from the treatment centre are kept under ``DIR/files``, so ``coi verify-chain``
+checks that product across the three organisations (:attr:`Federation.command`, paths relative
+to ``DIR``). FINs A9997 to A9999 and the people are invented.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from coi.domain import isbt
+from coi.domain import isbt, payload
 from coi.export.bundle import Scope, export_bundle
 from coi.ledger.clock import SystemClock
 from coi.service import partners
@@ -41,8 +44,12 @@ from coi.service.errors import ConfigError
 from coi.service.handoff import export_handoff
 from coi.service.handoff_ack import record_ack
 from coi.service.handoff_receive import receive_handoff
+from coi.service.label_codes import label_code, labels_of
+from coi.service.label_signing import issued, sign_label
+from coi.service.labels import check_scan
+from coi.service.phi_store import open_patient
 
-__all__ = ["ORGS", "Federation", "Org", "build_federation"]
+__all__ = ["ORGS", "Federation", "Org", "build_federation", "printed_payload"]
 
 
 @dataclass(frozen=True)
@@ -72,8 +79,8 @@ COLLECT, MAKE, TREAT = ORGS
 _STAGE_END = {"courier_pickup": MAKE, "shipment": TREAT}  # shipping step -> its receiver
 _RECEIVER_BY = {MAKE.key: "maya", TREAT.key: "nina"}
 # How far each demo product goes: the plan's step names it stops after (then a hand-off when
-# that step ships). The first goes all the way the treatment centre can take it.
-_LAST_STEP = ("lymphodepletion", "shipment", "expansion", "courier_pickup", "packaging")
+# that step ships). The first goes the whole chain, to its infusion at the treatment centre.
+_LAST_STEP = ("infusion", "shipment", "expansion", "courier_pickup", "packaging")
 
 
 @dataclass
@@ -172,6 +179,8 @@ def _walk_all(root: Path, sites: Mapping[str, tuple[Site, MovableClock]], fed: F
         if name in _STAGE_END:
             _ship(root, sites, org, _STAGE_END[name], w, n, fed)
         else:
+            if org is TREAT:
+                _scan_bag(sites, w, n)
             step(site, w, n, clock.now_ms())
             fed.products[w.coi] = f"{org.key}: {name}"
     fed.finished = walks[0].coi
@@ -214,6 +223,38 @@ def _ship(root: Path, sites: Mapping[str, tuple[Site, MovableClock]], org: Org, 
     there_clock.set(clock.now_ms() + 10 * MIN)
     ack = root / rel.replace(".jsonl", ".ack")  # the receiver's cosignature, sent back
     receive_handoff(there.svc, there.people[_RECEIVER_BY[to.key]], root / rel, ack=ack)
+    if to is TREAT:  # the hospital that collected treats: its PHI store holds the patient
+        found = open_patient(sites[COLLECT.key][0].svc.ledger, sites[COLLECT.key][0].svc.store,
+                             w.coi)
+        assert found is not None and not isinstance(found, str)
+        there.svc.keep_received_patient(w.coi, found.secret, found.identifiers)
     clock.set(there_clock.now_ms() + 5 * MIN)
     record_ack(site.svc, site.people["admin"], ack)
     fed.products[w.coi] = f"{to.key}: expected (hand-off from {org.key})"
+
+
+def _scan_bag(sites: Mapping[str, tuple[Site, MovableClock]], w: Walk, n: int) -> None:
+    """At the treatment centre, a station scans the bag before each step: exactly the payload
+    the manufacturer printed on its label, checked here as a scan station checks it (a refusal
+    is recorded and stops the demo)."""
+    name, _off, author, _witness, item, _fields = PLAN[n]
+    make = sites[MAKE.key][0]
+    product = make.svc.chain().product(w.coi)
+    assert product is not None
+    bag = item or min(i.id for i in product.items_of("final"))
+    raw = printed_payload(make, w.coi, bag)
+    check_scan(sites[TREAT.key][0].svc, raw, expect_coi=w.coi, expect_item=item, station=name,
+               by=author)
+
+
+def printed_payload(site: Site, coi: str, item: str) -> str:
+    """The payload printed on ``item``'s newest label at ``site`` (the issuing site): ``COS1``
+    signed by the key that issued it when it was printed signed, else the plain ``COI1``."""
+    product = site.svc.chain().product(coi)
+    assert product is not None
+    labels = labels_of(product, item)
+    code = label_code(item, len(labels) - 1)
+    facts = issued(site.svc, labels[-1])
+    if facts.signed:
+        return sign_label(site.people[facts.user], coi, code)
+    return payload.encode(coi, code)

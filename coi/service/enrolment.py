@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 from coi.db.repo import AppendContext
-from coi.db.tx import Tx
+from coi.db.tx import Tx, write
 from coi.domain import isbt
 from coi.domain.facts import patient_commitment
 from coi.ledger.entry import SignedEntry, Statement
@@ -105,6 +105,29 @@ class Enrolment(ChainCore):
         """The secret behind the ledger's commitment (None when erased or never enrolled)."""
         found = open_patient(self.ledger, self.store, coi)
         return None if found is None or isinstance(found, str) else found.secret
+
+    def keep_received_patient(self, coi: str, secret: bytes, patient: Mapping[str, Any]) -> None:
+        """Keep, in this site's PHI store, the patient of a product that came by hand-off: the
+        hospital that collected holds the patient's record (often the very hospital that treats);
+        the bedside check here compares the wristband with the commitment the hand-off carried.
+        Refused unless the product is here without a patient, and the secret and patient id
+        make that very commitment (a record of another patient, or a wrong secret, is refused).
+        Nothing enters the ledger: the enrolment at the collecting site is the signed act."""
+        coi = norm_id(coi)
+        product = self.chain().product(coi)
+        if product is None or product.patient_commitment is None:
+            raise Refused(f"{coi} has not come here by hand-off: no patient to keep for it")
+        pid = _patient_id(patient, self.clock.now_ms())
+        if not secret or patient_commitment(secret, pid) != product.patient_commitment:
+            raise Refused(f"this patient record does not match {coi}'s commitment: it is another "
+                          "patient's, or the secret is not the one of its enrolment")
+        if self.store.patient(coi) is not None:
+            raise Refused(f"a patient is already kept here for {coi}")
+        sealed = phi_key(self.ledger).seal(coi, secret, {k: str(v) for k, v in patient.items()})
+        with write(self.ledger.engine) as tx:
+            self.store.put_patient(tx=tx, coi=coi, phi_key_id=sealed.key_id,
+                                   wrapped_key=sealed.wrapped_key, sealed=sealed.sealed,
+                                   enrolled_index=product.enrolled_index)
 
     def erase_patient(self, admin: Unlocked, coi: str, reason: str, *,
                       witness: Unlocked) -> int:

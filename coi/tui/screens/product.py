@@ -136,6 +136,12 @@ class ProductScreen(CoiScreen):
             head.append("\nWindow ", style="bold")
             head.append_text(show(f"{title}: "))
             head.append_text(show(format_left(left), "bold red" if left < 0 else ""))
+        for x in shown.get("exceptional_releases", []):  # who released, on whose request
+            head.append("\nEXCEPTIONAL RELEASE ", style="bold yellow")
+            released = ", ".join(s["name"] for s in x["released_by"])
+            asked = ", ".join(s["name"] for s in x["requested_by"]) or "?"
+            head.append_text(show(f"entry {x['release']} by {released}, on the request of "
+                                  f"{asked} (entry {x['request']}): {x['justification'] or ''}"))
         self.query_one("#product-head", Static).update(head)
         gate = Text()
         if state.get("state") == "qc_testing":  # the gate is about releasing: only then

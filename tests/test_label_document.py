@@ -1,27 +1,32 @@
 """Shipping-document (paperwork) labels: issued, printed signed, applied, reprinted and scanned
 like a bag's, though the paperwork is no item of the product (its issue names no item; the
 label id carries the document, ``L-<CoI>-D00001-<n>``). A receipt station verifies a signed
-paperwork scan like a bag's. One real demo site per module; FIN A9999 only.
+paperwork scan like a bag's, and the TUI's print action offers the next document. One real
+demo site per module (the TUI tests use copies of the demo ledger); FIN A9999 only.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 import zxingcpp
 from textual import events
+from textual.widgets import Select
 from typer.testing import CliRunner
 
 from coi.cli.main import app
 from coi.domain import payload
+from coi.domain.scan import parse_scan
+from coi.labels.symbols import qr_symbol
 from coi.ledger.keys import generate
 from coi.service import demo
 from coi.service import labels as L
 from coi.service.errors import Refused
 from coi.service.label_signing import label_key_id
-from tests.test_labels import decode, png_image, scanned
+from tests.test_labels import decode, png_image, scanned, symbol_image, zpl_fields
 
 START_MS = 1_780_000_000_000
 _SEQ = iter(range(1, 10_000))
@@ -53,8 +58,6 @@ def packaged(site: demo.Site) -> demo.Walk:
 def entry_data(site: demo.Site, index: int) -> dict[str, Any]:
     row = site.svc.ledger.store.row(index)
     assert row is not None
-    import json
-
     return dict(json.loads(row.statement))
 
 
@@ -176,3 +179,32 @@ async def test_receipt_station_verifies_a_signed_paperwork_label(db: Path,
         await scan(scanned(qr))
         await settle(pilot, lambda: screen.phase == "fields")
         assert screen.paperwork == "D00001"
+
+
+@pytest.mark.xdist_group("tui")
+async def test_tui_print_action_prints_the_paperwork_label_signed(db: Path) -> None:
+    from coi.tui.screens.print_label import PrintLabelScreen
+    from tests.test_label_printer import Printer
+    from tests.tui_support import make_app, settle
+
+    shipped = "CHA99992600000B"
+    printer = Printer()
+    app = make_app(db, user="maya", printer=f"127.0.0.1:{printer.port}")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        screen = PrintLabelScreen(shipped, f"127.0.0.1:{printer.port}")
+        await app.push_screen(screen)
+        select = screen.query_one("#print-item", Select)
+        await settle(pilot, lambda: select.value == "D00001")  # every bag already labelled
+        assert not screen.query_one("#print-final").display  # not a final bag
+        screen.query_one("#print-password").value = demo.demo_password("maya")  # type: ignore[attr-defined]
+        await pilot.press("ctrl+s")
+        await settle(pilot, lambda: screen.result is not None)
+    printer.thread.join(5)
+    (qr,) = [f for f in zpl_fields(printer.received.decode("ascii")) if f[2].startswith("^BQ")]
+    (bar,) = decode(symbol_image(qr_symbol(qr[4][3:]), int(qr[2].split(",")[2])),
+                    zxingcpp.BarcodeFormat.QRCode)
+    assert bar.text.startswith(f"COS1{shipped}D00001")
+    (row,) = [r for r in L.reconciliation(app.svc, shipped) if r["label"] == screen.result]
+    assert (row["item"], row["code"], row["printed"]) == ("D00001", "D00001", True)
+    assert L.trust_problem(app.svc, parse_scan(scanned(bar))) is None

@@ -64,6 +64,14 @@ def labelled_item(label: Label) -> str | None:
     return m["item"] if m is not None and is_document(m["item"]) else None
 
 
+def next_document(product: ProductState) -> str:
+    """The first shipping document of the product that has never been labelled (``D00001``,
+    then ``D00002`` for the next shipment's paperwork, ...)."""
+    used = {labelled_item(lab) for lab in product.labels.values()}
+    number = next(n for n in range(1, MAX_ITEM_NUMBER + 2) if f"D{n:05d}" not in used)
+    return f"{DOCUMENT_KIND}{number:05d}"
+
+
 @dataclass(frozen=True, slots=True)
 class LabelCode:
     """A label code read back: the ledger's item id and the label's print generation."""

@@ -53,6 +53,7 @@ from coi.service.label_codes import (
     label_in,
     labelled_item,
     labels_of,
+    next_document,
     next_number,
     parse_label_code,
     parse_product_code,
@@ -168,12 +169,14 @@ def station_printer(text: str) -> tuple[str | None, str | None]:
     return (None, text[5:]) if text.startswith("cups:") else (text, None)
 
 
-def unlabelled_items(svc: CoiService, coi: str) -> list[str]:
-    """The product's items that may get a label now: no live label, and not gone."""
+def unlabelled_items(svc: CoiService, coi: str, *, document: bool = False) -> list[str]:
+    """The product's items that may get a label now: no live label, and not gone; with
+    ``document``, then the next shipping document never labelled (``next_document``)."""
     product = product_of(svc, coi)
     live = {lab.item for lab in product.labels.values() if lab.status != "voided"}
-    return sorted(i.id for i in product.items.values()
-                  if i.id not in live and not item_closed(i.status))
+    items = sorted(i.id for i in product.items.values()
+                   if i.id not in live and not item_closed(i.status))
+    return items + [next_document(product)] if document else items
 
 
 def void(svc: CoiService, actor: Unlocked, coi: str, label: str, grounds: str) -> int:

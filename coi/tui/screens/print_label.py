@@ -11,6 +11,9 @@ A final product bag (``F`` item) gets the final-product label by default (``coi 
 (the site's settings, if any, filled in), the expiry, the storage temperature, and the
 patient's name and date of birth, which the service takes from the PHI store, never from the
 ledger. Everything is checked before anything is recorded.
+
+The list ends with the product's next shipping document never labelled (``D00001``, …): the
+paperwork that goes with a shipment gets its signed label here too.
 """
 
 from __future__ import annotations
@@ -85,7 +88,7 @@ class PrintLabelScreen(CoiScreen):
     @serialized
     def load_items(self) -> None:
         svc = self.coi_app.svc
-        items = label_svc.unlabelled_items(svc, self.coi)
+        items = label_svc.unlabelled_items(svc, self.coi, document=True)
         site = svc.site()
         defaults = {k: str(site.get(k) or "") for k in ("product_name", "product_code")}
         defaults["storage"] = FinalLabel("", "").storage
@@ -97,7 +100,8 @@ class PrintLabelScreen(CoiScreen):
             if not field.value:
                 field.value = value
         select = self.query_one("#print-item", Select)
-        select.set_options([(i, i) for i in items])
+        select.set_options([(f"{i}  (shipping document)" if i.startswith("D") else i, i)
+                            for i in items])
         if items:
             select.value = items[0]
         self.show_final()

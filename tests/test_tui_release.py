@@ -57,11 +57,15 @@ def fail_viability(db: Path) -> tuple[int, int]:
     return fail.entry.index, dev
 
 
-async def open_release(pilot: Pilot[Any], coi: str) -> ReleaseScreen:
+async def open_release(pilot: Pilot[Any], coi: str, gate: list[str] | None = None
+                       ) -> ReleaseScreen:
+    """The product's page, then ``r``; ``gate`` gets what the page's gate line said."""
     app = pilot.app
     await settle(pilot, lambda: isinstance(app.screen, HomeScreen))
     await app.push_screen(ProductScreen(coi))
-    await settle(pilot)
+    await settle(pilot, lambda: bool(str(app.screen.query_one("#gate", Static).render())))
+    if gate is not None:
+        gate.append(str(app.screen.query_one("#gate", Static).render()))
     await pilot.press("r")
     await settle(pilot, lambda: isinstance(app.screen, ReleaseScreen))
     screen = app.screen
@@ -117,7 +121,9 @@ async def test_exceptional_release_refused_without_a_request_then_released_with_
     # QA sees the failure and the disposition, but no request yet: signing is refused.
     app = make_app(db, user="grace")
     async with app.run_test(size=(110, 40)) as pilot:
-        screen = await open_release(pilot, GATE_MET)
+        page: list[str] = []
+        screen = await open_release(pilot, GATE_MET, page)
+        assert "not met" in page[0] and "exceptional release" in page[0]
         oos = str(screen.query_one("#release-oos", Static).render())
         assert f"viability FAIL 55 % (entry {failed}" in oos
         assert f"OOS deviation {dev}: QA disposition proceed" in oos
@@ -140,7 +146,10 @@ async def test_exceptional_release_refused_without_a_request_then_released_with_
     # QA opens the release again: the request is listed (printed name, time) and picked.
     app = make_app(db, user="grace")
     async with app.run_test(size=(110, 40)) as pilot:
-        screen = await open_release(pilot, GATE_MET)
+        page = []
+        screen = await open_release(pilot, GATE_MET, page)
+        assert "Release gate met" in page[0]
+        assert f"Exceptional release, on the physician's request (entry {request})" in page[0]
         pick = screen.query_one("#release-request", Select)
         await settle(pilot, lambda: pick.value == request)
         assert screen.physician_request == request

@@ -54,15 +54,22 @@ class ExceptionalRelease:
         """The requests made after the last failure, newest first (what a release may name)."""
         return [r for r in reversed(self.requests) if r.after_last_oos]
 
+    def newest_usable(self) -> int | None:
+        """The entry of the newest request a release may name, if any."""
+        usable = self.usable()
+        return usable[0].index if usable else None
 
-def exceptional_release(svc: CoiService, coi: str) -> ExceptionalRelease | None:
+
+def exceptional_release(svc: CoiService, coi: str, shown: dict[str, Any] | None = None
+                        ) -> ExceptionalRelease | None:
     """The product's OOS picture, or None when no QC result of it ever failed (or the process
-    knows no exceptional release)."""
+    knows no exceptional release). ``shown`` is the product's page if the caller has it."""
     process = svc.process()
     request_step = process.step_with_effect("exceptional_release_request")
     if request_step is None:
         return None
-    shown = svc.show(coi)
+    if shown is None:
+        shown = svc.show(coi)
     failed = tuple(_failed(q) for q in shown["qc_history"] if q.get("result") == "fail")
     if not failed:
         return None

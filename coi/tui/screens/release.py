@@ -95,8 +95,8 @@ class ReleaseScreen(CoiScreen):
         if self.kind == "release":
             ex = exceptional_release(svc, self.coi)
             named = self.physician_request
-            if ex is not None and self._offered is None and ex.usable():
-                named = ex.usable()[0].index  # first look: the newest request QA may name
+            if ex is not None and self._offered is None:
+                named = ex.newest_usable()  # first look: the newest request QA may name
             reasons = release_blockers(svc, self.coi, user, named if ex is not None else None)
             self.app.call_from_thread(self.show_exceptional, ex, named)
         else:

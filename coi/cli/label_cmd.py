@@ -140,7 +140,8 @@ def label(
     dpi: DpiOpt = None,
     with_isbt: IsbtOpt = False,
     item: Annotated[str | None, typer.Option(
-        help="Item (bag) to label, e.g. C00001 [default: the only unlabelled item]")] = None,
+        help="Item (bag) to label, e.g. C00001, or a shipping document D00001 [default: the "
+             "only unlabelled item]")] = None,
     product_code: ProductCodeOpt = None,
     printer: Annotated[str | None, typer.Option(help="Printer identifier, recorded")] = None,
     signed: SignedOpt = False,

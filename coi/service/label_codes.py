@@ -3,7 +3,8 @@
 Owns what names a physical label (``docs/labels.md``, "Label control"): label ids
 ``L-<CoI>-<item>-<n>`` (``n`` counting the product's labels, never reused), label codes (the
 6-character item field of coi's payload: the item's kind letter, a two-digit print generation,
-the item's number in three digits), ISBT 128 product codes as typed, and the lookups the label
+the item's number in three digits), shipping documents (``D`` items: labelled, but no item of
+the product), ISBT 128 product codes as typed, and the lookups the label
 steps and scan checks share: a product, one of its labels, an item's labels in issue order, the
 data of a recorded step (its signatures checked), the product's DIN. ``labels`` re-exports the
 public names.
@@ -29,6 +30,7 @@ _LABEL_ID_RE: Final = re.compile(
     r"L-(?P<coi>[0-9A-Z]{15})-(?P<item>[0-9A-Z]{6})-(?P<n>[1-9][0-9]*)")
 _CODE_RE: Final = re.compile(r"(?P<kind>[A-Z])(?P<gen>[0-9]{2})(?P<num>[0-9]{3})")
 _ITEM_RE: Final = re.compile(r"(?P<kind>[A-Z])(?P<num>[0-9]{5})")
+DOCUMENT_KIND: Final = "D"
 
 
 def label_id(coi: str, item: str, n: int) -> str:
@@ -44,6 +46,30 @@ def next_number(product: ProductState) -> int:
         if m is not None and len(m["n"]) <= 9:
             used.append(int(m["n"]))
     return max(used) + 1
+
+
+def is_document(item: str) -> bool:
+    """Whether ``item`` names a shipping document (``D`` and five digits): paperwork that
+    travels with a shipment, labelled like a bag but not an item of the product."""
+    m = _ITEM_RE.fullmatch(item)
+    return m is not None and m["kind"] == DOCUMENT_KIND
+
+
+def labelled_item(label: Label) -> str | None:
+    """What ``label`` is on: the item its issue named or, for a shipping document (which is no
+    item of the product, so its issue names none), the document its label id carries."""
+    if label.item is not None:
+        return label.item
+    m = _LABEL_ID_RE.fullmatch(label.id)
+    return m["item"] if m is not None and is_document(m["item"]) else None
+
+
+def next_document(product: ProductState) -> str:
+    """The first shipping document of the product that has never been labelled (``D00001``,
+    then ``D00002`` for the next shipment's paperwork, ...)."""
+    used = {labelled_item(lab) for lab in product.labels.values()}
+    number = next(n for n in range(1, MAX_ITEM_NUMBER + 2) if f"D{n:05d}" not in used)
+    return f"{DOCUMENT_KIND}{number:05d}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +119,7 @@ def parse_product_code(text: str) -> isbt128.ProductCode:
 
 def labels_of(product: ProductState, item: str) -> list[Label]:
     """The item's labels in the order they were issued (the order of print generations)."""
-    found = [lab for lab in product.labels.values() if lab.item == item]
+    found = [lab for lab in product.labels.values() if labelled_item(lab) == item]
     return sorted(found, key=lambda lab: lab.events[0] if lab.events else -1)
 
 

@@ -47,10 +47,13 @@ from coi.service.label_codes import (
     MAX_GENERATION,
     MAX_ITEM_NUMBER,
     LabelCode,
+    is_document,
     label_code,
     label_id,
     label_in,
+    labelled_item,
     labels_of,
+    next_document,
     next_number,
     parse_label_code,
     parse_product_code,
@@ -125,9 +128,11 @@ def issue_and_print(svc: CoiService, actor: Unlocked, coi: str, item: str, fmt: 
     dpi = check_output(fmt, size, dpi, out_path, signed=signed, send_to=send_to)
     product = product_of(svc, coi)
     item = item.strip().upper()
-    if item not in product.items:
+    document = is_document(item)  # the paperwork of a shipment: labelled, no item of it
+    if item not in product.items and not document:
         known = ", ".join(sorted(product.items)) or "none yet"
-        raise Refused(f"item {item[:20]} does not belong to {product.coi} (its items: {known})")
+        raise Refused(f"item {item[:20]} does not belong to {product.coi} (its items: {known}; "
+                      "a shipping document is D00001 to D00999)")
     earlier = labels_of(product, item)
     live = [lab for lab in earlier if lab.status != "voided"]
     if live:
@@ -136,7 +141,7 @@ def issue_and_print(svc: CoiService, actor: Unlocked, coi: str, item: str, fmt: 
     planned = plan_label(svc, product, item, n=next_number(product), generation=len(earlier),
                     fmt=fmt, size=size, dpi=dpi, with_isbt=isbt, product_code=product_code,
                     signer=actor if signed else None, final=final, patients=patients)
-    svc.record("label_issue", product.coi, actor=actor, item=item,
+    svc.record("label_issue", product.coi, actor=actor, item=None if document else item,
                fields={"label": planned.label,
                        "template": template_text(size, fmt, dpi, isbt, signed)})
     if out_path is not None:
@@ -164,12 +169,14 @@ def station_printer(text: str) -> tuple[str | None, str | None]:
     return (None, text[5:]) if text.startswith("cups:") else (text, None)
 
 
-def unlabelled_items(svc: CoiService, coi: str) -> list[str]:
-    """The product's items that may get a label now: no live label, and not gone."""
+def unlabelled_items(svc: CoiService, coi: str, *, document: bool = False) -> list[str]:
+    """The product's items that may get a label now: no live label, and not gone; with
+    ``document``, then the next shipping document never labelled (``next_document``)."""
     product = product_of(svc, coi)
     live = {lab.item for lab in product.labels.values() if lab.status != "voided"}
-    return sorted(i.id for i in product.items.values()
-                  if i.id not in live and not item_closed(i.status))
+    items = sorted(i.id for i in product.items.values()
+                   if i.id not in live and not item_closed(i.status))
+    return items + [next_document(product)] if document else items
 
 
 def void(svc: CoiService, actor: Unlocked, coi: str, label: str, grounds: str) -> int:
@@ -200,13 +207,14 @@ def reprint(svc: CoiService, actor: Unlocked, coi: str, label: str, grounds: str
     grounds = grounds_text(grounds)
     product = product_of(svc, coi)
     old = label_in(product, label)
-    if old.item is None:
+    item = labelled_item(old)
+    if item is None:
         raise Refused(f"label {old.id} names no item, so coi cannot reprint it")
-    later = [lab for lab in labels_of(product, old.item) if lab.replaces == old.id]
+    later = [lab for lab in labels_of(product, item) if lab.replaces == old.id]
     if later:
         raise Refused(f"label {old.id} was already reprinted as {later[0].id}")
-    planned = plan_label(svc, product, old.item, n=next_number(product),
-                    generation=len(labels_of(product, old.item)), fmt=fmt, size=size, dpi=dpi,
+    planned = plan_label(svc, product, item, n=next_number(product),
+                    generation=len(labels_of(product, item)), fmt=fmt, size=size, dpi=dpi,
                     with_isbt=isbt, product_code=product_code, signer=actor if signed else None,
                     final=final, patients=patients)
     fields = {"label": planned.label, "replaces": old.id}
@@ -240,7 +248,7 @@ def apply(svc: CoiService, actor: Unlocked, coi: str, label: str, scanned: str, 
     """
     product = product_of(svc, coi)
     found = label_in(product, label)
-    scan = check_scan(svc, scanned, expect_coi=product.coi, expect_item=found.item,
+    scan = check_scan(svc, scanned, expect_coi=product.coi, expect_item=labelled_item(found),
                       station=station, by=actor.user)
     reason = None
     if not isinstance(scan, LabelScan):
@@ -416,8 +424,9 @@ def reconciliation(svc: CoiService, coi: str) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     generation: dict[str | None, int] = {}
     for lab in ordered:
-        gen = generation.get(lab.item, 0)
-        generation[lab.item] = gen + 1
+        item = labelled_item(lab)
+        gen = generation.get(item, 0)
+        generation[item] = gen + 1
         printed = lab.replaces is not None or any(steps.get(i) == "label_print"
                                                   for i in lab.events)
         outcome = {"applied": "applied", "voided": "voided", "printed": "outstanding"}.get(
@@ -430,12 +439,12 @@ def reconciliation(svc: CoiService, coi: str) -> list[dict[str, Any]]:
             except VerificationError:
                 grounds = "(entry failed verification)"
         code = None
-        if lab.item is not None:
+        if item is not None:
             try:
-                code = label_code(lab.item, gen)
+                code = label_code(item, gen)
             except Refused:
                 code = None
-        out.append({"label": lab.id, "item": lab.item, "code": code, "generation": gen,
+        out.append({"label": lab.id, "item": item, "code": code, "generation": gen,
                     "status": lab.status, "printed": printed, "outcome": outcome,
                     "replaces": lab.replaces, "replaced_by": by_replaced.get(lab.id),
                     "voided_index": voids[-1] if voids else None, "grounds": grounds,

@@ -117,12 +117,13 @@ def format_left(ms: int) -> str:
     return f"{text} left" if ms >= 0 else f"exceeded by {text}"
 
 
-def precheck(svc: CoiService, step: str, coi: str, *, user: str, item: str | None
-             ) -> list[str]:
-    """Why ``step`` cannot be recorded for ``coi`` by ``user`` whatever the fields say.
+def precheck(svc: CoiService, step: str, coi: str, *, user: str, item: str | None,
+             fields: Mapping[str, str] | None = None) -> list[str]:
+    """Why ``step`` cannot be recorded for ``coi`` by ``user`` whatever the other fields say.
 
-    The domain's own check, run on the current chain with no fields and no witness; reasons
-    about the fields or the witness (still to be entered) are left out. Nothing is recorded.
+    The domain's own check, run on the current chain with ``fields`` (none by default) and no
+    witness; reasons about the fields or the witness still to be entered are left out. Nothing
+    is recorded.
     """
     process = svc.process()
     reg = svc.ledger.registry()
@@ -130,8 +131,8 @@ def precheck(svc: CoiService, step: str, coi: str, *, user: str, item: str | Non
     if rec is None:
         return [f"{user} is not enrolled"]
     actor = Signer(user=user, name=rec.name, meaning="authored", roles=rec.roles)
-    attempt = Attempt(step=step, subject=coi, item=item, fields={}, actor=actor, witness=None,
-                      now_ms=svc.clock.now_ms())
+    attempt = Attempt(step=step, subject=coi, item=item, fields=dict(fields or {}), actor=actor,
+                      witness=None, now_ms=svc.clock.now_ms())
     decision = check(process, svc.chain(), attempt)
     return [r for r in decision.reasons if not _FIELD_REASON.fullmatch(r)]
 
@@ -294,12 +295,16 @@ def entry_data_shown(svc: CoiService, entry_type: str, data: dict[str, Any]) -> 
             for k, v in data.items()}
 
 
-def release_blockers(svc: CoiService, coi: str, user: str) -> list[str]:
-    """Why the release step would be refused now for ``user`` (the gate, roles, duties)."""
+def release_blockers(svc: CoiService, coi: str, user: str,
+                     physician_request: int | None = None) -> list[str]:
+    """Why the release step would be refused now for ``user`` (the gate, roles, duties),
+    naming ``physician_request`` when given (an exceptional release after an OOS result)."""
     step = svc.process().step_with_effect("release")
     if step is None:
         return ["this process has no release step"]
-    return precheck(svc, step.name, coi, user=user, item=None)
+    fields = {"physician_request": str(physician_request)} if physician_request is not None \
+        else None
+    return precheck(svc, step.name, coi, user=user, item=None, fields=fields)
 
 
 __all__ = ["CorrectionTarget", "FILTERS", "ORDERS", "ScanTarget", "compare_second",

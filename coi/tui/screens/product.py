@@ -16,6 +16,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, TabPane
 
+from coi.service.release_views import exceptional_release
 from coi.service.views import entry_data_shown, format_left, release_blockers, windows_left
 from coi.tui.base import CoiScreen, serialized
 from coi.tui.text import show
@@ -110,11 +111,16 @@ class ProductScreen(CoiScreen):
             t["data"] = entry_data_shown(svc, t["type"], t["data"])
             when = dt.datetime.fromtimestamp(t["time_ms"] // 1000, tz)
             t["time_short"] = f"{when:%Y-%m-%d %H:%M:%S %Z UTC%z}"
-        blockers = release_blockers(svc, self.coi, self.coi_app.session.user or "")
+        # After an OOS result the gate is the exceptional one, with the physician's newest
+        # request that a release may name (the release screen lets QA pick another).
+        ex = exceptional_release(svc, self.coi, shown)
+        request = ex.newest_usable() if ex is not None else None
+        blockers = release_blockers(svc, self.coi, self.coi_app.session.user or "", request)
         specs = {k: t.specification() for k, t in svc.process().qc_tests.items()}
         with svc.lock:
             product = svc.chain().product(self.coi)
         windows = windows_left(svc, product, shown["now_ms"])
+        shown["exceptional_request"] = request
         self.app.call_from_thread(self.show_product, shown, blockers, specs, windows)
 
     def show_product(self, shown: dict[str, Any], blockers: list[str],
@@ -136,6 +142,12 @@ class ProductScreen(CoiScreen):
             head.append("\nWindow ", style="bold")
             head.append_text(show(f"{title}: "))
             head.append_text(show(format_left(left), "bold red" if left < 0 else ""))
+        for x in shown.get("exceptional_releases", []):  # who released, on whose request
+            head.append("\nEXCEPTIONAL RELEASE ", style="bold yellow")
+            released = ", ".join(s["name"] for s in x["released_by"])
+            asked = ", ".join(s["name"] for s in x["requested_by"]) or "?"
+            head.append_text(show(f"entry {x['release']} by {released}, on the request of "
+                                  f"{asked} (entry {x['request']}): {x['justification'] or ''}"))
         self.query_one("#product-head", Static).update(head)
         gate = Text()
         if state.get("state") == "qc_testing":  # the gate is about releasing: only then
@@ -144,6 +156,9 @@ class ProductScreen(CoiScreen):
                 gate.append_text(show("; ".join(blockers), "red"))
             else:
                 gate.append("Release gate met: QA may release (r).", style="bold green")
+                if shown["exceptional_request"] is not None:
+                    gate.append(f" Exceptional release, on the physician's request (entry "
+                                f"{shown['exceptional_request']}).", style="bold yellow")
         self.query_one("#gate", Static).update(gate)
         self.fill_timeline(shown["timeline"])
         self.fill_deviations(state.get("deviations", {}))

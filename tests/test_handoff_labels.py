@@ -51,6 +51,9 @@ class Chain:
     coi: str
     collection_label: str  # the signed scan of C00001's label (alice at the clinic)
     final_label: str  # the signed scan of F00001's label (maya at the factory)
+    walk: Walk
+    t0: int
+    to_hospital: Path  # the factory's hand-off file to the hospital
 
 
 def _at(org: Org, w: Walk, t0: int, n: int) -> None:
@@ -67,8 +70,9 @@ def _label(org: Org, who: str, coi: str, item: str, out: Path) -> str:
     return text
 
 
-def three(root: Path, factory_db: str | None = None) -> Chain:
-    """Enrol and collect at the clinic, make at the factory, receive at the hospital."""
+def shipped(root: Path, factory_db: str | None = None) -> Chain:
+    """Enrol and collect at the clinic, make at the factory, ship to the hospital (the file
+    written, not yet received there)."""
     clinic = build(str(root / "clinic.db"), root / "clinic.key", CLINIC)
     factory = build(factory_db or str(root / "factory.db"), root / "factory.key", FACTORY_FULL)
     hospital = build(str(root / "hospital.db"), root / "hospital.key", HOSPITAL)
@@ -109,11 +113,26 @@ def three(root: Path, factory_db: str | None = None) -> Chain:
                                "receiver": "CITY-HOSPITAL"})
     h2 = send(factory, coi, "city-hospital", root / "to-hospital.jsonl")
     hospital.clock.set(factory.clock.now_ms() + 60_000)
-    receive_handoff(hospital.svc, hospital.people["nina"], h2)
-    L.check_scan(hospital.svc, final_label, coi, "F00001", station="receipt", by="nina")
+    return Chain(clinic, factory, hospital, coi, collection_label, final_label, w, t0, h2)
+
+
+def received(c: Chain) -> None:
+    """The hospital receives the hand-off file, checks the bag's label."""
+    receive_handoff(c.hospital.svc, c.hospital.people["nina"], c.to_hospital)
+    L.check_scan(c.hospital.svc, c.final_label, c.coi, "F00001", station="receipt", by="nina")
+
+
+def thawed(c: Chain) -> None:
+    """The hospital takes the product in, stores and thaws it: the bedside check is next."""
     for n in range(STEP_NAMES.index("receipt_at_treatment"), STEP_NAMES.index("thaw") + 1):
-        _at(hospital, w, t0, n)
-    return Chain(clinic, factory, hospital, coi, collection_label, final_label)
+        _at(c.hospital, c.walk, c.t0, n)
+
+
+def three(root: Path, factory_db: str | None = None) -> Chain:
+    c = shipped(root, factory_db)
+    received(c)
+    thawed(c)
+    return c
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,7 @@
 """The scan stations of a treatment centre verify the manufacturer's signed labels against the
 key its hand-off file brought (three real ledgers, see tests/test_handoff_labels.py): at the
-receipt a forged label is refused in red and recorded, the genuine one goes on; at the bedside
+receipt a forged label, or a genuine one of a bag the hand-off did not ship, is refused in red
+and recorded, the genuine one goes on; at the bedside
 a plain scan of a label printed signed is refused, the genuine one goes on. The receipt
 station's list of expected arrivals follows a hand-off received while it is open."""
 
@@ -75,6 +76,11 @@ async def test_partner_labels_at_the_receipt_and_bedside_stations(
         forged = "]Q1" + payload.sign(c.coi, "F00001", maya, generate())
         await _refused(pilot, c, forged, "does not verify with key "
                                           f"{maya.hex().upper()} of maya at partner acme-factory")
+        # The clinic's genuine label (verified through the factory's record) is not of a bag
+        # this hand-off shipped.
+        await _refused(pilot, c, c.collection_label, "C00001 is not a bag acme-factory shipped "
+                                                     "with this hand-off (it shipped F00001, "
+                                                     "F00002)")
         screen = app.screen
         assert isinstance(screen, StationScreen)
         await _scan(pilot, c.final_label)

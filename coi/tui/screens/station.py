@@ -28,6 +28,7 @@ from coi.service.scans import LabelScan, Scan, ScanRefused, read_scan
 from coi.service.steps import FieldSpec, StepSpec
 from coi.service.views import (
     ScanTarget,
+    arrival_problem,
     compare_second,
     expected_next,
     format_left,
@@ -310,7 +311,7 @@ class StationScreen(CoiScreen):
         spec = self.spec
         item = item_for_step(spec, target.item)
         reasons = precheck(svc, self.step, target.coi, user=app.session.user or "", item=item)
-        untrusted = trust_problem(svc, read_scan(raw))
+        untrusted = trust_problem(svc, read_scan(raw)) or arrival_problem(svc, self.step, target)
         if untrusted is not None:
             reasons = [untrusted]
         product = svc.chain().product(target.coi)

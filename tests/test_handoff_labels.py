@@ -51,6 +51,8 @@ class Chain:
     coi: str
     collection_label: str  # the signed scan of C00001's label (alice at the clinic)
     final_label: str  # the signed scan of F00001's label (maya at the factory)
+    reprinted: str  # F00002's label reprinted signed at the factory (mo), code F01002
+    superseded: str  # the label of F00002 it replaced (maya), voided
     walk: Walk
     t0: int
     to_hospital: Path  # the factory's hand-off file to the hospital
@@ -104,7 +106,12 @@ def shipped(root: Path, factory_db: str | None = None) -> Chain:
     for n in range(STEP_NAMES.index("receipt_at_manufacturing"), cryo + 1):
         _at(factory, w, t0, n)
     final_label = _label(factory, "maya", coi, "F00001", root)
-    _label(factory, "maya", coi, "F00002", root)
+    superseded = _label(factory, "maya", coi, "F00002", root)
+    mo = factory.people["mo"]  # F00002's label smudged: reprinted signed by mo (code F01002)
+    new, _ = L.reprint(factory.svc, mo, coi, f"L-{coi}-F00002-3", "smudged", "png", "4x2", None,
+                       False, root / "F01002.png", signed=True)
+    reprinted = "]Q1" + sign_label(mo, coi, "F01002")
+    L.apply(factory.svc, mo, coi, new, reprinted)
     for n in range(cryo + 1, STEP_NAMES.index("shipment")):
         _at(factory, w, t0, n)
     factory.clock.set(t0 + PLAN[STEP_NAMES.index("shipment")][1])
@@ -113,7 +120,8 @@ def shipped(root: Path, factory_db: str | None = None) -> Chain:
                                "receiver": "CITY-HOSPITAL"})
     h2 = send(factory, coi, "city-hospital", root / "to-hospital.jsonl")
     hospital.clock.set(factory.clock.now_ms() + 60_000)
-    return Chain(clinic, factory, hospital, coi, collection_label, final_label, w, t0, h2)
+    return Chain(clinic, factory, hospital, coi, collection_label, final_label, reprinted,
+                 superseded, w, t0, h2)
 
 
 def received(c: Chain) -> None:
@@ -170,6 +178,9 @@ def test_the_receiver_records_who_issued_each_label(chain: Chain) -> None:
     assert at_hospital[f"L-{chain.coi}-C00001-1"] == at_factory[f"L-{chain.coi}-C00001-1"]
     assert at_hospital[f"L-{chain.coi}-F00001-2"] == {
         "key": b64(maya.public_key), "origin": FACTORY_FULL[0], "signed": True, "user": "maya"}
+    assert at_hospital[f"L-{chain.coi}-F00002-4"] == {
+        "key": b64(chain.factory.people["mo"].public_key), "origin": FACTORY_FULL[0],
+        "signed": True, "user": "mo"}  # the reprint: its own issuer
     for org in (chain.clinic, chain.factory, chain.hospital):
         org.svc.verify()  # the new field is part of what the receiving person signed
 
@@ -204,6 +215,19 @@ def test_genuine_partner_labels_pass_at_the_bedside_forgeries_do_not(chain: Chai
     at = payload.SIGNED_LENGTH - 10  # a character of the signature
     altered = body[:at] + ("A" if body[at] != "A" else "B") + body[at + 1:]
     _refused(hospital, coi, "]Q1" + altered, "F00001", "altered or forged|check character")
+
+
+@pytest.mark.req("LABEL-CONTROL")
+def test_a_label_reprinted_at_the_partner_verifies_the_one_it_replaced_is_refused(
+        chain: Chain) -> None:
+    hospital, coi = chain.hospital, chain.coi
+    scan = L.check_scan(hospital.svc, chain.reprinted, coi, "F00002", station="bedside",
+                        by="nina")
+    assert L.trust_problem(hospital.svc, scan) is None
+    _refused(hospital, coi, chain.superseded, "F00002",
+             f"L-{coi}-F00002-3 was voided and superseded by L-{coi}-F00002-4")
+    _refused(hospital, coi, "]Q1" + payload.encode(coi, "F01002"), "F00002",
+             f"label L-{coi}-F00002-4 was printed signed by partner acme-factory")
 
 
 def test_the_receipt_at_the_factory_refuses_a_forged_collection_label(chain: Chain) -> None:

@@ -26,6 +26,7 @@ from typer.testing import CliRunner
 
 from coi.cli.main import app
 from coi.domain import payload
+from coi.domain.state import Label, ProductState
 from coi.ledger.entry import b64
 from coi.ledger.keys import generate
 from coi.service import labels as L
@@ -33,6 +34,7 @@ from coi.service.demo import PLAN, STEP_NAMES, Site, Walk, step
 from coi.service.errors import Refused
 from coi.service.handoff_receive import receive_handoff
 from coi.service.handoff_state import HANDOFF_RECEIVED
+from coi.service.label_codes import labels_of
 from coi.service.label_signing import LABEL_ISSUERS, label_key_id, sign_label
 from tests.test_handoff import CLINIC, H, Org, build, pin, pw, send
 from tests.test_handoff_chain import FACTORY_FULL
@@ -285,3 +287,14 @@ def test_partner_labels_verify_at_a_manufacturer_on_postgresql(pg_url: str, tmp_
              "printed signed by partner city-clinic")
     c.factory.svc.verify()
     c.factory.ledger.engine.dispose()
+
+
+def test_labels_a_hand_off_brought_keep_their_issue_order_past_nine() -> None:
+    """All start at the same handoff.received entry, and arrive in the order of their ids as
+    text (``-10`` before ``-9``): the print generation a scanned code names is still right."""
+    coi = "CHA999826000001"
+    product = ProductState(coi=coi, state="shipped", enrolled_index=7)
+    for n in sorted(("9", "10", "11")):
+        product.labels[f"L-{coi}-F00001-{n}"] = Label(f"L-{coi}-F00001-{n}", "F00001",
+                                                      "applied" if n == "11" else "voided", [7])
+    assert [lab.id[-2:] for lab in labels_of(product, "F00001")] == ["-9", "10", "11"]

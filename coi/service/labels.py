@@ -47,6 +47,7 @@ from coi.service.label_codes import (
     MAX_GENERATION,
     MAX_ITEM_NUMBER,
     LabelCode,
+    issue_order,
     label_code,
     label_id,
     label_in,
@@ -412,7 +413,7 @@ def reconciliation(svc: CoiService, coi: str) -> list[dict[str, Any]]:
     product = product_of(svc, coi)
     steps = product.entry_steps
     by_replaced = {lab.replaces: lab.id for lab in product.labels.values() if lab.replaces}
-    ordered = sorted(product.labels.values(), key=lambda lab: lab.events[0] if lab.events else -1)
+    ordered = sorted(product.labels.values(), key=issue_order)
     out: list[dict[str, Any]] = []
     generation: dict[str | None, int] = {}
     for lab in ordered:

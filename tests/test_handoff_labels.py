@@ -226,6 +226,9 @@ def test_a_label_reprinted_at_the_partner_verifies_the_one_it_replaced_is_refuse
     scan = L.check_scan(hospital.svc, chain.reprinted, coi, "F00002", station="bedside",
                         by="nina")
     assert L.trust_problem(hospital.svc, scan) is None
+    rows = {r["label"]: r for r in L.reconciliation(hospital.svc, coi)}
+    assert [rows[f"L-{coi}-F00002-{n}"]["code"] for n in (3, 4)] == ["F00002", "F01002"]
+    assert rows[f"L-{coi}-F00002-4"]["printed"]  # at the factory: not "never printed" here
     _refused(hospital, coi, chain.superseded, "F00002",
              f"L-{coi}-F00002-3 was voided and superseded by L-{coi}-F00002-4")
     _refused(hospital, coi, "]Q1" + payload.encode(coi, "F01002"), "F00002",

@@ -419,8 +419,8 @@ def reconciliation(svc: CoiService, coi: str) -> list[dict[str, Any]]:
     for lab in ordered:
         gen = generation.get(lab.item, 0)
         generation[lab.item] = gen + 1
-        printed = lab.replaces is not None or any(steps.get(i) == "label_print"
-                                                  for i in lab.events)
+        printed = (lab.replaces is not None or lab.status in ("printed", "applied")  # e.g. at
+                   or any(steps.get(i) == "label_print" for i in lab.events))  # a partner
         outcome = {"applied": "applied", "voided": "voided", "printed": "outstanding"}.get(
             lab.status, "not printed")
         voids = [i for i in lab.events if steps.get(i) == "label_void"]

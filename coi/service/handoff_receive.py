@@ -17,8 +17,9 @@ Owns ``receive_handoff``. In order, each failure with its own message:
    site holds is one it shipped out (in a state a shipping step leads to);
 
 then a ``handoff.received`` entry signed by the person receiving binds the sender's origin, its
-checkpoint (size, root) and the shipment entry's hash. A refusal is recorded as a site entry
-(``system.handoff_refused``) and nothing else changes.
+checkpoint (size, root) and the shipment entry's hash, and records who issued each of the
+product's labels (the key its scans are verified against here: ``label_signing``). A refusal
+is recorded as a site entry (``system.handoff_refused``) and nothing else changes.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ from coi.service.handoff_state import (
     last_seen,
     received_at,
 )
+from coi.service.label_signing import LABEL_ISSUERS, carried_issuers
 from coi.service.ledger import LedgerService, Party, Unlocked
 from coi.service.text import inert
 
@@ -157,14 +159,16 @@ def _check(svc: LedgerService, data: bytes) -> tuple[partners.Partner, BundleRep
     return p, report, h
 
 
-def _carried(chain: CoiService, data: bytes, h: Handoff) -> dict[str, Any]:
+def _carried(chain: CoiService, data: bytes, h: Handoff, origin: str
+             ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The product's state as the sender's shipment left it: its in-scope entries up to the
     shipping entry, applied in order under this site's process (the sender checked its rules
-    when it recorded them; its signatures were verified in step 3)."""
+    when it recorded them; its signatures were verified in step 3); and who issued each of its
+    labels (``label_issuers``: the key a scan of it is verified against here)."""
     sent = ChainState(chain.process())
+    entries = in_scope_entries(data.splitlines(keepends=True))
     try:
-        for index, (_hash, st) in sorted(in_scope_entries(data.splitlines(keepends=True))
-                                         .items()):
+        for index, (_hash, st) in sorted(entries.items()):
             if index > h.shipment_index:
                 break
             sent.apply(Fact(index=index, time_ms=st.time_ms, type=st.type, subject=st.subject,
@@ -178,7 +182,9 @@ def _carried(chain: CoiService, data: bytes, h: Handoff) -> dict[str, Any]:
     if product is None:
         raise _Refusal(f"the file holds no process step of {h.coi}: there is no product to "
                        "take over")
-    return exported(product)
+    issuers = carried_issuers(product.labels, {i: st for i, (_h, st) in entries.items()},
+                              origin)
+    return exported(product), issuers
 
 
 def _subject(data: bytes) -> str:
@@ -211,7 +217,7 @@ def receive_handoff(chain: CoiService, by: Unlocked, path: Path, *, ack: Path | 
         if len(data) > MAX_FILE:
             raise _Refusal(f"the file is larger than {MAX_FILE // (1024 * 1024)} MiB")
         p, report, h = _check(svc, data)
-        state = _carried(chain, data, h)
+        state, issuers = _carried(chain, data, h, report.origin)
     except _Refusal as r:
         raise _refused(svc, _subject(data), file_sha, r.reason) from None
 
@@ -236,7 +242,7 @@ def receive_handoff(chain: CoiService, by: Unlocked, path: Path, *, ack: Path | 
             "shipment": {"index": h.shipment_index, "hash": h.shipment_hash},
             "items": list(h.items), "complete_from": report.complete_from,
             "file_sha256": file_sha, "bundle_sha256": report.bundle_sha256,
-            "cosigned": cosigned, "state": state,
+            "cosigned": cosigned, "state": state, LABEL_ISSUERS: issuers,
         }, [Party(by, "authored")], check=check, internal=True)
     except _Refusal as r:
         raise _refused(svc, h.coi, file_sha, r.reason) from None

@@ -120,7 +120,16 @@ def parse_product_code(text: str) -> isbt128.ProductCode:
 def labels_of(product: ProductState, item: str) -> list[Label]:
     """The item's labels in the order they were issued (the order of print generations)."""
     found = [lab for lab in product.labels.values() if labelled_item(lab) == item]
-    return sorted(found, key=lambda lab: lab.events[0] if lab.events else -1)
+    return sorted(found, key=issue_order)
+
+
+def issue_order(label: Label) -> tuple[int, int]:
+    """Where ``label`` comes in the order labels were issued: its first entry, then its number
+    ``n`` (labels a hand-off brought all start at the same ``handoff.received`` entry, and their
+    ids sort as text there: ``-10`` before ``-9``)."""
+    m = _LABEL_ID_RE.fullmatch(label.id)
+    n = int(m["n"]) if m is not None and len(m["n"]) <= 9 else 0
+    return (label.events[0] if label.events else -1, n)
 
 
 # ------------------------------------------------------------------------------ lookups

@@ -20,30 +20,46 @@ message:
 5. a plain (``COI1``) scan of a label that was issued signed: a signed label is never accepted
    without its signature (a forger cannot fall back to the plain payload).
 
+A label that came from a partner (its issuing entry here is the ``handoff.received`` that
+brought the product) is verified against the issuer the receiving person recorded in that entry
+(``label_issuers``, docs/federation.md): the key of the partner's person who issued it, taken
+from the hand-off file verified against the partner's pinned log key. A signed scan must carry
+that key's id and a good signature by it; a plain scan of a label recorded as signed is refused
+(:func:`_partner_problem`). A ``handoff.received`` written before that record existed keeps the
+checks above.
+
 The COS1 text itself is parsed only by :mod:`coi.domain.payload` (one parser).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from coi.domain import payload as payload_mod
 from coi.domain.errors import ScanError
+from coi.domain.handoff_import import HANDOFF_RECEIVED
 from coi.domain.state import Label
-from coi.ledger.entry import check_entry
+from coi.ledger.entry import Statement, b64, check_entry
 from coi.ledger.errors import VerificationError
 from coi.ledger.registry import KeyRecord
+from coi.service import partners
 from coi.service.chain import CoiService
 from coi.service.ledger import Unlocked
+from coi.service.text import inert
 
 __all__ = [
+    "LABEL_ISSUERS",
     "LABEL_KEY_ID_BYTES",
     "SIGNED_MARK",
     "Issued",
+    "carried_issuers",
     "issued",
     "label_key_id",
     "sign_label",
@@ -53,6 +69,9 @@ __all__ = [
 LABEL_KEY_ID_BYTES: Final = 4
 SIGNED_MARK: Final = "signed"
 """The word in a label's recorded template that says it was printed with a signed payload."""
+LABEL_ISSUERS: Final = "label_issuers"
+"""The key of a ``handoff.received`` entry's data recording who issued each label it brings."""
+_ISSUER_KEYS: Final = frozenset({"key", "origin", "signed", "user"})
 
 
 def label_key_id(public_key: bytes) -> bytes:
@@ -68,12 +87,15 @@ def sign_label(actor: Unlocked, coi: str, code: str) -> str:
 @dataclass(frozen=True)
 class Issued:
     """The entry that issued a label: its index, the key that signed it, and whether the label
-    was printed signed."""
+    was printed signed. For a label brought by a hand-off (``partner`` set), ``index`` is the
+    ``handoff.received`` entry and the rest is the issuer that entry records (``key`` empty when
+    it records none for this label)."""
 
     index: int
     user: str
     key: bytes
     signed: bool
+    partner: str | None = None  # who issued it: the partner's name here (or its origin)
 
 
 def issued(svc: CoiService, label: Label) -> Issued:
@@ -85,8 +107,67 @@ def issued(svc: CoiService, label: Label) -> Issued:
     if row is None:
         raise VerificationError("the entry is missing", index=index)
     st = check_entry(row, svc.ledger.origin()).statement
+    if st.type == HANDOFF_RECEIVED and LABEL_ISSUERS in st.data:
+        return _from_partner(svc, st, label.id)
     template = str(st.data.get("template", ""))
     return Issued(index, st.author.user, st.author.key, SIGNED_MARK in template.split())
+
+
+def _from_partner(svc: CoiService, st: Statement, label_id: str) -> Issued:
+    recorded = st.data[LABEL_ISSUERS]
+    if not isinstance(recorded, Mapping):
+        raise VerificationError(f"its {LABEL_ISSUERS} is not an object", index=st.index)
+    rec = recorded.get(label_id)
+    sender = str(st.data.get("from", st.data.get("sender_origin", "")))
+    if rec is None:
+        return Issued(st.index, "", b"", False, sender)
+    issuer = _issuer(rec)
+    if issuer is None:
+        raise VerificationError(f"its issuer of {label_id} is malformed", index=st.index)
+    origin = str(issuer["origin"])
+    if origin != st.data.get("sender_origin"):
+        p = partners.replay(svc.ledger).by_origin(origin)
+        sender = p.name if p is not None else origin
+    return Issued(st.index, str(issuer["user"]), base64.b64decode(str(issuer["key"])),
+                  bool(issuer["signed"]), sender)
+
+
+def _issuer(rec: Any) -> Mapping[str, Any] | None:
+    """``rec`` if it is a well-formed issuer record (``{"key","origin","signed","user"}``)."""
+    if not isinstance(rec, Mapping) or set(rec) != _ISSUER_KEYS:
+        return None
+    if not isinstance(rec["signed"], bool) or not all(
+            isinstance(rec[k], str) and rec[k] for k in ("key", "origin", "user")):
+        return None
+    try:
+        key = base64.b64decode(rec["key"], validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return rec if len(key) == 32 and b64(key) == rec["key"] else None
+
+
+def carried_issuers(labels: Mapping[str, Label], entries: Mapping[int, Statement],
+                    sender_origin: str) -> dict[str, dict[str, Any]]:
+    """Who issued each of ``labels`` (a product rebuilt from a sender's hand-off file, whose
+    in-scope ``entries`` were verified against its pinned log key): the author of the entry
+    that issued it at the sender (its key, and whether its template says signed), or, for a
+    label the sender itself took over by hand-off, the issuer that its ``handoff.received``
+    records. A label whose issuer cannot be told is left out."""
+    out: dict[str, dict[str, Any]] = {}
+    for label_id, label in sorted(labels.items()):
+        st = entries.get(label.events[0]) if label.events else None
+        if st is None:
+            continue
+        if st.type == HANDOFF_RECEIVED:
+            recorded = st.data.get(LABEL_ISSUERS)
+            rec = _issuer(recorded.get(label_id)) if isinstance(recorded, Mapping) else None
+            if rec is not None:
+                out[label_id] = dict(rec)
+            continue
+        template = str(st.data.get("template", ""))
+        out[label_id] = {"key": b64(st.author.key), "origin": sender_origin,
+                         "signed": SIGNED_MARK in template.split(), "user": st.author.user}
+    return out
 
 
 def _hex(key_id: bytes) -> str:
@@ -107,6 +188,8 @@ def signature_problem(svc: CoiService, label_id: str, label: Label,
         facts = issued(svc, label)
     except VerificationError as e:
         return f"the entry that issued label {label_id} fails verification ({e.reason})"
+    if facts.partner is not None:
+        return _partner_problem(facts, label_id, scanned)
     if not scanned.signed:
         if facts.signed:
             return (f"label {label_id} was printed signed, but this scan carries no signature: "
@@ -130,6 +213,33 @@ def signature_problem(svc: CoiService, label_id: str, label: Label,
         return (f"label {label_id} was issued by {facts.user} (key "
                 f"{_hex(label_key_id(facts.key))}), but this one is signed with key {named} of "
                 f"{good[0][1].user}: it is not the label coi printed. {_DO_NOT_USE}")
+    return None
+
+
+def _partner_problem(facts: Issued, label_id: str, scanned: payload_mod.LabelPayload
+                     ) -> str | None:
+    """A scan of a label a partner issued, against the issuer recorded at its receipt here."""
+    who = inert(facts.partner)
+    if not facts.key:
+        if not scanned.signed:
+            return None
+        return (f"label {label_id} came from partner {who} (hand-off received at entry "
+                f"{facts.index}), which recorded no issuer for it: its signature cannot be "
+                f"checked. {_DO_NOT_USE}")
+    if not scanned.signed:
+        if facts.signed:
+            return (f"label {label_id} was printed signed by partner {who}, but this scan "
+                    f"carries no signature: it is not the label {who} printed. {_DO_NOT_USE}")
+        return None
+    assert scanned.key_id is not None
+    named, own = _hex(scanned.key_id), _hex(label_key_id(facts.key))
+    if scanned.key_id != label_key_id(facts.key):
+        return (f"the label is signed with key {named}, but label {label_id} was issued at "
+                f"partner {who} by {inert(facts.user)} with key {own} (recorded at its receipt, "
+                f"entry {facts.index}): it is not the label {who} printed. {_DO_NOT_USE}")
+    if not _verifies(scanned, facts.key):
+        return (f"the label's signature does not verify with key {own} of {inert(facts.user)} "
+                f"at partner {who}: the label was altered or forged. {_DO_NOT_USE}")
     return None
 
 

@@ -48,6 +48,7 @@ from coi.service.label_codes import (
     MAX_ITEM_NUMBER,
     LabelCode,
     is_document,
+    issue_order,
     label_code,
     label_id,
     label_in,
@@ -420,15 +421,15 @@ def reconciliation(svc: CoiService, coi: str) -> list[dict[str, Any]]:
     product = product_of(svc, coi)
     steps = product.entry_steps
     by_replaced = {lab.replaces: lab.id for lab in product.labels.values() if lab.replaces}
-    ordered = sorted(product.labels.values(), key=lambda lab: lab.events[0] if lab.events else -1)
+    ordered = sorted(product.labels.values(), key=issue_order)
     out: list[dict[str, Any]] = []
     generation: dict[str | None, int] = {}
     for lab in ordered:
         item = labelled_item(lab)
         gen = generation.get(item, 0)
         generation[item] = gen + 1
-        printed = lab.replaces is not None or any(steps.get(i) == "label_print"
-                                                  for i in lab.events)
+        printed = (lab.replaces is not None or lab.status in ("printed", "applied")  # e.g. at
+                   or any(steps.get(i) == "label_print" for i in lab.events))  # a partner
         outcome = {"applied": "applied", "voided": "voided", "printed": "outstanding"}.get(
             lab.status, "not printed")
         voids = [i for i in lab.events if steps.get(i) == "label_void"]

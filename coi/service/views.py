@@ -23,6 +23,7 @@ from coi.domain.scan import CoiIdScan, LabelScan, Scan
 from coi.domain.state import ProductState
 from coi.service.chain import SOON_MS, CoiService
 from coi.service.errors import Refused
+from coi.service.label_codes import parse_label_code
 from coi.service.windows import live_windows
 
 FILTERS = WINDOW_FILTERS
@@ -56,6 +57,21 @@ def item_for_step(spec: StepSpec, item: str | None) -> str | None:
     if item[:1] in ("D", "W"):  # paperwork and wristbands are not items of the product
         return None
     return item
+
+
+def arrival_problem(svc: CoiService, step: str, target: ScanTarget) -> str | None:
+    """At the receipt after a hand-off, why the bag scanned is not one the partner shipped
+    (the ``items`` of the hand-off that brought the product), or None. Records nothing."""
+    if target.item is None:
+        return None
+    code = parse_label_code(target.item)
+    item = code.item if code is not None else target.item
+    for e in svc.expected_at(step):
+        items = e.get("items")
+        if e.get("coi") == target.coi and isinstance(items, list) and item not in items:
+            return (f"{item} is not a bag {e.get('from')} shipped with this hand-off (it "
+                    f"shipped {', '.join(map(str, items))}): keep it apart and ask the partner")
+    return None
 
 
 def station_steps(process: Process, roles: Iterable[str]) -> list[StepSpec]:
@@ -307,8 +323,9 @@ def release_blockers(svc: CoiService, coi: str, user: str,
     return precheck(svc, step.name, coi, user=user, item=None, fields=fields)
 
 
-__all__ = ["CorrectionTarget", "FILTERS", "ORDERS", "ScanTarget", "compare_second",
-           "correction_target", "enrolment_step", "entry_data_shown", "expected_next",
+__all__ = ["CorrectionTarget", "FILTERS", "ORDERS", "ScanTarget", "arrival_problem",
+           "compare_second", "correction_target", "enrolment_step", "entry_data_shown",
+           "expected_next",
            "field_shown", "field_text", "first_item", "format_duration", "format_left",
            "item_for_step", "may_correct", "may_enrol", "precheck", "product_page",
            "release_blockers", "scan_target", "scanned_values", "station_steps", "window_left",

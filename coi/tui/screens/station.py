@@ -28,6 +28,7 @@ from coi.service.scans import LabelScan, Scan, ScanRefused, read_scan
 from coi.service.steps import FieldSpec, StepSpec
 from coi.service.views import (
     ScanTarget,
+    arrival_problem,
     compare_second,
     expected_next,
     format_left,
@@ -41,9 +42,10 @@ from coi.service.views import (
 )
 from coi.tui.base import CoiScreen, serialized
 from coi.tui.screens.alert import AlertScreen
-from coi.tui.text import PROMPT_SECOND, arrivals, field_hint, field_label, line, refusal, show
+from coi.tui.text import PROMPT_SECOND, field_hint, field_label, line, refusal, show
 from coi.tui.widgets.big_text import BigText
 from coi.tui.widgets.scan_input import ScanInput
+from coi.tui.widgets.station_title import StationTitle
 
 
 class StationPickScreen(CoiScreen):
@@ -118,9 +120,8 @@ class StationScreen(CoiScreen):
         spec = self.spec
         yield Header()
         who = self.coi_app.display_name()
-        yield Static(Text.assemble(("Station: ", "bold"), (spec.title, "bold cyan"), f"  ·  {who}",
-                                   arrivals(self.coi_app.svc.expected_at(self.step))),
-                     id="station-title")
+        yield StationTitle(spec.title, who, self.step, self.coi_app.svc.expected_at(self.step),
+                           id="station-title")
         yield ScanInput(id="scan")
         with VerticalScroll(id="station-body"):
             yield BigText(id="identity")
@@ -164,6 +165,7 @@ class StationScreen(CoiScreen):
         self.query_one("#scan", ScanInput).focus()
 
     def on_screen_resume(self) -> None:
+        self.query_one(StationTitle).refresh_arrivals()  # a hand-off received meanwhile
         if self.phase in ("scan", "second"):
             self.query_one("#scan", ScanInput).focus()
 
@@ -309,7 +311,7 @@ class StationScreen(CoiScreen):
         spec = self.spec
         item = item_for_step(spec, target.item)
         reasons = precheck(svc, self.step, target.coi, user=app.session.user or "", item=item)
-        untrusted = trust_problem(svc, read_scan(raw))
+        untrusted = trust_problem(svc, read_scan(raw)) or arrival_problem(svc, self.step, target)
         if untrusted is not None:
             reasons = [untrusted]
         product = svc.chain().product(target.coi)
@@ -493,4 +495,5 @@ class StationScreen(CoiScreen):
             t.append(f"  Deviation opened automatically: entry {d}\n", style="bold yellow")
         self.reset_station()
         self.query_one("#confirm", Static).update(t)
+        self.query_one(StationTitle).refresh_arrivals()  # the product taken in leaves the list
         self.take_held()

@@ -23,6 +23,7 @@ from coi.service import demo
 from coi.service import labels as L
 from coi.service.errors import ConfigError, Refused
 from coi.service.label_signing import label_key_id
+from coi.service.scans import read_scan
 from tests.test_labels import decode, png_image, scanned
 
 START_MS = 1_780_000_000_000
@@ -212,3 +213,26 @@ def test_cli_prints_signed_labels_and_labels_check_refuses_a_forgery(
     small = runner.invoke(app, ["label", w.coi, "-f", "png", "-o", str(tmp_path / "s.png"),
                                 "--signed", "--item", "C00002", *common])
     assert small.exit_code != 0 and "4x2" in small.stderr
+
+
+@pytest.mark.req("LABEL-CONTROL")
+def test_a_scan_station_refuses_a_voided_label_signed_or_plain(site: demo.Site,
+                                                              tmp_path: Path) -> None:
+    """The stations' check (``trust_problem``) refuses a voided label as ``coi labels check``
+    does: its signature is genuine, but the label was taken off the bag; once reprinted, the
+    message names the label that superseded it, and the reprint itself is accepted."""
+    w, lid, text = signed_label(site, tmp_path)
+    alice = site.people["alice"]
+    scan = L.check_scan(site.svc, text, w.coi, "C00001")
+    assert L.trust_problem(site.svc, scan) is None
+    L.void(site.svc, alice, w.coi, lid, "smudged in the cold room")
+    problem = L.trust_problem(site.svc, scan)
+    assert problem is not None and f"label {lid} was voided" in problem
+    plain = payload.encode(w.coi, "C00001")
+    assert L.trust_problem(site.svc, read_scan(plain)) is not None  # signed: no plain copy
+    new_id, _ = L.reprint(site.svc, alice, w.coi, lid, "smudged", "png", "4x2", None, False,
+                          tmp_path / "re.png", signed=True)
+    problem = L.trust_problem(site.svc, scan)
+    assert problem is not None and f"superseded by {new_id}" in problem
+    (qr,) = decode(png_image((tmp_path / "re.png").read_bytes()), zxingcpp.BarcodeFormat.QRCode)
+    assert L.trust_problem(site.svc, L.check_scan(site.svc, scanned(qr), w.coi)) is None

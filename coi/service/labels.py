@@ -281,8 +281,9 @@ def trust_problem(svc: CoiService, scan: Scan) -> str | None:
 
     A signed (``COS1``) scan must name a label this ledger issued and carry a good signature by
     the key that issued it (:func:`coi.service.label_signing.signature_problem`); a plain scan
-    of a label issued signed is refused. Plain scans of items, and ISBT 128 scans, are left to
-    the step's own checks. Records nothing: the caller records the refusal.
+    of a label issued signed is refused; so is a scan of a voided label (signed or not: it was
+    removed from the bag or superseded by a reprint). Plain scans of items, and ISBT 128 scans,
+    are left to the step's own checks. Records nothing: the caller records the refusal.
     """
     if not isinstance(scan, LabelScan):
         return None
@@ -293,7 +294,7 @@ def trust_problem(svc: CoiService, scan: Scan) -> str | None:
     found, why = _resolve(product, scan.label.item)
     if found is None:
         return why if scan.label.signed else None
-    return signature_problem(svc, found.id, found, scan.label)
+    return signature_problem(svc, found.id, found, scan.label) or _voided(product, found)
 
 
 def _resolve(product: ProductState, code: str) -> tuple[Label | None, str]:
@@ -317,19 +318,26 @@ def _label_problem(svc: CoiService, product: ProductState, scan: LabelScan,
     found, why = _resolve(product, scan.label.item)
     if found is None:
         return why
-    forged = signature_problem(svc, found.id, found, scan.label)
+    forged = signature_problem(svc, found.id, found, scan.label) or _voided(product, found)
     if forged is not None:
         return forged
-    if found.status == "voided":
-        newer = [lab.id for lab in labels_of(product, item) if lab.status != "voided"]
-        if newer:
-            return (f"label {found.id} was voided and superseded by {newer[-1]}; remove and "
-                    "destroy the old label")
-        return f"label {found.id} was voided; remove and destroy it, and reprint it"
     if found.status == "issued":
         return (f"label {found.id} was issued but its printing was never recorded; void it and "
                 "reprint it")
     return None
+
+
+def _voided(product: ProductState, found: Label) -> str | None:
+    """Why a scan of ``found`` is refused because the label was voided, or None: a voided label
+    is never scanned as the item's identity again (it is removed and destroyed)."""
+    if found.status != "voided":
+        return None
+    newer = [lab.id for lab in labels_of(product, labelled_item(found) or "")
+             if lab.status != "voided"]
+    if newer:
+        return (f"label {found.id} was voided and superseded by {newer[-1]}; remove and "
+                "destroy the old label")
+    return f"label {found.id} was voided; remove and destroy it, and reprint it"
 
 
 def _isbt_problem(svc: CoiService, product: ProductState, scan: Scan,

@@ -145,7 +145,7 @@ def labels_check(
         if isinstance(result, LabelScan):
             out["label"] = label_svc.label_of(svc, result)
             if result.label.signed:
-                out["signature"] = "verified with the key that issued the label"
+                out["signature"] = label_svc.signature_verdict(svc, result)
         echo_json(out)
 
 

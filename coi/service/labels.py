@@ -76,7 +76,7 @@ from coi.service.label_files import (
     write_label,
 )
 from coi.service.label_final import FinalLabel, PatientOnLabel, PatientSource
-from coi.service.label_signing import signature_problem
+from coi.service.label_signing import issued, signature_problem
 from coi.service.ledger import Unlocked
 from coi.service.scans import ScanRefused, read_scan
 
@@ -102,6 +102,7 @@ __all__ = [
     "reconciliation",
     "reprint",
     "station_printer",
+    "signature_verdict",
     "trust_problem",
     "unlabelled_items",
     "void",
@@ -295,6 +296,17 @@ def trust_problem(svc: CoiService, scan: Scan) -> str | None:
     if found is None:
         return why if scan.label.signed else None
     return signature_problem(svc, found.id, found, scan.label) or _voided(product, found)
+
+
+def signature_verdict(svc: CoiService, scan: LabelScan) -> str:
+    """What was verified of an accepted signed scan: whose key, and at which organisation when
+    the label came by hand-off (``coi labels check`` prints it)."""
+    found, _ = _resolve(product_of(svc, scan.label.coi), scan.label.item)
+    facts = issued(svc, found) if found is not None else None
+    if facts is None or facts.partner is None:
+        return "verified with the key that issued the label"
+    return (f"verified with the key of {facts.user} at partner {facts.partner}, who issued the "
+            "label (as recorded when the hand-off was received)")
 
 
 def _resolve(product: ProductState, code: str) -> tuple[Label | None, str]:

@@ -30,6 +30,7 @@ from coi.cli.inputs import MAX_CHECKPOINT_BYTES, decode_utf8, json_object, read_
 from coi.service.text import inert
 
 app = typer.Typer()
+SHOWN_MAX = 50  # products listed by `coi migrate` when their rows were rebuilt
 
 
 @app.command()
@@ -63,12 +64,14 @@ def init(
 
 
 @app.command()
-def migrate(db: DbOpt = None) -> None:
+def migrate(db: DbOpt = None, log_key: LogKeyOpt = None) -> None:
     """Bring the database schema up to date (Alembic migrations shipped in the package); seal
-    patient identifiers still in clear under the PHI key (created beside the log key if none)."""
-    svc = open_ledger(db)
+    patient identifiers still in clear under the PHI key (created beside the log key if none);
+    rebuild the product_state table from the verified ledger (recorded if any row changed)."""
+    svc = open_ledger(db, log_key)
     with errors():
-        from coi.service.admin import upgrade_schema
+        from coi.service.admin import rebuild_states, upgrade_schema
+        from coi.service.errors import VerificationError
 
         up = upgrade_schema(svc)
         if up.phi_key_created is not None:
@@ -78,6 +81,25 @@ def migrate(db: DbOpt = None) -> None:
             typer.echo(f"sealed the identifiers of {up.sealed_patients} patients under the "
                        "PHI key")
         typer.echo(f"schema at revision {up.revision}")
+        try:
+            rebuilt = rebuild_states(svc)
+        except VerificationError as e:
+            raise VerificationError(f"{e.reason}; the product_state table was not rebuilt "
+                                    "(nothing changed): a table is rebuilt only from a ledger "
+                                    "that verifies", index=e.index) from None
+        if rebuilt is None:
+            return
+        if not rebuilt.differed:
+            typer.echo(f"product_state: {rebuilt.products} products, all as the "
+                       f"{rebuilt.verified_size} verified entries make them: nothing changed")
+            return
+        typer.echo(f"product_state: rebuilt from the {rebuilt.verified_size} verified entries: "
+                   f"{rebuilt.products} products written, {len(rebuilt.differed)} differed "
+                   f"(recorded as entry {rebuilt.recorded_index}, system.state_rebuilt):")
+        for coi, what in list(rebuilt.differed.items())[:SHOWN_MAX]:
+            typer.echo(f"  {inert(coi)}: {inert(what)}")
+        if len(rebuilt.differed) > SHOWN_MAX:
+            typer.echo(f"  … and {len(rebuilt.differed) - SHOWN_MAX} more")
 
 
 @app.command()

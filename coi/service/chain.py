@@ -19,7 +19,6 @@ process entry types refused outside ``coi record``).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -45,6 +44,7 @@ from coi.service.chain_views import SOON_MS, ChainViews
 from coi.service.enrolment import ERASED_TYPE, FIN, PATIENT_KEYS_MAX, Enrolment, check_erasure
 from coi.service.errors import ConfigError, Refused
 from coi.service.ledger import LedgerService
+from coi.service.projection import differences, state_row
 
 __all__ = ["AUTHOR_MEANING", "PATIENT_KEYS_MAX", "SOON_MS", "ChainCore", "CoiService",
            "Recorded", "check_roles", "definition_in_force", "fact_of", "genesis_extras",
@@ -116,6 +116,14 @@ class CoiService(Enrolment, ChainViews):
     # -- verification --------------------------------------------------------------------------
     def verify(self, *, jobs: int = 1, checkpoints: Sequence[str] = (),
                progress: Any = None) -> VerifiedLog:
+        result, replayed = self.replay(jobs=jobs, checkpoints=checkpoints, progress=progress)
+        self._compare_tables(replayed)
+        return result
+
+    def replay(self, *, jobs: int = 1, checkpoints: Sequence[str] = (),
+               progress: Any = None) -> tuple[VerifiedLog, ChainState]:
+        """Verify the whole ledger, replaying every process entry: the verified log and the
+        state of every product it makes (what the product_state table must hold)."""
         replayer = Replayer(self.process())
 
         def hook(c: CheckedEntry, reg: KeyRegistry) -> None:
@@ -127,14 +135,19 @@ class CoiService(Enrolment, ChainViews):
 
         result = self.ledger.verify(jobs=jobs, checkpoints=checkpoints, hook=hook,
                                     progress=progress)
-        self._compare_tables(replayer.chain)
-        return result
+        return result, replayer.chain
+
+    def expected_rows(self, replayed: ChainState) -> dict[str, dict[str, Any]]:
+        """The product_state rows the replayed ledger makes, by CoI."""
+        process = self.process()
+        return {coi: state_row(process, p) for coi, p in replayed.products.items()}
 
     def _compare_tables(self, replayed: ChainState) -> None:
-        stored = {coi: json.loads(data) for coi, _s, data, _i in self.store.states()}
-        rebuilt = {coi: p.to_json() for coi, p in replayed.products.items()}
-        for coi in sorted(set(stored) | set(rebuilt)):
-            if stored.get(coi) != rebuilt.get(coi):
-                raise VerificationError(
-                    f"the product_state table disagrees with the ledger for {coi}: the table "
-                    "was changed outside coi (rebuild it from the ledger)")
+        diff = differences(self.store.state_rows(), self.expected_rows(replayed))
+        if diff:
+            coi, what = next(iter(diff.items()))
+            more = f" (and {len(diff) - 1} other products)" if len(diff) > 1 else ""
+            raise VerificationError(
+                f"the product_state table disagrees with the ledger for {coi}{more}: {what}; "
+                "the table was changed outside coi: the entries themselves verified, so run "
+                "`coi migrate` to rebuild the table from them")

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from coi.cli.main import app
 from coi.service.errors import VerificationError
-from tests.chain_site import H, T0, ChainSite, new_site, new_walk, walk
+from tests.chain_site import T0, ChainSite, H, new_site, new_walk, walk
 
 runner = CliRunner()
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -28,6 +28,9 @@ from coi.cli.common import (
 )
 from coi.cli.inputs import MAX_CHECKPOINT_BYTES, decode_utf8, json_object, read_bounded
 from coi.service.text import inert
+
+if TYPE_CHECKING:
+    from coi.service.ledger import LedgerService
 
 app = typer.Typer()
 SHOWN_MAX = 50  # products listed by `coi migrate` when their rows were rebuilt
@@ -151,9 +154,11 @@ def verify(
         from coi.service.handoff_ack import partner_pins
 
         pins = partner_pins(svc)  # checked like --checkpoint: they are signed by the log key
-        result = verify_all(svc, jobs=jobs, checkpoints=notes + [p.note for p in pins])
+        result = verify_all(svc, jobs=jobs, checkpoints=notes + [p.note for p in pins],
+                            replica=True)
         typer.echo(f"OK: {result.size} entries verified; root {b64(result.root)} (base64, as "
                    "a checkpoint writes it)")
+        _say_where_read(svc, result.size)
         for path, text in zip(checkpoint or [], notes, strict=True):
             head = text.split("\n")
             typer.echo(f"pinned: consistent with the checkpoint {inert(path)} of "
@@ -169,6 +174,24 @@ def verify(
                        "from an old copy or rewritten as a whole would verify too; pass "
                        "--checkpoint FILE (saved earlier with `coi checkpoint -o`, kept apart "
                        "from the database)")
+
+
+def _say_where_read(svc: LedgerService, size: int) -> None:
+    """Which database `coi verify` read, and, from a replica, how far the primary is ahead."""
+    db = svc.db
+    if db.read_url is None:
+        return
+    if svc.read_from != "replica":
+        typer.echo(f"read from the primary {db.url.display}: the read replica "
+                   f"{db.read_url.display} held fewer entries than a checkpoint given")
+        return
+    head = svc.store.head()
+    primary = head.size if head is not None else 0
+    behind = (f"the primary holds {primary}: the {primary - size} newest were not verified "
+              "here (the replica lags; run again, or unset COI_READ_DATABASE_URL)"
+              if primary > size else f"the primary holds {primary} too")
+    typer.echo(f"read from the read replica {db.read_url.display} (COI_READ_DATABASE_URL): "
+               f"{size} entries; {behind}")
 
 
 @app.command()

@@ -18,7 +18,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
 
 from coi.db.models import CoiCounter, Patient, ProductStateRow
-from coi.db.tx import Tx, write
+from coi.db.tx import Tx, connection, write
 
 PAGE_ORDERS: dict[str, tuple[tuple[str, ...], bool]] = {
     "coi": (("coi",), False), "state": (("state", "coi"), False),
@@ -138,9 +138,9 @@ class ChainStore:
         else:
             conn.execute(update(PS).where(PS.c.coi == coi).values(**values))
 
-    def state_rows(self) -> dict[str, dict[str, Any]]:
+    def state_rows(self, *, tx: Tx | None = None) -> dict[str, dict[str, Any]]:
         """Every stored row, every column, by CoI (what ``coi verify`` compares)."""
-        with self.engine.connect() as c:
+        with connection(self.engine, tx) as c:
             return {r.coi: dict(r._mapping) for r in c.execute(select(PS))}
 
     def replace_states(self, *, tx: Tx, remove: list[str], rows: Mapping[str, Mapping[str, Any]]

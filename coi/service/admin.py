@@ -80,12 +80,14 @@ def rebuild_states(svc: LedgerService, *, jobs: int = 1) -> Rebuilt | None:
             "products": len(expected), "differed": len(names),
             "named": [subject_of(n)[:40] for n in names[:NAMED_MAX]]}
 
+        remove = [n for n in names if n in stored]
+        rows = {n: expected[n] for n in names if n in expected}
+
         def write(tx: Tx, entry: SignedEntry, size: int = result.size,
-                  names: list[str] = names, expected: dict[str, Any] = expected) -> None:
+                  remove: list[str] = remove, rows: dict[str, Any] = rows) -> None:
             if entry.statement.index != size:
                 raise _Moved
-            coi.store.replace_states(tx=tx, remove=[n for n in names if n in stored],
-                                     rows={n: expected[n] for n in names if n in expected})
+            coi.store.replace_states(tx=tx, remove=remove, rows=rows)
 
         try:
             index = svc.record_system(REBUILT_TYPE, REBUILT_SUBJECT, data, after=write)

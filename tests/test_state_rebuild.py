@@ -14,7 +14,9 @@ from typer.testing import CliRunner
 
 from coi.cli.main import app
 from coi.service.errors import VerificationError
+from coi.service.ledger import Party
 from tests.chain_site import T0, ChainSite, H, new_site, new_walk, walk
+from tests.conftest import Ledger
 
 runner = CliRunner()
 
@@ -113,3 +115,25 @@ def test_migrate_refuses_to_rebuild_from_a_ledger_that_fails(
     assert res.exit_code == 1
     assert "entry 5" in res.stderr and "not rebuilt (nothing changed)" in res.stderr
     assert table(site) == before and site.entry_count() == size
+
+
+@pytest.mark.req("TAMPER-DETECTION")
+def test_entries_appended_while_verify_runs_are_not_taken_for_tampering(
+        sqlite_ledger: Ledger) -> None:
+    """The head, the rows beyond it, the node count and the tables beside the ledger are read in
+    one snapshot: a station appending during `coi verify` is not reported as a row inserted
+    behind the ledger's back (nor as extra tree nodes)."""
+    led = sqlite_ledger
+    other = led.reopen()
+    size = led.svc.store.head().size  # type: ignore[union-attr]
+    appended: list[int] = []
+
+    def progress(_done: int, _upto: int) -> None:
+        if not appended:
+            appended.append(other.append("test.note", "CHA99992600001A", {"n": 99},
+                                         [Party(led.people["alice"], "authored")]).index)
+
+    assert led.svc.verify(progress=progress).size == size
+    assert appended == [size]
+    assert led.svc.verify().size == size + 1
+    other.engine.dispose()

@@ -59,8 +59,10 @@ class _Moved(Exception):
 
 def rebuild_states(svc: LedgerService, *, jobs: int = 1) -> Rebuilt | None:
     """``coi migrate``: the product_state table rebuilt from the verified ledger (see the
-    module docstring); None for a ledger without a process in force (it has no such table's
-    rows). ``VerificationError`` (nothing changed) if the ledger fails verification."""
+    module docstring); None without a ledger, or for one without a process in force (it has
+    no product rows). ``VerificationError`` (nothing changed) if the ledger fails verification."""
+    if svc.store.head() is None:  # a schema without a ledger yet (before `coi init`)
+        return None
     svc.require_initialised()
     if process_in_force(svc) is None:
         return None

@@ -13,6 +13,8 @@ import pytest
 from typer.testing import CliRunner
 
 from coi.cli.main import app
+from coi.service.admin import rebuild_states
+from coi.service.chain import CoiService
 from coi.service.errors import VerificationError
 from coi.service.ledger import Party
 from tests.chain_site import T0, ChainSite, H, new_site, new_walk, walk
@@ -137,3 +139,25 @@ def test_entries_appended_while_verify_runs_are_not_taken_for_tampering(
     assert appended == [size]
     assert led.svc.verify().size == size + 1
     other.engine.dispose()
+
+
+def test_a_rebuild_raced_by_a_station_verifies_again(tmp_path: Path) -> None:
+    """A station records while `coi migrate` verifies: the rebuild's transaction sees the ledger
+    moved on, writes nothing, and the rebuild starts over from the new head."""
+    site, a, b = two_products((str(tmp_path / "coi.db"), tmp_path / "coi.db.logkey"))
+    site.sql("DELETE FROM product_state WHERE coi = :c", c=a)
+    other = CoiService.open(site.db, str(site.log_key), clock=site.clock)
+    runs: list[int] = []
+
+    def progress(done: int, _upto: int) -> None:
+        if not runs:  # the first verification only: a station records a step meanwhile
+            runs.append(done)
+            other.ledger.append("test.note", b, {"n": 1},
+                                [Party(site.people["pat"], "authored")])
+
+    size = site.entry_count()
+    rebuilt = rebuild_states(site.svc.ledger, progress=progress)
+    assert rebuilt is not None and rebuilt.verified_size == size + 1
+    assert rebuilt.recorded_index == size + 1 and list(rebuilt.differed) == [a]
+    site.svc.verify()
+    other.ledger.engine.dispose()

@@ -13,6 +13,7 @@ matches is left as it is, with no entry.
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,7 +58,8 @@ class _Moved(Exception):
     """Another writer appended between the verification and the rebuild's transaction."""
 
 
-def rebuild_states(svc: LedgerService, *, jobs: int = 1) -> Rebuilt | None:
+def rebuild_states(svc: LedgerService, *, jobs: int = 1,
+                   progress: Callable[[int, int], None] | None = None) -> Rebuilt | None:
     """``coi migrate``: the product_state table rebuilt from the verified ledger (see the
     module docstring); None without a ledger, or for one without a process in force (it has
     no product rows). ``VerificationError`` (nothing changed) if the ledger fails verification."""
@@ -68,7 +70,7 @@ def rebuild_states(svc: LedgerService, *, jobs: int = 1) -> Rebuilt | None:
         return None
     coi = CoiService(svc)
     for _ in range(ATTEMPTS):
-        result, replayed = coi.replay(jobs=jobs)
+        result, replayed = coi.replay(jobs=jobs, progress=progress)
         expected = coi.expected_rows(replayed)
         stored = coi.store.state_rows()
         diff = differences(stored, expected)

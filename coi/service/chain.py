@@ -131,12 +131,12 @@ class CoiService(Enrolment, ChainViews):
         return self.ledger.verify(jobs=jobs, checkpoints=checkpoints, hook=hook,
                                   progress=progress, replica=replica, beside=compare)
 
-    def replay(self, *, jobs: int = 1) -> tuple[VerifiedLog, ChainState]:
+    def replay(self, *, jobs: int = 1, progress: Any = None) -> tuple[VerifiedLog, ChainState]:
         """Verify the whole ledger on the primary, replaying every process entry: the
         verified log and the state of every product it makes (what the product_state table
         must hold)."""
         replayer, hook = self._replay_hook()
-        result = self.ledger.verify(jobs=jobs, hook=hook)
+        result = self.ledger.verify(jobs=jobs, hook=hook, progress=progress)
         return result, replayer.chain
 
     def _replay_hook(self) -> tuple[Replayer, Callable[[CheckedEntry, KeyRegistry], None]]:

@@ -169,3 +169,56 @@ def test_verify_reads_the_replica_and_says_how_far_behind_it_is(
         stop_quietly(replica)
         shutil.rmtree(replica.dir, ignore_errors=True)
     svc.engine.dispose()
+
+
+def test_the_state_table_is_compared_on_the_replica_and_rebuilt_on_the_primary(
+        own_cluster: Cluster, tmp_path: Path) -> None:
+    """With a process in force, ``coi verify`` on the replica compares the replica's product
+    state table (read in the snapshot of its head); ``coi migrate`` rebuilds on the primary."""
+    import psycopg
+    from typer.testing import CliRunner
+
+    from coi.cli.main import app
+    from tests.chain_site import T0, H, new_site, new_walk, walk
+
+    primary = own_cluster
+    site = new_site(primary.url, tmp_path / "coi.logkey")
+    w = new_walk(site, seq=1, start_ms=T0 + H)
+    walk(site, w, until="labelling")
+    size = site.entry_count()
+    replica = Cluster(primary.dir.parent, replica_of=primary)
+    replica.start()
+    runner = CliRunner()
+    env = {"COI_READ_DATABASE_URL": replica.url}
+
+    def replica_rows() -> int:
+        with psycopg.connect(replica.url) as conn:
+            return int(conn.execute("SELECT count(*) FROM product_state").fetchone()[0])
+
+    def wait_rows(n: int) -> None:
+        deadline = time.monotonic() + 30
+        while replica_rows() != n:
+            assert time.monotonic() < deadline, "the replica did not catch up"
+            time.sleep(0.2)
+
+    try:
+        _wait_for(replica, size)
+        site.sql("DELETE FROM product_state WHERE coi = :c", c=w.coi)
+        site.svc.ledger.engine.dispose()
+        wait_rows(0)
+        res = runner.invoke(app, ["verify", "--db", primary.url], env=env)
+        assert res.exit_code == 1 and w.coi in res.stderr and "coi migrate" in res.stderr
+        res = runner.invoke(app, ["migrate", "--db", primary.url, "--log-key",
+                                  str(site.log_key)], env=env)
+        assert res.exit_code == 0, res.output + res.stderr
+        assert f"{w.coi}: no row is stored" in res.output
+        _wait_for(replica, size + 1)
+        wait_rows(1)
+        res = runner.invoke(app, ["verify", "--db", primary.url], env=env)
+        assert res.exit_code == 0, res.output + res.stderr
+        assert f"OK: {size + 1} entries verified" in res.output
+        assert "read from the read replica" in res.output
+    finally:
+        stop_quietly(replica)
+        shutil.rmtree(replica.dir, ignore_errors=True)
+    site.svc.ledger.engine.dispose()

@@ -4,6 +4,7 @@ A primary of the test's own streams to a hot standby made with ``pg_basebackup -
 ``COI_READ_DATABASE_URL`` names the standby. What the primary commits, the lists, the timeline
 and the export read from the replica (once it has arrived); a replica never accepts a write: an
 append on it is refused with a message that names the primary, and nothing is half-written.
+``coi verify`` reads the replica too, says so, and says how far the primary is ahead.
 """
 
 from __future__ import annotations

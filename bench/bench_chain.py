@@ -40,6 +40,7 @@ from coi.domain.check import check  # noqa: E402
 from coi.domain.facts import Attempt, Fact, Signer  # noqa: E402
 from coi.domain.facts import patient_commitment as commit  # noqa: E402
 from coi.domain.replay import replay  # noqa: E402
+from coi.domain.rules.identity import item_closed  # noqa: E402
 from coi.ledger import jcs, merkle  # noqa: E402
 from coi.ledger.entry import (  # noqa: E402
     FORMAT_VERSION,
@@ -49,14 +50,25 @@ from coi.ledger.entry import (  # noqa: E402
     sign,
 )
 from coi.service.chain import AUTHOR_MEANING, SOON_MS, CoiService, fact_of  # noqa: E402
-from coi.service.demo import DEMO_FIN, DEMO_STAFF, PLAN, MovableClock, Walk, create_site  # noqa: E402
+from coi.service.demo import (  # noqa: E402
+    DEMO_FIN,
+    DEMO_STAFF,
+    PLAN,
+    SCANNED_BY_STATION,
+    MovableClock,
+    Walk,
+    create_site,
+)
+from coi.service.label_codes import label_id, next_number  # noqa: E402
 from coi.service.ledger import Unlocked  # noqa: E402
 
 T0 = 1_790_000_000_000
 MIN, H, D = 60_000, 3_600_000, 86_400_000
 # The plan's people; one key each (scrypt is paid once per build).
 STAFF = tuple(s for s in DEMO_STAFF if s[0] != "ari")  # the demo staff but the auditor
-ENTRIES_PER_PRODUCT = 1 + len(PLAN)  # enrolment, then the plan (one final bag)
+ENTRIES_PER_PRODUCT = 1 + len(PLAN) + 3  # enrolment, the plan, one final bag's label
+SCANNED = SCANNED_BY_STATION | {"wristband_commitment"}  # fields a station scans
+LABELLER = "maya"  # who issues, prints and applies labels (as coi.service.demo.label_bags)
 STAGGER = 7 * MIN  # products start this far apart
 
 
@@ -139,18 +151,9 @@ def build(db: Path, log_key: Path, n_products: int, depth: list[int], *,
             el = time.perf_counter() - start
             print(f"  built {index:,} entries ({index / el:,.0f}/s)", flush=True)
 
-    for t, k, n in _events(n_products, depth):
-        w = walks[k]
-        secret = w.coi.encode()
-        if n < 0:
-            step, author, witness, item = "enrolment", "alice", None, None
-            fields = {"patient_commitment": commit(secret, w.patient_id),
-                      "treatment_site": "A9999-HEMATOLOGY", "manufacturing_slot": f"S{k}"}
-        else:
-            step, _off, author, witness, item, fn = PLAN[n]
-            fields = dict(fn(w, t))
-            if "wristband" in fields:
-                fields["wristband_commitment"] = commit(secret, fields.pop("wristband"))
+    def emit(w: Walk, step: str, author: str, witness: str | None, item: str | None,
+             fields: dict[str, str], t: int) -> None:
+        nonlocal prev, index, last_t
         spec = process.steps[step]
         a_key, a_name, a_roles = people[author]
         meaning = AUTHOR_MEANING.get(spec.effect, "authored")
@@ -164,9 +167,10 @@ def build(db: Path, log_key: Path, n_products: int, depth: list[int], *,
             refs.append(SignerRef(witness, w_key.public_key, w_name, wm))
             keys.append(w_key.key)
         last_t = max(last_t, t)
+        scanned = {k: "scanner" for k in fields if k in SCANNED}  # as a scan station enters
         decision = check(process, chain, Attempt(
             step=step, subject=w.coi, item=item, fields=fields, actor=signers[0],
-            witness=signers[1] if len(signers) > 1 else None, now_ms=last_t))
+            witness=signers[1] if len(signers) > 1 else None, now_ms=last_t, entry=scanned))
         assert decision.allowed and decision.entry_type, (step, w.coi, decision.reasons)
         data = jcs.normalise(dict(decision.data))
         st = Statement(log=head.origin, index=index, prev=prev, time_ms=last_t, tz=tz,
@@ -180,6 +184,42 @@ def build(db: Path, log_key: Path, n_products: int, depth: list[int], *,
                      e.statement_bytes, e.signatures_bytes))
         nodes.extend(tree.append(e.entry_hash))
         prev, index = e.entry_hash, index + 1
+
+    def label_new_bags(w: Walk, step: str, t: int) -> None:
+        """As ``coi.service.demo.label_bags``: bags a later step needs labelled are issued a
+        label, printed and applied right after the step that made them."""
+        spec = process.steps[step]
+        product = chain.product(w.coi)
+        if spec.creates is None or product is None:
+            return
+        kind = spec.creates.kind
+        if not any(s.labelled_items == kind for s in process.steps.values()):
+            return
+        applied = {lab.item for lab in product.labels.values() if lab.status == "applied"}
+        for item in sorted(i.id for i in product.items_of(kind)):
+            if item in applied or item_closed(product.items[item].status):
+                continue
+            product = chain.product(w.coi) or product
+            label = label_id(w.coi, item, next_number(product))
+            emit(w, "label_issue", LABELLER, None, item,
+                 {"label": label, "template": "4x2 zpl 203dpi"}, t)
+            emit(w, "label_print", LABELLER, None, None, {"label": label}, t)
+            emit(w, "label_apply", LABELLER, None, None, {"label": label}, t)
+
+    for t, k, n in _events(n_products, depth):
+        w = walks[k]
+        secret = w.coi.encode()
+        if n < 0:
+            emit(w, "enrolment", "alice", None, None,
+                 {"patient_commitment": commit(secret, w.patient_id),
+                  "treatment_site": "A9999-HEMATOLOGY", "manufacturing_slot": f"S{k}"}, t)
+        else:
+            step, _off, author, witness, item, fn = PLAN[n]
+            fields = dict(fn(w, t))
+            if "wristband" in fields:
+                fields["wristband_commitment"] = commit(secret, fields.pop("wristband"))
+            emit(w, step, author, witness, item, fields, t)
+            label_new_bags(w, step, t)
         if len(rows) >= chunk:
             flush()
     flush()

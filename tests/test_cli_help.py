@@ -24,7 +24,7 @@ runner = CliRunner()
 # Command path -> its arguments (upper case) and options, in the order --help shows them.
 COMMANDS: dict[str, str] = {
     "init": "--origin --admin --admin-name --fin --tz --db --log-key --password-file",
-    "migrate": "--db",
+    "migrate": "--db --log-key",
     "append": "TYPE --subject --data --as --witness --db --log-key --password-file "
               "--witness-password-file",
     "verify": "--db --checkpoint --jobs",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -29,7 +29,11 @@ from coi.cli.common import (
 from coi.cli.inputs import MAX_CHECKPOINT_BYTES, decode_utf8, json_object, read_bounded
 from coi.service.text import inert
 
+if TYPE_CHECKING:
+    from coi.service.ledger import LedgerService
+
 app = typer.Typer()
+SHOWN_MAX = 50  # products listed by `coi migrate` when their rows were rebuilt
 
 
 @app.command()
@@ -63,12 +67,14 @@ def init(
 
 
 @app.command()
-def migrate(db: DbOpt = None) -> None:
+def migrate(db: DbOpt = None, log_key: LogKeyOpt = None) -> None:
     """Bring the database schema up to date (Alembic migrations shipped in the package); seal
-    patient identifiers still in clear under the PHI key (created beside the log key if none)."""
-    svc = open_ledger(db)
+    patient identifiers still in clear under the PHI key (created beside the log key if none);
+    rebuild the product_state table from the verified ledger (recorded if any row changed)."""
+    svc = open_ledger(db, log_key)
     with errors():
-        from coi.service.admin import upgrade_schema
+        from coi.service.admin import rebuild_states, upgrade_schema
+        from coi.service.errors import VerificationError
 
         up = upgrade_schema(svc)
         if up.phi_key_created is not None:
@@ -78,6 +84,25 @@ def migrate(db: DbOpt = None) -> None:
             typer.echo(f"sealed the identifiers of {up.sealed_patients} patients under the "
                        "PHI key")
         typer.echo(f"schema at revision {up.revision}")
+        try:
+            rebuilt = rebuild_states(svc)
+        except VerificationError as e:
+            raise VerificationError(f"{e.reason}; the product_state table was not rebuilt "
+                                    "(nothing changed): a table is rebuilt only from a ledger "
+                                    "that verifies", index=e.index) from None
+        if rebuilt is None:
+            return
+        if not rebuilt.differed:
+            typer.echo(f"product_state: {rebuilt.products} products, all as the "
+                       f"{rebuilt.verified_size} verified entries make them: nothing changed")
+            return
+        typer.echo(f"product_state: rebuilt from the {rebuilt.verified_size} verified entries: "
+                   f"{rebuilt.products} products written, {len(rebuilt.differed)} differed "
+                   f"(recorded as entry {rebuilt.recorded_index}, system.state_rebuilt):")
+        for coi, what in list(rebuilt.differed.items())[:SHOWN_MAX]:
+            typer.echo(f"  {inert(coi)}: {inert(what)}")
+        if len(rebuilt.differed) > SHOWN_MAX:
+            typer.echo(f"  … and {len(rebuilt.differed) - SHOWN_MAX} more")
 
 
 @app.command()
@@ -129,9 +154,11 @@ def verify(
         from coi.service.handoff_ack import partner_pins
 
         pins = partner_pins(svc)  # checked like --checkpoint: they are signed by the log key
-        result = verify_all(svc, jobs=jobs, checkpoints=notes + [p.note for p in pins])
+        result = verify_all(svc, jobs=jobs, checkpoints=notes + [p.note for p in pins],
+                            replica=True)
         typer.echo(f"OK: {result.size} entries verified; root {b64(result.root)} (base64, as "
                    "a checkpoint writes it)")
+        _say_where_read(svc, result.size)
         for path, text in zip(checkpoint or [], notes, strict=True):
             head = text.split("\n")
             typer.echo(f"pinned: consistent with the checkpoint {inert(path)} of "
@@ -147,6 +174,24 @@ def verify(
                        "from an old copy or rewritten as a whole would verify too; pass "
                        "--checkpoint FILE (saved earlier with `coi checkpoint -o`, kept apart "
                        "from the database)")
+
+
+def _say_where_read(svc: LedgerService, size: int) -> None:
+    """Which database `coi verify` read, and, from a replica, how far the primary is ahead."""
+    db = svc.db
+    if db.read_url is None:
+        return
+    if svc.read_from != "replica":
+        typer.echo(f"read from the primary {db.url.display}: the read replica "
+                   f"{db.read_url.display} held fewer entries than a checkpoint given")
+        return
+    head = svc.store.head()
+    primary = head.size if head is not None else 0
+    behind = (f"the primary holds {primary}: the {primary - size} newest were not verified "
+              "here (the replica lags; run again, or unset COI_READ_DATABASE_URL)"
+              if primary > size else f"the primary holds {primary} too")
+    typer.echo(f"read from the read replica {db.read_url.display} (COI_READ_DATABASE_URL): "
+               f"{size} entries; {behind}")
 
 
 @app.command()

@@ -12,13 +12,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-from sqlalchemy import Engine, and_, func, insert, literal, select, tuple_, update
+from sqlalchemy import Engine, and_, delete, func, insert, literal, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
 
 from coi.db.models import CoiCounter, Patient, ProductStateRow
-from coi.db.tx import Tx, write
+from coi.db.tx import Tx, connection, write
 
 PAGE_ORDERS: dict[str, tuple[tuple[str, ...], bool]] = {
     "coi": (("coi",), False), "state": (("state", "coi"), False),
@@ -137,6 +137,21 @@ class ChainStore:
             conn.execute(insert(PS).values(coi=coi, **values))
         else:
             conn.execute(update(PS).where(PS.c.coi == coi).values(**values))
+
+    def state_rows(self, *, tx: Tx | None = None) -> dict[str, dict[str, Any]]:
+        """Every stored row, every column, by CoI (what ``coi verify`` compares)."""
+        with connection(self.engine, tx) as c:
+            return {r.coi: dict(r._mapping) for r in c.execute(select(PS))}
+
+    def replace_states(self, *, tx: Tx, remove: list[str], rows: Mapping[str, Mapping[str, Any]]
+                       ) -> None:
+        """Delete the rows of ``remove``, then insert ``rows`` (by CoI), in ``tx``."""
+        conn = tx.connection
+        for i in range(0, len(remove), 500):
+            conn.execute(delete(PS).where(PS.c.coi.in_(remove[i:i + 500])))
+        values = [{"coi": coi, **row} for coi, row in rows.items()]
+        for i in range(0, len(values), 500):
+            conn.execute(insert(PS), values[i:i + 500])
 
     def states(self, state: str | None = None) -> list[tuple[str, str, str, int]]:
         q = select(PS.c.coi, PS.c.state, PS.c.data, PS.c.last_index).order_by(PS.c.coi)

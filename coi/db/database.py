@@ -25,10 +25,12 @@ from coi.db.url import READ_ENV_VAR, ConfigError, DatabaseUrl
 
 
 class Database:
-    def __init__(self, url: DatabaseUrl, engine: Engine, reader: Engine | None = None) -> None:
+    def __init__(self, url: DatabaseUrl, engine: Engine, reader: Engine | None = None,
+                 read_url: DatabaseUrl | None = None) -> None:
         self.url = url
         self.engine = engine
         self.reader = reader if reader is not None else engine
+        self.read_url = read_url if reader is not None else None  # the replica, if any
         self.ledger = LedgerStore(engine, reader=self.reader)
         self.chain = ChainStore(engine, reader=self.reader)
 
@@ -44,7 +46,7 @@ class Database:
             raise ConfigError(f"{READ_ENV_VAR} names a read replica of a PostgreSQL primary; "
                               f"here the database is {url.display} and the replica "
                               f"{read_url.display}: unset {READ_ENV_VAR}")
-        return cls(url, make_engine(url), make_engine(read_url))
+        return cls(url, make_engine(url), make_engine(read_url), read_url)
 
     def has_table(self, name: str) -> bool:
         return inspect(self.engine).has_table(name)
@@ -69,9 +71,24 @@ class Database:
         with write(self.engine) as tx:
             yield tx
 
-    def reader_source(self) -> DriverSource:
-        """What a verify worker, or this process, opens to read rows and tree nodes."""
-        return DriverSource(self.url)
+    def reader_source(self, *, replica: bool = False) -> DriverSource:
+        """What a verify worker, or this process, opens to read rows and tree nodes (on the
+        read replica with ``replica``, when one is configured)."""
+        return DriverSource(self.read_url if replica and self.read_url else self.url)
+
+    @contextmanager
+    def snapshot(self, *, replica: bool = False) -> Iterator[tuple[LedgerStore, ChainStore, Tx]]:
+        """One read transaction that sees a single state of the database (PostgreSQL:
+        REPEATABLE READ, which a hot standby allows too; SQLite: a read transaction in WAL
+        mode), on the read replica with ``replica`` when one is configured; the repositories
+        to pass it to. Nothing is written in it."""
+        engine = self.reader if replica else self.engine
+        with engine.connect() as conn:
+            if engine.dialect.name == "postgresql":
+                conn = conn.execution_options(isolation_level="REPEATABLE READ")
+            with conn.begin() as trans:
+                yield (LedgerStore(engine), ChainStore(engine), Tx(conn))
+                trans.rollback()
 
     def compact(self) -> bool:
         """After plain patient rows were sealed, leave no copy of them behind. SQLite: rebuild

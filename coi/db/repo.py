@@ -312,8 +312,8 @@ class LedgerStore:
             if c.execute(select(C.c.size).where(C.c.size == size)).first() is None:
                 c.execute(insert(C).values(size=size, note=note))
 
-    def checkpoints(self) -> list[tuple[int, str]]:
-        with self.engine.connect() as c:
+    def checkpoints(self, *, tx: Tx | None = None) -> list[tuple[int, str]]:
+        with connection(self.engine, tx) as c:
             return [(r.size, r.note) for r in c.execute(select(C).order_by(C.c.size))]
 
     def checkpoint_at(self, size: int) -> str | None:

@@ -116,8 +116,8 @@ class ExportSummary:
 def scope_rows(store: RowSource, scope: Scope, size: int, *, batch: int = BATCH
                ) -> Iterator[StoredEntry]:
     """The rows in ``scope`` below ``size``, in index order, read in pages (bounded memory)."""
-    if scope.mode == "all":
-        return store.rows(0, size, batch=batch)
+    if scope.mode == "all":  # rows_where: from the read replica when it holds them all
+        return store.rows_where(below=size, batch=batch)
     if scope.mode in ("coi", "handoff"):
         return store.rows_where(subject=scope.coi, below=size, batch=batch)
     return store.rows_where(since_ms=scope.since_ms, until_ms=scope.until_ms, below=size,

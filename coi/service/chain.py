@@ -19,10 +19,11 @@ process entry types refused outside ``coi record``).
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from coi.db.chain_repo import ChainStore
+from coi.db.tx import Tx
 from coi.domain.handoff_import import HANDOFF_RECEIVED
 from coi.domain.loader import load_process
 from coi.domain.replay import Replayer
@@ -45,6 +46,7 @@ from coi.service.chain_views import SOON_MS, ChainViews
 from coi.service.enrolment import ERASED_TYPE, FIN, PATIENT_KEYS_MAX, Enrolment, check_erasure
 from coi.service.errors import ConfigError, Refused
 from coi.service.ledger import LedgerService
+from coi.service.projection import differences, state_row
 
 __all__ = ["AUTHOR_MEANING", "PATIENT_KEYS_MAX", "SOON_MS", "ChainCore", "CoiService",
            "Recorded", "check_roles", "definition_in_force", "fact_of", "genesis_extras",
@@ -99,13 +101,15 @@ def refuse_process_types(svc: LedgerService, type_: str, *, subject: str = "",
         raise Refused(reason, recorded_index=idx)
 
 
-def verify_all(svc: LedgerService, *, jobs: int = 1, checkpoints: Sequence[str] = ()
-               ) -> VerifiedLog:
-    """`coi verify`: the ledger, plus the process replay and the state table when in force."""
+def verify_all(svc: LedgerService, *, jobs: int = 1, checkpoints: Sequence[str] = (),
+               replica: bool = False) -> VerifiedLog:
+    """`coi verify`: the ledger, plus the process replay and the state table when in force
+    (``replica``: read from the read replica, as ``LedgerService.verify``; ``svc.read_from``
+    says which database was read)."""
     svc.require_initialised()
     if process_in_force(svc) is None:
-        return svc.verify(jobs=jobs, checkpoints=checkpoints)
-    return CoiService(svc).verify(jobs=jobs, checkpoints=checkpoints)
+        return svc.verify(jobs=jobs, checkpoints=checkpoints, replica=replica)
+    return CoiService(svc).verify(jobs=jobs, checkpoints=checkpoints, replica=replica)
 
 
 # ------------------------------------------------------------------------------- the service
@@ -115,7 +119,27 @@ class CoiService(Enrolment, ChainViews):
 
     # -- verification --------------------------------------------------------------------------
     def verify(self, *, jobs: int = 1, checkpoints: Sequence[str] = (),
-               progress: Any = None) -> VerifiedLog:
+               progress: Any = None, replica: bool = False) -> VerifiedLog:
+        """The ledger verified with every process entry replayed, and the product_state table
+        (read in the same snapshot as the head) compared with what the replay makes.
+        ``replica``: as ``LedgerService.verify``."""
+        replayer, hook = self._replay_hook()
+
+        def compare(_result: VerifiedLog, store: ChainStore, tx: Tx) -> None:
+            self._compare_tables(replayer.chain, store.state_rows(tx=tx))
+
+        return self.ledger.verify(jobs=jobs, checkpoints=checkpoints, hook=hook,
+                                  progress=progress, replica=replica, beside=compare)
+
+    def replay(self, *, jobs: int = 1, progress: Any = None) -> tuple[VerifiedLog, ChainState]:
+        """Verify the whole ledger on the primary, replaying every process entry: the
+        verified log and the state of every product it makes (what the product_state table
+        must hold)."""
+        replayer, hook = self._replay_hook()
+        result = self.ledger.verify(jobs=jobs, hook=hook, progress=progress)
+        return result, replayer.chain
+
+    def _replay_hook(self) -> tuple[Replayer, Callable[[CheckedEntry, KeyRegistry], None]]:
         replayer = Replayer(self.process())
 
         def hook(c: CheckedEntry, reg: KeyRegistry) -> None:
@@ -125,16 +149,19 @@ class CoiService(Enrolment, ChainViews):
             elif c.statement.type == ERASED_TYPE:
                 check_erasure(c.statement, reg)
 
-        result = self.ledger.verify(jobs=jobs, checkpoints=checkpoints, hook=hook,
-                                    progress=progress)
-        self._compare_tables(replayer.chain)
-        return result
+        return replayer, hook
 
-    def _compare_tables(self, replayed: ChainState) -> None:
-        stored = {coi: json.loads(data) for coi, _s, data, _i in self.store.states()}
-        rebuilt = {coi: p.to_json() for coi, p in replayed.products.items()}
-        for coi in sorted(set(stored) | set(rebuilt)):
-            if stored.get(coi) != rebuilt.get(coi):
-                raise VerificationError(
-                    f"the product_state table disagrees with the ledger for {coi}: the table "
-                    "was changed outside coi (rebuild it from the ledger)")
+    def expected_rows(self, replayed: ChainState) -> dict[str, dict[str, Any]]:
+        """The product_state rows the replayed ledger makes, by CoI."""
+        process = self.process()
+        return {coi: state_row(process, p) for coi, p in replayed.products.items()}
+
+    def _compare_tables(self, replayed: ChainState, stored: dict[str, dict[str, Any]]) -> None:
+        diff = differences(stored, self.expected_rows(replayed))
+        if diff:
+            coi, what = next(iter(diff.items()))
+            more = f" (and {len(diff) - 1} other products)" if len(diff) > 1 else ""
+            raise VerificationError(
+                f"the product_state table disagrees with the ledger for {coi}{more}: {what}; "
+                "the table was changed outside coi: the entries themselves verified, so run "
+                "`coi migrate` to rebuild the table from them")

@@ -15,7 +15,6 @@ them together with the process replay that ``coi verify`` runs.
 
 from __future__ import annotations
 
-import json
 import unicodedata
 import zoneinfo
 from collections.abc import Mapping, Sequence
@@ -40,7 +39,7 @@ from coi.ledger.errors import ProfileError, VerificationError
 from coi.ledger.registry import KeyRegistry
 from coi.service.errors import ConfigError, Refused
 from coi.service.ledger import AfterAppend, LedgerService, Party, Unlocked
-from coi.service.windows import live_windows
+from coi.service.projection import state_row
 
 
 def process_in_force(svc: LedgerService) -> Mapping[str, Any] | None:
@@ -191,14 +190,7 @@ class ChainCore:
             self._put_state(tx, product)
 
     def _put_state(self, tx: Tx, product: Any) -> None:
-        running = live_windows(self.process(), product)  # not those it can no longer be inside
-        first = min(running, key=lambda w: w.deadline_ms) if running else None
-        self.store.put_state(
-            tx=tx, coi=product.coi, state=product.state,
-            data=json.dumps(product.to_json(), sort_keys=True), last_index=product.last_index,
-            deadline_ms=first.deadline_ms if first else None,
-            deadline_window=first.name if first else None,
-            open_deviations=len(product.open_deviations()))
+        self.store.put_state(tx=tx, coi=product.coi, **state_row(self.process(), product))
 
     # -- recording steps -----------------------------------------------------------------------
     def record(self, step: str, coi: str, *, actor: Unlocked, witness: Unlocked | None = None,

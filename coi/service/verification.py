@@ -15,7 +15,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from contextlib import closing
 
-from coi.db.repo import Head
+from coi.db.chain_repo import ChainStore
+from coi.db.repo import Head, LedgerStore
+from coi.db.tx import Tx
 from coi.ledger import note
 from coi.ledger.errors import VerificationError
 from coi.ledger.verify import EntryHook, LedgerVerifier, VerifiedLog
@@ -23,14 +25,25 @@ from coi.service.errors import ConfigError
 from coi.service.ledger_core import LedgerCore
 from coi.verify_pool.pool import verify_batches
 
+BesideCheck = Callable[[VerifiedLog, ChainStore, Tx], None]
+
 
 class Verification(LedgerCore):
+    read_from = "primary"  # where the last ``verify`` read the ledger: "primary" or "replica"
+
     def verify(self, *, jobs: int = 1, checkpoints: Sequence[str] = (),
                hook: EntryHook | None = None,
-               progress: Callable[[int, int], None] | None = None) -> VerifiedLog:
+               progress: Callable[[int, int], None] | None = None,
+               replica: bool = False, beside: BesideCheck | None = None) -> VerifiedLog:
         """Verify the whole stored ledger (see the module docstring); raise
         ``VerificationError`` naming the first bad entry. ``checkpoints``: notes someone kept,
-        which the ledger must still agree with."""
+        which the ledger must still agree with.
+
+        The head, the checkpoints, the node count and what ``beside`` checks (the tables kept
+        beside the ledger) are read in one snapshot, so entries appended meanwhile are neither
+        counted nor taken for rows behind the ledger's back. ``replica``: read from the read
+        replica (``COI_READ_DATABASE_URL``) if one is configured and it holds every checkpoint
+        given; else from the primary. ``read_from`` then says which was read."""
         try:
             if self.db.has_table("ledger_head"):
                 self.store.head()
@@ -38,7 +51,7 @@ class Verification(LedgerCore):
             raise VerificationError("the ledger's head row is damaged (an empty or malformed "
                                     "column)") from None
         try:
-            head = self.require_initialised()
+            self.require_initialised()
         except ConfigError:
             # No head row, yet entries are stored: the head was deleted or its key changed.
             if self.db.has_table("ledger_entry") and self.store.count_rows():
@@ -46,13 +59,26 @@ class Verification(LedgerCore):
                     f"the ledger's head row is missing but {self.store.count_rows()} entries "
                     "are stored") from None
             raise
-        return self._verify_store(head, jobs=jobs, checkpoints=checkpoints, hook=hook,
-                                  progress=progress)
+        given = [_parse_given(n) for n in checkpoints]
+        if replica and self.db.read_url is not None:
+            with self.db.snapshot(replica=True) as (store, chain, tx):
+                head = _snapshot_head(store, tx)
+                if head is not None and head.size >= max((g.size for g in given), default=0):
+                    self.read_from = "replica"
+                    return self._verify_store(head, store, chain, tx, jobs=jobs, given=given,
+                                              hook=hook, progress=progress, beside=beside)
+        self.read_from = "primary"
+        with self.db.snapshot() as (store, chain, tx):
+            head = _snapshot_head(store, tx)
+            if head is None:
+                raise VerificationError("the ledger's head row went away during verification")
+            return self._verify_store(head, store, chain, tx, jobs=jobs, given=given,
+                                      hook=hook, progress=progress, beside=beside)
 
-    def _verify_store(self, head: Head, *, jobs: int, checkpoints: Sequence[str],
-                      hook: EntryHook | None,
-                      progress: Callable[[int, int], None] | None) -> VerifiedLog:
-        store = self.store
+    def _verify_store(self, head: Head, store: LedgerStore, chain: ChainStore, tx: Tx, *,
+                      jobs: int, given: list[_Given], hook: EntryHook | None,
+                      progress: Callable[[int, int], None] | None,
+                      beside: BesideCheck | None) -> VerifiedLog:
         origin = head.origin
         if not all(isinstance(x, int) for x in (head.size, head.last_time_ms)) or not origin:
             raise VerificationError("the ledger's head row is damaged (an empty or malformed "
@@ -60,8 +86,7 @@ class Verification(LedgerCore):
         # Read as far as the head says; rows it does not account for are looked for afterwards
         # (a tampered index or head size can be huge: never enumerate up to it).
         v = LedgerVerifier(origin, hook=hook)
-        given = [_parse_given(n) for n in checkpoints]
-        stored = store.checkpoints()
+        stored = store.checkpoints(tx=tx)
         for size, text in stored:
             if not isinstance(text, str):
                 raise VerificationError(f"stored checkpoint at size {size} is empty")
@@ -70,11 +95,11 @@ class Verification(LedgerCore):
         def at_size(n: int, root: bytes) -> None:
             _at_size(n, root, given, stored)
 
-        source = self.db.reader_source()
+        source = self.db.reader_source(replica=self.read_from == "replica")
         with closing(source.open()) as here:
             verify_batches(v, here, source, upto=head.size, jobs=jobs, sizes=sizes,
                            everything=hook is not None, at_size=at_size, progress=progress)
-        extra = store.first_index_from(v.size)
+        extra = store.first_index_from(v.size, tx=tx)
         if extra is not None and v.size < head.size:
             raise VerificationError(
                 f"entries {v.size} to {min(extra, head.size) - 1} are missing", index=v.size)
@@ -86,7 +111,7 @@ class Verification(LedgerCore):
         if head.last_hash != v.last_hash or head.last_time_ms != v.last_time:
             raise VerificationError("the head's last entry hash or time is not the last entry's")
         expected_nodes = sum(result.size >> level for level in range(result.size.bit_length()))
-        stored_nodes = store.count_nodes()
+        stored_nodes = store.count_nodes(tx=tx)
         if stored_nodes != expected_nodes:
             raise VerificationError(f"the tree holds {stored_nodes} nodes where a tree of "
                                     f"{result.size} entries has {expected_nodes}")
@@ -104,7 +129,7 @@ class Verification(LedgerCore):
                     f"a checkpoint was signed at size {size} but only {result.size} entries are "
                     "stored: entries were deleted from the tail or an old copy was restored",
                     index=result.size)
-        for text in checkpoints:
+        for text in (g.text for g in given):
             cp = _open(text, verifier, "the given checkpoint")
             if cp.origin != origin:
                 raise VerificationError(f"the given checkpoint is for log {cp.origin!r}")
@@ -113,12 +138,22 @@ class Verification(LedgerCore):
                     f"the given checkpoint is for {cp.size} entries but only {result.size} are "
                     "stored: entries were deleted from the tail or an old copy was restored",
                     index=result.size)
+        if beside is not None:
+            beside(result, chain, tx)
         return result
 
 
 class _Given:
     def __init__(self, text: str, size: int, root: bytes) -> None:
         self.text, self.size, self.root = text, size, root
+
+
+def _snapshot_head(store: LedgerStore, tx: Tx) -> Head | None:
+    try:
+        return store.head(tx=tx)
+    except (TypeError, ValueError, AttributeError):
+        raise VerificationError("the ledger's head row is damaged (an empty or malformed "
+                                "column)") from None
 
 
 def _parse_given(text: str) -> _Given:

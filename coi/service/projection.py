@@ -1,0 +1,58 @@
+"""The ``product_state`` table as a projection of the ledger: one row per product, each column
+computed from the product's replayed state.
+
+``state_row`` is the one place a row is computed: the append path writes it (``ChainCore``),
+``coi verify`` compares the whole table with the rows of its own replay (``differences``: any
+column, any row missing or not made by an entry) and ``coi migrate`` writes them back
+(``coi.service.admin.rebuild_states``). Pure: reads the process definition and the state.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from coi.domain.process import Process
+from coi.domain.state import ProductState
+from coi.service.windows import live_windows
+
+COLUMNS = ("state", "data", "last_index", "deadline_ms", "deadline_window", "open_deviations")
+
+
+def state_row(process: Process, product: ProductState) -> dict[str, Any]:
+    """The product's row: its state, its state as JSON (sorted keys), its newest entry, the
+    first deadline of a window still running, its open deviations."""
+    running = live_windows(process, product)  # not those it can no longer be inside
+    first = min(running, key=lambda w: w.deadline_ms) if running else None
+    return {"state": product.state, "data": json.dumps(product.to_json(), sort_keys=True),
+            "last_index": product.last_index,
+            "deadline_ms": first.deadline_ms if first else None,
+            "deadline_window": first.name if first else None,
+            "open_deviations": len(product.open_deviations())}
+
+
+def differences(stored: Mapping[str, Mapping[str, Any]],
+                expected: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
+    """Each product whose stored row is not the expected one, with what differs (sorted)."""
+    out: dict[str, str] = {}
+    for coi in sorted(set(stored) | set(expected)):
+        have, want = stored.get(coi), expected.get(coi)
+        if have is None:
+            out[coi] = "no row is stored"
+        elif want is None:
+            out[coi] = "a row is stored for a product no entry made"
+        else:
+            bad = [c for c in COLUMNS if not _same(c, have.get(c), want[c])]
+            if bad:
+                out[coi] = f"column {', '.join(bad)} differs"
+    return out
+
+
+def _same(column: str, have: Any, want: Any) -> bool:
+    if column != "data":
+        return bool(have == want)
+    try:
+        return bool(json.loads(have) == json.loads(want))
+    except (TypeError, ValueError):
+        return False

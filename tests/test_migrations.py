@@ -8,8 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from coi.db import migrate
+from coi.db.database import HEAD_REVISION, Database
 from coi.db.engine import make_engine
 from coi.db.url import DatabaseUrl
 
@@ -43,6 +45,23 @@ def test_alembic_check_is_clean(db_url: str) -> None:
         migrate.upgrade(engine)  # idempotent
     finally:
         engine.dispose()
+
+
+def test_the_head_a_ledger_is_checked_against_is_the_newest_migration(db_url: str) -> None:
+    """Opening a ledger compares one row with ``HEAD_REVISION`` instead of loading Alembic: that
+    constant must name the newest migration shipped, and ``revision`` read what Alembic wrote."""
+    db = Database.open(DatabaseUrl.parse(db_url), env={})
+    try:
+        assert db.revision() is None and not db.schema_is_current()  # never migrated
+        migrate.upgrade(db.engine)
+        assert HEAD_REVISION == migrate.head_revision(db.engine)
+        assert db.revision() == migrate.current_revision(db.engine) == HEAD_REVISION
+        assert db.schema_is_current()
+        with db.engine.begin() as conn:  # a ledger one migration behind
+            conn.execute(text("UPDATE alembic_version SET version_num = '0006'"))
+        assert db.revision() == "0006" and not db.schema_is_current()
+    finally:
+        db.engine.dispose()
 
 
 def test_migrations_found_from_another_directory(db_url: str, tmp_path: Path) -> None:

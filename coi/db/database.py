@@ -13,15 +13,19 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, inspect
+from sqlalchemy import Engine, inspect, text
 
-from coi.db import migrate
 from coi.db.chain_repo import ChainStore
 from coi.db.engine import make_engine
 from coi.db.reads import DriverSource
 from coi.db.repo import LedgerStore
 from coi.db.tx import Tx, write
 from coi.db.url import READ_ENV_VAR, ConfigError, DatabaseUrl
+
+HEAD_REVISION = "0007"
+"""The newest migration this coi ships (``migrations/versions``). Kept here so that opening a
+ledger reads one row instead of loading Alembic and every migration script;
+tests/test_migrations.py fails when a migration is added and this is not moved with it."""
 
 
 class Database:
@@ -57,11 +61,22 @@ class Database:
 
     def schema_is_current(self) -> bool:
         """The schema is at the newest migration this coi ships."""
-        return migrate.current_revision(self.engine) == migrate.head_revision(self.engine)
+        return self.revision() == HEAD_REVISION
+
+    def revision(self) -> str | None:
+        """The migration the schema stands at (Alembic's ``alembic_version`` row), None when
+        the database has none."""
+        with self.engine.connect() as conn:
+            if not inspect(conn).has_table("alembic_version"):
+                return None  # nothing was ever migrated here
+            rows = conn.execute(text("SELECT version_num FROM alembic_version")).all()
+        return str(rows[0][0]) if len(rows) == 1 else None
 
     def upgrade(self, attributes: dict[str, Any] | None = None) -> str:
         """Bring the schema to the newest revision; return that revision. ``attributes`` go to
         the migration scripts (see ``migrate.upgrade``)."""
+        from coi.db import migrate  # Alembic only when the schema changes
+
         migrate.upgrade(self.engine, attributes)
         return migrate.current_revision(self.engine) or "none"
 

@@ -17,10 +17,11 @@ applied after a scan of them: the collection bag's at the collection centre, the
 at the manufacturer. The next organisation scans them with exactly the payload printed
 (:func:`printed_payload`), through the scan check a station runs, which verifies the signature
 against the issuer its ``handoff.received`` entry recorded: the collection bag at the receipt at
-manufacturing, the final bag before each step at the treatment centre. The hand-off files and the finished
-product's bundle from the treatment centre are kept under ``DIR/files``, so ``coi verify-chain``
-checks that product across the three organisations (:attr:`Federation.command`, paths relative
-to ``DIR``). FINs A9997 to A9999 and the people are invented.
+manufacturing, the final bag before each step at the treatment centre. The hand-off files and
+the finished product's bundle from the treatment centre are kept under ``DIR/files``, so
+``coi verify-chain`` checks that product across the three organisations
+(:attr:`Federation.command`, paths relative to ``DIR``). FINs A9997 to A9999 and the people
+are invented.
 """
 
 from __future__ import annotations

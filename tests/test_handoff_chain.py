@@ -177,7 +177,9 @@ def test_the_federation_demo_prints_a_verify_chain_command_that_passes(
     assert "manufacturer: expected (hand-off from collection-centre)" in res.output
     assert "treatment-centre: expected (hand-off from manufacturer)" in res.output
     stages = res.output.split("Products")[1].split("Open an organisation")[0]
-    assert "CHA999826000002  treatment-centre: lymphodepletion\n" in stages
+    coi_year = last.split("--coi CHA9998")[1][:2]
+    assert [x.split()[0] for x in stages.splitlines()
+            if x.endswith("  treatment-centre: lymphodepletion")] == [f"CHA9998{coi_year}000002"]
     assert ("    collection-centre  courier_pickup, handed off to manufacturer; state "
             "in_transit_to_manufacturing\n"
             "    manufacturer       shipment, handed off to treatment-centre; state shipped\n"

@@ -171,9 +171,29 @@ def test_the_federation_demo_prints_a_verify_chain_command_that_passes(
         assert verified.exit_code == 0, verified.output
         if org != "treatment-centre":  # a sender: pinned by its partner's cosignature
             assert "pinned: consistent with the checkpoint of" in verified.output
-    # Products at every stage, one expected at each receiving organisation.
+    # Products at every stage, one expected at each receiving organisation, one stopped at the
+    # treatment centre after the patient's lymphodepletion; each product's stage at each
+    # organisation it reached, from that organisation's ledger.
     assert "manufacturer: expected (hand-off from collection-centre)" in res.output
     assert "treatment-centre: expected (hand-off from manufacturer)" in res.output
+    stages = res.output.split("Products")[1].split("Open an organisation")[0]
+    coi_year = last.split("--coi CHA9998")[1][:2]
+    assert [x.split()[0] for x in stages.splitlines()
+            if x.endswith("  treatment-centre: lymphodepletion")] == [f"CHA9998{coi_year}000002"]
+    assert ("    collection-centre  courier_pickup, handed off to manufacturer; state "
+            "in_transit_to_manufacturing\n"
+            "    manufacturer       shipment, handed off to treatment-centre; state shipped\n"
+            "    treatment-centre   lymphodepletion; state stored\n") in stages
+    assert "    treatment-centre   infusion; state infused\n" in stages
+    assert ("    manufacturer       expected (hand-off from collection-centre); state "
+            "in_transit_to_manufacturing\n") in stages
+    # How to open each organisation's TUI: its database, as the command line takes it.
+    for org, user in (("collection-centre", "alice"), ("manufacturer", "maya"),
+                      ("treatment-centre", "nina")):
+        line = next(x for x in res.output.splitlines() if x.startswith(f"  {org} ")
+                    and "coi tui" in x)
+        command = shlex.split(line.split("coi tui", 1)[1].split("   (e.g.")[0])
+        assert command == ["--db", str(root / org / "coi.db")] and f"as {user})" in line
     status = runner.invoke(app, ["status", "--db", str(root / "treatment-centre" / "coi.db")])
     assert "expected from partners" in status.output
     monkeypatch.chdir(root)  # the command's paths are relative to the folder
@@ -206,7 +226,7 @@ def test_the_federation_demo_prints_a_verify_chain_command_that_passes(
     elsewhere = next(line.split()[0] for line in res_demo.splitlines()
                      if line.endswith("manufacturer: expected (hand-off from collection-centre)"))
     with pytest.raises(Refused, match="has not come here"):
-        treat.keep_received_patient(elsewhere, secret, {"patient_id": "MRN000004"})
+        treat.keep_received_patient(elsewhere, secret, {"patient_id": "MRN000005"})
     treat.ledger.engine.dispose()
     # Never over an existing folder.
     res = runner.invoke(app, ["demo", "--federation", str(root), "--no-tui"])
@@ -223,6 +243,10 @@ def test_the_federation_demo_puts_the_manufacturer_on_postgresql(
     assert res.exit_code == 0, res.output
     assert "manufacturer on PostgreSQL" in res.output
     assert pg_url not in res.output  # a URL may hold a password: never printed
+    logkey = root / "manufacturer" / "coi.logkey"
+    assert logkey.is_file()
+    assert (f"  manufacturer       coi tui --log-key {shlex.quote(str(logkey))} "
+            "(COI_DATABASE_URL as now)") in res.output
     res2 = runner.invoke(app, ["verify", "--db", pg_url])
     assert res2.exit_code == 0, res2.output
     monkeypatch.chdir(root)

@@ -104,6 +104,7 @@ def _build_federation(root: Path) -> str:
     """Build the federation demo in ``root``; print its organisations, users, products and, as
     the last line, the verify-chain command (run in ``root``). The treatment centre's database."""
     import os
+    import shlex
 
     from coi.service.demo import demo_password
     from coi.service.demo_federation import ORGS, build_federation
@@ -124,9 +125,20 @@ def _build_federation(root: Path) -> str:
         typer.echo(f"  {org.key} FIN {org.fin}  {inert(where)}")
         for user, _name, roles in org.staff:
             typer.echo(f"    {user:<7} {demo_password(user):<20} {', '.join(roles)}")
-    typer.echo("Products:")
+    typer.echo("Products (where each stands now; then its stage in each organisation's ledger):")
     for coi, where in fed.products.items():
         typer.echo(f"  {coi}  {where}")
+        for org in ORGS:
+            if org.key in fed.stages.get(coi, {}):
+                typer.echo(f"    {org.key:<18} {fed.stages[coi][org.key]}")
+    typer.echo("Open an organisation's terminal UI (labels printed there: its labels/ folder):")
+    for org in ORGS:
+        db = fed.dbs[org.key]
+        where = (f"coi tui --log-key {shlex.quote(str(root / org.key / 'coi.logkey'))} "
+                 "(COI_DATABASE_URL as now)" if db == pg
+                 else f"coi tui --db {shlex.quote(str(root / db))}")
+        user = next(u for u, _n, roles in org.staff if set(roles) - {"admin", "courier"})
+        typer.echo(f"  {org.key:<18} {inert(where)}   (e.g. as {user})")
     typer.echo(f"{fed.finished} went the whole way; verify it across the three organisations "
                f"(in {root}):")
     typer.echo(fed.command)

@@ -8,13 +8,20 @@ FIN, the one of the collection centre that assigned its CoI); every shipping ste
 receiver and is followed by a real hand-off file (``coi handoff export``) received at the other
 side (``coi handoff receive --ack``, whose cosignature the sender keeps: ``coi handoff ack``),
 so products stand at every stage: at the collection centre, expected at the manufacturer, in
-manufacturing, expected at the treatment centre, and one through the whole chain: received,
-stored, thawed, checked at the bedside (witnessed, the wristband against the patient kept at the
-treatment centre) and infused, each step there after a scan of the bag with exactly the payload
-its label was printed with (:func:`printed_payload`). The hand-off files and the finished
-product's bundle from the treatment centre are kept under ``DIR/files``, so ``coi verify-chain``
-checks that product across the three organisations (:attr:`Federation.command`, paths relative
-to ``DIR``). FINs A9997 to A9999 and the people are invented.
+manufacturing, expected at the treatment centre, received there, stored and the patient
+prepared (lymphodepletion), and one through the whole chain: received, stored, thawed, checked
+at the bedside (witnessed, the wristband against the patient kept at the treatment centre) and
+infused. Labels are printed signed, as a regulated site prints them (``coi label … --size 4x2
+--signed -f zpl``, the issuing person's key; files under ``DIR/<organisation>/labels``) and
+applied after a scan of them: the collection bag's at the collection centre, the final bags'
+at the manufacturer. The next organisation scans them with exactly the payload printed
+(:func:`printed_payload`), through the scan check a station runs, which verifies the signature
+against the issuer its ``handoff.received`` entry recorded: the collection bag at the receipt at
+manufacturing, the final bag before each step at the treatment centre. The hand-off files and
+the finished product's bundle from the treatment centre are kept under ``DIR/files``, so
+``coi verify-chain`` checks that product across the three organisations
+(:attr:`Federation.command`, paths relative to ``DIR``). FINs A9997 to A9999 and the people
+are invented.
 """
 
 from __future__ import annotations
@@ -46,7 +53,7 @@ from coi.service.handoff_ack import record_ack
 from coi.service.handoff_receive import receive_handoff
 from coi.service.label_codes import label_code, labels_of
 from coi.service.label_signing import issued, sign_label
-from coi.service.labels import check_scan
+from coi.service.labels import apply, check_scan, issue_and_print
 from coi.service.phi_store import open_patient
 
 __all__ = ["ORGS", "Federation", "Org", "build_federation", "printed_payload"]
@@ -80,7 +87,10 @@ _STAGE_END = {"courier_pickup": MAKE, "shipment": TREAT}  # shipping step -> its
 _RECEIVER_BY = {MAKE.key: "maya", TREAT.key: "nina"}
 # How far each demo product goes: the plan's step names it stops after (then a hand-off when
 # that step ships). The first goes the whole chain, to its infusion at the treatment centre.
-_LAST_STEP = ("infusion", "shipment", "expansion", "courier_pickup", "packaging")
+_LAST_STEP = ("infusion", "lymphodepletion", "shipment", "expansion", "courier_pickup",
+              "packaging")
+# Who prints the labels of the bags a step creates, at the organisation recording it.
+_PRINTER = {COLLECT.key: "alice", MAKE.key: "maya"}
 
 
 @dataclass
@@ -93,6 +103,9 @@ class Federation:
     products: dict[str, str]  # CoI -> where it stands
     finished: str  # the CoI that went through the whole chain
     files: list[str] = field(default_factory=list)  # relative to DIR, for verify-chain
+    # CoI -> org key -> its stage in that organisation's ledger (the last step recorded there,
+    # or expected, and the product's state there); organisations it never reached left out
+    stages: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
     def command(self) -> str:
@@ -159,7 +172,7 @@ def _walk_all(root: Path, sites: Mapping[str, tuple[Site, MovableClock]], fed: F
     walks = []
     for k, last in enumerate(_LAST_STEP):
         t0 = start + 2 * 60 * MIN + k * 2 * D + rng.randrange(0, 60) * MIN
-        walks.append(Walk(seq=k + 1, bags=2))
+        walks.append(Walk(seq=k + 1, bags=2, label_bags=False))  # labelled signed: _label
         events.append((t0, k, -1))
         stop = max(i for i, name in enumerate(names) if name == last)
         events += [(t0 + PLAN[n][1], k, n) for n in range(stop + 1)
@@ -169,6 +182,7 @@ def _walk_all(root: Path, sites: Mapping[str, tuple[Site, MovableClock]], fed: F
         if n < 0:
             _enrol(sites[COLLECT.key], w, t)
             fed.products[w.coi] = "collection-centre: enrolled"
+            fed.stages[w.coi] = {COLLECT.key: "enrolment"}
             if progress:
                 progress(f"enrolled {w.coi}")
             continue
@@ -179,10 +193,15 @@ def _walk_all(root: Path, sites: Mapping[str, tuple[Site, MovableClock]], fed: F
         if name in _STAGE_END:
             _ship(root, sites, org, _STAGE_END[name], w, n, fed)
         else:
-            if org is TREAT:
-                _scan_bag(sites, w, n)
+            _scan_bag(sites, org, w, n)
             step(site, w, n, clock.now_ms())
+            _label(root, org, site, w, name)
             fed.products[w.coi] = f"{org.key}: {name}"
+            fed.stages[w.coi][org.key] = name
+    for coi, stages in fed.stages.items():
+        for key, stage in stages.items():
+            product = sites[key][0].svc.chain().product(coi)
+            stages[key] = f"{stage}; state {product.state if product else '?'}"
     fed.finished = walks[0].coi
     treat, clock = sites[TREAT.key]
     out = root / "files" / f"{fed.finished}-{TREAT.key}.jsonl"
@@ -192,6 +211,23 @@ def _walk_all(root: Path, sites: Mapping[str, tuple[Site, MovableClock]], fed: F
                   created_ms=clock.now_ms())
     fed.files = [f for f in fed.files if f.startswith(f"files/{fed.finished}-")]
     fed.files.append(str(out.relative_to(root)))
+
+
+def _label(root: Path, org: Org, site: Site, w: Walk, name: str) -> None:
+    """After a step that creates bags (the collection bag, the final bags), print each bag's
+    label signed as a regulated site does (``coi label COI --item ITEM --size 4x2 --signed -f
+    zpl -o FILE``: the issuing person's key) and apply it, confirmed by scanning it."""
+    spec = site.svc.process().step(name)
+    product = site.svc.chain().product(w.coi)
+    if spec is None or spec.creates is None or product is None:
+        return
+    by = site.people[_PRINTER[org.key]]
+    folder = root / org.key / "labels"
+    folder.mkdir(exist_ok=True)
+    for item in sorted(i.id for i in product.items_of(spec.creates.kind)):
+        label, _ = issue_and_print(site.svc, by, w.coi, item, "zpl", "4x2", None, False,
+                                   folder / f"{w.coi}-{item}.zpl", signed=True)
+        apply(site.svc, by, w.coi, label, printed_payload(site, w.coi, item))
 
 
 def _enrol(at: tuple[Site, MovableClock], w: Walk, t: int) -> None:
@@ -231,19 +267,30 @@ def _ship(root: Path, sites: Mapping[str, tuple[Site, MovableClock]], org: Org, 
     clock.set(there_clock.now_ms() + 5 * MIN)
     record_ack(site.svc, site.people["admin"], ack)
     fed.products[w.coi] = f"{to.key}: expected (hand-off from {org.key})"
+    fed.stages[w.coi][org.key] = f"{name}, handed off to {to.key}"
+    fed.stages[w.coi][to.key] = f"expected (hand-off from {org.key})"
 
 
-def _scan_bag(sites: Mapping[str, tuple[Site, MovableClock]], w: Walk, n: int) -> None:
-    """At the treatment centre, a station scans the bag before each step: exactly the payload
-    the manufacturer printed on its label, checked here as a scan station checks it (a refusal
-    is recorded and stops the demo)."""
+def _scan_bag(sites: Mapping[str, tuple[Site, MovableClock]], org: Org, w: Walk,
+              n: int) -> None:
+    """Where a partner's label arrives, a station scans the bag before the step: at the receipt
+    at manufacturing the collection bag, at the treatment centre the final bag before each step,
+    with exactly the payload printed on its label at the partner (signed), checked here as a scan
+    station checks it: against the issuer the ``handoff.received`` entry recorded (a refusal is
+    recorded and stops the demo)."""
     name, _off, author, _witness, item, _fields = PLAN[n]
-    make = sites[MAKE.key][0]
-    product = make.svc.chain().product(w.coi)
+    if org is TREAT:
+        printer, kind = MAKE, "final"
+    elif name == "receipt_at_manufacturing":
+        printer, kind = COLLECT, "collection"
+    else:
+        return
+    there = sites[printer.key][0]
+    product = there.svc.chain().product(w.coi)
     assert product is not None
-    bag = item or min(i.id for i in product.items_of("final"))
-    raw = printed_payload(make, w.coi, bag)
-    check_scan(sites[TREAT.key][0].svc, raw, expect_coi=w.coi, expect_item=item, station=name,
+    bag = item or min(i.id for i in product.items_of(kind))
+    raw = printed_payload(there, w.coi, bag)
+    check_scan(sites[org.key][0].svc, raw, expect_coi=w.coi, expect_item=item, station=name,
                by=author)
 
 

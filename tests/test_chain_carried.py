@@ -93,6 +93,9 @@ def _problems(out: str) -> list[str]:
 @pytest.mark.req("TRACKING")
 def test_the_genuine_chain_says_what_each_receiver_took_in_matches(
         sent: tuple[Chain, list[Path], dict[str, Any]], tmp_path: Path) -> None:
+    """Clinic to factory to hospital as coi records it: each receipt's state and label issuers
+    (the clinic's label record copied through the factory's receipt) derive again from its
+    sender's file, and verify-chain says so, one line per receipt."""
     c, files, _ = sent
     hospital = copy_org(c.hospital, tmp_path / "h")
     receive_handoff(hospital.svc, hospital.people["nina"], c.to_hospital)
@@ -112,7 +115,9 @@ def test_the_genuine_chain_says_what_each_receiver_took_in_matches(
 @pytest.mark.req("TAMPER-DETECTION")
 def test_a_receipt_with_another_item_status_is_named(
         sent: tuple[Chain, list[Path], dict[str, Any]], tmp_path: Path) -> None:
-    c, _files, genuine = sent
+    """The hospital's receiving nurse signs a receipt whose bag status is not the one the
+    factory's entries left: its own ledger verifies, the chain does not, the field named."""
+    _c, _files, genuine = sent
     data = copy.deepcopy(genuine)
     was = data["state"]["items"]["F00001"]["status"]
     data["state"]["items"]["F00001"]["status"] = "quarantined"
@@ -131,7 +136,7 @@ def test_a_receipt_with_a_forgers_label_key_is_named(
         sent: tuple[Chain, list[Path], dict[str, Any]], tmp_path: Path) -> None:
     """The receiving operator swaps the issuer key of F00001's label for one of its own: its
     scans would then take a forged label. verify-chain names the label and the key."""
-    c, _files, genuine = sent
+    _c, _files, genuine = sent
     data = copy.deepcopy(genuine)
     (label,) = [lid for lid, lb in data["state"]["labels"].items() if lb["item"] == "F00001"]
     forger = b64(public_bytes(generate()))
@@ -195,7 +200,7 @@ def test_a_window_taken_in_with_a_later_start_is_named(
 
 def test_a_receipt_written_before_the_fields_existed_is_said_not_checked(
         sent: tuple[Chain, list[Path], dict[str, Any]], tmp_path: Path) -> None:
-    c, _files, genuine = sent
+    _c, _files, genuine = sent
     data = {k: v for k, v in genuine.items() if k != "label_issuers"}
     code, out = _crafted(sent, tmp_path, data)
     assert code == 0, out

@@ -22,8 +22,10 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from coi.cli.main import app
+from coi.domain.loader import load_process
 from coi.export.bundle import Scope, export_bundle
-from coi.export.chain_carried import differences
+from coi.export.chain_carried import check_carried, differences
+from coi.export.chain_check import in_scope_entries
 from coi.ledger.entry import b64
 from coi.ledger.keys import generate, public_bytes
 from coi.service.handoff_receive import receive_handoff
@@ -236,3 +238,24 @@ def test_a_changed_value_is_named_by_its_path(obj: dict[str, Any], data: st.Data
     assert found.startswith(f"state.{key} is ")
     assert differences("state", obj, obj) == []
     assert differences("x", True, 1) and differences("x", 1, 1.0) and differences("x", [1], [True])
+
+
+def test_a_receipt_whose_receiver_process_is_unknown_is_a_problem(
+        sent: tuple[Chain, list[Path], dict[str, Any]], tmp_path: Path) -> None:
+    """Without the receiver's process definition the derivation cannot be made: not a silent
+    pass."""
+    c, files, _ = sent
+    entries = {i: s for i, (_h, s) in in_scope_entries(files[2].read_bytes().splitlines(
+        keepends=True)).items()}
+    receipt = next(s for s in entries.values() if s.type == HANDOFF_RECEIVED)  # the factory's
+    shipment = receipt.data["shipment"]["index"]
+    clinic = {i: s for i, (_h, s) in in_scope_entries(files[0].read_bytes().splitlines(
+        keepends=True)).items()}
+    out = check_carried(clinic, CLINIC[0], shipment, FACTORY[0], receipt.index, receipt,
+                        "its genesis names no process definition")
+    assert out.line is None and out.problem is not None
+    assert "not checked: the receiver's process definition cannot be had (its genesis" \
+        in out.problem
+    out = check_carried(clinic, CLINIC[0], shipment, FACTORY[0], receipt.index, receipt,
+                        load_process())
+    assert out.problem is None and out.line is not None and "match the sender's" in out.line

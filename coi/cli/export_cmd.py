@@ -206,8 +206,9 @@ def verify_chain(
     trust: Annotated[list[str], typer.Option(
         "--trust", help="An organisation's log verifier key string (repeat: one each)")],
 ) -> None:
-    """Verify one product vein to vein across organisations: each file, each hand-off link, the
-    stability windows across them, one timeline."""
+    """Verify one product vein to vein across organisations: each file, each hand-off link and
+    the state and label issuers each receiver took in, the stability windows across them, one
+    timeline."""
     import datetime as dt
 
     from coi.service.audit import ChainUsage
@@ -227,6 +228,8 @@ def verify_chain(
                    f"product, {done}")
     for link in r.links:
         typer.echo(f"link OK: {inert(link)}")
+    for carried in r.carried:
+        typer.echo(f"carried OK: {inert(carried)}")
     for window in r.windows:
         typer.echo(f"window OK: {inert(window)}")
     typer.echo(f"timeline of {inert(r.coi)}:")

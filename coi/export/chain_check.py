@@ -5,11 +5,13 @@ each file, a product bundle or a hand-off file of one organisation, is verified 
 the trusted log key named for its origin (the one bundle verifier); then the links between them:
 every hand-off (a shipment on A to B) must be matched by B's ``handoff.received`` entry for that
 shipment hash, naming A's origin and the very checkpoint A sent, the same items, no earlier than
-the shipment; every receipt must be matched by its sender's shipment when the sender's file is
-given; one CoI throughout; every stability window whose start and checking step are on different
-organisations' ledgers, from the signed times of the two entries (``chain_windows``). The result
-is one timeline of every organisation's entries. Standard library, cryptography, the ledger core
-and the process definitions (``coi.domain``, pure) only: no database.
+the shipment, having taken in the state and label issuers the sender's entries imply
+(``chain_carried``, with the receiver's own derivation); every receipt must be matched by its
+sender's shipment when the sender's file is given; one CoI throughout; every stability window
+whose start and checking step are on different organisations' ledgers, from the signed times of
+the two entries (``chain_windows``). The result is one timeline of every organisation's
+entries. Standard library, cryptography, the ledger core and the process definitions
+(``coi.domain``, pure) only: no database.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from coi.domain.process import Process
+from coi.export.chain_carried import check_carried
 from coi.export.chain_windows import check_windows, process_of
 from coi.export.records import parse_line
 from coi.export.verifier import BundleReport, verify_bundle
@@ -50,6 +53,7 @@ class ChainResult:
     files: list[tuple[str, BundleReport]] = field(default_factory=list)
     links: list[str] = field(default_factory=list)  # one line per link checked
     windows: list[str] = field(default_factory=list)  # one line per cross-site window checked
+    carried: list[str] = field(default_factory=list)  # one line per receipt's state compared
     problems: list[str] = field(default_factory=list)
     timeline: list[Event] = field(default_factory=list)
 
@@ -142,6 +146,7 @@ def verify_chain(coi: str, trust: Sequence[str], paths: Sequence[Path]) -> Chain
     by_origin: dict[str, list[_File]] = {}
     for f in files:
         by_origin.setdefault(f.report.origin, []).append(f)
+    processes = _processes(files)
     matched: set[tuple[str, int]] = set()
     for f in files:
         h = f.report.handoff
@@ -169,6 +174,13 @@ def verify_chain(coi: str, trust: Sequence[str], paths: Sequence[Path]) -> Chain
             items = ", ".join(h.items)
             result.links.append(f"{h.sender_origin} #{h.shipment_index} shipped {items} -> "
                                 f"{g.report.origin} #{i} received")
+        carried = check_carried({k: s for k, (_h, s) in f.entries.items()}, f.report.origin,
+                                h.shipment_index, g.report.origin, i, st,
+                                processes.get(g.report.origin, "no file"))
+        if carried.problem is not None:
+            result.problems.append(carried.problem)
+        elif carried.line is not None:
+            result.carried.append(carried.line)
     for f in files:
         for i, (_h, st) in f.entries.items():
             if st.type == RECEIVED and (f.report.origin, i) not in matched:
@@ -179,7 +191,7 @@ def verify_chain(coi: str, trust: Sequence[str], paths: Sequence[Path]) -> Chain
                 else:
                     result.problems.append(f"the receipt at {f.report.origin} entry {i} is "
                                            f"from {sender}, whose file was not given")
-    _windows(files, result)
+    _windows(files, processes, result)
     events = {(f.report.origin, i): Event(st.time_ms, f.report.origin, i, st.type,
                                           tuple(s.user for s in st.signers))
               for f in files for i, (_h, st) in f.entries.items()}
@@ -187,15 +199,22 @@ def verify_chain(coi: str, trust: Sequence[str], paths: Sequence[Path]) -> Chain
     return result
 
 
-def _windows(files: Sequence[_File], result: ChainResult) -> None:
-    """The stability windows whose start and end are on different organisations' ledgers."""
-    entries: dict[str, dict[int, Statement]] = {}
+def _processes(files: Sequence[_File]) -> dict[str, Process | str]:
+    """Each organisation's process definition (the one its genesis names), or why not."""
     processes: dict[str, Process | str] = {}
     for f in files:
-        origin = f.report.origin
-        entries.setdefault(origin, {}).update({i: st for i, (_h, st) in f.entries.items()})
-        if not isinstance(processes.get(origin), Process):
-            processes[origin] = process_of(Path(f.path))
+        if not isinstance(processes.get(f.report.origin), Process):
+            processes[f.report.origin] = process_of(Path(f.path))
+    return processes
+
+
+def _windows(files: Sequence[_File], processes: dict[str, Process | str],
+             result: ChainResult) -> None:
+    """The stability windows whose start and end are on different organisations' ledgers."""
+    entries: dict[str, dict[int, Statement]] = {}
+    for f in files:
+        entries.setdefault(f.report.origin, {}).update(
+            {i: st for i, (_h, st) in f.entries.items()})
     report = check_windows(entries, processes)
     result.windows.extend(report.checked)
     result.problems.extend(report.problems)

@@ -30,10 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from coi.domain.errors import ReplayError
-from coi.domain.facts import Fact, Signer
-from coi.domain.handoff_import import exported
-from coi.domain.state import ChainState
+from coi.domain.handoff_carry import LABEL_ISSUERS, carry
 from coi.export.chain_check import in_scope_entries
 from coi.export.handoff_record import Handoff
 from coi.export.records import parse_line
@@ -52,7 +49,6 @@ from coi.service.handoff_state import (
     last_seen,
     received_at,
 )
-from coi.service.label_signing import LABEL_ISSUERS, carried_issuers
 from coi.service.ledger import LedgerService, Party, Unlocked
 from coi.service.text import inert
 
@@ -161,30 +157,21 @@ def _check(svc: LedgerService, data: bytes) -> tuple[partners.Partner, BundleRep
 
 def _carried(chain: CoiService, data: bytes, h: Handoff, origin: str
              ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The product's state as the sender's shipment left it: its in-scope entries up to the
-    shipping entry, applied in order under this site's process (the sender checked its rules
-    when it recorded them; its signatures were verified in step 3); and who issued each of its
-    labels (``label_issuers``: the key a scan of it is verified against here)."""
-    sent = ChainState(chain.process())
+    """The product's state as the sender's shipment left it and who issued each of its labels
+    (``handoff_carry.carry``, the derivation ``coi verify-chain`` checks again): its in-scope
+    entries up to the shipping entry, applied in order under this site's process (the sender
+    checked its rules when it recorded them; its signatures were verified in step 3)."""
     entries = in_scope_entries(data.splitlines(keepends=True))
     try:
-        for index, (_hash, st) in sorted(entries.items()):
-            if index > h.shipment_index:
-                break
-            sent.apply(Fact(index=index, time_ms=st.time_ms, type=st.type, subject=st.subject,
-                            data=st.data, signers=tuple(
-                                Signer(user=s.user, name=s.name, meaning=s.meaning,
-                                       roles=frozenset()) for s in st.signers)))
-    except (ReplayError, VerificationError) as e:
+        carried = carry(chain.process(), {i: st for i, (_h, st) in entries.items()},
+                        h.shipment_index, h.coi, origin)
+    except VerificationError as e:  # a ReplayError, or an entry's data that cannot be read
         raise _Refusal(f"the sender's entries of {h.coi} cannot be replayed under this site's "
                        f"process ({inert(e)})") from None
-    product = sent.product(h.coi)
-    if product is None:
+    if carried is None:
         raise _Refusal(f"the file holds no process step of {h.coi}: there is no product to "
                        "take over")
-    issuers = carried_issuers(product.labels, {i: st for i, (_h, st) in entries.items()},
-                              origin)
-    return exported(product), issuers
+    return carried.state, carried.label_issuers
 
 
 def _subject(data: bytes) -> str:

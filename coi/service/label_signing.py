@@ -28,25 +28,32 @@ that key's id and a good signature by it; a plain scan of a label recorded as si
 (:func:`_partner_problem`). A ``handoff.received`` written before that record existed keeps the
 checks above.
 
+What a hand-off brings of the labels (``label_issuers``) is derived by
+:mod:`coi.domain.handoff_carry` (one derivation, for the receiver and ``coi verify-chain``).
 The COS1 text itself is parsed only by :mod:`coi.domain.payload` (one parser).
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from coi.domain import payload as payload_mod
 from coi.domain.errors import ScanError
+from coi.domain.handoff_carry import (  # the first three re-exported: they were defined here
+    LABEL_ISSUERS,
+    SIGNED_MARK,
+    carried_issuers,
+    issuer_record,
+)
 from coi.domain.handoff_import import HANDOFF_RECEIVED
 from coi.domain.state import Label
-from coi.ledger.entry import Statement, b64, check_entry
+from coi.ledger.entry import Statement, check_entry
 from coi.ledger.errors import VerificationError
 from coi.ledger.registry import KeyRecord
 from coi.service import partners
@@ -67,11 +74,6 @@ __all__ = [
 ]
 
 LABEL_KEY_ID_BYTES: Final = 4
-SIGNED_MARK: Final = "signed"
-"""The word in a label's recorded template that says it was printed with a signed payload."""
-LABEL_ISSUERS: Final = "label_issuers"
-"""The key of a ``handoff.received`` entry's data recording who issued each label it brings."""
-_ISSUER_KEYS: Final = frozenset({"key", "origin", "signed", "user"})
 
 
 def label_key_id(public_key: bytes) -> bytes:
@@ -121,7 +123,7 @@ def _from_partner(svc: CoiService, st: Statement, label_id: str) -> Issued:
     sender = str(st.data.get("from", st.data.get("sender_origin", "")))
     if rec is None:
         return Issued(st.index, "", b"", False, sender)
-    issuer = _issuer(rec)
+    issuer = issuer_record(rec)
     if issuer is None:
         raise VerificationError(f"its issuer of {label_id} is malformed", index=st.index)
     origin = str(issuer["origin"])
@@ -130,44 +132,6 @@ def _from_partner(svc: CoiService, st: Statement, label_id: str) -> Issued:
         sender = p.name if p is not None else origin
     return Issued(st.index, str(issuer["user"]), base64.b64decode(str(issuer["key"])),
                   bool(issuer["signed"]), sender)
-
-
-def _issuer(rec: Any) -> Mapping[str, Any] | None:
-    """``rec`` if it is a well-formed issuer record (``{"key","origin","signed","user"}``)."""
-    if not isinstance(rec, Mapping) or set(rec) != _ISSUER_KEYS:
-        return None
-    if not isinstance(rec["signed"], bool) or not all(
-            isinstance(rec[k], str) and rec[k] for k in ("key", "origin", "user")):
-        return None
-    try:
-        key = base64.b64decode(rec["key"], validate=True)
-    except (binascii.Error, ValueError):
-        return None
-    return rec if len(key) == 32 and b64(key) == rec["key"] else None
-
-
-def carried_issuers(labels: Mapping[str, Label], entries: Mapping[int, Statement],
-                    sender_origin: str) -> dict[str, dict[str, Any]]:
-    """Who issued each of ``labels`` (a product rebuilt from a sender's hand-off file, whose
-    in-scope ``entries`` were verified against its pinned log key): the author of the entry
-    that issued it at the sender (its key, and whether its template says signed), or, for a
-    label the sender itself took over by hand-off, the issuer that its ``handoff.received``
-    records. A label whose issuer cannot be told is left out."""
-    out: dict[str, dict[str, Any]] = {}
-    for label_id, label in sorted(labels.items()):
-        st = entries.get(label.events[0]) if label.events else None
-        if st is None:
-            continue
-        if st.type == HANDOFF_RECEIVED:
-            recorded = st.data.get(LABEL_ISSUERS)
-            rec = _issuer(recorded.get(label_id)) if isinstance(recorded, Mapping) else None
-            if rec is not None:
-                out[label_id] = dict(rec)
-            continue
-        template = str(st.data.get("template", ""))
-        out[label_id] = {"key": b64(st.author.key), "origin": sender_origin,
-                         "signed": SIGNED_MARK in template.split(), "user": st.author.user}
-    return out
 
 
 def _hex(key_id: bytes) -> str:

@@ -206,7 +206,8 @@ def status(
     for state, n in s["by_state"].items():
         typer.echo(f"  {inert(state):<30} {n}")
     if s.get("expected"):
-        typer.echo("expected from partners (hand-off received):")
+        typer.echo("expected from partners (hand-off received):"
+                   + _more(len(s["expected"]), s.get("expected_total", 0)))
         for e in s["expected"]:
             typer.echo(f"  {inert(e['coi'])}  from {inert(e['from'])}  items "
                        f"{', '.join(map(inert, e['items'] or []))}  (entry {e['index']})")

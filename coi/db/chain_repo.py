@@ -191,15 +191,17 @@ class ChainStore:
         ``expected_index`` and, when the page is full, one count of it."""
         cond = [PS.c.expected_index.is_not(None)]
         if states is not None:
-            cond.append(PS.c.state.in_(sorted(states)))
+            # On the state as a value (``state || ''``), not through the state index: that
+            # holds every product ever shipped from here, which would then be read and sorted.
+            cond.append((PS.c.state + "").in_(sorted(states)))
         if coi is not None:
             cond.append(PS.c.coi == coi)
+        page_q = select(PS.c.coi, PS.c.expected_index).where(*cond)
+        count_q = select(func.count()).select_from(PS).where(*cond)
         with self.reader.connect() as c:
             page = [(r.coi, int(r.expected_index)) for r in c.execute(
-                select(PS.c.coi, PS.c.expected_index).where(*cond)
-                .order_by(PS.c.expected_index.desc()).limit(limit))]
-            total = len(page) if len(page) < limit else int(c.execute(
-                select(func.count()).select_from(PS).where(*cond)).scalar() or 0)
+                page_q.order_by(PS.c.expected_index.desc()).limit(limit))]
+            total = len(page) if len(page) < limit else int(c.execute(count_q).scalar() or 0)
         return page, total
 
     def product_rows(self, *, state: str | None = None, search: str | None = None,

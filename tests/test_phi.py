@@ -298,6 +298,8 @@ def make_plain(site: ChainSite) -> dict[str, tuple[bytes, dict[str, str]]]:
                  s=secret, i=json.dumps(ids, sort_keys=True), c=coi_id)
     for col in ("phi_key_id", "wrapped_key", "sealed"):
         site.sql(f"ALTER TABLE patient DROP COLUMN {col}")
+    site.sql("DROP INDEX ix_product_state_expected_index")  # and before 0008
+    site.sql("ALTER TABLE product_state DROP COLUMN expected_index")
     site.sql("UPDATE alembic_version SET version_num = '0006'")
     site.svc.ledger.engine.dispose()
     if site.svc.ledger.engine.dialect.name == "sqlite":

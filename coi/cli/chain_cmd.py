@@ -191,8 +191,9 @@ def status(
     db: DbOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
     limit: Annotated[int, typer.Option(min=1, max=10_000,
-                                       help="List at most this many windows and products "
-                                            "with open deviations (counts are always whole)")
+                                       help="List at most this many products expected "
+                                            "from partners, windows and products with open "
+                                            "deviations (counts are always whole)")
                      ] = 50,
 ) -> None:
     """Products by state, windows running out or exceeded, open deviations."""

@@ -25,9 +25,11 @@ from coi.db import migrate
 from coi.db.chain_repo import ChainStore
 from coi.db.engine import make_engine
 from coi.db.url import DatabaseUrl
+from coi.ledger.errors import VerificationError
 from coi.service.admin import rebuild_states
 from coi.service.demo import STEP_NAMES, Site, Walk, step
 from coi.service.handoff_receive import receive_handoff
+from coi.tui.text import arrivals
 from tests.test_handoff import CLINIC, FACTORY, Org, build, pin, reopen, send, ship
 
 runner = CliRunner()
@@ -172,4 +174,25 @@ def test_a_0007_ledger_with_received_products_is_upgraded_with_them_expected(
     org.svc.verify()  # every column as the replay makes it
     rebuilt = rebuild_states(org.ledger)
     assert rebuilt is not None and rebuilt.differed == {} and rebuilt.recorded_index is None
+
+    # The column is the replay's like every other: changed outside coi, verify names it and
+    # `coi migrate` puts it back (recorded).
+    with org.ledger.engine.begin() as c:
+        c.execute(text("UPDATE product_state SET expected_index = NULL WHERE coi = :c"),
+                  {"c": waiting})
+    assert org.svc.status()["expected"] == []
+    with pytest.raises(VerificationError, match=f"for {waiting}: column expected_index "
+                                                "differs.*run `coi migrate`"):
+        org.svc.verify()
+    rebuilt = rebuild_states(org.ledger)
+    assert rebuilt is not None and rebuilt.differed == {waiting: "column expected_index differs"}
+    assert rebuilt.recorded_index is not None
+    assert [e["coi"] for e in org.svc.status()["expected"]] == [waiting]
     org.ledger.engine.dispose()
+
+
+def test_the_station_counts_the_arrivals_it_does_not_name() -> None:
+    page = [{"coi": f"CH{n}", "from": "acme", "items": ["C00001"]} for n in range(5)]
+    assert str(arrivals(page, 30)).endswith("CH4 from acme (C00001); and 25 more")
+    assert "more" not in str(arrivals(page, 5))
+    assert str(arrivals([], 0)) == ""

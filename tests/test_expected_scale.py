@@ -181,6 +181,13 @@ def test_a_0007_ledger_with_received_products_is_upgraded_with_them_expected(
         c.execute(text("UPDATE product_state SET expected_index = NULL WHERE coi = :c"),
                   {"c": waiting})
     assert org.svc.status()["expected"] == []
+    with org.ledger.engine.begin() as c:  # naming an entry that is not its receipt: said so
+        c.execute(text("UPDATE product_state SET expected_index = 0 WHERE coi = :c"),
+                  {"c": waiting})
+    with pytest.raises(VerificationError, match=f"says {waiting} is expected by the "
+                                                "handoff.received entry 0, which the ledger "
+                                                "does not hold: run `coi verify`"):
+        org.svc.status()
     with pytest.raises(VerificationError, match=f"for {waiting}: column expected_index "
                                                 "differs.*run `coi migrate`"):
         org.svc.verify()

@@ -191,8 +191,9 @@ def status(
     db: DbOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
     limit: Annotated[int, typer.Option(min=1, max=10_000,
-                                       help="List at most this many windows and products "
-                                            "with open deviations (counts are always whole)")
+                                       help="List at most this many products expected "
+                                            "from partners, windows and products with open "
+                                            "deviations (counts are always whole)")
                      ] = 50,
 ) -> None:
     """Products by state, windows running out or exceeded, open deviations."""
@@ -206,7 +207,8 @@ def status(
     for state, n in s["by_state"].items():
         typer.echo(f"  {inert(state):<30} {n}")
     if s.get("expected"):
-        typer.echo("expected from partners (hand-off received):")
+        typer.echo("expected from partners (hand-off received):"
+                   + _more(len(s["expected"]), s.get("expected_total", 0)))
         for e in s["expected"]:
             typer.echo(f"  {inert(e['coi'])}  from {inert(e['from'])}  items "
                        f"{', '.join(map(inert, e['items'] or []))}  (entry {e['index']})")

@@ -128,11 +128,11 @@ class ChainStore:
 
     def put_state(self, *, tx: Tx, coi: str, state: str, data: str, last_index: int,
                   deadline_ms: int | None, deadline_window: str | None,
-                  open_deviations: int) -> None:
+                  open_deviations: int, expected_index: int | None) -> None:
         conn = tx.connection
         values = {"state": state, "data": data, "last_index": last_index,
                   "deadline_ms": deadline_ms, "deadline_window": deadline_window,
-                  "open_deviations": open_deviations}
+                  "open_deviations": open_deviations, "expected_index": expected_index}
         if conn.execute(select(PS.c.coi).where(PS.c.coi == coi)).first() is None:
             conn.execute(insert(PS).values(coi=coi, **values))
         else:
@@ -182,6 +182,27 @@ class ChainStore:
                                    .where(PS.c.open_deviations > 0)).scalar() or 0)
         return {"by_state": by_state, "windows": windows, "windows_total": n_windows,
                 "deviations": devs, "deviations_total": n_devs}
+
+    def expected(self, *, states: frozenset[str] | None = None, coi: str | None = None,
+                 limit: int = 50) -> tuple[list[tuple[str, int]], int]:
+        """The first ``limit`` products expected here, newest receipt first: (CoI, index of
+        the ``handoff.received`` entry), and how many there are; ``states``: only those in one
+        of them; ``coi``: only that product. One range of the partial index on
+        ``expected_index`` and, when the page is full, one count of it."""
+        cond = [PS.c.expected_index.is_not(None)]
+        if states is not None:
+            # On the state as a value (``state || ''``), not through the state index: that
+            # holds every product ever shipped from here, which would then be read and sorted.
+            cond.append((PS.c.state + "").in_(sorted(states)))
+        if coi is not None:
+            cond.append(PS.c.coi == coi)
+        page_q = select(PS.c.coi, PS.c.expected_index).where(*cond)
+        count_q = select(func.count()).select_from(PS).where(*cond)
+        with self.reader.connect() as c:
+            page = [(r.coi, int(r.expected_index)) for r in c.execute(
+                page_q.order_by(PS.c.expected_index.desc()).limit(limit))]
+            total = len(page) if len(page) < limit else int(c.execute(count_q).scalar() or 0)
+        return page, total
 
     def product_rows(self, *, state: str | None = None, search: str | None = None,
                      window: str = "all", now_ms: int = 0, soon_ms: int = 0,

@@ -10,7 +10,17 @@ evidence (failed-login counters).
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Index, Integer, LargeBinary, MetaData, String, Text
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    text,
+)
 from sqlmodel import Field, SQLModel
 
 NAMING = {
@@ -125,6 +135,10 @@ class ProductStateRow(SQLModel, table=True):
         Index("ix_product_state_deadline_coi", "deadline_ms", "coi"),
         Index("ix_product_state_deviations_coi", "open_deviations", "coi"),
         Index("ix_product_state_last_index", "last_index"),
+        # The products expected here, newest first (a partial index: only those rows).
+        Index("ix_product_state_expected_index", "expected_index",
+              sqlite_where=text("expected_index IS NOT NULL"),
+              postgresql_where=text("expected_index IS NOT NULL")),
     )
     coi: str = Field(sa_column=Column(String(32), primary_key=True))
     state: str = Field(sa_column=Column(String(64), nullable=False))
@@ -133,3 +147,7 @@ class ProductStateRow(SQLModel, table=True):
     deadline_ms: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
     deadline_window: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
     open_deviations: int = Field(sa_column=Column(Integer, nullable=False, default=0))
+    # The handoff.received entry that made it expected here; NULL once a step was recorded
+    # on it here since (or never received by hand-off).
+    expected_index: int | None = Field(default=None,
+                                       sa_column=Column(BigInteger, nullable=True))

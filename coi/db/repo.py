@@ -137,6 +137,16 @@ class LedgerStore:
             r = c.execute(select(E).where(E.c.idx == index)).first()
         return _stored(r) if r else None
 
+    def rows_at(self, indexes: Iterable[int], *, replica: bool = False) -> list[StoredEntry]:
+        """The entries at these indexes, in index order (one primary-key lookup each, in one
+        query; ``replica``: from the read replica, for what is only shown)."""
+        wanted = sorted(set(indexes))
+        if not wanted:
+            return []
+        with (self.reader if replica else self.engine).connect() as c:
+            return [_stored(r) for r in c.execute(
+                select(E).where(E.c.idx.in_(wanted)).order_by(E.c.idx))]
+
     def rows_for_subject(self, subject: str, *, replica: bool = False) -> list[StoredEntry]:
         """Every entry on ``subject`` in index order (``replica``: from the read replica, for
         what is only shown)."""

@@ -164,6 +164,9 @@ class ProductState:
     custodian: str | None = None
     last_index: int = -1
     last_time_ms: int = 0
+    # The latest ``handoff.received`` applied to it (None: never received here). Not in
+    # ``to_json``: it only says whether the product is expected (coi.service.projection).
+    received_index: int | None = None
 
     def completed(self, step: str) -> bool:
         return bool(self.steps.get(step))

@@ -78,6 +78,7 @@ class ChainState:
             if fact.type == HANDOFF_RECEIVED:  # a product taken over from another organisation
                 taken = take_in(self.process, self.product(fact.subject), fact)
                 if taken is not None:
+                    taken.received_index = fact.index
                     self.products[fact.subject] = taken
             return
         try:

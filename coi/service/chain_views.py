@@ -18,7 +18,7 @@ from coi.ledger.entry import Statement, check_entry
 from coi.ledger.errors import ProfileError, VerificationError
 from coi.service.chain_core import ChainCore, norm_id
 from coi.service.errors import Refused
-from coi.service.handoff_state import expected
+from coi.service.handoff_state import expected, expected_on
 
 SOON_MS = 6 * 3_600_000  # "running out": within 6 hours
 
@@ -71,10 +71,8 @@ class ChainViews(ChainCore):
         for t in timeline:
             t["corrected_by"] = corrected_by.get(int(t["index"]), [])
         # Received from a partner by hand-off, not yet taken in here: expected at the station.
-        here = product.last_index if product is not None else None
-        arriving = [e for e in expected(self.ledger, lambda c: here if c == coi else -1)
-                    if e["coi"] == coi]
-        return {"coi": coi, "state": state, "expected": arriving[0] if arriving else None,
+        arriving = expected_on(rows, product.last_index if product is not None else None)
+        return {"coi": coi, "state": state, "expected": arriving,
                 "timeline": timeline, "now_ms": self.clock.now_ms(),
                 "qc_history": _qc_history(state),
                 "exceptional_releases": _exceptional(process, timeline, state)}
@@ -85,8 +83,9 @@ class ChainViews(ChainCore):
         self.process()
         now = self.clock.now_ms()
         s = self.store.summary(soon_ms=SOON_MS, now_ms=now, limit=limit)
+        page, n_expected = self.store.expected(limit=limit)
         return {
-            "expected": expected(self.ledger, self._last_index),
+            "expected": expected(self.ledger, page), "expected_total": n_expected,
             "now_ms": now, "limit": limit,
             "windows_total": s["windows_total"], "open_deviations_total": s["deviations_total"],
             "by_state": dict(sorted(s["by_state"].items())),
@@ -97,20 +96,26 @@ class ChainViews(ChainCore):
                                 for c, st, n in s["deviations"]],
         }
 
-    def expected_at(self, step: str) -> list[dict[str, Any]]:
-        """The products expected from partners that ``step`` takes in next: the receipt after
-        a shipping step (one with a ``receiver`` field) that brought them. Newest first."""
+    def expected_at(self, step: str, *, coi: str | None = None, limit: int = 50
+                    ) -> list[dict[str, Any]]:
+        """The first ``limit`` products expected from partners that ``step`` takes in next (the
+        receipt after a shipping step, one with a ``receiver`` field, that brought them), newest
+        first; ``coi``: only that product."""
+        return self.arrivals_at(step, coi=coi, limit=limit)[0]
+
+    def arrivals_at(self, step: str, *, coi: str | None = None, limit: int = 50
+                    ) -> tuple[list[dict[str, Any]], int]:
+        """``expected_at`` and how many products are expected there in all."""
         process = self.process()
         spec = process.step(step)
         if spec is None or not spec.takes_custody or not any(
                 "receiver" in process.steps[r].fields for r in spec.requires):
-            return []
-        return [e for e in expected(self.ledger, self._last_index)
-                if e.get("state") in spec.from_states]
-
-    def _last_index(self, coi: str) -> int | None:
-        row = self.store.state_of(coi)
-        return row[2] if row is not None else None
+            return [], 0
+        page, total = self.store.expected(states=spec.from_states, limit=limit,
+                                          coi=norm_id(coi) if coi is not None else None)
+        # A receipt written before receipts carried a state has none: not this step's.
+        got = [e for e in expected(self.ledger, page) if e.get("state") in spec.from_states]
+        return got, total - (len(page) - len(got))
 
     def products(self, **kw: Any) -> list[dict[str, Any]]:
         self.process()

@@ -2,14 +2,16 @@
 
 Owns reading the ``handoff.sent`` and ``handoff.received`` entries back (docs/federation.md):
 the checkpoints this site sent to a partner, the last checkpoint it accepted from one, whether a
-shipment was received already, and the products expected here (received by hand-off, no
-process step recorded here since). Nothing is cached in a table: the ledger is the record.
+shipment was received already, and what is shown of the products expected here (received by
+hand-off, no process step recorded here since): which products those are is a column of the
+product_state projection (``expected_index``, rebuilt from the ledger like every column), and
+only their own ``handoff.received`` entries are read.
 """
 
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,26 +84,45 @@ def received_at(svc: LedgerService, origin: str, shipment_hash: str, tx: Any = N
     return None
 
 
-def expected(svc: LedgerService, last_index: Callable[[str], int | None]
-             ) -> list[dict[str, Any]]:
-    """The products received by hand-off and not (yet) taken in here: no process step since
-    their latest ``handoff.received`` (``last_index(coi)``: the index of the product's latest
-    entry in this site's product table, None when it has none). Expected at the receiving
-    station. Newest first."""
-    latest: dict[str, StoredEntry] = {}
-    for row in _rows(svc, HANDOFF_RECEIVED):
-        if row.subject not in latest or row.index > latest[row.subject].index:
-            latest[row.subject] = row
+def expected(svc: LedgerService, page: Iterable[tuple[str, int]]) -> list[dict[str, Any]]:
+    """The products expected here (received by hand-off and not taken in: no step recorded
+    on them here since), from ``page``: (CoI, index of the ``handoff.received`` entry that made
+    it expected) as the product table lists them (``ChainStore.expected``, newest first).
+    Reads those entries only, in one query. Newest first."""
+    wanted = dict(page)
+    by_index = {row.index: row for row in svc.store.rows_at(wanted.values(), replica=True)}
     out = []
-    for coi, row in latest.items():
-        here = last_index(coi)
-        if here is not None and here > row.index:
-            continue  # a step recorded here since: taken in
-        d = _data(row)
-        out.append({"coi": row.subject, "from": d.get("from"), "items": d.get("items"),
-                    "index": row.index, "time_ms": row.time_ms, "state": _state(d),
-                    "shipment": d.get("shipment")})
+    for coi, index in wanted.items():
+        row = by_index.get(index)
+        if row is None or row.type != HANDOFF_RECEIVED or row.subject != coi:
+            raise VerificationError(f"the product_state table says {coi} is expected by the "
+                                    f"{HANDOFF_RECEIVED} entry {index}, which the ledger does "
+                                    "not hold: run `coi verify`, then `coi migrate`",
+                                    index=index)
+        out.append(arrival(row))
     return sorted(out, key=lambda e: -int(e["index"]))
+
+
+def expected_on(rows: Iterable[StoredEntry], here: int | None) -> dict[str, Any] | None:
+    """The product expected here, from its own entries ``rows`` (in index order), when its
+    latest ``handoff.received`` is not older than ``here``, the index of its newest entry in
+    this site's product table (None when it has none)."""
+    latest = None
+    for row in rows:
+        if row.type == HANDOFF_RECEIVED:
+            latest = row
+    if latest is None or (here is not None and here > latest.index):
+        return None  # never received, or a step recorded here since: taken in
+    return arrival(latest)
+
+
+def arrival(row: StoredEntry) -> dict[str, Any]:
+    """What the station and ``coi status`` show of a product expected by ``row`` (a
+    ``handoff.received`` entry): from whom, which items, in what state, which shipment."""
+    d = _data(row)
+    return {"coi": row.subject, "from": d.get("from"), "items": d.get("items"),
+            "index": row.index, "time_ms": row.time_ms, "state": _state(d),
+            "shipment": d.get("shipment")}
 
 
 def _state(d: Mapping[str, Any]) -> str | None:

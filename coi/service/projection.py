@@ -17,19 +17,31 @@ from coi.domain.process import Process
 from coi.domain.state import ProductState
 from coi.service.windows import live_windows
 
-COLUMNS = ("state", "data", "last_index", "deadline_ms", "deadline_window", "open_deviations")
+COLUMNS = ("state", "data", "last_index", "deadline_ms", "deadline_window", "open_deviations",
+           "expected_index")
 
 
 def state_row(process: Process, product: ProductState) -> dict[str, Any]:
     """The product's row: its state, its state as JSON (sorted keys), its newest entry, the
-    first deadline of a window still running, its open deviations."""
+    first deadline of a window still running, its open deviations, and whether it is expected
+    here (``expected_index``, see :func:`expected_index`)."""
     running = live_windows(process, product)  # not those it can no longer be inside
     first = min(running, key=lambda w: w.deadline_ms) if running else None
     return {"state": product.state, "data": json.dumps(product.to_json(), sort_keys=True),
             "last_index": product.last_index,
             "deadline_ms": first.deadline_ms if first else None,
             "deadline_window": first.name if first else None,
-            "open_deviations": len(product.open_deviations())}
+            "open_deviations": len(product.open_deviations()),
+            "expected_index": expected_index(product)}
+
+
+def expected_index(product: ProductState) -> int | None:
+    """The index of the ``handoff.received`` entry that made the product expected here, None
+    when it is not: received by hand-off and no entry that updates its state recorded since
+    (docs/federation.md). A receipt carrying a state is the product's newest entry itself; one
+    written before receipts carried a state leaves the product's entries older than it."""
+    received = product.received_index
+    return received if received is not None and received >= product.last_index else None
 
 
 def differences(stored: Mapping[str, Mapping[str, Any]],

@@ -66,7 +66,7 @@ def arrival_problem(svc: CoiService, step: str, target: ScanTarget) -> str | Non
         return None
     code = parse_label_code(target.item)
     item = code.item if code is not None else target.item
-    for e in svc.expected_at(step):
+    for e in svc.expected_at(step, coi=target.coi):
         items = e.get("items")
         if e.get("coi") == target.coi and isinstance(items, list) and item not in items:
             return (f"{item} is not a bag {e.get('from')} shipped with this hand-off (it "

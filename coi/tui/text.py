@@ -63,9 +63,10 @@ def field_hint(f: FieldSpec) -> str:
     return "required" if f.required else "optional"
 
 
-def arrivals(expected: list[dict[str, object]]) -> Text:
+def arrivals(expected: list[dict[str, object]], total: int | None = None) -> Text:
     """A receiving station's line: the products expected from partners (hand-off received), or
-    nothing when none is."""
+    nothing when none is; ``total``: how many are expected in all (``expected`` may be the
+    newest of them only)."""
     if not expected:
         return Text()
     out = Text("\nExpected from partners: ", style="bold")
@@ -73,8 +74,9 @@ def arrivals(expected: list[dict[str, object]]) -> Text:
         items = e.get("items")
         bags = ", ".join(map(str, items)) if isinstance(items, list) else ""
         out.append_text(show(f"{'; ' if n else ''}{e.get('coi')} from {e.get('from')} ({bags})"))
-    if len(expected) > 5:
-        out.append(f"; and {len(expected) - 5} more")
+    more = max(total if total is not None else 0, len(expected)) - min(len(expected), 5)
+    if more > 0:
+        out.append(f"; and {more} more")
     return out
 
 

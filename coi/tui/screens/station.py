@@ -120,7 +120,8 @@ class StationScreen(CoiScreen):
         spec = self.spec
         yield Header()
         who = self.coi_app.display_name()
-        yield StationTitle(spec.title, who, self.step, self.coi_app.svc.expected_at(self.step),
+        yield StationTitle(spec.title, who, self.step,
+                           self.coi_app.svc.arrivals_at(self.step, limit=StationTitle.SHOWN),
                            id="station-title")
         yield ScanInput(id="scan")
         with VerticalScroll(id="station-body"):

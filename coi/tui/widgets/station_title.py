@@ -24,15 +24,17 @@ class StationTitle(Static):
     """``Station: TITLE · NAME`` and the expected arrivals of ``step``."""
 
     REFRESH_S: ClassVar[float] = 15.0
+    SHOWN: ClassVar[int] = 5
+    """The newest arrivals named; the others are counted."""
 
-    def __init__(self, title: str, who: str, step: str, expected: list[dict[str, Any]], *,
-                 id: str | None = None) -> None:
+    def __init__(self, title: str, who: str, step: str,
+                 arriving: tuple[list[dict[str, Any]], int], *, id: str | None = None) -> None:
         self.station, self.who, self.step = title, who, step
-        super().__init__(self.text(expected), id=id)
+        super().__init__(self.text(arriving), id=id)
 
-    def text(self, expected: list[dict[str, Any]]) -> Text:
+    def text(self, arriving: tuple[list[dict[str, Any]], int]) -> Text:
         return Text.assemble(("Station: ", "bold"), (self.station, "bold cyan"),
-                             f"  ·  {self.who}", arrivals(expected))
+                             f"  ·  {self.who}", arrivals(*arriving))
 
     def on_mount(self) -> None:
         self.set_interval(self.REFRESH_S, self.refresh_arrivals)
@@ -42,5 +44,5 @@ class StationTitle(Static):
     def refresh_arrivals(self) -> None:
         """Read the expected arrivals again and show them."""
         app = cast(CoiHost, self.app)
-        expected = app.svc.expected_at(self.step)
-        self.app.call_from_thread(self.update, self.text(expected))
+        arriving = app.svc.arrivals_at(self.step, limit=self.SHOWN)
+        self.app.call_from_thread(self.update, self.text(arriving))

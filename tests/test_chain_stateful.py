@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -246,6 +247,8 @@ class ChainMachine(RuleBasedStateMachine):
         assert stored == {coi: p.to_json() for coi, p in rebuilt.products.items()}
         states = {coi: s for coi, s, _d, _i in svc.store.states()}
         assert states == {coi: p.state for coi, p in rebuilt.products.items()}
+        # The per-state counts moved with every row, in the same transactions.
+        assert svc.store.state_counts() == dict(Counter(states.values()))
 
     @invariant()
     def nothing_released_past_the_gate(self) -> None:

@@ -19,6 +19,7 @@ import pytest
 from typer.testing import CliRunner
 
 from coi.cli.main import app
+from coi.db.database import HEAD_REVISION
 from coi.service.admin import upgrade_schema
 from coi.service.chain import CoiService
 from coi.service.demo import demo_password
@@ -298,6 +299,7 @@ def make_plain(site: ChainSite) -> dict[str, tuple[bytes, dict[str, str]]]:
                  s=secret, i=json.dumps(ids, sort_keys=True), c=coi_id)
     for col in ("phi_key_id", "wrapped_key", "sealed"):
         site.sql(f"ALTER TABLE patient DROP COLUMN {col}")
+    site.sql("DROP TABLE state_count")  # and before 0009
     site.sql("DROP INDEX ix_product_state_expected_index")  # and before 0008
     site.sql("ALTER TABLE product_state DROP COLUMN expected_index")
     site.sql("UPDATE alembic_version SET version_num = '0006'")
@@ -326,7 +328,7 @@ def test_coi_migrate_seals_plain_rows_and_leaves_no_identifier_in_the_files(
     assert r.exit_code == 0, r.output
     assert f"PHI key file: {site.db}.phikey created" in r.stdout
     assert f"sealed the identifiers of {len(plain)} patients under the PHI key" in r.stdout
-    assert "schema at revision 0008\n" in r.stdout
+    assert f"schema at revision {HEAD_REVISION}\n" in r.stdout
     assert r.stdout.endswith("products, all as the 12 verified entries make them: nothing "
                              "changed\n")  # and the product_state table was checked
     assert stat.S_IMODE(phi_key_path(site).stat().st_mode) == 0o600
@@ -340,7 +342,8 @@ def test_coi_migrate_seals_plain_rows_and_leaves_no_identifier_in_the_files(
     assert site.svc.patient_identity(coi_id) == Identity(PATIENT["name"], PATIENT["date_of_birth"])
     assert coi(site, "verify").exit_code == 0
     r = coi(site, "migrate")  # again: nothing left to do
-    assert r.exit_code == 0 and r.stdout.startswith("schema at revision 0008\nproduct_state: ")
+    assert r.exit_code == 0
+    assert r.stdout.startswith(f"schema at revision {HEAD_REVISION}\nproduct_state: ")
 
 
 def test_coi_migrate_refuses_a_readable_phi_key_and_changes_nothing(site: ChainSite) -> None:
@@ -392,7 +395,7 @@ def test_migrate_seals_plain_rows_on_postgresql(pg_url: str, tmp_path: Path) -> 
     coi_id = enrol(site)
     plain = make_plain(site)
     up = upgrade_schema(LedgerService.open(pg_url, str(tmp_path / "pg.logkey")))
-    assert (up.revision, up.sealed_patients) == ("0008", len(plain))
+    assert (up.revision, up.sealed_patients) == (HEAD_REVISION, len(plain))
     assert up.phi_key_created == tmp_path / "pg.phikey"
     rows = site.sql("SELECT * FROM patient")
     dump = repr(rows).encode() + b"".join(bytes(v) for r in rows for v in r

@@ -161,3 +161,66 @@ def test_a_rebuild_raced_by_a_station_verifies_again(tmp_path: Path) -> None:
     assert rebuilt.recorded_index == size + 1 and list(rebuilt.differed) == [a]
     site.svc.verify()
     other.ledger.engine.dispose()
+
+
+def counts(site: ChainSite) -> dict[str, int]:
+    return {s: int(n) for s, n in site.sql("SELECT state, products FROM state_count")
+            if int(n) != 0}
+
+
+def grouped(site: ChainSite) -> dict[str, int]:
+    return {s: int(n) for s, n in site.sql(
+        "SELECT state, COUNT(*) FROM product_state GROUP BY state")}
+
+
+@pytest.mark.req("TAMPER-DETECTION")
+def test_the_state_counts_move_with_the_rows_and_a_changed_count_is_caught_and_recounted(
+        backend_db: tuple[str, Path]) -> None:
+    """``coi status`` counts products by state from ``state_count`` (one row per state, kept
+    in each append's transaction), never by counting every product: the counts follow each
+    product from state to state; one changed outside coi fails ``coi verify``, naming the
+    state, and ``coi migrate`` counts again from the rows, recorded."""
+    site, a, b = two_products(backend_db)
+    before = grouped(site)
+    assert counts(site) == before and sorted(before.values()) == [1, 1]
+    assert site.svc.status()["by_state"] == before
+    c = new_walk(site, seq=3)
+    walk(site, c, until="labelling")  # a third product, through the first product's states
+    after = grouped(site)
+    assert counts(site) == after and sum(after.values()) == 3
+    assert after[site.svc.chain().product(a).state] == 2  # type: ignore[union-attr]
+
+    state = site.svc.chain().product(a).state  # type: ignore[union-attr]
+    site.sql("UPDATE state_count SET products = 7 WHERE state = :s", s=state)
+    assert site.svc.status()["by_state"][state] == 7  # what status reads: the projection
+    res = cli(site, "verify")
+    assert res.exit_code == 1
+    assert "state_count table disagrees" in res.output and f"state {state}: 7 counted, 2 " \
+        "products" in res.output and "coi migrate" in res.output
+    size = site.entry_count()
+    res = migrate(site)
+    assert res.exit_code == 0, res.output
+    assert "state_count: counted again" in res.output
+    assert site.entry_count() == size + 1  # the repair is on the record
+    assert site.sql("SELECT type FROM ledger_entry ORDER BY idx DESC LIMIT 1") == [
+        ("system.state_rebuilt",)]
+    assert counts(site) == grouped(site)
+    assert cli(site, "verify").exit_code == 0
+    res = migrate(site)  # nothing left to do
+    assert res.exit_code == 0 and "nothing changed" in res.output
+    assert site.entry_count() == size + 1
+
+
+def test_a_ledger_before_the_counts_is_upgraded_with_them_counted(
+        backend_db: tuple[str, Path]) -> None:
+    """Revision 0009 fills ``state_count`` from the product rows there are: a ledger that
+    verified before the upgrade verifies after it, and nothing is recorded."""
+    site, _a, _b = two_products(backend_db)
+    want = grouped(site)
+    site.sql("DROP TABLE state_count")
+    site.sql("UPDATE alembic_version SET version_num = '0008'")
+    size = site.entry_count()
+    res = migrate(site)
+    assert res.exit_code == 0, res.output
+    assert counts(site) == want and site.entry_count() == size
+    assert cli(site, "verify").exit_code == 0

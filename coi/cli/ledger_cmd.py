@@ -92,9 +92,16 @@ def migrate(db: DbOpt = None, log_key: LogKeyOpt = None) -> None:
                                     "that verifies", index=e.index) from None
         if rebuilt is None:
             return
-        if not rebuilt.differed:
+        if rebuilt.miscounted is not None:
+            typer.echo(f"state_count: counted again from the product rows (was: "
+                       f"{inert(rebuilt.miscounted)})")
+        if not rebuilt.differed and rebuilt.recorded_index is None:
             typer.echo(f"product_state: {rebuilt.products} products, all as the "
                        f"{rebuilt.verified_size} verified entries make them: nothing changed")
+            return
+        if not rebuilt.differed:
+            typer.echo(f"product_state: {rebuilt.products} products, all right (recorded as "
+                       f"entry {rebuilt.recorded_index}, system.state_rebuilt)")
             return
         typer.echo(f"product_state: rebuilt from the {rebuilt.verified_size} verified entries: "
                    f"{rebuilt.products} products written, {len(rebuilt.differed)} differed "

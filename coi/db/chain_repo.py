@@ -17,7 +17,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
 
-from coi.db.models import CoiCounter, Patient, ProductStateRow
+from coi.db.models import CoiCounter, Patient, ProductStateRow, StateCount
 from coi.db.tx import Tx, connection, write
 
 PAGE_ORDERS: dict[str, tuple[tuple[str, ...], bool]] = {
@@ -42,6 +42,7 @@ class PatientRow(NamedTuple):
 P = Patient.__table__  # type: ignore[attr-defined]
 CC = CoiCounter.__table__  # type: ignore[attr-defined]
 PS = ProductStateRow.__table__  # type: ignore[attr-defined]
+SC = StateCount.__table__  # type: ignore[attr-defined]
 
 
 class ChainStore:
@@ -133,10 +134,25 @@ class ChainStore:
         values = {"state": state, "data": data, "last_index": last_index,
                   "deadline_ms": deadline_ms, "deadline_window": deadline_window,
                   "open_deviations": open_deviations, "expected_index": expected_index}
-        if conn.execute(select(PS.c.coi).where(PS.c.coi == coi)).first() is None:
+        old = conn.execute(select(PS.c.state).where(PS.c.coi == coi)).first()
+        if old is None:
             conn.execute(insert(PS).values(coi=coi, **values))
         else:
             conn.execute(update(PS).where(PS.c.coi == coi).values(**values))
+        if old is None or old.state != state:  # the counts move with the row, in its tx
+            if old is not None:
+                conn.execute(update(SC).where(SC.c.state == old.state)
+                             .values(products=SC.c.products - 1))
+            is_pg = conn.dialect.name == "postgresql"
+            add = (pg_insert if is_pg else sqlite_insert)(SC).values(state=state, products=1)
+            conn.execute(add.on_conflict_do_update(
+                index_elements=[SC.c.state], set_={"products": SC.c.products + 1}))
+
+    def state_counts(self, *, tx: Tx | None = None) -> dict[str, int]:
+        """The stored count of products in each state (states with none left out)."""
+        with connection(self.reader if tx is None else self.engine, tx) as c:
+            return {r.state: int(r.products) for r in c.execute(
+                select(SC.c.state, SC.c.products).where(SC.c.products != 0))}
 
     def state_rows(self, *, tx: Tx | None = None) -> dict[str, dict[str, Any]]:
         """Every stored row, every column, by CoI (what ``coi verify`` compares)."""
@@ -152,6 +168,9 @@ class ChainStore:
         values = [{"coi": coi, **row} for coi, row in rows.items()]
         for i in range(0, len(values), 500):
             conn.execute(insert(PS), values[i:i + 500])
+        conn.execute(delete(SC))  # counted again from the rows as they now stand
+        conn.execute(insert(SC).from_select(
+            ["state", "products"], select(PS.c.state, func.count()).group_by(PS.c.state)))
 
     def states(self, state: str | None = None) -> list[tuple[str, str, str, int]]:
         q = select(PS.c.coi, PS.c.state, PS.c.data, PS.c.last_index).order_by(PS.c.coi)
@@ -161,14 +180,15 @@ class ChainStore:
             return [(r.coi, r.state, r.data, r.last_index) for r in c.execute(q)]
 
     def summary(self, *, soon_ms: int, now_ms: int, limit: int = 50) -> dict[str, Any]:
-        """Counts by state; the first ``limit`` windows running out or exceeded (soonest first)
-        and products with open deviations (most first), each with its total count. Every part
-        is an index range or an index count: the cost does not grow with the products listed
+        """Counts by state (the ``state_count`` projection: one row per state); the first
+        ``limit`` windows running out or exceeded (soonest first) and products with open
+        deviations (most first), each with its total count. Every part is an index range, an
+        index count or that projection: the cost does not grow with the products listed
         nowhere."""
         due = and_(PS.c.deadline_ms.is_not(None), PS.c.deadline_ms <= now_ms + soon_ms)
         with self.reader.connect() as c:
-            by_state = {r.state: int(r.n) for r in c.execute(
-                select(PS.c.state, func.count().label("n")).group_by(PS.c.state))}
+            by_state = {r.state: int(r.products) for r in c.execute(
+                select(SC.c.state, SC.c.products).where(SC.c.products != 0))}
             windows = [(r.coi, r.state, r.deadline_ms, r.deadline_window) for r in c.execute(
                 select(PS.c.coi, PS.c.state, PS.c.deadline_ms, PS.c.deadline_window)
                 .where(due).order_by(PS.c.deadline_ms, PS.c.coi).limit(limit))]

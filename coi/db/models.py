@@ -151,3 +151,13 @@ class ProductStateRow(SQLModel, table=True):
     # on it here since (or never received by hand-off).
     expected_index: int | None = Field(default=None,
                                        sa_column=Column(BigInteger, nullable=True))
+
+
+class StateCount(SQLModel, table=True):
+    """How many products stand in each state: a projection of ``product_state``, kept in the
+    same transaction as its rows, so that status counts read one short row per state instead of
+    counting every product ever made."""
+
+    __tablename__ = "state_count"
+    state: str = Field(sa_column=Column(String(64), primary_key=True))
+    products: int = Field(sa_column=Column(BigInteger, nullable=False))

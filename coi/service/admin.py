@@ -25,7 +25,7 @@ from coi.service.chain import CoiService, process_in_force
 from coi.service.chain_core import subject_of
 from coi.service.errors import Refused
 from coi.service.ledger import LedgerService
-from coi.service.projection import differences
+from coi.service.projection import count_difference, differences
 
 REBUILT_TYPE = "system.state_rebuilt"
 REBUILT_SUBJECT = "product_state"
@@ -46,6 +46,7 @@ class Rebuilt:
     products: int  # rows the rebuilt table holds
     differed: dict[str, str]  # CoI -> what differed (empty: the table was right)
     recorded_index: int | None  # the system.state_rebuilt entry, if rows changed
+    miscounted: str | None = None  # what was wrong with the state_count table, if anything
 
 
 def upgrade_schema(svc: LedgerService) -> Upgraded:
@@ -74,7 +75,8 @@ def rebuild_states(svc: LedgerService, *, jobs: int = 1,
         expected = coi.expected_rows(replayed)
         stored = coi.store.state_rows()
         diff = differences(stored, expected)
-        if not diff:
+        miscounted = count_difference(coi.store.state_counts(), expected)
+        if not diff and miscounted is None:
             return Rebuilt(result.size, len(expected), {}, None)
         names = sorted(diff)
         data: dict[str, Any] = {
@@ -82,7 +84,8 @@ def rebuild_states(svc: LedgerService, *, jobs: int = 1,
             "verified_size": result.size,
             "verified_root": base64.b64encode(result.root).decode("ascii"),
             "products": len(expected), "differed": len(names),
-            "named": [subject_of(n)[:40] for n in names[:NAMED_MAX]]}
+            "named": [subject_of(n)[:40] for n in names[:NAMED_MAX]],
+            "counts_differed": miscounted is not None}
 
         remove = [n for n in names if n in stored]
         rows = {n: expected[n] for n in names if n in expected}
@@ -97,7 +100,7 @@ def rebuild_states(svc: LedgerService, *, jobs: int = 1,
             index = svc.record_system(REBUILT_TYPE, REBUILT_SUBJECT, data, after=write)
         except _Moved:
             continue
-        return Rebuilt(result.size, len(expected), diff, index)
+        return Rebuilt(result.size, len(expected), diff, index, miscounted)
     raise Refused(f"the ledger grew while it was being verified, {ATTEMPTS} times: the "
                   "product_state table was not rebuilt; run `coi migrate` again when fewer "
                   "stations are recording")

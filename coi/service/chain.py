@@ -46,7 +46,7 @@ from coi.service.chain_views import SOON_MS, ChainViews
 from coi.service.enrolment import ERASED_TYPE, FIN, PATIENT_KEYS_MAX, Enrolment, check_erasure
 from coi.service.errors import ConfigError, Refused
 from coi.service.ledger import LedgerService
-from coi.service.projection import differences, state_row
+from coi.service.projection import count_difference, differences, state_row
 
 __all__ = ["AUTHOR_MEANING", "PATIENT_KEYS_MAX", "SOON_MS", "ChainCore", "CoiService",
            "Recorded", "check_roles", "definition_in_force", "fact_of", "genesis_extras",
@@ -126,7 +126,8 @@ class CoiService(Enrolment, ChainViews):
         replayer, hook = self._replay_hook()
 
         def compare(_result: VerifiedLog, store: ChainStore, tx: Tx) -> None:
-            self._compare_tables(replayer.chain, store.state_rows(tx=tx))
+            self._compare_tables(replayer.chain, store.state_rows(tx=tx),
+                                 store.state_counts(tx=tx))
 
         return self.ledger.verify(jobs=jobs, checkpoints=checkpoints, hook=hook,
                                   progress=progress, replica=replica, beside=compare)
@@ -156,8 +157,10 @@ class CoiService(Enrolment, ChainViews):
         process = self.process()
         return {coi: state_row(process, p) for coi, p in replayed.products.items()}
 
-    def _compare_tables(self, replayed: ChainState, stored: dict[str, dict[str, Any]]) -> None:
-        diff = differences(stored, self.expected_rows(replayed))
+    def _compare_tables(self, replayed: ChainState, stored: dict[str, dict[str, Any]],
+                        counts: dict[str, int]) -> None:
+        expected = self.expected_rows(replayed)
+        diff = differences(stored, expected)
         if diff:
             coi, what = next(iter(diff.items()))
             more = f" (and {len(diff) - 1} other products)" if len(diff) > 1 else ""
@@ -165,3 +168,9 @@ class CoiService(Enrolment, ChainViews):
                 f"the product_state table disagrees with the ledger for {coi}{more}: {what}; "
                 "the table was changed outside coi: the entries themselves verified, so run "
                 "`coi migrate` to rebuild the table from them")
+        wrong = count_difference(counts, expected)
+        if wrong is not None:
+            raise VerificationError(
+                f"the state_count table disagrees with the ledger ({wrong}): it was changed "
+                "outside coi; the entries themselves verified, so run `coi migrate` to count "
+                "again from them")

@@ -3,13 +3,15 @@ computed from the product's replayed state.
 
 ``state_row`` is the one place a row is computed: the append path writes it (``ChainCore``),
 ``coi verify`` compares the whole table with the rows of its own replay (``differences``: any
-column, any row missing or not made by an entry) and ``coi migrate`` writes them back
+column, any row missing or not made by an entry; ``count_difference``: the ``state_count``
+table, products per state) and ``coi migrate`` writes them back
 (``coi.service.admin.rebuild_states``). Pure: reads the process definition and the state.
 """
 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
@@ -68,3 +70,15 @@ def _same(column: str, have: Any, want: Any) -> bool:
         return bool(json.loads(have) == json.loads(want))
     except (TypeError, ValueError):
         return False
+
+
+def count_difference(stored: Mapping[str, int], expected: Mapping[str, Mapping[str, Any]]
+                     ) -> str | None:
+    """What is wrong with the stored ``state_count`` (products per state) against the rows
+    ``expected`` (by CoI), or None when every count is right."""
+    want = Counter(str(row["state"]) for row in expected.values())
+    bad = sorted(s for s in set(stored) | set(want) if stored.get(s, 0) != want.get(s, 0))
+    if not bad:
+        return None
+    return "; ".join(f"state {s}: {stored.get(s, 0)} counted, {want.get(s, 0)} products"
+                     for s in bad[:5]) + (f"; and {len(bad) - 5} more" if len(bad) > 5 else "")

@@ -12,12 +12,23 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-from sqlalchemy import Engine, and_, delete, func, insert, literal, select, tuple_, update
+from sqlalchemy import (
+    ColumnElement,
+    Engine,
+    and_,
+    delete,
+    func,
+    insert,
+    literal,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
 
-from coi.db.models import CoiCounter, Patient, ProductStateRow, StateCount
+from coi.db import models
 from coi.db.tx import Tx, connection, write
 
 PAGE_ORDERS: dict[str, tuple[tuple[str, ...], bool]] = {
@@ -39,10 +50,10 @@ class PatientRow(NamedTuple):
     erased_ms: int | None
 
 
-P = Patient.__table__  # type: ignore[attr-defined]
-CC = CoiCounter.__table__  # type: ignore[attr-defined]
-PS = ProductStateRow.__table__  # type: ignore[attr-defined]
-SC = StateCount.__table__  # type: ignore[attr-defined]
+P = models.patient
+CC = models.coi_counter
+PS = models.product_state
+SC = models.state_count
 
 
 class ChainStore:
@@ -209,7 +220,7 @@ class ChainStore:
         the ``handoff.received`` entry), and how many there are; ``states``: only those in one
         of them; ``coi``: only that product. One range of the partial index on
         ``expected_index`` and, when the page is full, one count of it."""
-        cond = [PS.c.expected_index.is_not(None)]
+        cond: list[ColumnElement[bool]] = [PS.c.expected_index.is_not(None)]
         if states is not None:
             # On the state as a value (``state || ''``), not through the state index: that
             # holds every product ever shipped from here, which would then be read and sorted.

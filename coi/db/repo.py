@@ -20,20 +20,20 @@ from typing import Any
 from sqlalchemy import Connection, Engine, and_, func, insert, select, text, update
 from sqlalchemy.exc import DBAPIError
 
+from coi.db import models
 from coi.db.errors import DatabaseUnreachable
-from coi.db.models import Account, Checkpoint, LedgerEntry, LedgerHead, TreeNode, UserKey
 from coi.db.reads import entries_sql, fetch_all, stored_tuple
 from coi.db.tx import Tx, connection, write
 from coi.db.url import ConfigError
 from coi.ledger import merkle
 from coi.ledger.entry import GENESIS_PREV, SignedEntry, StoredEntry
 
-E = LedgerEntry.__table__  # type: ignore[attr-defined]
-N = TreeNode.__table__  # type: ignore[attr-defined]
-H = LedgerHead.__table__  # type: ignore[attr-defined]
-C = Checkpoint.__table__  # type: ignore[attr-defined]
-K = UserKey.__table__  # type: ignore[attr-defined]
-A = Account.__table__  # type: ignore[attr-defined]
+E = models.ledger_entry
+N = models.tree_node
+H = models.ledger_head
+C = models.checkpoint
+K = models.user_key
+A = models.account
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from coi.service.errors import ConfigError
 from coi.service.ledger import LedgerService
 from coi.service.site import owner_only_problem
 
-PACKAGES = ("coi", "cryptography", "sqlalchemy", "sqlmodel", "alembic", "psycopg", "typer",
+PACKAGES = ("coi", "cryptography", "sqlalchemy", "alembic", "psycopg", "typer",
             "textual", "rich", "qrcode", "zxing-cpp", "reportlab", "pillow", "python-stdnum",
             "fhir.resources", "pytest", "hypothesis")
 TZDATA_FILES = (Path("/usr/share/zoneinfo/tzdata.zi"),)

@@ -65,3 +65,15 @@ def test_demo_without_the_ui_builds_shows_progress_and_verifies(tmp_path: Path) 
     assert v.exit_code == 0, v.output
     folder = runner.invoke(app, ["demo", "--no-tui", "--db", str(tmp_path)])
     assert folder.exit_code == 2 and "is a folder" in folder.stderr
+
+
+def test_ledger_commands_load_no_orm_layer(tmp_path: Path) -> None:
+    """The tables are plain SQLAlchemy Core: opening a ledger (``coi.service.chain``, which
+    every ledger command imports) loads neither SQLModel nor pydantic, ~90 ms of start-up."""
+    probe = ("import json, sys, coi.service.chain; "
+             "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules} "
+             "& {'sqlmodel', 'pydantic', 'pydantic_core'})))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == []

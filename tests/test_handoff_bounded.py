@@ -26,18 +26,30 @@ from coi.ledger.entry import b64
 from coi.service.handoff_receive import receive_handoff
 from coi.service.handoff_state import HANDOFF_RECEIVED, last_seen, received_at, sent_checkpoints
 from coi.service.ledger import Party
-from tests.test_handoff import (  # noqa: F401  (pair, templates: the fixtures)
+from tests.test_handoff import (
     CLINIC,
     ELSEWHERE,
     FACTORY,
     Org,
-    pair,
+    _template,
+    copy_org,
+    pin,
     send,
     ship,
-    templates,
 )
 
 OTHER = ELSEWHERE.split("+", 1)[0]  # a second partner's origin
+
+
+@pytest.fixture
+def pair(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> tuple[Org, Org]:
+    """A clinic and a factory pinning each other (copies of the session's templates)."""
+    root = tmp_path_factory.getbasetemp() / "federation-bounded"
+    clinic = copy_org(_template(root, "clinic", CLINIC), tmp_path / "c")
+    factory = copy_org(_template(root, "factory", FACTORY), tmp_path / "f")
+    pin(clinic, factory, "acme-factory", "manufacturing")
+    pin(factory, clinic, "city-clinic", "collection")
+    return clinic, factory
 
 
 @contextmanager
@@ -108,7 +120,7 @@ def test_a_receipt_reads_the_same_after_3_or_30_receipts(
     assert (at3["rows"], at3["parsed"]) == (at30["rows"], at30["parsed"])
     # What the bounded reads answer is what reading every receipt answered.
     seen = last_seen(factory.ledger, CLINIC[0])
-    rows = [r for r in factory.ledger.store.rows_of_types({HANDOFF_RECEIVED})]
+    rows = list(factory.ledger.store.rows_of_types({HANDOFF_RECEIVED}))
     ours = [r for r in rows if b'"sender_origin":"' + CLINIC[0].encode() in r.statement]
     assert seen is not None and seen.index == ours[-1].index == max(r.index for r in ours)
     other = last_seen(factory.ledger, OTHER)
@@ -138,3 +150,56 @@ def test_the_checkpoints_sent_are_the_largest_and_read_from_the_newest(
     assert sent_checkpoints(clinic.ledger, FACTORY[0], 0) == []
     for size, root in got:
         assert root == clinic.ledger.root_at(size)
+
+
+def _plans(engine: Any, explain: str, settings: tuple[str, ...] = ()) -> list[str]:
+    """The plans of the two reads the receipt makes, on this backend, as the store issues
+    them: the newest entries of a type, and the entries of a type on one product."""
+    store = repo.LedgerStore(engine)
+    seen: list[tuple[str, Any]] = []
+
+    def on_sql(_c: Any, _cur: Any, sql: str, params: Any, *_a: Any) -> None:
+        if "FROM ledger_entry" in sql:
+            seen.append((sql, params))
+
+    event.listen(engine, "before_cursor_execute", on_sql)
+    try:
+        store.rows_of_type_before(HANDOFF_RECEIVED, 1000, 4)
+        store.rows_of_type_on(HANDOFF_RECEIVED, "CHA99982600001A")
+    finally:
+        event.remove(engine, "before_cursor_execute", on_sql)
+    out = []
+    with engine.connect() as c:
+        for setting in settings:
+            c.exec_driver_sql(setting)
+        for sql, params in seen:
+            out.append(" | ".join(str(r[-1]) for r in c.exec_driver_sql(explain + sql, params)))
+    return out
+
+
+def test_sqlite_reads_the_newest_of_a_type_as_one_descending_range(sqlite_ledger: Any) -> None:
+    newest, on_product = _plans(sqlite_ledger.svc.engine, "EXPLAIN QUERY PLAN ")
+    # The type index holds the row id (= idx): the newest of a type, walked back, no sort.
+    assert "ix_ledger_entry_type (type=? AND rowid<?)" in newest, newest
+    assert "TEMP B-TREE" not in newest, newest
+    assert "ix_ledger_entry_subject" in on_product, on_product
+
+
+@pytest.mark.postgres
+def test_postgresql_reads_the_newest_of_a_type_through_an_index(pg_url: str) -> None:
+    from coi.db import migrate
+    from coi.db.engine import make_engine
+    from coi.db.url import DatabaseUrl
+
+    engine = make_engine(DatabaseUrl.parse(pg_url))
+    try:
+        migrate.upgrade(engine)
+        # an empty table: ask what it *can* use. With rows, the planner walks the primary key
+        # back filtering on the type (a common type), or takes the type's few rows from the
+        # type index and sorts them (a rare one): a page either way, never a table scan.
+        newest, on_product = _plans(engine, "EXPLAIN ", ("SET enable_seqscan = off",))
+    finally:
+        engine.dispose()
+    assert newest.startswith("Limit") and "Seq Scan" not in newest, newest
+    assert "pk_ledger_entry" in newest or "ix_ledger_entry_type" in newest, newest
+    assert "ix_ledger_entry_subject" in on_product and "Seq Scan" not in on_product, on_product

@@ -5,7 +5,9 @@ the checkpoints this site sent to a partner, the last checkpoint it accepted fro
 shipment was received already, and what is shown of the products expected here (received by
 hand-off, no process step recorded here since): which products those are is a column of the
 product_state projection (``expected_index``, rebuilt from the ledger like every column), and
-only their own ``handoff.received`` entries are read.
+only their own ``handoff.received`` entries are read. None of these reads grows with the number
+of hand-offs: a shipment's receipts are read on its product only, the last checkpoint seen and
+the checkpoints sent from the newest entries back, as far as they need (docs/federation.md).
 """
 
 from __future__ import annotations

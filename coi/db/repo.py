@@ -132,6 +132,26 @@ class LedgerStore:
         with connection(self.engine, tx) as conn:
             return [_stored(r) for r in conn.execute(q)]
 
+    def rows_of_type_before(self, type_: str, below: int | None, limit: int, *,
+                            tx: Tx | None = None) -> list[StoredEntry]:
+        """Up to ``limit`` entries of ``type_`` below index ``below`` (from the head when None),
+        newest first: one descending range of the type index (SQLite: type, row id), or of the
+        primary key filtered by type (PostgreSQL, by its planner's costs); a page, whatever the
+        number of entries of that type written before."""
+        cond = [E.c.type == type_] + ([E.c.idx < below] if below is not None else [])
+        q = select(E).where(and_(*cond)).order_by(E.c.idx.desc()).limit(limit)
+        with connection(self.engine, tx) as conn:
+            return [_stored(r) for r in conn.execute(q)]
+
+    def rows_of_type_on(self, type_: str, subject: str, *, tx: Tx | None = None
+                        ) -> list[StoredEntry]:
+        """The entries of ``type_`` on ``subject``, in index order: a range of the (subject,
+        idx) index, as many rows as the subject has entries whatever the ledger's size."""
+        q = (select(E).where(and_(E.c.subject == subject, E.c.type == type_))
+             .order_by(E.c.idx))
+        with connection(self.engine, tx) as conn:
+            return [_stored(r) for r in conn.execute(q)]
+
     def row(self, index: int) -> StoredEntry | None:
         with self.engine.connect() as c:
             r = c.execute(select(E).where(E.c.idx == index)).first()

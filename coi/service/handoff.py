@@ -134,7 +134,7 @@ def export_handoff(chain: CoiService, by: Unlocked, *, coi: str, to: str, out: P
     checkpoint = svc.checkpoint()
     cp = note.parse_checkpoint(checkpoint.split("\n\n", 1)[0] + "\n")
     previous = []
-    for size, root in sent_checkpoints(svc, partner.origin)[-MAX_PREVIOUS:]:
+    for size, root in sent_checkpoints(svc, partner.origin, MAX_PREVIOUS):
         if 0 < size <= cp.size:
             proof = svc.prove_consistency(size, cp.size)["proof"]
             previous.append(Previous(size, root, tuple(base64.b64decode(h) for h in proof)))

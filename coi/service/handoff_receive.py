@@ -209,7 +209,7 @@ def receive_handoff(chain: CoiService, by: Unlocked, path: Path, *, ack: Path | 
         raise _refused(svc, _subject(data), file_sha, r.reason) from None
 
     def check(ctx: Any, _reg: Any) -> None:  # under the write lock
-        at = received_at(svc, report.origin, h.shipment_hash, ctx.tx)
+        at = received_at(svc, report.origin, h.coi, h.shipment_hash, ctx.tx)
         if at is not None:
             raise _Refusal(f"already received: this shipment of {h.coi} from {p.name} was "
                            f"received at entry {at} (a replayed file)")

@@ -5,13 +5,15 @@ the checkpoints this site sent to a partner, the last checkpoint it accepted fro
 shipment was received already, and what is shown of the products expected here (received by
 hand-off, no process step recorded here since): which products those are is a column of the
 product_state projection (``expected_index``, rebuilt from the ledger like every column), and
-only their own ``handoff.received`` entries are read.
+only their own ``handoff.received`` entries are read. None of these reads grows with the number
+of hand-offs: a shipment's receipts are read on its product only, the last checkpoint seen and
+the checkpoints sent from the newest entries back, as far as they need (docs/federation.md).
 """
 
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,8 +42,21 @@ def _data(row: StoredEntry) -> Mapping[str, Any]:
         raise VerificationError(f"stored hand-off entry is damaged: {e}", index=row.index) from None
 
 
-def _rows(svc: LedgerService, type_: str, tx: Any = None) -> Iterable[StoredEntry]:
-    return svc.store.rows_of_types({type_}, tx=tx)
+FIRST_PAGE, MAX_PAGE = 4, 256  # rows per query walking one type back from the head (doubling)
+
+
+def _newest_first(svc: LedgerService, type_: str, tx: Any = None) -> Iterator[StoredEntry]:
+    """The entries of ``type_``, newest first, a page at a time (the first small, each next
+    twice as large): a caller that stops early reads and parses only as far back as it needed,
+    and the usual caller (the newest entry is the one wanted) reads one small page."""
+    below: int | None = None
+    size = FIRST_PAGE
+    while True:
+        page = svc.store.rows_of_type_before(type_, below, size, tx=tx)
+        yield from page
+        if len(page) < size:
+            return
+        below, size = page[-1].index, min(size * 2, MAX_PAGE)
 
 
 def _checkpoint(d: Mapping[str, Any]) -> tuple[int, bytes]:
@@ -49,33 +64,51 @@ def _checkpoint(d: Mapping[str, Any]) -> tuple[int, bytes]:
     return int(cp["size"]), base64.b64decode(cp["root"])
 
 
-def sent_checkpoints(svc: LedgerService, origin: str) -> list[tuple[int, bytes]]:
-    """(size, root) of every checkpoint sent to the partner of ``origin``, by size."""
+def sent_checkpoints(svc: LedgerService, origin: str, limit: int) -> list[tuple[int, bytes]]:
+    """(size, root) of the ``limit`` largest checkpoints sent to the partner of ``origin``, by
+    size (what the next file to it proves consistency from: ``previous``).
+
+    Read newest first, and no further back than needed: a ``handoff.sent`` entry records the
+    checkpoint of the head before it was appended, so its size is at most its own index; once
+    ``limit`` sizes are held and the smallest of them is at least the index of the next (older)
+    entry, no older entry can hold a larger one. Of one size sent twice, the newest root is
+    kept (as reading them all in index order kept the last)."""
     out: dict[int, bytes] = {}
-    for row in _rows(svc, HANDOFF_SENT):
+    if limit <= 0:
+        return []
+    for row in _newest_first(svc, HANDOFF_SENT):
+        if len(out) >= limit and sorted(out)[-limit] >= row.index:
+            break
         d = _data(row)
         if d.get("to_origin") == origin:
             size, root = _checkpoint(d)
-            out[size] = root
-    return sorted(out.items())
+            out.setdefault(size, root)
+    return sorted(out.items())[-limit:]
 
 
 def last_seen(svc: LedgerService, origin: str, tx: Any = None) -> Seen | None:
-    """The newest checkpoint accepted from the partner of ``origin``, if any."""
-    best: Seen | None = None
-    for row in _rows(svc, HANDOFF_RECEIVED, tx):
+    """The newest checkpoint accepted from the partner of ``origin``, if any.
+
+    That is the one of its newest ``handoff.received`` entry: a receipt is refused unless its
+    checkpoint is at least as large as the last one accepted from that origin (same size: same
+    root), so per partner the sizes only grow with the index. Read newest first, stopping at
+    the first entry of that partner; a partner that never sent reads back through them all."""
+    for row in _newest_first(svc, HANDOFF_RECEIVED, tx):
         d = _data(row)
         if d.get("sender_origin") == origin:
             size, root = _checkpoint(d)
-            if best is None or size >= best.size:
-                best = Seen(size, root, row.index)
-    return best
+            return Seen(size, root, row.index)
+    return None
 
 
-def received_at(svc: LedgerService, origin: str, shipment_hash: str, tx: Any = None
+def received_at(svc: LedgerService, origin: str, coi: str, shipment_hash: str, tx: Any = None
                 ) -> int | None:
-    """The index of the ``handoff.received`` entry for this shipment of that sender, if any."""
-    for row in _rows(svc, HANDOFF_RECEIVED, tx):
+    """The index of the ``handoff.received`` entry for this shipment of that sender, if any.
+
+    Only the entries on the product ``coi`` are read: a shipment is an entry of the product the
+    file carries (its hash is checked against the file's in-scope entry, whose subject is the
+    file's CoI), and every receipt of it was recorded on that CoI."""
+    for row in svc.store.rows_of_type_on(HANDOFF_RECEIVED, coi, tx=tx):
         d = _data(row)
         ship = d.get("shipment")
         if d.get("sender_origin") == origin and isinstance(ship, dict) \

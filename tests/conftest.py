@@ -40,6 +40,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                                 + "\n".join(unknown))
 
 PG_ENV = "COI_TEST_POSTGRES_URL"
+BEFORE_0010 = (  # the ledger_entry indexes as revision 0009 left them (tests that stand earlier)
+    "DROP INDEX ix_ledger_entry_type_idx",
+    "CREATE INDEX ix_ledger_entry_type ON ledger_entry (type)",
+    "CREATE INDEX ix_ledger_entry_subject ON ledger_entry (subject)",
+)
 ORIGIN = "coi.test/a9999"
 PASSWORDS = {
     "admin": "admin-password-1",

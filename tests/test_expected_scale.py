@@ -31,6 +31,7 @@ from coi.service.admin import rebuild_states
 from coi.service.demo import STEP_NAMES, Site, Walk, step
 from coi.service.handoff_receive import receive_handoff
 from coi.tui.text import arrivals
+from tests.conftest import BEFORE_0010
 from tests.test_handoff import CLINIC, FACTORY, Org, build, pin, reopen, send, ship
 
 runner = CliRunner()
@@ -160,6 +161,8 @@ def test_a_0007_ledger_with_received_products_is_upgraded_with_them_expected(
     # The ledger as revision 0007 left it: no column, no index; the entries as they are.
     engine = factory.ledger.engine
     with engine.begin() as c:
+        for q in BEFORE_0010:
+            c.execute(text(q))
         c.execute(text("DROP TABLE state_count"))  # 0009: counted again from the rows
         c.execute(text("DROP INDEX ix_product_state_expected_index"))
         c.execute(text("ALTER TABLE product_state DROP COLUMN expected_index"))

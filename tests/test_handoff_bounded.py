@@ -179,10 +179,10 @@ def _plans(engine: Any, explain: str, settings: tuple[str, ...] = ()) -> list[st
 
 def test_sqlite_reads_the_newest_of_a_type_as_one_descending_range(sqlite_ledger: Any) -> None:
     newest, on_product = _plans(sqlite_ledger.svc.engine, "EXPLAIN QUERY PLAN ")
-    # The type index holds the row id (= idx): the newest of a type, walked back, no sort.
-    assert "ix_ledger_entry_type (type=? AND rowid<?)" in newest, newest
+    # The (type, idx) index: the newest of a type, walked back, no sort.
+    assert "ix_ledger_entry_type_idx (type=? AND idx<?)" in newest, newest
     assert "TEMP B-TREE" not in newest, newest
-    assert "ix_ledger_entry_subject" in on_product, on_product
+    assert "ix_ledger_entry_subject_idx" in on_product, on_product
 
 
 @pytest.mark.postgres
@@ -194,12 +194,12 @@ def test_postgresql_reads_the_newest_of_a_type_through_an_index(pg_url: str) -> 
     engine = make_engine(DatabaseUrl.parse(pg_url))
     try:
         migrate.upgrade(engine)
-        # an empty table: ask what it *can* use. With rows, the planner walks the primary key
-        # back filtering on the type (a common type), or takes the type's few rows from the
-        # type index and sorts them (a rare one): a page either way, never a table scan.
+        # an empty table: ask what it *can* use (revision 0010's (type, idx) index: one
+        # backward range of the type, no sort, whatever the planner thinks of the type's rows).
         newest, on_product = _plans(engine, "EXPLAIN ", ("SET enable_seqscan = off",))
     finally:
         engine.dispose()
     assert newest.startswith("Limit") and "Seq Scan" not in newest, newest
-    assert "pk_ledger_entry" in newest or "ix_ledger_entry_type" in newest, newest
-    assert "ix_ledger_entry_subject" in on_product and "Seq Scan" not in on_product, on_product
+    assert "Index Scan Backward using ix_ledger_entry_type_idx" in newest, newest
+    assert "Sort" not in newest, newest
+    assert "ix_ledger_entry_subject_idx" in on_product and "Seq Scan" not in on_product, on_product

@@ -47,9 +47,9 @@ def test_sqlite_reads_a_range_of_indexes_through_the_row_id(sqlite_ledger: Ledge
     plan = _sqlite_plan(sqlite_ledger.db, RANGE)
     assert "INTEGER PRIMARY KEY (rowid>? AND rowid<?)" in plan, plan
     typed = _sqlite_plan(sqlite_ledger.db, TYPED)
-    # One range per type (the row id sits in the type index): only entries from N are visited
+    # One range per type (revision 0010's (type, idx) index): only entries from N are visited
     # and sorted, never every entry of those types ever written.
-    assert "(type=? AND rowid>?)" in typed, typed
+    assert "ix_ledger_entry_type_idx (type=? AND idx>?)" in typed, typed
 
 
 @pytest.mark.postgres

@@ -28,6 +28,7 @@ from coi.service.ledger import LedgerService, Party
 from coi.service.phi import PHI_KEY_FORMAT, Identity, new_phi_key
 from coi.service.phi_store import open_patient
 from tests.chain_site import T0, ChainSite, H, copy_site, new_site
+from tests.conftest import BEFORE_0010
 
 runner = CliRunner()
 
@@ -299,6 +300,8 @@ def make_plain(site: ChainSite) -> dict[str, tuple[bytes, dict[str, str]]]:
                  s=secret, i=json.dumps(ids, sort_keys=True), c=coi_id)
     for col in ("phi_key_id", "wrapped_key", "sealed"):
         site.sql(f"ALTER TABLE patient DROP COLUMN {col}")
+    for q in BEFORE_0010:
+        site.sql(q)
     site.sql("DROP TABLE state_count")  # and before 0009
     site.sql("DROP INDEX ix_product_state_expected_index")  # and before 0008
     site.sql("ALTER TABLE product_state DROP COLUMN expected_index")

@@ -18,7 +18,7 @@ from coi.service.chain import CoiService
 from coi.service.errors import VerificationError
 from coi.service.ledger import Party
 from tests.chain_site import T0, ChainSite, H, new_site, new_walk, walk
-from tests.conftest import Ledger
+from tests.conftest import BEFORE_0010, Ledger
 
 runner = CliRunner()
 
@@ -217,6 +217,8 @@ def test_a_ledger_before_the_counts_is_upgraded_with_them_counted(
     verified before the upgrade verifies after it, and nothing is recorded."""
     site, _a, _b = two_products(backend_db)
     want = grouped(site)
+    for q in BEFORE_0010:
+        site.sql(q)
     site.sql("DROP TABLE state_count")
     site.sql("UPDATE alembic_version SET version_num = '0008'")
     size = site.entry_count()

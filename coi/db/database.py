@@ -22,7 +22,7 @@ from coi.db.repo import LedgerStore
 from coi.db.tx import Tx, write
 from coi.db.url import READ_ENV_VAR, ConfigError, DatabaseUrl
 
-HEAD_REVISION = "0009"
+HEAD_REVISION = "0010"
 """The newest migration this coi ships (``migrations/versions``). Kept here so that opening a
 ledger reads one row instead of loading Alembic and every migration script;
 tests/test_migrations.py fails when a migration is added and this is not moved with it."""

@@ -42,13 +42,15 @@ ledger_entry = Table(
     Column("prev_hash", String(64), nullable=False, unique=True),
     Column("entry_hash", String(64), nullable=False, unique=True),
     Column("time_ms", BigInteger, nullable=False),
-    Column("type", String(128), nullable=False, index=True),
-    Column("subject", String(128), nullable=False, index=True),
+    Column("type", String(128), nullable=False),
+    Column("subject", String(128), nullable=False),
     Column("signer", String(64), nullable=False, index=True),
     Column("statement", LargeBinary, nullable=False),
     Column("signatures", LargeBinary, nullable=False),
     # the previous entry on a subject (a new statement's ``subject_prev``) in one lookup
     Index("ix_ledger_entry_subject_idx", "subject", "idx"),
+    # the entries of a type in index order, either way (catch-up, newest hand-offs): a range
+    Index("ix_ledger_entry_type_idx", "type", "idx"),
 )
 
 # One complete subtree: leaves [idx * 2**level, (idx + 1) * 2**level). Level 0 = leaves.

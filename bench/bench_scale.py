@@ -161,9 +161,11 @@ def _measure(built: Built, depth: list[int], work: Path) -> dict[str, tuple[floa
 
 
 COMMAND_IMPORTS = ("import coi.cli.main, coi.cli.chain_cmd, coi.cli.readable, coi.service.chain, "
-                   "coi.service.labels")
+                   "coi.service.labels, typer._adapters")
 """What ``coi show`` and ``coi status`` import before they open the database: the same for any
-ledger size, so the second baseline leaves only what the request itself costs."""
+ledger size, so the second baseline leaves only what the request itself costs. Typer (0.2x)
+imports ``typer._adapters``, and with it pydantic (~80 ms here), when it parses the command's
+arguments."""
 
 
 def _cli(built: Built, coi: str) -> dict[str, float]:

@@ -35,10 +35,9 @@ os.environ.setdefault("COI_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:
 
 from common import header, line, verdict  # noqa: E402
 
-from coi.ledger.clock import FixedClock  # noqa: E402
 from coi.service.ledger import LedgerService, Party  # noqa: E402
-from tests.conftest import NAMES, ORIGIN, PASSWORDS  # noqa: E402
-from tests.pg_cluster import Cluster, new_cluster, stop_quietly  # noqa: E402
+from tests.conftest import NAMES, PASSWORDS  # noqa: E402
+from tests.pg_cluster import Cluster, new_cluster, new_site, stop_quietly  # noqa: E402
 
 SUBJECT = "CHA99992600001A"
 
@@ -58,12 +57,8 @@ def main() -> None:
 
 def run(cluster: Cluster, root: Path, writers: int, restarts: int) -> None:
     key = root / "coi.logkey"
-    clock = FixedClock()
-    svc = LedgerService.open(cluster.url, str(key), clock=clock)
-    svc.init(origin=ORIGIN, admin="admin", admin_name=NAMES["admin"],
-             admin_password=PASSWORDS["admin"], tz="Europe/Paris", site_data={"fin": "A9999"},
-             process=None)
-    admin = svc.unlock("admin", PASSWORDS["admin"])
+    svc, admin = new_site(cluster.url, key)
+    clock = svc.clock
     svc.enrol(admin, user="alice", name=NAMES["alice"], roles=["apheresis"],
               password=PASSWORDS["alice"])
     alice = svc.unlock("alice", PASSWORDS["alice"])

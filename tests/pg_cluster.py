@@ -14,6 +14,7 @@ import socket
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -85,3 +86,17 @@ def stop_quietly(c: Cluster) -> None:
         c.kill()
     except subprocess.CalledProcessError:
         pass
+
+
+def new_site(url: str, key: Path) -> tuple[Any, Any]:
+    """A ledger (no process) initialised on ``url`` with the test admin, its log key at
+    ``key``, on a fixed clock: ``(LedgerService, the admin unlocked)``."""
+    from coi.ledger.clock import FixedClock
+    from coi.service.ledger import LedgerService
+    from tests.conftest import NAMES, ORIGIN, PASSWORDS
+
+    svc = LedgerService.open(url, str(key), clock=FixedClock())
+    svc.init(origin=ORIGIN, admin="admin", admin_name=NAMES["admin"],
+             admin_password=PASSWORDS["admin"], tz="Europe/Paris", site_data={"fin": "A9999"},
+             process=None)
+    return svc, svc.unlock("admin", PASSWORDS["admin"])

@@ -18,10 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from coi.ledger.clock import FixedClock
 from coi.service.ledger import LedgerService, Party
-from tests.conftest import NAMES, ORIGIN, PASSWORDS
-from tests.pg_cluster import Cluster
+from tests.conftest import NAMES, PASSWORDS
+from tests.pg_cluster import Cluster, new_site
 
 pytestmark = [pytest.mark.postgres, pytest.mark.xdist_group("pg-cluster")]
 
@@ -33,12 +32,8 @@ def test_writers_ride_out_hard_restarts_losing_and_doubling_nothing(
         own_cluster: Cluster, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     cluster = own_cluster
     key = tmp_path / "coi.logkey"
-    clock = FixedClock()
-    svc = LedgerService.open(cluster.url, str(key), clock=clock)
-    svc.init(origin=ORIGIN, admin="admin", admin_name=NAMES["admin"],
-             admin_password=PASSWORDS["admin"], tz="Europe/Paris", site_data={"fin": "A9999"},
-             process=None)
-    admin = svc.unlock("admin", PASSWORDS["admin"])
+    svc, admin = new_site(cluster.url, key)
+    clock = svc.clock
     svc.enrol(admin, user="alice", name=NAMES["alice"], roles=["apheresis"],
               password=PASSWORDS["alice"])
 
@@ -98,3 +93,23 @@ def test_writers_ride_out_hard_restarts_losing_and_doubling_nothing(
     svc.engine.dispose()
     err = capfd.readouterr().err
     assert "Traceback" not in err, err
+
+
+def test_a_pooled_connection_left_mid_query_is_retried_not_raised(pg_url: str,
+                                                                 tmp_path: Path) -> None:
+    """Seen once under the restart cycle: a pooled connection the server's going left in the
+    middle of a query fails even the pool's ping, with psycopg's "can't change 'autocommit'
+    now" (a ProgrammingError, which SQLAlchemy does not count as a disconnect), and the append
+    raised it. The pool now replaces a connection that fails its ping: the append goes through
+    at once, nothing to retry, and the entry lands once."""
+    svc, admin = new_site(pg_url, tmp_path / "coi.logkey")
+    said: list[str] = []
+    svc.on_retry = said.append
+    svc.engine.dispose()  # one pooled connection, the one the append will get
+    with svc.engine.connect() as c:
+        raw = c.connection.driver_connection
+    assert raw is not None
+    raw.pgconn.send_query(b"SELECT pg_sleep(0.2)")  # left mid-query, back in the pool
+    entry = svc.append("test.note", "CHA99992600001A", {"n": 1}, [Party(admin, "authored")])
+    assert said == []
+    assert svc.verify().size == entry.index + 1

@@ -17,11 +17,9 @@ import pytest
 
 from coi.db.database import Database
 from coi.db.url import DatabaseUrl
-from coi.ledger.clock import FixedClock
 from coi.service.errors import ConfigError
 from coi.service.ledger import LedgerService, Party
-from tests.conftest import NAMES, ORIGIN, PASSWORDS
-from tests.pg_cluster import Cluster, stop_quietly
+from tests.pg_cluster import Cluster, new_site, stop_quietly
 
 pytestmark = [pytest.mark.postgres, pytest.mark.xdist_group("pg-cluster")]
 
@@ -30,12 +28,8 @@ def test_replica_reads_what_the_primary_committed_and_refuses_writes(
         own_cluster: Cluster, tmp_path: Path) -> None:
     primary = own_cluster
     key = tmp_path / "coi.logkey"
-    clock = FixedClock()
-    svc = LedgerService.open(primary.url, str(key), clock=clock)
-    svc.init(origin=ORIGIN, admin="admin", admin_name=NAMES["admin"],
-             admin_password=PASSWORDS["admin"], tz="Europe/Paris", site_data={"fin": "A9999"},
-             process=None)
-    admin = svc.unlock("admin", PASSWORDS["admin"])
+    svc, admin = new_site(primary.url, key)
+    clock = svc.clock
 
     root = primary.dir.parent
     replica = Cluster(root, replica_of=primary)
@@ -113,12 +107,7 @@ def test_verify_reads_the_replica_and_says_how_far_behind_it_is(
 
     primary = own_cluster
     key = tmp_path / "coi.logkey"
-    clock = FixedClock()
-    svc = LedgerService.open(primary.url, str(key), clock=clock)
-    svc.init(origin=ORIGIN, admin="admin", admin_name=NAMES["admin"],
-             admin_password=PASSWORDS["admin"], tz="Europe/Paris", site_data={"fin": "A9999"},
-             process=None)
-    admin = svc.unlock("admin", PASSWORDS["admin"])
+    svc, admin = new_site(primary.url, key)
     for n in range(3):
         svc.append("test.note", "CHA99992600001A", {"n": n}, [Party(admin, "authored")])
     size = svc.store.head().size  # type: ignore[union-attr]

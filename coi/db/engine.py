@@ -2,7 +2,8 @@
 
 SQLite: WAL journal, ``synchronous=FULL`` (an acknowledged append survives power loss), a busy
 timeout, and ``BEGIN IMMEDIATE`` for writers (a deferred BEGIN can fail with
-SQLITE_BUSY_SNAPSHOT when a reader upgrades). PostgreSQL: psycopg 3; writers lock the head row.
+SQLITE_BUSY_SNAPSHOT when a reader upgrades). PostgreSQL: psycopg 3; writers lock the head row;
+each pooled connection is pinged before use, and one that fails the ping is replaced.
 The URL comes parsed (``coi.db.url.DatabaseUrl``): nothing here reads it again.
 """
 
@@ -33,7 +34,20 @@ def make_engine(url: DatabaseUrl) -> Engine:
         engine = create_engine(url.driver_url, connect_args={"timeout": 60})
         _sqlite_setup(engine)
         return engine
-    return create_engine(url.driver_url, pool_pre_ping=True)
+    engine = create_engine(url.driver_url, pool_pre_ping=True)
+    _postgres_setup(engine)
+    return engine
+
+
+def _postgres_setup(engine: Engine) -> None:
+    @event.listens_for(engine, "handle_error")
+    def _unusable_when_the_ping_fails(ctx: Any) -> None:
+        """A pooled connection that fails the pool's ping is not used, whatever the error:
+        the pool then opens a new one. A server that went away mid-query can leave a
+        connection that fails even the ping with psycopg's "can't change 'autocommit' now"
+        (a ProgrammingError, which SQLAlchemy would otherwise raise to the caller)."""
+        if ctx.is_pre_ping:
+            ctx.is_disconnect = True
 
 
 def _sqlite_setup(engine: Engine) -> None:

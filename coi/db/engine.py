@@ -18,9 +18,11 @@ from coi.db.url import ConfigError, DatabaseUrl
 
 __all__ = ["ConfigError", "make_engine"]
 
-# The pool logs a lost connection with its traceback; with no handler configured Python prints
-# that on stderr, over a station's screen. coi reports a lost server itself, in one line.
+# The pool logs a lost connection with its traceback, and psycopg a pipeline it could not end
+# ("error ignored terminating …"); with no handler configured Python prints those on stderr,
+# over a station's screen. coi reports a lost server itself, in one line.
 logging.getLogger("sqlalchemy").addHandler(logging.NullHandler())
+logging.getLogger("psycopg").addHandler(logging.NullHandler())
 
 
 def make_engine(url: DatabaseUrl) -> Engine:

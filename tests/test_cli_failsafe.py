@@ -243,3 +243,24 @@ def test_a_full_disk_says_nothing_was_recorded(led: Ledger, small_disk: Path) ->
     after = run("verify", "--db", str(db))
     assert after.exit_code == 0, after.output
     assert after.stdout.split(";")[0] == before.stdout.split(";")[0]  # same entry count
+
+
+@pytest.mark.parametrize("tables", [[], ["CREATE TABLE t (x INTEGER)"]])
+def test_migrate_leaves_a_database_that_is_not_a_coi_ledger_alone(tmp_path: Path,
+                                                                  tables: list[str]) -> None:
+    """An empty file, or someone else's SQLite database, given as --db: `coi migrate` is a
+    usage error and adds no table (only `coi init` makes a ledger)."""
+    import sqlite3
+
+    other = tmp_path / "other.db"
+    if tables:
+        with sqlite3.connect(other) as c:
+            for q in tables:
+                c.execute(q)
+    else:
+        other.write_bytes(b"")
+    line = one_coi_line(run("migrate", "--db", str(other)))
+    assert "holds no coi ledger" in line and "coi init" in line
+    with sqlite3.connect(other) as c:
+        names = [r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+    assert names == (["t"] if tables else [])

@@ -70,6 +70,10 @@ def migrate(ledger: LedgerService) -> tuple[str, int, bool]:
     attributes: dict[str, Any] = {}
     created = False
     db = ledger.db
+    if not db.has_table("ledger_head"):
+        raise ConfigError(f"{db.url.display} holds no coi ledger (no ledger tables): `coi "
+                          "migrate` only upgrades a ledger made by `coi init`; give the ledger's "
+                          "--db, or create one with `coi init`. Nothing was written.")
     if db.has_column("patient", "secret") and ledger.store.head() is not None:
         # a ledger from before sealing: no row is sealed yet, so a new PHI key is safe
         path = ledger.site.phi_key_path

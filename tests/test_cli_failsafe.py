@@ -264,3 +264,12 @@ def test_migrate_leaves_a_database_that_is_not_a_coi_ledger_alone(tmp_path: Path
     with sqlite3.connect(other) as c:
         names = [r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type='table'")]
     assert names == (["t"] if tables else [])
+
+
+def test_an_output_in_a_folder_that_does_not_exist_is_a_usage_error(led: Ledger,
+                                                                    tmp_path: Path) -> None:
+    """Checked before any work starts: one `coi:` line, exit 2, nothing written."""
+    out = tmp_path / "nodir" / "x.jsonl"
+    line = one_coi_line(run("export", "--all", "-o", str(out), "--db", led.db))
+    assert f"folder {out.parent} does not exist" in line and "nothing was written" in line
+    assert not out.parent.exists()

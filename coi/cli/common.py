@@ -56,11 +56,15 @@ ForceOpt = Annotated[bool, typer.Option("--force", help="Replace the file if it 
 
 
 def refuse_existing(force: bool, *paths: Path | None) -> None:
-    """An output file that exists is replaced only with --force (usage error otherwise)."""
+    """An output file that exists is replaced only with --force, and its folder must exist
+    (usage errors, checked before any work starts)."""
     for p in paths:
         if p is not None and not force and (p.exists() or p.is_symlink()):
             fail(f"{p} exists; nothing was written: choose another file, or add --force to "
                  "replace it", EXIT_USAGE)
+        if p is not None and not p.parent.is_dir():
+            fail(f"folder {p.parent} does not exist; nothing was written: create it, or choose "
+                 f"another path for {p.name}", EXIT_USAGE)
 
 
 def require_existing(db: str | None, *, must_exist: bool = True) -> None:

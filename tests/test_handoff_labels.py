@@ -303,3 +303,34 @@ def test_labels_a_hand_off_brought_keep_their_issue_order_past_nine() -> None:
         product.labels[f"L-{coi}-F00001-{n}"] = Label(f"L-{coi}-F00001-{n}", "F00001",
                                                       "applied" if n == "11" else "voided", [7])
     assert [lab.id[-2:] for lab in labels_of(product, "F00001")] == ["-9", "10", "11"]
+
+
+@pytest.mark.req("DEVICE-CHECKS")
+def test_a_label_keyed_at_the_cli_is_checked_as_a_station_checks_it(chain: Chain,
+                                                                   tmp_path: Path) -> None:
+    """`coi record` takes a bag's label keyed by hand (scanner broken: witness and reason); the
+    label is checked as a station checks a scan, before the step: a forged signature or a
+    plain copy of a label the partner printed signed is refused and recorded, the step is not
+    attempted, the product unchanged."""
+    hospital, coi = chain.hospital, chain.coi
+    hospital.ledger.engine.dispose()
+    for who in ("nina", "noah"):
+        (tmp_path / f"{who}.pw").write_text(pw(who) + "\n")
+    maya = label_key_id(chain.factory.people["maya"].public_key)
+    forged = _forge(coi, "F00001", maya)[3:]  # keyed: the payload without the AIM prefix
+    plain = payload.encode(coi, "F00001")
+    for keyed, words in ((forged, "does not verify with key .* of maya at partner acme-factory"),
+                         (plain, "printed signed by partner acme-factory")):
+        before, state = hospital.count(), hospital.svc.show(coi)["state"]
+        hospital.ledger.engine.dispose()
+        r = runner.invoke(app, [
+            "record", "bedside_verification", "--coi", coi, "--item", "F00001", "--as", "nina",
+            "--password-file", str(tmp_path / "nina.pw"), "--witness", "noah",
+            "--witness-password-file", str(tmp_path / "noah.pw"), "--keyed-reason",
+            "scanner broken", "--field", f"scanned_bag={keyed}", "--db", hospital.db,
+            "--log-key", str(hospital.key)])
+        assert r.exit_code == 1, r.output
+        assert re.search(words, r.stderr), r.stderr
+        assert hospital.count() == before + 1
+        assert hospital.ledger.store.row(before).type == "system.scan_refused"  # type: ignore[union-attr]
+        assert hospital.svc.show(coi)["state"] == state

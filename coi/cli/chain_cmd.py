@@ -128,6 +128,9 @@ def record(
     actor = unlock_user(svc, as_, password_file)
     wit = unlock_user(svc, witness, witness_password_file, "witness password") if witness else None
     with errors():
+        from coi.service.keyed_labels import check_keyed_labels
+
+        check_keyed_labels(svc, step, coi, fields, by=actor.user)
         rec = svc.record(step, coi, actor=actor, witness=wit, item=item, fields=fields,
                          keyed_reason=keyed_reason)
         typer.echo(f"recorded {inert(step)} for {inert(coi.upper())} at entry {rec.entry.index}")

@@ -3,6 +3,8 @@ the audit copy and `coi verify`: a real site (template copy), real keys, real SQ
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -130,3 +132,42 @@ def test_destruction_ends_the_bag_with_a_witness_and_verify_replays_it(story: St
         _rec(site, "disposal", coi, "maya", item="F00003", grounds="again")
     assert "F00003 is already 'destroyed'" in exc.value.reason
     site.svc.verify()
+
+
+def _pdf_text(pdf: Path) -> str:
+    done = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True,
+                          text=True, check=True, timeout=120)
+    return done.stdout
+
+
+@pytest.mark.req("COPIES")
+@pytest.mark.skipif(shutil.which("pdftotext") is None, reason="needs poppler-utils (pdftotext)")
+def test_the_pdf_copy_shows_the_failure_the_retest_and_the_exceptional_release(
+        story: Story, tmp_path: Path) -> None:
+    site = story.site
+    site.svc.ledger.engine.dispose()
+    bundle = tmp_path / "coi.jsonl"
+    res = runner.invoke(app, ["export", "--coi", story.w.coi, "-o", str(bundle), "-q",
+                              "--db", site.db, "--log-key", str(site.log_key)])
+    assert res.exit_code == 0, res.output
+    pdf = tmp_path / "report.pdf"
+    res = runner.invoke(app, ["report", str(bundle), "-o", str(pdf), "--trust",
+                              site.svc.ledger.log_verifier_key()])
+    assert res.exit_code == 0, res.output
+    text = _pdf_text(pdf)
+    lines = [" ".join(line.split()) for line in text.splitlines()]
+    assert "QC results (every result; none is ever replaced)" in lines
+    # the failure stays, and the retest names it and says why it was repeated
+    assert any(line.startswith(f"{story.fail} viability fail 55 % Quinn QC (quinn) - authored")
+               for line in lines), text
+    assert any(line.startswith(f"{story.retest} viability pass 81 % entry {story.fail} OOS "
+                               "investigation: sample handling Quinn QC") for line in lines), text
+    flat = " ".join(text.split())
+    assert f"Exceptional release (entry {story.release})" in flat
+    assert f"Released entry {story.release}, " in flat and "Grace QA (grace) - released" in flat
+    assert f"Requested by the treating physician (entry {story.request})" in flat
+    assert "Dr Pia Physician (pia) - authored" in flat
+    assert "No alternative therapy for this patient" in flat
+    assert f"OOS deviation {story.deviation}, QA disposition" in flat
+    assert "Grace QA (grace) - reviewed Disposition: proceed Rationale: Investigation complete; " \
+           "benefit outweighs risk" in flat

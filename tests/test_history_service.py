@@ -82,15 +82,21 @@ def test_show_keeps_the_failure_and_the_exceptional_release(story: Story) -> Non
     [x] = view["exceptional_releases"]
     assert (x["release"], x["request"]) == (story.release, story.request)
     assert x["requested_by"][0]["name"] == "Dr Pia Physician"
-    assert x["oos_dispositions"] == [{"deviation": story.deviation, "disposition": "proceed",
-                                      "at": x["oos_dispositions"][0]["at"]}]
+    [qa] = x["oos_dispositions"]
+    assert (qa["deviation"], qa["disposition"]) == (story.deviation, "proceed")
+    assert [s["name"] for s in qa["by"]] == ["Grace QA"]
+    assert qa["rationale"] == "Investigation complete; benefit outweighs risk"
     story.site.svc.ledger.engine.dispose()
     res = runner.invoke(app, ["show", story.w.coi, "--db", story.site.db])
     assert res.exit_code == 0, res.output
     assert f"QC #{story.fail}: viability FAIL 55 %" in res.stdout
     assert f"(retest of {story.fail}: OOS investigation: sample handling)" in res.stdout
     assert f"EXCEPTIONAL RELEASE at entry {story.release}" in res.stdout
-    assert "Dr Pia Physician" in res.stdout and "No alternative therapy" in res.stdout
+    [line] = [ln for ln in res.stdout.splitlines() if "EXCEPTIONAL RELEASE" in ln]
+    assert "Dr Pia Physician (pia, authored): No alternative therapy for this patient" in line
+    # QA's dispositions of the OOS deviations are on the same line: what, who, why
+    assert (f"QA's dispositions: OOS deviation #{story.deviation} proceed at entry {qa['at']} by "
+            "Grace QA (grace, reviewed): Investigation complete; benefit outweighs risk") in line
 
 
 @pytest.mark.req("COPIES")
@@ -171,3 +177,16 @@ def test_the_pdf_copy_shows_the_failure_the_retest_and_the_exceptional_release(
     assert f"OOS deviation {story.deviation}, QA disposition" in flat
     assert "Grace QA (grace) - reviewed Disposition: proceed Rationale: Investigation complete; " \
            "benefit outweighs risk" in flat
+
+
+def test_show_escapes_qa_dispositions_from_the_ledger() -> None:
+    from coi.cli.readable import _dispositions
+    hostile = [{"deviation": 7, "disposition": "proceed\x1b[2J", "at": 9,
+                "by": [{"name": "Eve\u202eQA", "user": "eve", "meaning": "reviewed"}],
+                "rationale": "ok\rFORGED\x07"},
+               {"deviation": 8, "disposition": None, "at": None, "by": [], "rationale": None}]
+    line = _dispositions(hostile)
+    assert not any(ord(c) < 32 or c == "\u202e" for c in line), line
+    assert line.startswith("OOS deviation #7 proceed")
+    assert "OOS deviation #8 none recorded" in line
+    assert _dispositions([]) == "none recorded"

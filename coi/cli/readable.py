@@ -134,10 +134,8 @@ def show_lines(svc: CoiService, view: dict[str, Any]) -> list[str]:
     for x in view.get("exceptional_releases", []):
         out.append(f"  EXCEPTIONAL RELEASE at entry {x['release']} by "
                    f"{_who(x['released_by'])}; requested at entry {x['request']} by "
-                   f"{_who(x['requested_by'])}: {inert(x['justification'] or '')}")
-        for d in x["oos_dispositions"]:
-            out.append(f"    OOS deviation #{d['deviation']}: QA disposition "
-                       f"{inert(d['disposition'] or '-')} (entry {d['at']})")
+                   f"{_who(x['requested_by'])}: {inert(x['justification'] or '')}; QA's "
+                   f"dispositions: {_dispositions(x['oos_dispositions'])}")
     labels = st.get("labels", {})
     if labels:
         out.append("  labels: " + ", ".join(f"{inert(k)}={inert(v['status'])}"
@@ -148,3 +146,14 @@ def show_lines(svc: CoiService, view: dict[str, Any]) -> list[str]:
 def _who(signers: list[dict[str, Any]]) -> str:
     return "; ".join(f"{inert(s['name'])} ({inert(s['user'])}, {inert(s['meaning'])})"
                      for s in signers)
+
+
+def _dispositions(oos: list[dict[str, Any]]) -> str:
+    """QA's disposition of each OOS deviation, with who gave it and why, on one line."""
+    if not oos:
+        return "none recorded"
+    return "; ".join(
+        f"OOS deviation #{inert(d['deviation'])} {inert(d['disposition'] or 'none recorded')}"
+        + (f" at entry {inert(d['at'])} by {_who(d.get('by') or [])}: "
+           f"{inert(d.get('rationale') or '')}" if d.get("at") is not None else "")
+        for d in oos)

@@ -224,21 +224,58 @@ def _of(chain: list[_Row], titles: Titles, effect: str) -> list[_Row]:
     return [r for r in chain if titles.effects.get(r.st.type) == effect]
 
 
+def qc_results(chain: list[_Row], titles: Titles) -> list[tuple[_Row, int | None]]:
+    """Every QC result in ledger order with the index of the result it retests (or None): a
+    failure stays, a retest names the one it follows. The HTML and PDF copies both read this."""
+    out = []
+    for r in _of(chain, titles, "qc_result"):
+        of = r.st.data.get("retest_of")
+        out.append((r, of if isinstance(of, int) and not isinstance(of, bool) else None))
+    return out
+
+
+@dataclass(frozen=True)
+class ExceptionalRelease:
+    """A release after an OOS result: the release, the physician's request it names (None when
+    the bundle lacks it) and each OOS deviation with QA's first disposition of it (or None)."""
+
+    release: _Row
+    request_index: int
+    request: _Row | None
+    oos: tuple[tuple[_Row, _Row | None], ...]
+
+
+def exceptional_releases(chain: list[_Row], titles: Titles, by_index: Mapping[int, _Row]
+                         ) -> list[ExceptionalRelease]:
+    """Every release of the chain that names a physician's request, with QA's dispositions of
+    the chain's OOS deviations. The HTML and PDF copies both read this."""
+    out = []
+    for r in _of(chain, titles, "release"):
+        ref = r.st.data.get("physician_request")
+        if isinstance(ref, bool) or not isinstance(ref, int):
+            continue
+        oos = tuple((d, next((x for x in chain if x.st.type == "deviation.disposition"
+                              and x.st.data.get("deviation") == d.index), None))
+                    for d in chain if d.st.type == "deviation.open"
+                    and d.st.data.get("kind") == "oos_result")
+        out.append(ExceptionalRelease(r, ref, by_index.get(ref), oos))
+    return out
+
+
 def _qc_history(chain: list[_Row], titles: Titles) -> list[str]:
     """Every QC result in ledger order: a failure stays, a retest names the one it follows."""
-    results = _of(chain, titles, "qc_result")
+    results = qc_results(chain, titles)
     if not results:
         return []
     parts = ["<h3>QC results (every result; none is ever replaced)</h3><table><tr><th>Entry"
              "</th><th>Test</th><th>Result</th><th>Value</th><th>Retest of</th><th>Why "
              "repeated</th><th>Signed</th></tr>"]
-    for r in results:
+    for r, of in results:
         d = r.st.data
         result = d.get("result", "")
         css = "bad" if result == "fail" else "ok"
         unit = f" {d['unit']}" if isinstance(d.get("unit"), str) else ""
-        of = d.get("retest_of")
-        link = f'<a href="#e{esc(of)}">entry {esc(of)}</a>' if isinstance(of, int) else ""
+        link = f'<a href="#e{of}">entry {of}</a>' if of is not None else ""
         parts.append(f'<tr><td><a href="#e{r.index}">{r.index}</a></td><td>'
                      f"{esc(d.get('test', ''))}</td><td class=\"{css}\">{esc(result)}</td>"
                      f"<td>{esc(d.get('value', ''))}{esc(unit)}</td><td>{link}</td>"
@@ -250,20 +287,13 @@ def _qc_history(chain: list[_Row], titles: Titles) -> list[str]:
 def _exceptional(chain: list[_Row], titles: Titles, by_index: Mapping[int, _Row]) -> list[str]:
     """A release after an OOS result: the physician's request and QA's dispositions."""
     parts: list[str] = []
-    for r in _of(chain, titles, "release"):
-        ref = r.st.data.get("physician_request")
-        if isinstance(ref, bool) or not isinstance(ref, int):
-            continue
-        req = by_index.get(ref)
+    for x in exceptional_releases(chain, titles, by_index):
+        r = x.release
         parts.append(f'<h3>Exceptional release (entry <a href="#e{r.index}">{r.index}</a>)'
                      f"</h3><p>Released by {_signers(r.st)}</p>")
-        parts.append(f"<p>Requested by the treating physician: {_dev_cell(req, titles, 'request')}"
-                     "</p>")
-        oos = [d for d in chain if d.st.type == "deviation.open"
-               and d.st.data.get("kind") == "oos_result"]
-        for d in oos:
-            disp = next((x for x in chain if x.st.type == "deviation.disposition"
-                         and x.st.data.get("deviation") == d.index), None)
+        parts.append("<p>Requested by the treating physician: "
+                     f"{_dev_cell(x.request, titles, 'request')}</p>")
+        for d, disp in x.oos:
             parts.append(f"<p>OOS deviation {d.index}, QA disposition: "
                          f"{_dev_cell(disp, titles, 'disposition')}</p>")
     return parts

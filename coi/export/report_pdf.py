@@ -5,12 +5,15 @@ reuses): the verification result and the checkpoint first; then per product its 
 order, each entry with the step's title, the date and time in the entry's own time zone with its
 UTC offset, every signature with printed name, user id and meaning, the recorded values, and the
 corrections beside the entry they correct (the original values stay as recorded); the product's
-deviations with their disposition and closure; then the key events. A bundle that does not
-verify gives a one-page PDF that says so and why, and nothing else. The layout's building blocks
-(styles, tables, escaping) are the validation report's (:mod:`coi.export.validation_pdf`);
-every value from the bundle is escaped for reportlab's paragraph markup and set in an embedded
-TrueType font, a character the font cannot draw shown as ``<U+XXXX>`` as the PDF's legend says
-(:mod:`coi.export.pdf_text`).
+deviations with their disposition and closure; every QC result in order (failures stay, each
+retest names the result it follows and why) and any exceptional release with who released, the
+physician's request and justification and QA's dispositions of the OOS deviations, read through
+the same functions as the HTML copy so the two cannot disagree; then the key events. A bundle
+that does not verify gives a one-page PDF that says so and why, and nothing else. The layout's
+building blocks (styles, tables, escaping) are the validation report's
+(:mod:`coi.export.validation_pdf`); every value from the bundle is escaped for reportlab's
+paragraph markup and set in an embedded TrueType font, a character the font cannot draw shown as
+``<U+XXXX>`` as the PDF's legend says (:mod:`coi.export.pdf_text`).
 """
 
 from __future__ import annotations
@@ -29,7 +32,16 @@ from reportlab.lib.units import mm
 from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer
 
 from coi.export.pdf_text import PdfFont, legend, using
-from coi.export.report import Titles, _corrects, _Row, deviation_rows, format_time, load_entries
+from coi.export.report import (
+    Titles,
+    _corrects,
+    _Row,
+    deviation_rows,
+    exceptional_releases,
+    format_time,
+    load_entries,
+    qc_results,
+)
 from coi.export.validation_pdf import _styles, _table, _text
 from coi.export.verifier import BundleReport, verify_bundle
 from coi.ledger.entry import Statement
@@ -149,6 +161,51 @@ def _deviations(chain: list[_Row], titles: Titles, kinds: Kinds, st: Mapping[str
             _table(body, [35 * mm, 80 * mm, 81 * mm, 81 * mm])]
 
 
+def _qc_history(chain: list[_Row], titles: Titles, kinds: Kinds, st: Mapping[str, Any]
+                ) -> list[Any]:
+    """Every QC result in ledger order (as :func:`coi.export.report.qc_results` reads them): a
+    failure stays, a retest names the result it follows and why it was repeated."""
+    results = qc_results(chain, titles)
+    if not results:
+        return []
+    small = st["small"]
+    body: list[list[Any]] = [["Entry", "Test", "Result", "Value", "Retest of", "Why repeated",
+                              "Signed"]]
+    for r, of in results:
+        d = r.st.data
+        result = d.get("result", "")
+        colour = _BAD if result == "fail" else _OK
+        unit = f" {_text(d['unit'])}" if isinstance(d.get("unit"), str) else ""
+        body.append([Paragraph(str(r.index), small), Paragraph(_text(d.get("test", "")), small),
+                     Paragraph(f'<font color="{colour}"><b>{_text(result)}</b></font>', small),
+                     Paragraph(f"{_value(d.get('value', ''))}{unit}", small),
+                     Paragraph(f"entry {of}" if of is not None else "", small),
+                     Paragraph(_text(d.get("retest_reason", "")), small),
+                     Paragraph(f"{_signatures(r.st)}<br/>{_when(r.st)}", small)])
+    return [Paragraph("QC results (every result; none is ever replaced)", st["h3"]),
+            _table(body, [15 * mm, 35 * mm, 20 * mm, 30 * mm, 20 * mm, 67 * mm, 90 * mm])]
+
+
+def _exceptional(chain: list[_Row], titles: Titles, by_index: Mapping[int, _Row], kinds: Kinds,
+                 st: Mapping[str, Any]) -> list[Any]:
+    """A release after an OOS result (as :func:`coi.export.report.exceptional_releases` reads
+    it): who released, the physician's request and justification, QA's dispositions."""
+    small, out = st["small"], []
+    for x in exceptional_releases(chain, titles, by_index):
+        body: list[list[Any]] = [["", "Entry, date and signatures; recorded values"],
+                                 [Paragraph("Released", small),
+                                  _deviation_cell(x.release, titles, kinds, "release", small)],
+                                 [Paragraph(f"Requested by the treating physician (entry "
+                                            f"{x.request_index})", small),
+                                  _deviation_cell(x.request, titles, kinds, "request", small)]]
+        body += [[Paragraph(f"OOS deviation {d.index}, QA disposition", small),
+                  _deviation_cell(disp, titles, kinds, "disposition", small)]
+                 for d, disp in x.oos]
+        out += [Paragraph(f"Exceptional release (entry {x.release.index})", st["h3"]),
+                _table(body, [90 * mm, 187 * mm])]
+    return out
+
+
 def _summary(result: BundleReport, trust: str | None, st: Mapping[str, Any]) -> list[Any]:
     s = st["body"]
     pinned = (" against the trusted site key" if trust else
@@ -197,6 +254,8 @@ def story(path: Path, trust: str | None) -> tuple[list[Any], bool]:
         out += [Spacer(1, 4 * mm), Paragraph(f"Product {_text(subject)}", st["h2"]),
                 _chain_table(chain, titles, corrections, by_index, kinds, st["small"])]
         out += _deviations(chain, titles, kinds, st)
+        out += _qc_history(chain, titles, kinds, st)
+        out += _exceptional(chain, titles, by_index, kinds, st)
     keys = [r for r in rows if r.st.type in KEY_EVENT_TYPES]
     out += [Paragraph("Key events (who could sign, from which entry)", st["h2"]),
             _chain_table(keys, titles, corrections, by_index, kinds, st["small"])]

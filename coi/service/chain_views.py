@@ -145,12 +145,18 @@ def _exceptional(process: Process, timeline: list[dict[str, Any]],
             "release": t["index"], "released_by": t["signers"],
             "request": ref, "requested_by": req["signers"] if req else [],
             "justification": req["data"].get("justification") if req else None,
-            "oos_dispositions": [{"deviation": int(k), "disposition": d["disposition"],
-                                  "at": d["disposition_index"]}
+            "oos_dispositions": [_disposition(int(k), d, by_index.get(d["disposition_index"]))
                                  for k, d in sorted(devs.items(), key=lambda kv: int(kv[0]))
                                  if d["kind"] == "oos_result"],
         })
     return out
+
+
+def _disposition(dev: int, d: dict[str, Any], at: dict[str, Any] | None) -> dict[str, Any]:
+    """QA's disposition of one OOS deviation: what, at which entry, by whom and why."""
+    return {"deviation": dev, "disposition": d["disposition"], "at": d["disposition_index"],
+            "by": at["signers"] if at else [],
+            "rationale": at["data"].get("rationale") if at else None}
 
 
 def _damaged(index: int, time_ms: int, reason: str) -> dict[str, Any]:

@@ -28,7 +28,6 @@ from coi.cli.label_cmd import (
     ScanOpt,
     SendOpt,
     SignedOpt,
-    SizeOpt,
     chosen_product_code,
     scan_text,
 )

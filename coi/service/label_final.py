@@ -46,7 +46,8 @@ __all__ = [
 AUTOLOGOUS: Final = "FOR AUTOLOGOUS USE ONLY"
 FINAL_MARK: Final = "final"
 """The word in a label's recorded template that says it was a final-product label."""
-_RECORD_RE: Final = re.compile(r"([0-9]{4}-[0-9]{2}-[0-9]{2}) (S[0-9]{4}1[0-9A-Z]{2}) ([^|]+)\|(.+)")
+_RECORD_RE: Final = re.compile(
+    r"([0-9]{4}-[0-9]{2}-[0-9]{2}) (S[0-9]{4}1[0-9A-Z][0-9A-Za-z]) ([^|]+)\|(.+)")
 NAME_MAX: Final = 40
 _DATE_RE: Final = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _PRINTABLE_RE: Final = re.compile(r"[ -~]+")

@@ -141,6 +141,13 @@ def test_cli_reprints_a_final_label_final(site: demo.Site, db_path: Path,
                                  "--as", "maya", "--password-file", str(pw)])
     assert r.exit_code == 0, r.stderr
     check_symbols([png_image(out.read_bytes())], w, "F01002")
+    # The reprint's own entry carries the record, so its reprint is final too.
+    again = next(lab.id for lab in site.svc.chain().product(w.coi).labels.values()  # type: ignore[union-attr]
+                 if lab.replaces == lid)
+    _, third = L.reprint(site.svc, site.people["maya"], w.coi, again, "wet", "png",
+                         out_path=tmp_path / "c.png")
+    assert third is not None
+    check_symbols([png_image(third.read_bytes())], w, "F02002")
 
 
 _TEXT = st.text(st.characters(min_codepoint=33, max_codepoint=126), min_size=1, max_size=14)

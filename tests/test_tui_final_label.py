@@ -107,5 +107,6 @@ async def test_print_action_prints_the_final_product_label_with_the_patient_from
     row = next(r for r in L.reconciliation(svc, GATE_MET) if r["label"] == screen.result)
     assert row["printed"] and row["item"] == "F00001"
     issue = [t for t in svc.show(GATE_MET)["timeline"] if t["type"] == "label.issue"][-1]
-    assert issue["data"]["template"] == "4x2 zpl 203dpi isbt signed"
+    assert issue["data"]["template"] == ("4x2 zpl 203dpi isbt signed final 2027-05-28 S1234100 "
+                                         "<= -150 C|CD19 CAR-T CELLS")  # what it carried
     assert who.name not in json.dumps(svc.show(GATE_MET)["timeline"])

@@ -28,7 +28,6 @@ from coi.cli.label_cmd import (
     ScanOpt,
     SendOpt,
     SignedOpt,
-    SizeOpt,
     chosen_product_code,
     scan_text,
 )
@@ -36,6 +35,9 @@ from coi.service.text import inert
 
 if TYPE_CHECKING:
     from coi.service.chain import CoiService
+
+ReprintSizeOpt = Annotated[str | None, typer.Option(
+    help="Label size: 2x1 or 4x2 (inches) [default: 4x2 for a final-product label, else 2x1]")]
 
 app = typer.Typer(help="Label control: apply (by scan), void, reprint, check a scan, "
                        "list with reconciliation.",
@@ -92,7 +94,7 @@ def labels_reprint(
     fmt: FormatOpt,
     as_: AsOpt,
     output: OptionalOutOpt = None,
-    size: SizeOpt = "2x1",
+    size: ReprintSizeOpt = None,
     dpi: DpiOpt = None,
     with_isbt: IsbtOpt = False,
     product_code: ProductCodeOpt = None,
@@ -103,7 +105,8 @@ def labels_reprint(
     log_key: LogKeyOpt = None,
     password_file: PasswordFileOpt = None,
 ) -> None:
-    """Void a label (if not yet voided) and print its replacement under a new id."""
+    """Void a label (if not yet voided) and print its replacement under a new id; a
+    final-product label is reprinted final, with the expiry, product and storage it carried."""
     svc = open_chain(db, log_key)
     code = chosen_product_code(svc, product_code, with_isbt)
     from coi.service import labels as label_svc
@@ -114,7 +117,8 @@ def labels_reprint(
     with errors():
         from coi.service import labels as label_svc
         new, path = label_svc.reprint(svc, actor, coi, label_id, grounds, fmt.strip().lower(),
-                                      size.strip().lower(), dpi, with_isbt, output,
+                                      size.strip().lower() if size else None, dpi,
+                                      with_isbt, output,
                                       product_code=code, signed=signed, send_to=to)
         where = [f"printer {inert(str(to))}"] if to is not None else []
         where += [inert(path)] if path is not None else []

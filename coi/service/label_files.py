@@ -27,7 +27,13 @@ from coi.service.chain import CoiService
 from coi.service.errors import ConfigError, Refused
 from coi.service.files import write_atomically
 from coi.service.label_codes import label_code, label_id, product_din
-from coi.service.label_final import EnrolmentPatients, FinalLabel, PatientSource, final_lines
+from coi.service.label_final import (
+    EnrolmentPatients,
+    FinalLabel,
+    PatientSource,
+    final_lines,
+    final_record,
+)
 from coi.service.label_signing import SIGNED_MARK, sign_label
 from coi.service.ledger import Unlocked
 
@@ -89,10 +95,27 @@ def render(content: LabelContent, fmt: str, size: str, dpi: int) -> bytes:
     return render_zpl(content, size, dpi).encode("ascii")
 
 
-def template_text(size: str, fmt: str, dpi: int, with_isbt: bool, signed: bool) -> str:
-    """What the ledger records as a label's template: ``4x2 png 300dpi isbt signed``."""
-    return (f"{size} {fmt} {dpi}dpi" + (" isbt" if with_isbt else "")
+TEMPLATE_MAX: Final = 80
+"""The longest template the process records (``label_issue.template``, ``max_length``)."""
+
+
+def template_text(size: str, fmt: str, dpi: int, with_isbt: bool, signed: bool,
+                  final: FinalLabel | None = None,
+                  product_code: isbt128.ProductCode | None = None) -> str:
+    """What the ledger records as a label's template: ``4x2 png 300dpi isbt signed``; for a
+    final-product label followed by ``final`` and its details (``label_final.final_record``).
+    Too long for the record (a long product name and storage text together): refused."""
+    text = (f"{size} {fmt} {dpi}dpi" + (" isbt" if with_isbt else "")
             + (f" {SIGNED_MARK}" if signed else ""))
+    if final is None or product_code is None:
+        return text
+    text += " " + final_record(final, product_code)
+    if len(text) > TEMPLATE_MAX:
+        spare = TEMPLATE_MAX - len(text) + len(final.checked().product_name)
+        raise ConfigError(f"the ledger records a final-product label's product name and storage "
+                          f"with its template ({TEMPLATE_MAX} characters at most): shorten the "
+                          f"product name to {max(spare, 0)} characters or the storage text")
+    return text
 
 
 @dataclass(frozen=True)

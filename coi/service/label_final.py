@@ -39,9 +39,15 @@ __all__ = [
     "PatientOnLabel",
     "PatientSource",
     "final_lines",
+    "final_record",
+    "recorded_final",
 ]
 
 AUTOLOGOUS: Final = "FOR AUTOLOGOUS USE ONLY"
+FINAL_MARK: Final = "final"
+"""The word in a label's recorded template that says it was a final-product label."""
+_RECORD_RE: Final = re.compile(
+    r"([0-9]{4}-[0-9]{2}-[0-9]{2}) (S[0-9]{4}1[0-9A-Z][0-9A-Za-z]) ([^|]+)\|(.+)")
 NAME_MAX: Final = 40
 _DATE_RE: Final = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _PRINTABLE_RE: Final = re.compile(r"[ -~]+")
@@ -118,9 +124,33 @@ class FinalLabel:
     storage: str = "<= -150 C"
 
     def checked(self) -> FinalLabel:
+        storage = ascii_text(self.storage, "storage temperature", 14)
+        if "|" in storage:
+            raise ConfigError("the storage temperature cannot hold '|' (the ledger's record of "
+                              "the label uses it to separate the storage from the product name)")
         return FinalLabel(ascii_text(self.product_name, "product name", 24),
-                          iso_date(self.expiry, "expiry date"),
-                          ascii_text(self.storage, "storage temperature", 14))
+                          iso_date(self.expiry, "expiry date"), storage)
+
+
+def final_record(final: FinalLabel, code: isbt128.ProductCode) -> str:
+    """What the ledger records about a final-product label beyond its layout (after the
+    template's words): ``final 2027-05-28 S1234100 <= -150 C|CD19 CAR-T CELLS``: expiry,
+    ISBT 128 product code, storage, product name; never the patient (the PHI store has them).
+    """
+    f = final.checked()
+    return (f"{FINAL_MARK} {f.expiry} {code.code5}{code.collection_type}{code.division} "
+            f"{f.storage}|{f.product_name}")
+
+
+def recorded_final(template: str) -> tuple[FinalLabel, str] | None:
+    """The final-product details (and the product code text) a recorded template carries, or
+    None for a label that was not recorded final (labels issued before coi recorded them)."""
+    _base, mark, rest = template.partition(f" {FINAL_MARK} ")
+    found = _RECORD_RE.fullmatch(rest) if mark else None
+    if found is None:
+        return None
+    expiry, code, storage, name = found.groups()
+    return FinalLabel(name, expiry, storage), code
 
 
 def final_lines(final: FinalLabel, patients: PatientSource, coi: str, item: str, bags: int,

@@ -98,6 +98,7 @@ class Issued:
     key: bytes
     signed: bool
     partner: str | None = None  # who issued it: the partner's name here (or its origin)
+    template: str = ""  # the template its entry recorded ("" for a partner's label)
 
 
 def issued(svc: CoiService, label: Label) -> Issued:
@@ -112,7 +113,8 @@ def issued(svc: CoiService, label: Label) -> Issued:
     if st.type == HANDOFF_RECEIVED and LABEL_ISSUERS in st.data:
         return _from_partner(svc, st, label.id)
     template = str(st.data.get("template", ""))
-    return Issued(index, st.author.user, st.author.key, SIGNED_MARK in template.split())
+    return Issued(index, st.author.user, st.author.key, SIGNED_MARK in template.split(),
+                  template=template)
 
 
 def _from_partner(svc: CoiService, st: Statement, label_id: str) -> Issued:

@@ -75,7 +75,7 @@ from coi.service.label_files import (
     void_quietly,
     write_label,
 )
-from coi.service.label_final import FinalLabel, PatientOnLabel, PatientSource
+from coi.service.label_final import FinalLabel, PatientOnLabel, PatientSource, recorded_final
 from coi.service.label_signing import issued, signature_problem
 from coi.service.ledger import Unlocked
 from coi.service.scans import ScanRefused, read_scan
@@ -145,7 +145,8 @@ def issue_and_print(svc: CoiService, actor: Unlocked, coi: str, item: str, fmt: 
                     signer=actor if signed else None, final=final, patients=patients)
     svc.record("label_issue", product.coi, actor=actor, item=None if document else item,
                fields={"label": planned.label,
-                       "template": template_text(size, fmt, dpi, isbt, signed)})
+                       "template": template_text(size, fmt, dpi, isbt, signed, final,
+                                                 product_code)})
     if out_path is not None:
         write_label(svc, actor, product.coi, planned, fmt, size, out_path)
     if send_to is not None:
@@ -191,7 +192,7 @@ def void(svc: CoiService, actor: Unlocked, coi: str, label: str, grounds: str) -
 
 
 def reprint(svc: CoiService, actor: Unlocked, coi: str, label: str, grounds: str, fmt: str,
-            size: str = "2x1", dpi: int | None = None, isbt: bool = False,
+            size: str | None = None, dpi: int | None = None, isbt: bool = False,
             out_path: Path | None = Path("label.png"), *,
             product_code: isbt128.ProductCode | None = None,
             signed: bool = False, final: FinalLabel | None = None,
@@ -203,15 +204,26 @@ def reprint(svc: CoiService, actor: Unlocked, coi: str, label: str, grounds: str
     refused from now on. Everything is checked before the old label is voided. A reprint is
     recorded printed, so with ``send_to`` the printer must take it first: if it does not,
     nothing is recorded after the void and the old label stays voided (reprint it again).
+    A final-product label whose entry recorded its details (``final`` in the template) is
+    reprinted final with them (4x2, ISBT 128; ``size`` None: 4x2, else 2x1), the patient read
+    from ``patients`` again (refused, nothing recorded, when they were erased).
     """
     out_path = Path(out_path) if out_path is not None else None
-    dpi = check_output(fmt, size, dpi, out_path, signed=signed, send_to=send_to)
-    grounds = grounds_text(grounds)
     product = product_of(svc, coi)
     old = label_in(product, label)
     item = labelled_item(old)
     if item is None:
         raise Refused(f"label {old.id} names no item, so coi cannot reprint it")
+    if final is None and (was := recorded_final(issued(svc, old).template)) is not None:
+        final, recorded_code = was  # a final label is reprinted final, as recorded
+        if product_code is not None and product_code != parse_product_code(recorded_code):
+            raise ConfigError(f"label {old.id} is a final-product label with product code "
+                              f"{recorded_code}: its reprint carries the same (leave out "
+                              "--product-code and --isbt)")
+        product_code, isbt, size = parse_product_code(recorded_code), True, size or "4x2"
+    size = size or "2x1"
+    dpi = check_output(fmt, size, dpi, out_path, signed=signed, send_to=send_to)
+    grounds = grounds_text(grounds)
     later = [lab for lab in labels_of(product, item) if lab.replaces == old.id]
     if later:
         raise Refused(f"label {old.id} was already reprinted as {later[0].id}")
@@ -222,11 +234,11 @@ def reprint(svc: CoiService, actor: Unlocked, coi: str, label: str, grounds: str
     fields = {"label": planned.label, "replaces": old.id}
     reprint_step = svc.process().step("label_reprint")
     if reprint_step is not None and "template" in reprint_step.fields:
-        fields["template"] = template_text(size, fmt, dpi, isbt, signed)
-    elif signed:
+        fields["template"] = template_text(size, fmt, dpi, isbt, signed, final, product_code)
+    elif signed or final is not None:
         raise ConfigError("this ledger's process records no template on a reprint, so a "
-                          "signed reprint could not be told from a plain one; reprint it "
-                          "without --signed")
+                          "signed or final reprint could not be told from a plain one; void "
+                          "the label and issue a new one (coi label)")
     if old.status != "voided":
         svc.record("label_void", product.coi, actor=actor,
                    fields={"label": old.id, "grounds": grounds})

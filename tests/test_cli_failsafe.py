@@ -273,3 +273,28 @@ def test_an_output_in_a_folder_that_does_not_exist_is_a_usage_error(led: Ledger,
     line = one_coi_line(run("export", "--all", "-o", str(out), "--db", led.db))
     assert f"folder {out.parent} does not exist" in line and "nothing was written" in line
     assert not out.parent.exists()
+
+
+def test_handoff_receive_checks_its_files_before_recording_anything(db: Path,
+                                                                   tmp_path: Path) -> None:
+    """A folder or a device is not a hand-off file, and an acknowledgement that could not be
+    written (its folder missing) is found before the receipt is recorded, not after."""
+    import sqlite3
+
+    def rows() -> int:
+        with sqlite3.connect(db) as c:
+            return int(c.execute("SELECT COUNT(*) FROM ledger_entry").fetchone()[0])
+
+    size = rows()
+    common = ["--as", "nina", "--password-file", "-", "--db", str(db)]
+    for bad in (tmp_path, Path("/dev/zero")):
+        line = one_coi_line(run("handoff", "receive", str(bad), *common))
+        assert "is not a regular file" in line
+        line = one_coi_line(run("handoff", "ack", str(bad), *common))
+        assert "is not a regular file" in line
+    f = tmp_path / "h.jsonl"
+    f.write_text("{}\n")
+    line = one_coi_line(run("handoff", "receive", str(f), "--ack",
+                            str(tmp_path / "nodir" / "h.ack"), *common))
+    assert "does not exist; nothing was written" in line
+    assert rows() == size

@@ -17,6 +17,7 @@ from coi.cli.common import (
     errors,
     fail,
     open_chain,
+    refuse_existing,
     unlock_user,
 )
 from coi.service.text import inert
@@ -73,10 +74,8 @@ def handoff_receive(
     from coi.service.handoff_receive import receive_handoff
 
     svc = open_chain(db, log_key)
-    if not path.is_file():
-        fail(f"cannot read {path}: no such file", EXIT_USAGE)
-    if ack is not None and ack.exists():
-        fail(f"{ack} exists; refusing to overwrite it", EXIT_USAGE)
+    _regular_file(path, "the hand-off file the partner sent")
+    refuse_existing(False, ack)  # before anything is recorded: an ack that cannot be written
     who = unlock_user(svc, as_, password_file)
     with errors():
         r = receive_handoff(svc, who, path, ack=ack)
@@ -101,10 +100,16 @@ def handoff_ack(
     from coi.service.handoff_ack import record_ack
 
     svc = open_chain(db, log_key)
-    if not path.is_file():
-        fail(f"cannot read {path}: no such file", EXIT_USAGE)
+    _regular_file(path, "the acknowledgement the partner sent back")
     who = unlock_user(svc, as_, password_file)
     with errors():
         r = record_ack(svc, who, path)
     typer.echo(f"partner {inert(r.partner)} cosigned this ledger's checkpoint of {r.size} "
                f"entries; kept at entry {r.index}")
+
+
+def _regular_file(path: Path, what: str) -> None:
+    """A usage error unless ``path`` is a regular file (not missing, not a folder or device)."""
+    if not path.is_file():
+        why = "is not a regular file (a folder or a device)" if path.exists() else "no such file"
+        fail(f"cannot read {path}: {why}; give {what}", EXIT_USAGE)

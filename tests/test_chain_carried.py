@@ -38,6 +38,7 @@ from tests.test_handoff import (
     _template,
     copy_org,
     pin,
+    pw,
     send,
     ship,
 )
@@ -259,3 +260,21 @@ def test_a_receipt_whose_receiver_process_is_unknown_is_a_problem(
     out = check_carried(clinic, CLINIC[0], shipment, FACTORY[0], receipt.index, receipt,
                         load_process())
     assert out.problem is None and out.line is not None and "match the sender's" in out.line
+
+
+def test_two_files_of_one_organisation_that_disagree_are_reported_as_a_fork(
+        sent: tuple[Chain, list[Path], dict[str, Any]], tmp_path: Path) -> None:
+    """The factory's log forks: two copies under the same key each sign another entry at the
+    same index. Each of their bundles verifies alone; given together, verify-chain reports the
+    fork (signed evidence), never keeps one silently."""
+    c, files, _data = sent
+    one, two = copy_org(c.factory, tmp_path / "one"), copy_org(c.factory, tmp_path / "two")
+    for org, text in ((one, "kept at -80 C"), (two, "thawed by mistake")):
+        maya = org.svc.ledger.unlock("maya", pw("maya"))
+        org.svc.ledger.append("note.comment", c.coi, {"note": text}, [Party(maya, "authored")])
+    a, b = _bundle(one, c.coi, tmp_path / "a.jsonl"), _bundle(two, c.coi, tmp_path / "b.jsonl")
+    keys = [x for o in (c.clinic, c.factory) for x in ("--trust", o.ledger.log_verifier_key())]
+    res = runner.invoke(app, ["verify-chain", "--coi", c.coi, *keys, str(files[0]), str(a),
+                              str(b)])
+    assert res.exit_code == 1, res.output
+    assert "signed two histories" in res.output and "a fork of its log" in res.output

@@ -143,6 +143,7 @@ def verify_chain(coi: str, trust: Sequence[str], paths: Sequence[Path]) -> Chain
             raise ChainUsage(f"--trust {t!r} is not a verifier key string ({e})") from None
     files = [_load(Path(p), trusted, coi) for p in paths]
     result = ChainResult(coi, [(f.path, f.report) for f in files])
+    result.problems.extend(_forks(files))
     by_origin: dict[str, list[_File]] = {}
     for f in files:
         by_origin.setdefault(f.report.origin, []).append(f)
@@ -197,6 +198,27 @@ def verify_chain(coi: str, trust: Sequence[str], paths: Sequence[Path]) -> Chain
               for f in files for i, (_h, st) in f.entries.items()}
     result.timeline = sorted(events.values(), key=lambda e: (e.time_ms, e.origin, e.index))
     return result
+
+
+def _forks(files: Sequence[_File]) -> list[str]:
+    """Two files of one organisation that disagree: two checkpoints of the same size with
+    different roots, or one entry index with two different hashes. Each file verified on its
+    own against the same log key, so together they are signed evidence that its log forked."""
+    out: list[str] = []
+    for i, a in enumerate(files):
+        for b in files[i + 1:]:
+            if a.report.origin != b.report.origin:
+                continue
+            who = f"{a.report.origin} signed two histories ({a.path} and {b.path}): "
+            if a.report.tree_size == b.report.tree_size and a.report.root != b.report.root:
+                out.append(who + f"two checkpoints of {a.report.tree_size} entries with "
+                           "different roots (a fork of its log)")
+                continue
+            clash = sorted(n for n in set(a.entries) & set(b.entries)
+                           if a.entries[n][0] != b.entries[n][0])
+            if clash:
+                out.append(who + f"entry {clash[0]} differs between them (a fork of its log)")
+    return out
 
 
 def _processes(files: Sequence[_File]) -> dict[str, Process | str]:

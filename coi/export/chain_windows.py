@@ -92,17 +92,20 @@ def _item(st: Statement) -> str | None:
 
 
 def _span(ms: int) -> str:
-    """A duration for people: whole days as days, else hours and minutes (and seconds)."""
+    """A duration for people, to the second: days (and hours) from 3 days up, else hours,
+    minutes and seconds (``20 d 21 h``, ``51 h``, ``20 h 5 min``, ``2 min 45 s``)."""
     sign, ms = ("-", -ms) if ms < 0 else ("", ms)
-    if ms and ms % 86_400_000 == 0 and ms >= 3 * 86_400_000:
-        return f"{sign}{ms // 86_400_000} d"
-    h, rest = divmod(ms, 3_600_000)
-    m, rest = divmod(rest, 60_000)
-    parts = [f"{h} h"] if h else []
-    if m or not h:
+    secs = (ms + 500) // 1000
+    days, secs = divmod(secs, 86_400) if secs >= 3 * 86_400 else (0, secs)
+    h, secs = divmod(secs, 3_600)
+    m, s = divmod(secs, 60)
+    parts = [f"{days} d"] if days else []
+    if h:
+        parts.append(f"{h} h")
+    if not days and (m or not (h or s)):
         parts.append(f"{m} min")
-    if rest:
-        parts.append(f"{rest / 1000:g} s")
+    if s and not days:
+        parts.append(f"{s} s")
     return sign + " ".join(parts)
 
 

@@ -53,7 +53,9 @@ def field_form(spec: FieldSpec) -> str:
     if spec.type == "identifier":
         return "identifier: capital letters, digits and '-'"
     if spec.type == "commitment":
-        return "computed by coi (a keyed commitment; never typed)"
+        return ("computed by coi from the wristband (a keyed commitment; never typed): scan "
+                "the wristband at the station, or key its patient id as --field wristband=ID "
+                "with --witness and --keyed-reason")
     if spec.type == "qc_value":
         return "the QC test's value (see its specification)"
     return f"text, up to {spec.max_length} characters"

@@ -298,3 +298,22 @@ def test_handoff_receive_checks_its_files_before_recording_anything(db: Path,
                             str(tmp_path / "nodir" / "h.ack"), *common))
     assert "does not exist; nothing was written" in line
     assert rows() == size
+
+
+def test_a_failed_verification_says_what_to_do(led: Ledger) -> None:
+    """A ledger whose entries fail verification: the message names the entry and what was
+    wrong, then what to do (record nothing more, keep the copy, restore the last verified
+    backup, report it)."""
+    import sqlite3
+
+    led.svc.engine.dispose()
+    with sqlite3.connect(led.db) as c:  # behind coi's back: its append-only triggers dropped
+        for (name,) in c.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'"
+                                 ).fetchall():
+            c.execute(f'DROP TRIGGER "{name}"')
+        c.execute("UPDATE ledger_entry SET signatures = X'00' || substr(signatures, 2) "
+                  "WHERE idx = 2")
+    r = run("verify", "--db", led.db)
+    line = one_coi_line(r, code=1)
+    assert "verification FAILED: entry 2:" in line
+    assert "record nothing more on this ledger" in line and "coi restore" in line

@@ -126,7 +126,7 @@ def test_verify_and_the_replay_refuse_a_fault_in_the_same_words(
     assert error.reason.startswith(expected), error.reason
     stderr = refusal_by_verify(site)
     assert "verification FAILED" in stderr
-    assert stderr.rstrip("\n").endswith(f"entry {index}: {error.reason}"), stderr
+    assert f"verification FAILED: entry {index}: {error.reason}. What to do:" in stderr, stderr
     assert refusal_by_verify(site, "--jobs", "2") == stderr
 
 

@@ -142,6 +142,11 @@ def append(
         typer.echo(f"appended entry {entry.index} ({entry.entry_hash.hex()})")
 
 
+AFTER_A_FAILURE = ("What to do: record nothing more on this ledger; keep this database as it "
+                   "is for the investigation; restore the last backup that verified into a new "
+                   "database (`coi restore`) and report the failure to QA")
+
+
 @app.command()
 def verify(
     db: DbOpt = None,
@@ -158,11 +163,17 @@ def verify(
     svc = open_ledger(db)
     with errors():
         from coi.service.chain import verify_all
+        from coi.service.errors import VerificationError
         from coi.service.handoff_ack import partner_pins
 
         pins = partner_pins(svc)  # checked like --checkpoint: they are signed by the log key
-        result = verify_all(svc, jobs=jobs, checkpoints=notes + [p.note for p in pins],
-                            replica=True)
+        try:
+            result = verify_all(svc, jobs=jobs, checkpoints=notes + [p.note for p in pins],
+                                replica=True)
+        except VerificationError as e:
+            if "coi migrate" in e.reason:  # a projection table, not the entries: it says what
+                raise
+            raise VerificationError(f"{e.reason}. {AFTER_A_FAILURE}", index=e.index) from None
         typer.echo(f"OK: {result.size} entries verified; root {b64(result.root)} (base64, as "
                    "a checkpoint writes it)")
         _say_where_read(svc, result.size)

@@ -74,10 +74,11 @@ def _fetch_all(conn: Connection, sql: str, params: Sequence[Any] = ()) -> list[A
 
 
 def _stored(r: Any) -> StoredEntry:
-    return StoredEntry(index=r.idx, prev_hash=r.prev_hash, entry_hash=r.entry_hash,
-                       time_ms=r.time_ms, type=r.type, subject=r.subject, signer=r.signer,
-                       statement=bytes(r.statement) if r.statement is not None else None,  # type: ignore[arg-type]
-                       signatures=bytes(r.signatures) if r.signatures is not None else None)  # type: ignore[arg-type]
+    """A row of ``ledger_entry`` as the core's ``StoredEntry``; a damaged column (text where a
+    blob belongs, NULL) is passed on as it is for the core's row check to refuse, naming the
+    entry, as the verify workers' reader does (``stored_tuple``)."""
+    return stored_tuple(r.idx, r.prev_hash, r.entry_hash, r.time_ms, r.type, r.subject,
+                        r.signer, r.statement, r.signatures)
 
 
 READ_ONLY_SQLSTATE = "25006"  # PostgreSQL: read_only_sql_transaction (a hot standby)

@@ -149,6 +149,31 @@ def _corrects(st: Statement) -> int | None:
     return None
 
 
+@dataclass(frozen=True)
+class Grouped:
+    """A bundle's rows as both copies (HTML and PDF) lay them out: by index; the corrections
+    of each entry; each product's chain (in-scope entries, key events apart), by subject; and
+    the key events."""
+
+    by_index: Mapping[int, _Row]
+    corrections: Mapping[int, list[_Row]]
+    chains: list[tuple[str, list[_Row]]]
+    key_events: list[_Row]
+
+
+def grouped(rows: list[_Row]) -> Grouped:
+    """See :class:`Grouped`: the one place the copies' sections are chosen."""
+    corrections: dict[int, list[_Row]] = {}
+    by_subject: dict[str, list[_Row]] = {}
+    for r in rows:
+        if (target := _corrects(r.st)) is not None:
+            corrections.setdefault(target, []).append(r)
+        if r.in_scope and r.st.type not in KEY_EVENT_TYPES:
+            by_subject.setdefault(r.st.subject, []).append(r)
+    return Grouped({r.index: r for r in rows}, corrections, sorted(by_subject.items()),
+                   [r for r in rows if r.st.type in KEY_EVENT_TYPES])
+
+
 def _entry_row(r: _Row, titles: Titles, corrections: Mapping[int, list[_Row]],
                by_index: Mapping[int, _Row], css: str = "") -> str:
     st = r.st
@@ -331,18 +356,9 @@ def render(path: Path, trust: str | None = None) -> tuple[str, bool]:
     except (OSError, LedgerError, ValueError, KeyError) as e:  # pragma: no cover - verified
         raise VerificationError(f"the bundle changed while it was read: {e}") from None
     titles = Titles.from_toml(process)
-    by_index = {r.index: r for r in rows}
-    corrections: dict[int, list[_Row]] = {}
-    for r in rows:
-        corrected = _corrects(r.st)
-        if corrected is not None:
-            corrections.setdefault(corrected, []).append(r)
-    by_subject: dict[str, list[_Row]] = {}
-    for r in rows:
-        if r.in_scope and r.st.type not in KEY_EVENT_TYPES:
-            by_subject.setdefault(r.st.subject, []).append(r)
-    for subject in sorted(by_subject):
-        chain = by_subject[subject]
+    g = grouped(rows)
+    by_index, corrections = g.by_index, g.corrections
+    for subject, chain in g.chains:
         parts.append(f"<h2>Product {esc(subject)}</h2><h3>Chain</h3><table>{_HEAD}")
         for r in chain:
             parts.append(_entry_row(r, titles, corrections, by_index,
@@ -351,9 +367,8 @@ def render(path: Path, trust: str | None = None) -> tuple[str, bool]:
         parts.extend(_deviations(chain, titles))
         parts.extend(_qc_history(chain, titles))
         parts.extend(_exceptional(chain, titles, by_index))
-    keys = [r for r in rows if r.st.type in KEY_EVENT_TYPES]
     parts.append(f"<h2>Key events (who could sign, from which entry)</h2><table>{_HEAD}")
-    parts.extend(_entry_row(r, titles, corrections, by_index) for r in keys)
+    parts.extend(_entry_row(r, titles, corrections, by_index) for r in g.key_events)
     parts.append("</table></body></html>")
     return "\n".join(parts), True
 

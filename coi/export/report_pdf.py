@@ -39,6 +39,7 @@ from coi.export.report import (
     deviation_rows,
     exceptional_releases,
     format_time,
+    grouped,
     load_entries,
     qc_results,
 )
@@ -46,7 +47,6 @@ from coi.export.validation_pdf import _styles, _table, _text
 from coi.export.verifier import BundleReport, verify_bundle
 from coi.ledger.entry import Statement
 from coi.ledger.errors import VerificationError
-from coi.ledger.registry import KEY_EVENT_TYPES
 
 _OK = colors.HexColor("#1b7f3b").hexval()
 _BAD = colors.HexColor("#b00020").hexval()
@@ -240,25 +240,16 @@ def story(path: Path, trust: str | None) -> tuple[list[Any], bool]:
     out += _summary(result, trust, st)
     rows, process = load_entries(path)
     titles, kinds = Titles.from_toml(process), Kinds(process)
-    by_index = {r.index: r for r in rows}
-    corrections: dict[int, list[_Row]] = {}
-    for r in rows:
-        if (target := _corrects(r.st)) is not None:
-            corrections.setdefault(target, []).append(r)
-    by_subject: dict[str, list[_Row]] = {}
-    for r in rows:
-        if r.in_scope and r.st.type not in KEY_EVENT_TYPES:
-            by_subject.setdefault(r.st.subject, []).append(r)
-    for subject in sorted(by_subject):
-        chain = by_subject[subject]
+    g = grouped(rows)
+    by_index, corrections = g.by_index, g.corrections
+    for subject, chain in g.chains:
         out += [Spacer(1, 4 * mm), Paragraph(f"Product {_text(subject)}", st["h2"]),
                 _chain_table(chain, titles, corrections, by_index, kinds, st["small"])]
         out += _deviations(chain, titles, kinds, st)
         out += _qc_history(chain, titles, kinds, st)
         out += _exceptional(chain, titles, by_index, kinds, st)
-    keys = [r for r in rows if r.st.type in KEY_EVENT_TYPES]
     out += [Paragraph("Key events (who could sign, from which entry)", st["h2"]),
-            _chain_table(keys, titles, corrections, by_index, kinds, st["small"])]
+            _chain_table(g.key_events, titles, corrections, by_index, kinds, st["small"])]
     return out, True
 
 

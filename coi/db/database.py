@@ -78,7 +78,7 @@ class Database:
         from coi.db import migrate  # Alembic only when the schema changes
 
         migrate.upgrade(self.engine, attributes)
-        return migrate.current_revision(self.engine) or "none"
+        return self.revision() or "none"
 
     @contextmanager
     def transaction(self) -> Iterator[Tx]:

@@ -22,7 +22,7 @@ import re
 from coi.domain import isbt, payload
 from coi.domain.errors import ScanError
 
-__all__ = ["verify_keyed"]
+__all__ = ["keyed_text", "verify_keyed"]
 
 _SPACES = re.compile(r"[ \t]+")
 _DIN_K = re.compile(r"([A-NP-Z1-9][0-9]{4})([0-9]{2})([0-9]{6})([0-9A-Z*])")
@@ -30,11 +30,16 @@ _COI_K = re.compile(r"(CH[A-NP-Z1-9][0-9]{4}[0-9]{2}[0-9A-Z]{6})([0-9A-Z*])")
 _KINDS = {"bag": ("CF", "a bag's label (C or F item)"), "document": ("D", "a shipping document")}
 
 
+def keyed_text(raw: str) -> str:
+    """What was keyed, as it is checked: spaces and tabs dropped, upper case."""
+    return _SPACES.sub("", raw.strip()).upper()
+
+
 def verify_keyed(check: str, raw: str, coi: str) -> str:
     """``raw`` keyed by hand for a field checked as ``check``, verified, as a station records it.
 
     ``coi`` is the product's Chain of Identity text (a label code must be this product's)."""
-    text = _SPACES.sub("", raw.strip()).upper()
+    text = keyed_text(raw)
     if check == "din":
         return _din(text)
     if check == "coi":

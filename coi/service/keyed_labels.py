@@ -11,9 +11,9 @@ with a label a station would refuse. The refusal is recorded like a station's.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 
+from coi.domain.keyed import keyed_text
 from coi.service.chain import CoiService
 from coi.service.errors import Refused
 from coi.service.labels import trust_problem
@@ -22,7 +22,6 @@ from coi.service.scans import ScanRefused, read_scan
 __all__ = ["check_keyed_labels"]
 
 _LABEL_CHECKS = frozenset({"bag", "document"})
-_SPACES = re.compile(r"[ \t]+")
 
 
 def check_keyed_labels(svc: CoiService, step: str, coi: str, fields: Mapping[str, str], *,
@@ -37,7 +36,7 @@ def check_keyed_labels(svc: CoiService, step: str, coi: str, fields: Mapping[str
         if field is None or field.check not in _LABEL_CHECKS:
             continue
         try:
-            scan = read_scan(_SPACES.sub("", value.strip()).upper())
+            scan = read_scan(keyed_text(value))
         except ScanRefused:
             continue  # not a label's text: the keyed check refuses it with its own reason
         problem = trust_problem(svc, scan)
